@@ -1,0 +1,156 @@
+"""Architecture spec: a memory hierarchy from DRAM inward, spatial fanouts between levels, MACs."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rlmap.problem import DIMS, TENSORS, parse_dim, parse_tensor
+
+Format = Literal["uncompressed", "bitmask", "rle", "coordinate"]
+
+
+class Fanout(BaseModel):
+    """Spatial fanout from one level to the instances of the next one, as an X by Y mesh.
+
+    `x_dims` / `y_dims` restrict which problem dimensions may be unrolled on each axis
+    (empty = any), e.g. a TPU-like array puts K on X and C on Y.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    x: int = Field(1, gt=0)
+    y: int = Field(1, gt=0)
+    x_dims: tuple[str, ...] = ()
+    y_dims: tuple[str, ...] = ()
+
+    @field_validator("x_dims", "y_dims")
+    @classmethod
+    def _dims(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(DIMS[parse_dim(d)] for d in v)
+
+    @property
+    def size(self) -> int:
+        return self.x * self.y
+
+
+class MemoryLevel(BaseModel):
+    """One storage level; capacities are per instance, energies per word accessed (pJ)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    capacity: int | dict[str, int] | None = Field(
+        None, description="words per instance: one shared number, a per-tensor partition, or null = unbounded")
+    word_bits: int = Field(16, gt=0)
+    keeps: tuple[str, ...] = TENSORS
+    read_energy: float = Field(ge=0.0)
+    write_energy: float = Field(ge=0.0)
+    bandwidth: float | None = Field(None, gt=0.0, description="words per cycle per instance; null = unbounded")
+    fanout: Fanout = Fanout()
+    formats: dict[str, Format] = Field(default_factory=dict, description="storage format per tensor (sparse)")
+    source: str = ""
+
+    @field_validator("keeps")
+    @classmethod
+    def _keeps(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        idx = sorted({parse_tensor(t) for t in v})
+        return tuple(TENSORS[i] for i in idx)
+
+    @field_validator("capacity")
+    @classmethod
+    def _capacity(cls, v: int | dict[str, int] | None) -> int | dict[str, int] | None:
+        if isinstance(v, int) and v <= 0:
+            raise ValueError(f"capacity must be positive, got {v}")
+        if isinstance(v, dict):
+            out = {}
+            for t, words in v.items():
+                if words <= 0:
+                    raise ValueError(f"capacity of {t} must be positive, got {words}")
+                out[TENSORS[parse_tensor(t)]] = words
+            return out
+        return v
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, v: dict[str, Format]) -> dict[str, Format]:
+        return {TENSORS[parse_tensor(t)]: f for t, f in v.items()}
+
+    @model_validator(mode="after")
+    def _partition_matches_keeps(self) -> "MemoryLevel":
+        if isinstance(self.capacity, dict):
+            extra = set(self.capacity) - set(self.keeps)
+            if extra:
+                raise ValueError(f"capacity given for {sorted(extra)} which this level does not keep")
+            missing = set(self.keeps) - set(self.capacity)
+            if missing:
+                raise ValueError(f"partitioned capacity lacks {sorted(missing)}")
+        extra_fmt = set(self.formats) - set(self.keeps)
+        if extra_fmt:
+            raise ValueError(f"format given for {sorted(extra_fmt)} which this level does not keep")
+        return self
+
+
+class Compute(BaseModel):
+    """The MAC units and their sparse acceleration feature (Sparseloop's SAF).
+
+    `gate` keeps the cycle but spends no energy on ineffectual MACs (and their operand reads);
+    `skip` saves both the energy and the cycle.  `on` names the operands whose zeros are detected.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mac_energy: float = Field(ge=0.0, description="pJ per MAC")
+    sparse: Literal["none", "gate", "skip"] = "none"
+    on: tuple[str, ...] = ("inputs", "weights")
+
+    @field_validator("on")
+    @classmethod
+    def _on(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        idx = sorted({parse_tensor(t) for t in v})
+        if 2 in idx:
+            raise ValueError("compute skipping/gating is conditioned on operands (inputs, weights), not outputs")
+        return tuple(TENSORS[i] for i in idx)
+
+
+class Architecture(BaseModel):
+    """Levels are listed outermost (DRAM) first; `levels[i].fanout` leads to `levels[i+1]` (or the MACs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    description: str = ""
+    source: str = ""
+    data_bits: int = Field(16, gt=0, description="bits per data element")
+    clock_ghz: float = Field(1.0, gt=0.0)
+    levels: list[MemoryLevel] = Field(min_length=1)
+    compute: Compute
+
+    @model_validator(mode="after")
+    def _structure(self) -> "Architecture":
+        names = [lvl.name for lvl in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError(f"level names must be unique, got {names}")
+        if set(self.levels[0].keeps) != set(TENSORS):
+            raise ValueError(f"the outermost level ({names[0]}) must keep every tensor")
+        for t in TENSORS:
+            if not any(t in lvl.keeps for lvl in self.levels):
+                raise ValueError(f"no level keeps {t}")
+        return self
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def num_pes(self) -> int:
+        """MAC units: the product of every fanout."""
+        return math.prod(lvl.fanout.size for lvl in self.levels)
+
+    def instances(self, level: int) -> int:
+        """How many copies of `levels[level]` exist (product of the fanouts above it)."""
+        return math.prod(lvl.fanout.size for lvl in self.levels[:level])
+
+    def level_index(self, name: str) -> int:
+        for i, lvl in enumerate(self.levels):
+            if lvl.name == name:
+                return i
+        raise KeyError(f"architecture {self.name!r} has no level {name!r} (levels: {[l.name for l in self.levels]})")

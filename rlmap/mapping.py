@@ -1,0 +1,205 @@
+"""Mapping spec: tiling factors and loop order per memory level, spatial unrolling per fanout.
+
+A mapping of an architecture with levels 0 (DRAM) .. L-1 is the loop nest, outermost first,
+
+    level 0 temporal loops (in `order[0]`), level 0 spatial loops (X then Y) -> instances of level 1,
+    level 1 temporal loops, level 1 spatial loops, ..., level L-1 spatial loops -> MACs.
+
+For every dimension the temporal and spatial factors over all levels multiply to its size.
+Level l's tile is everything iterated by its own loops and those inside them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rlmap.arch import Architecture
+from rlmap.errors import InvalidMappingError, SpecError
+from rlmap.layer import Layer
+from rlmap.problem import DIMS, N_DIMS, parse_dim
+
+IntMatrix = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Per level (outermost first): temporal factors, spatial X/Y factors and the loop order.
+
+    Every matrix is indexed [level][dim] in rlmap.problem.DIMS order; `order[l]` is a permutation of
+    dim indices, outermost loop first.
+    """
+
+    temporal: IntMatrix
+    spatial_x: IntMatrix
+    spatial_y: IntMatrix
+    order: IntMatrix
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.temporal)
+
+    def factors(self, dim: int) -> list[int]:
+        """All factors of one dimension, outermost first (temporal, then X, then Y per level)."""
+        out = []
+        for lvl in range(self.n_levels):
+            out += [self.temporal[lvl][dim], self.spatial_x[lvl][dim], self.spatial_y[lvl][dim]]
+        return out
+
+    def to_arrays(self) -> "MappingBatch":
+        """A batch of one, for the vectorised cost model."""
+        return MappingBatch(
+            temporal=np.array([self.temporal], dtype=np.int64),
+            spatial_x=np.array([self.spatial_x], dtype=np.int64),
+            spatial_y=np.array([self.spatial_y], dtype=np.int64),
+            order=np.array([self.order], dtype=np.int64),
+        )
+
+    # ------------------------------------------------------------------ checks
+    def check_structure(self, layer: Layer, arch: Architecture) -> None:
+        """Raise InvalidMappingError naming the level and dimension that break factors or fanout.
+
+        Capacity is checked by the cost model, which owns the footprint formulas.
+        """
+        L = arch.n_levels
+        for name, mat in (("temporal", self.temporal), ("spatial_x", self.spatial_x), ("spatial_y", self.spatial_y),
+                          ("order", self.order)):
+            if len(mat) != L or any(len(row) != N_DIMS for row in mat):
+                raise InvalidMappingError(f"{name} must be {L} levels x {N_DIMS} dims for architecture {arch.name!r}")
+        for lvl, row in enumerate(self.order):
+            if sorted(row) != list(range(N_DIMS)):
+                raise InvalidMappingError(f"level {arch.levels[lvl].name}: loop order {row} is not a permutation")
+        dims = layer.problem_dims
+        for d, size in enumerate(dims):
+            fs = self.factors(d)
+            if any(f <= 0 for f in fs):
+                raise InvalidMappingError(f"dimension {DIMS[d]}: factors must be positive, got {fs}")
+            if math.prod(fs) != size:
+                raise InvalidMappingError(
+                    f"dimension {DIMS[d]}: factors {fs} multiply to {math.prod(fs)}, layer {layer.name!r} needs {size}")
+        for lvl, level in enumerate(arch.levels):
+            fan = level.fanout
+            for axis, mat, limit, allowed in (("X", self.spatial_x, fan.x, fan.x_dims), ("Y", self.spatial_y, fan.y, fan.y_dims)):
+                used = math.prod(mat[lvl])
+                if used > limit:
+                    raise InvalidMappingError(
+                        f"level {level.name}: spatial {axis} factors use {used} > fanout {limit}")
+                if allowed:
+                    for d in range(N_DIMS):
+                        if mat[lvl][d] > 1 and DIMS[d] not in allowed:
+                            raise InvalidMappingError(
+                                f"level {level.name}: dimension {DIMS[d]} may not be unrolled on {axis} "
+                                f"(allowed: {', '.join(allowed)})")
+
+    # ------------------------------------------------------------------ YAML form
+    def to_dict(self, arch: Architecture, layer: Layer | None = None) -> dict[str, Any]:
+        """Readable form: only factors > 1 are written; order lists every dim, outermost first."""
+        levels = []
+        for lvl, level in enumerate(arch.levels):
+            entry: dict[str, Any] = {"name": level.name}
+            entry["temporal"] = {DIMS[d]: f for d, f in enumerate(self.temporal[lvl]) if f > 1}
+            entry["order"] = "".join(DIMS[d] for d in self.order[lvl])
+            sx = {DIMS[d]: f for d, f in enumerate(self.spatial_x[lvl]) if f > 1}
+            sy = {DIMS[d]: f for d, f in enumerate(self.spatial_y[lvl]) if f > 1}
+            if sx:
+                entry["spatial_x"] = sx
+            if sy:
+                entry["spatial_y"] = sy
+            levels.append(entry)
+        out: dict[str, Any] = {"arch": arch.name}
+        if layer is not None:
+            out["layer"] = layer.name
+        out["levels"] = levels
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, arch: Architecture, where: str = "mapping") -> "Mapping":
+        """Parse the form written by to_dict; omitted factors are 1, omitted order is canonical."""
+        if not isinstance(data, dict) or not isinstance(data.get("levels"), list):
+            raise SpecError("expected a mapping with a 'levels' list", where)
+        levels = data["levels"]
+        if len(levels) != arch.n_levels:
+            raise SpecError(f"has {len(levels)} levels, architecture {arch.name!r} has {arch.n_levels}", where)
+        mats: dict[str, list[list[int]]] = {k: [] for k in ("temporal", "spatial_x", "spatial_y")}
+        orders: list[tuple[int, ...]] = []
+        for lvl, (entry, level) in enumerate(zip(levels, arch.levels)):
+            here = f"{where}.levels[{lvl}]"
+            if not isinstance(entry, dict):
+                raise SpecError("expected a dict", here)
+            if entry.get("name", level.name) != level.name:
+                raise SpecError(f"level name {entry.get('name')!r} does not match architecture level {level.name!r}", here)
+            unknown = set(entry) - {"name", "temporal", "order", "spatial_x", "spatial_y"}
+            if unknown:
+                raise SpecError(f"unknown field(s) {sorted(unknown)}", here)
+            for key in mats:
+                row = [1] * N_DIMS
+                for dim, f in (entry.get(key) or {}).items():
+                    try:
+                        d = parse_dim(str(dim))
+                    except ValueError as exc:
+                        raise SpecError(str(exc), f"{here}.{key}") from None
+                    if not isinstance(f, int) or isinstance(f, bool) or f <= 0:
+                        raise SpecError(f"factor of {DIMS[d]} must be a positive integer, got {f!r}", f"{here}.{key}")
+                    row[d] = f
+                mats[key].append(row)
+            orders.append(_parse_order(entry.get("order"), f"{here}.order"))
+        return cls(
+            temporal=tuple(tuple(r) for r in mats["temporal"]),
+            spatial_x=tuple(tuple(r) for r in mats["spatial_x"]),
+            spatial_y=tuple(tuple(r) for r in mats["spatial_y"]),
+            order=tuple(orders),
+        )
+
+
+def _parse_order(raw: Any, where: str) -> tuple[int, ...]:
+    """An order is a string like 'NGKCPQRS' or a list of dim names, outermost first.
+
+    Dims left out are placed outermost (in canonical order), where a loop of factor 1 does nothing.
+    """
+    if raw is None:
+        return tuple(range(N_DIMS))
+    names = list(raw) if isinstance(raw, str) else raw
+    if not isinstance(names, list):
+        raise SpecError("order must be a string of dim letters or a list of dims", where)
+    try:
+        idx = [parse_dim(str(n)) for n in names]
+    except ValueError as exc:
+        raise SpecError(str(exc), where) from None
+    if len(set(idx)) != len(idx):
+        raise SpecError(f"repeats a dimension: {raw!r}", where)
+    missing = [d for d in range(N_DIMS) if d not in idx]
+    return tuple(missing + idx)
+
+
+@dataclass(frozen=True)
+class MappingBatch:
+    """B mappings of one layer as int arrays of shape (B, levels, dims); order holds dim indices."""
+
+    temporal: np.ndarray
+    spatial_x: np.ndarray
+    spatial_y: np.ndarray
+    order: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.temporal.shape[0])
+
+    def __getitem__(self, i: int) -> Mapping:
+        def mat(a: np.ndarray) -> IntMatrix:
+            return tuple(tuple(int(x) for x in row) for row in a[i])
+
+        return Mapping(mat(self.temporal), mat(self.spatial_x), mat(self.spatial_y), mat(self.order))
+
+    @classmethod
+    def stack(cls, mappings: list[Mapping]) -> "MappingBatch":
+        return cls(
+            temporal=np.array([m.temporal for m in mappings], dtype=np.int64),
+            spatial_x=np.array([m.spatial_x for m in mappings], dtype=np.int64),
+            spatial_y=np.array([m.spatial_y for m in mappings], dtype=np.int64),
+            order=np.array([m.order for m in mappings], dtype=np.int64),
+        )
+
+    def take(self, idx: np.ndarray) -> "MappingBatch":
+        return MappingBatch(self.temporal[idx], self.spatial_x[idx], self.spatial_y[idx], self.order[idx])
