@@ -88,6 +88,8 @@ class MemoryLevel(BaseModel):
         extra_fmt = set(self.formats) - set(self.keeps)
         if extra_fmt:
             raise ValueError(f"format given for {sorted(extra_fmt)} which this level does not keep")
+        if self.formats.get("outputs", "uncompressed") != "uncompressed":
+            raise ValueError("outputs hold partial sums, which rlmap keeps uncompressed; formats apply to inputs and weights")
         return self
 
 

@@ -1,0 +1,522 @@
+"""Analytical cost model (Timeloop-style nest analysis, Sparseloop-style expected-value sparsity).
+
+Two evaluation paths share the formulas below: `CostModel.evaluate` scores one `Mapping` in plain
+Python (the reference, and fast for one call), `CostModel.evaluate_batch` scores a `MappingBatch`
+with numpy, no Python loop per mapping.  Every formula is written out in docs/costmodel.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from rlmap.arch import Architecture
+from rlmap.errors import InvalidMappingError
+from rlmap.layer import Layer
+from rlmap.mapping import Mapping, MappingBatch
+from rlmap.problem import (C, DIMS, G, INPUTS, K, N, N_DIMS, N_TENSORS, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S,
+                           TENSORS, WEIGHTS)
+
+Objective = Literal["energy", "latency", "edp"]
+OBJECTIVES: tuple[str, ...] = ("energy", "latency", "edp")
+RLE_RUN_BITS = 4
+"""Bits of run length stored with every non-zero in the run-length format."""
+
+
+# ----------------------------------------------------------------------------- shared formulas
+def footprint(tensor: int, e: Sequence[Any], sh: int, sw: int, dh: int, dw: int) -> Any:
+    """Words of `tensor` touched by a tile with per-dim extents `e` (scalars or numpy arrays).
+
+    Inputs use the sliding-window box (p-1)*stride + (r-1)*dilation + 1 per spatial axis.
+    """
+    if tensor == INPUTS:
+        h = (e[P] - 1) * sh + (e[R] - 1) * dh + 1
+        w = (e[Q] - 1) * sw + (e[S] - 1) * dw + 1
+        return e[N] * e[G] * e[C] * h * w
+    if tensor == WEIGHTS:
+        return e[G] * e[K] * e[C] * e[R] * e[S]
+    return e[N] * e[G] * e[K] * e[P] * e[Q]
+
+
+def format_factor(fmt: str, density: float, tile: Any, data_bits: int) -> Any:
+    """Stored words per dense word for a tile in a storage format, metadata included (expected value).
+
+    A dense tensor (density 1) is never compressed, so every format reduces exactly to 1 there.
+    """
+    if fmt == "uncompressed" or density >= 1.0:
+        return 1.0
+    if fmt == "bitmask":
+        return density + 1.0 / data_bits
+    if fmt == "rle":
+        return density * (1.0 + RLE_RUN_BITS / data_bits)
+    if fmt == "coordinate":
+        bits = np.ceil(np.log2(np.maximum(tile, 2)))
+        return density * (1.0 + bits / data_bits)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def objective_value(energy: Any, cycles: Any, objective: str) -> Any:
+    """The scalar a mapper minimises."""
+    if objective == "energy":
+        return energy
+    if objective == "latency":
+        return cycles
+    if objective == "edp":
+        return energy * cycles
+    raise ValueError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class Cost:
+    """Score of one mapping. Access counts are in words of each level, indexed [level][tensor]."""
+
+    valid: bool
+    reason: str = ""
+    energy: float = math.inf
+    cycles: float = math.inf
+    compute_cycles: float = math.inf
+    macs: int = 0
+    effective_macs: float = 0.0
+    utilization: float = 0.0
+    reads: list[list[float]] = field(default_factory=list)
+    writes: list[list[float]] = field(default_factory=list)
+    level_energy: list[float] = field(default_factory=list)
+    level_cycles: list[float] = field(default_factory=list)
+    mac_energy: float = 0.0
+    tiles: list[list[float]] = field(default_factory=list)
+
+    @property
+    def edp(self) -> float:
+        return self.energy * self.cycles
+
+    def objective(self, objective: str) -> float:
+        return objective_value(self.energy, self.cycles, objective)
+
+
+@dataclass
+class BatchCost:
+    """Scores of a batch; invalid mappings have inf energy/cycles and a reason code."""
+
+    valid: np.ndarray
+    energy: np.ndarray
+    cycles: np.ndarray
+    utilization: np.ndarray
+    reason: np.ndarray  # 0 valid, 1 factors, 2 fanout, 3 capacity, 4 order
+
+    @property
+    def edp(self) -> np.ndarray:
+        return self.energy * self.cycles
+
+    def objective(self, objective: str) -> np.ndarray:
+        return objective_value(self.energy, self.cycles, objective)
+
+
+REASON_CODES = {0: "valid", 1: "factors do not multiply to the layer's dimensions",
+                2: "spatial factors exceed a fanout or use a dimension the fanout forbids",
+                3: "a tile exceeds a level's capacity", 4: "a loop order is not a permutation"}
+
+
+# ----------------------------------------------------------------------------- the model
+class CostModel:
+    """A layer bound to an architecture; build once, evaluate many mappings."""
+
+    def __init__(self, layer: Layer, arch: Architecture) -> None:
+        self.layer = layer
+        self.arch = arch
+        self.dims: tuple[int, ...] = layer.problem_dims
+        self.macs: int = layer.macs
+        self.L = L = arch.n_levels
+        self.sh, self.sw = layer.stride
+        self.dh, self.dw = layer.dilation
+        self.density = layer.density.as_tuple()
+        self.data_bits = arch.data_bits
+        self.keeps = [[TENSORS[v] in lvl.keeps for v in range(N_TENSORS)] for lvl in arch.levels]
+        # For each tensor, the (parent, child) pairs of consecutive levels keeping it; child L = the MACs.
+        self.chains: list[list[tuple[int, int]]] = []
+        for v in range(N_TENSORS):
+            kept = [lvl for lvl in range(L) if self.keeps[lvl][v]] + [L]
+            self.chains.append(list(zip(kept[:-1], kept[1:])))
+        self.word_scale = [arch.data_bits / lvl.word_bits for lvl in arch.levels]
+        self.read_e = [lvl.read_energy for lvl in arch.levels]
+        self.write_e = [lvl.write_energy for lvl in arch.levels]
+        self.bandwidth = [lvl.bandwidth for lvl in arch.levels]
+        self.formats = [[lvl.formats.get(TENSORS[v], "uncompressed") for v in range(N_TENSORS)] for lvl in arch.levels]
+        # Formats whose factor does not depend on the tile are folded into constants here.
+        self.fmt_const: list[list[float | None]] = [
+            [None if (f == "coordinate" and self.density[v] < 1.0) else float(format_factor(f, self.density[v], 1, self.data_bits))
+             for v, f in enumerate(row)] for row in self.formats]
+        self.capacity: list[tuple[str, Any] | None] = []
+        for lvl in arch.levels:
+            cap = lvl.capacity
+            if cap is None:
+                self.capacity.append(None)
+            elif isinstance(cap, int):
+                self.capacity.append(("shared", cap))
+            else:
+                self.capacity.append(("part", [cap.get(t, 0) for t in TENSORS]))
+        self.fan_x = [lvl.fanout.x for lvl in arch.levels]
+        self.fan_y = [lvl.fanout.y for lvl in arch.levels]
+        self.allow_x = [[(not lvl.fanout.x_dims) or DIMS[d] in lvl.fanout.x_dims for d in range(N_DIMS)] for lvl in arch.levels]
+        self.allow_y = [[(not lvl.fanout.y_dims) or DIMS[d] in lvl.fanout.y_dims for d in range(N_DIMS)] for lvl in arch.levels]
+        self.num_pes = arch.num_pes
+        comp = arch.compute
+        self.mac_energy = comp.mac_energy
+        phi = 1.0
+        if comp.sparse != "none":
+            for t in comp.on:
+                phi *= self.density[TENSORS.index(t)]
+        self.phi = phi  # fraction of MACs (and their operand accesses) that are effectual
+        self.skip = comp.sparse == "skip"
+        # halo: which axis and coefficient each dim moves the input window by
+        self._halo_coef = {P: self.sh, R: self.dh, Q: self.sw, S: self.dw}
+
+    # ------------------------------------------------------------------ one mapping
+    def evaluate(self, m: Mapping) -> Cost:
+        """Score one mapping; an invalid one comes back with valid=False and the reason."""
+        L = self.L
+        t, sx, sy, order = m.temporal, m.spatial_x, m.spatial_y, m.order
+        if len(t) != L or len(sx) != L or len(sy) != L or len(order) != L:
+            return Cost(False, f"mapping has {len(t)} levels, architecture {self.arch.name!r} has {L}")
+        sp = []
+        for lvl in range(L):
+            rx, ry = sx[lvl], sy[lvl]
+            ux = uy = 1
+            for d in range(N_DIMS):
+                if rx[d] > 1:
+                    if not self.allow_x[lvl][d]:
+                        return Cost(False, f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be unrolled on X")
+                    ux *= rx[d]
+                if ry[d] > 1:
+                    if not self.allow_y[lvl][d]:
+                        return Cost(False, f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be unrolled on Y")
+                    uy *= ry[d]
+            if ux > self.fan_x[lvl] or uy > self.fan_y[lvl]:
+                axis, used, lim = ("X", ux, self.fan_x[lvl]) if ux > self.fan_x[lvl] else ("Y", uy, self.fan_y[lvl])
+                return Cost(False, f"level {self.arch.levels[lvl].name}: spatial {axis} factors use {used} > fanout {lim}")
+            sp.append([a * b for a, b in zip(rx, ry)])
+            if len(order[lvl]) != N_DIMS or set(order[lvl]) != _ALL_DIMS:
+                return Cost(False, f"level {self.arch.levels[lvl].name}: loop order is not a permutation of the dims")
+        # E[l][d]: extent of dim d in one instance of level l's tile; E[L] is one MAC.
+        E: list[list[int]] = [[1] * N_DIMS for _ in range(L + 1)]
+        for lvl in range(L - 1, -1, -1):
+            E[lvl] = [e * a * b for e, a, b in zip(E[lvl + 1], t[lvl], sp[lvl])]
+        if tuple(E[0]) != self.dims:
+            d = next(i for i in range(N_DIMS) if E[0][i] != self.dims[i])
+            return Cost(False, f"dimension {DIMS[d]}: factors multiply to {E[0][d]}, layer needs {self.dims[d]}")
+        used = [1] * (L + 1)  # used[l]: instances of level l in use
+        for lvl in range(L):
+            used[lvl + 1] = used[lvl] * math.prod(sp[lvl])
+        sh, sw, dh, dw = self.sh, self.sw, self.dh, self.dw
+
+        # capacity
+        tiles = [[0.0] * N_TENSORS for _ in range(L)]
+        fmt_f = [[1.0] * N_TENSORS for _ in range(L)]
+        for lvl in range(L):
+            for v in range(N_TENSORS):
+                if self.keeps[lvl][v]:
+                    tile = footprint(v, E[lvl], sh, sw, dh, dw)
+                    f = self.fmt_const[lvl][v]
+                    if f is None:
+                        f = float(format_factor(self.formats[lvl][v], self.density[v], tile, self.data_bits))
+                    fmt_f[lvl][v] = f
+                    tiles[lvl][v] = tile * self.word_scale[lvl] * f
+            cap = self.capacity[lvl]
+            if cap is not None:
+                reason = self._capacity_reason(lvl, cap, tiles[lvl])
+                if reason:
+                    return Cost(False, reason)
+
+        # temporal nest, outermost first: (level, dim, factor) for factors > 1
+        reads = [[0.0] * N_TENSORS for _ in range(L)]
+        writes = [[0.0] * N_TENSORS for _ in range(L)]
+        total_iters = 1
+        for lvl in range(L):
+            for d in t[lvl]:
+                total_iters *= d
+        for v in range(N_TENSORS):
+            rel = RELEVANCE_MATRIX[v]
+            # per boundary c: (nfetch, last relevant (level, dim, factor)), and distinct relevant product
+            state: list[tuple[int, tuple[int, int, int] | None, int]] = [(1, None, 1)]
+            cum, last, distinct = 1, None, 1
+            for lvl in range(L):
+                tl = t[lvl]
+                for d in order[lvl]:
+                    f = tl[d]
+                    if f > 1:
+                        cum *= f
+                        if rel[d]:
+                            last = (lvl, d, f)
+                            distinct *= f
+                            nfetch = cum
+                state.append((nfetch if last is not None else 1, last, distinct))
+            for p, c in self.chains[v]:
+                if c == L:
+                    nfetch, last_loop, distinct = total_iters, None, state[L][2]
+                    ec = E[L]
+                else:
+                    nfetch, last_loop, distinct = state[c]
+                    ec = E[c]
+                spc = ec
+                for lvl in range(p, c):
+                    spc = [a * b for a, b in zip(spc, sp[lvl])]
+                F = footprint(v, ec, sh, sw, dh, dw)
+                U = footprint(v, spc, sh, sw, dh, dw)
+                if c == L:
+                    scale_p = self.phi * self.word_scale[p]
+                else:
+                    scale_p = fmt_f[p][v] * self.word_scale[p]
+                if v == OUTPUTS:
+                    refetch = used[p] * (nfetch - distinct) * U
+                    reads[p][v] += refetch * scale_p
+                    writes[p][v] += used[p] * nfetch * U * scale_p
+                    if c < L:
+                        writes[c][v] += refetch * self.word_scale[c]
+                        reads[c][v] += used[c] * nfetch * F * self.word_scale[c]
+                    continue
+                hu = hc = 1.0
+                if v == INPUTS and last_loop is not None and last_loop[1] in self._halo_coef:
+                    j, d, f = last_loop
+                    step = ec[d] * self._halo_coef[d]
+                    for lvl in range(j, c):
+                        step *= sp[lvl][d]
+                    if d == P or d == R:
+                        ext_c = (ec[P] - 1) * sh + (ec[R] - 1) * dh + 1
+                        ext_u = (spc[P] - 1) * sh + (spc[R] - 1) * dh + 1
+                    else:
+                        ext_c = (ec[Q] - 1) * sw + (ec[S] - 1) * dw + 1
+                        ext_u = (spc[Q] - 1) * sw + (spc[S] - 1) * dw + 1
+                    hc = (1 + (f - 1) * min(ext_c, step) / ext_c) / f
+                    hu = (1 + (f - 1) * min(ext_u, step) / ext_u) / f
+                reads[p][v] += used[p] * nfetch * U * hu * scale_p
+                if c < L:
+                    writes[c][v] += used[c] * nfetch * F * hc * fmt_f[c][v] * self.word_scale[c]
+
+        level_energy = [sum(reads[lvl]) * self.read_e[lvl] + sum(writes[lvl]) * self.write_e[lvl] for lvl in range(L)]
+        eff_macs = self.macs * self.phi
+        mac_e = eff_macs * self.mac_energy
+        compute_cycles = total_iters * (self.phi if self.skip else 1.0)
+        level_cycles = []
+        for lvl in range(L):
+            bw = self.bandwidth[lvl]
+            level_cycles.append(0.0 if bw is None else (sum(reads[lvl]) + sum(writes[lvl])) / (used[lvl] * bw))
+        cycles = max(compute_cycles, max(level_cycles))
+        return Cost(
+            valid=True, energy=sum(level_energy) + mac_e, cycles=cycles, compute_cycles=compute_cycles,
+            macs=self.macs, effective_macs=eff_macs, utilization=used[L] / self.num_pes, reads=reads, writes=writes,
+            level_energy=level_energy, level_cycles=level_cycles, mac_energy=mac_e, tiles=tiles,
+        )
+
+    def _capacity_reason(self, lvl: int, cap: tuple[str, Any], words: list[float]) -> str:
+        """Empty if level `lvl`'s tiles fit, else which tensor needs how many words vs available."""
+        name = self.arch.levels[lvl].name
+        kind, size = cap
+        if kind == "shared":
+            need = sum(words)
+            if need > size + 1e-9:
+                parts = ", ".join(f"{TENSORS[v]} {words[v]:g}" for v in range(N_TENSORS) if self.keeps[lvl][v])
+                return f"level {name}: tiles need {need:g} words ({parts}) but capacity is {size}"
+            return ""
+        for v in range(N_TENSORS):
+            if self.keeps[lvl][v] and words[v] > size[v] + 1e-9:
+                return f"level {name}: {TENSORS[v]} tile needs {words[v]:g} words but its buffer holds {size[v]}"
+        return ""
+
+    def check(self, m: Mapping) -> Cost:
+        """Evaluate, raising InvalidMappingError (with the reason) if the mapping is invalid."""
+        cost = self.evaluate(m)
+        if not cost.valid:
+            raise InvalidMappingError(cost.reason)
+        return cost
+
+    # ------------------------------------------------------------------ many mappings
+    def evaluate_batch(self, b: MappingBatch, chunk: int = 4096) -> BatchCost:
+        """Score B mappings with numpy; agrees with `evaluate` to floating-point precision.
+
+        Works in cache-sized chunks; internally arrays are laid out (level, dim, batch) so every
+        per-dim row is contiguous.
+        """
+        if len(b) <= chunk:
+            return self._evaluate_chunk(b)
+        parts = [self._evaluate_chunk(b.take(slice(i, i + chunk))) for i in range(0, len(b), chunk)]
+        return BatchCost(*(np.concatenate([getattr(x, f) for x in parts])
+                           for f in ("valid", "energy", "cycles", "utilization", "reason")))
+
+    def _evaluate_chunk(self, b: MappingBatch) -> BatchCost:
+        L, D = self.L, N_DIMS
+        B = len(b)
+        lay = lambda a: np.ascontiguousarray(np.transpose(a, (1, 2, 0)))  # noqa: E731
+        order = lay(b.order)
+        SX = lay(b.spatial_x).astype(np.float64)
+        SY = lay(b.spatial_y).astype(np.float64)
+        T = lay(b.temporal).astype(np.float64)
+        SP = SX * SY
+        reason = np.zeros(B, dtype=np.int8)
+
+        # validity: order permutation, fanout, factors
+        bad_order = (np.bitwise_or.reduce(np.left_shift(1, order), axis=1) != (1 << D) - 1).any(axis=0)
+        if bad_order.any():
+            reason[bad_order] = 4
+            order = np.where(bad_order, np.arange(D)[None, :, None], order)
+        bad_fan = np.zeros(B, dtype=bool)
+        for lvl in range(L):
+            bad_fan |= SX[lvl].prod(axis=0) > self.fan_x[lvl]
+            bad_fan |= SY[lvl].prod(axis=0) > self.fan_y[lvl]
+            for d in range(D):
+                if not self.allow_x[lvl][d]:
+                    bad_fan |= SX[lvl, d] > 1
+                if not self.allow_y[lvl][d]:
+                    bad_fan |= SY[lvl, d] > 1
+        reason[(reason == 0) & bad_fan] = 2
+        E = np.ones((L + 1, D, B))
+        TS = T * SP
+        for lvl in range(L - 1, -1, -1):
+            E[lvl] = E[lvl + 1] * TS[lvl]
+        bad_fac = np.any(E[0] != np.array(self.dims, dtype=np.float64)[:, None], axis=0)
+        reason[(reason == 0) & bad_fac] = 1
+        used = np.ones((L + 1, B))
+        # SPsuf[j, d] = prod_{i >= j} SP[i, d]; the spatial product over levels j..c-1 is SPsuf[j] / SPsuf[c]
+        SPsuf = np.ones((L + 1, D, B))
+        for lvl in range(L):
+            used[lvl + 1] = used[lvl] * SP[lvl].prod(axis=0)
+            SPsuf[L - 1 - lvl] = SPsuf[L - lvl] * SP[L - 1 - lvl]
+        sh, sw, dh, dw = self.sh, self.sw, self.dh, self.dw
+
+        # capacity
+        fmt_f = np.ones((L, N_TENSORS, B))
+        over = np.zeros(B, dtype=bool)
+        for lvl in range(L):
+            cap = self.capacity[lvl]
+            words: list[Any] = [0.0] * N_TENSORS
+            for v in range(N_TENSORS):
+                if not self.keeps[lvl][v]:
+                    continue
+                tile = footprint(v, E[lvl], sh, sw, dh, dw)
+                f = self.fmt_const[lvl][v]
+                if f is None:
+                    f = format_factor(self.formats[lvl][v], self.density[v], tile, self.data_bits)
+                fmt_f[lvl, v] = f
+                words[v] = tile * (self.word_scale[lvl] * f)
+            if cap is None:
+                continue
+            kind, size = cap
+            if kind == "shared":
+                over |= (words[0] + words[1] + words[2]) > size + 1e-9
+            else:
+                for v in range(N_TENSORS):
+                    if self.keeps[lvl][v]:
+                        over |= words[v] > size[v] + 1e-9
+        reason[(reason == 0) & over] = 3
+
+        # the temporal nest in loop order, flattened outermost first: (L*D, B)
+        outer = np.ones((L + 1, B))  # outer[l]: product of all temporal factors above level l
+        for lvl in range(L):
+            outer[lvl + 1] = outer[lvl] * T[lvl].prod(axis=0)
+        total_iters = outer[L]
+        ar = np.arange(B)
+        inv = np.empty_like(order)  # inv[l, d]: position of dim d in level l's order
+        li, ki, bi = _index_grid(L, D, B)
+        inv[li, order, bi] = ki
+        big = T > 1
+        rel_mat = np.array(RELEVANCE_MATRIX)
+        coef_of_dim = np.array([0, 0, 0, 0, sh, sw, dh, dw], dtype=np.float64)
+        reads = np.zeros((L, N_TENSORS, B))
+        writes = np.zeros((L, N_TENSORS, B))
+        for v in range(N_TENSORS):
+            relv = rel_mat[v]
+            rel_dims = [d for d in range(D) if relv[d]]
+            # for the innermost relevant loop (factor > 1) above level c: its level (or -1), its dim, and
+            # nfetch[c], the product of every temporal factor from the outermost loop down to it
+            last = [np.full(B, -1, dtype=np.int64)]
+            last_dim = [np.zeros(B, dtype=np.int64)]
+            last_nf = [np.ones(B)]
+            for lvl in range(L - 1):
+                best = np.full(B, -1, dtype=np.int64)
+                bdim = np.zeros(B, dtype=np.int64)
+                for d in rel_dims:
+                    cand = np.where(big[lvl, d], inv[lvl, d], -1)
+                    upd = cand > best
+                    best = np.where(upd, cand, best)
+                    bdim = np.where(upd, d, bdim)
+                found = best >= 0
+                inner = np.where(inv[lvl] <= best, T[lvl], 1.0).prod(axis=0)
+                last.append(np.where(found, lvl, last[-1]))
+                last_dim.append(np.where(found, bdim, last_dim[-1]))
+                last_nf.append(np.where(found, outer[lvl] * inner, last_nf[-1]))
+            distinct = np.ones((L + 1, B))
+            for lvl in range(L):
+                distinct[lvl + 1] = distinct[lvl] * T[lvl, relv].prod(axis=0)
+            for p, c in self.chains[v]:
+                has = None
+                if c == L:
+                    nfetch = total_iters
+                else:
+                    llev = last[c]
+                    has = llev >= 0
+                    nfetch = last_nf[c]
+                ec = E[c]
+                spc = ec * (SPsuf[p] / SPsuf[c])
+                F = footprint(v, ec, sh, sw, dh, dw)
+                U = footprint(v, spc, sh, sw, dh, dw)
+                scale_p = (self.phi * self.word_scale[p]) if c == L else fmt_f[p, v] * self.word_scale[p]
+                if v == OUTPUTS:
+                    refetch = used[p] * (nfetch - distinct[c]) * U
+                    reads[p, v] += refetch * scale_p
+                    writes[p, v] += used[p] * nfetch * U * scale_p
+                    if c < L:
+                        writes[c, v] += refetch * self.word_scale[c]
+                        reads[c, v] += used[c] * nfetch * F * self.word_scale[c]
+                    continue
+                hu: Any = 1.0
+                hc: Any = 1.0
+                if v == INPUTS and has is not None:
+                    ldim = last_dim[c]
+                    coef = coef_of_dim[ldim]
+                    halo = has & (coef > 0)
+                    if halo.any():
+                        llev = np.maximum(llev, 0)
+                        lf = T[llev, ldim, ar]
+                        step = ec[ldim, ar] * coef * (SPsuf[llev, ldim, ar] / SPsuf[c][ldim, ar])
+                        h_axis = (ldim == P) | (ldim == R)
+                        ext_c = np.where(h_axis, (ec[P] - 1) * sh + (ec[R] - 1) * dh + 1,
+                                         (ec[Q] - 1) * sw + (ec[S] - 1) * dw + 1)
+                        ext_u = np.where(h_axis, (spc[P] - 1) * sh + (spc[R] - 1) * dh + 1,
+                                         (spc[Q] - 1) * sw + (spc[S] - 1) * dw + 1)
+                        hc = np.where(halo, (1 + (lf - 1) * np.minimum(ext_c, step) / ext_c) / lf, 1.0)
+                        hu = np.where(halo, (1 + (lf - 1) * np.minimum(ext_u, step) / ext_u) / lf, 1.0)
+                reads[p, v] += used[p] * nfetch * U * hu * scale_p
+                if c < L:
+                    writes[c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * self.word_scale[c]
+
+        lvl_reads = reads.sum(axis=1)
+        lvl_writes = writes.sum(axis=1)
+        energy = (lvl_reads * np.array(self.read_e)[:, None] + lvl_writes * np.array(self.write_e)[:, None]).sum(axis=0)
+        energy += self.macs * self.phi * self.mac_energy
+        cycles = total_iters * (self.phi if self.skip else 1.0)
+        for lvl in range(L):
+            bw = self.bandwidth[lvl]
+            if bw is not None:
+                cycles = np.maximum(cycles, (lvl_reads[lvl] + lvl_writes[lvl]) / (used[lvl] * bw))
+        valid = reason == 0
+        energy = np.where(valid, energy, np.inf)
+        cycles = np.where(valid, cycles, np.inf)
+        util = np.where(valid, used[L] / self.num_pes, 0.0)
+        return BatchCost(valid=valid, energy=energy, cycles=cycles, utilization=util, reason=reason)
+
+
+_ALL_DIMS = frozenset(range(N_DIMS))
+
+
+@functools.lru_cache(maxsize=8)
+def _index_grid(L: int, D: int, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Broadcastable (level, position, batch) index arrays for scattering loop orders."""
+    return (np.arange(L)[:, None, None], np.arange(D)[None, :, None], np.arange(B)[None, None, :])
+
+
+def evaluate(layer: Layer, arch: Architecture, mapping: Mapping) -> Cost:
+    """Convenience: score one mapping (builds a CostModel; reuse one for many calls)."""
+    return CostModel(layer, arch).evaluate(mapping)
