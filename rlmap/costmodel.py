@@ -107,6 +107,8 @@ class BatchCost:
     cycles: np.ndarray
     utilization: np.ndarray
     reason: np.ndarray  # 0 valid, 1 factors, 2 fanout, 3 capacity, 4 order
+    compute_cycles: np.ndarray
+    level_cycles: np.ndarray  # (levels, B): traffic / (instances used x bandwidth); 0 where unbounded
 
     @property
     def edp(self) -> np.ndarray:
@@ -311,6 +313,37 @@ class CostModel:
             level_energy=level_energy, level_cycles=level_cycles, mac_energy=mac_e, tiles=tiles,
         )
 
+    def tile_check(self, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For tile extents E (levels >= L, dims, B): the format factors (L, tensors, B) and a mask of
+        mappings whose tiles overflow some level's capacity."""
+        L = self.L
+        B = E.shape[-1]
+        sh, sw, dh, dw = self.sh, self.sw, self.dh, self.dw
+        fmt_f = np.ones((L, N_TENSORS, B))
+        over = np.zeros(B, dtype=bool)
+        for lvl in range(L):
+            cap = self.capacity[lvl]
+            words: list[Any] = [0.0] * N_TENSORS
+            for v in range(N_TENSORS):
+                if not self.keeps[lvl][v]:
+                    continue
+                tile = footprint(v, E[lvl], sh, sw, dh, dw)
+                f = self.fmt_const[lvl][v]
+                if f is None:
+                    f = format_factor(self.formats[lvl][v], self.density[v], tile, self.data_bits)
+                fmt_f[lvl, v] = f
+                words[v] = tile * (self.word_scale[lvl] * f)
+            if cap is None:
+                continue
+            kind, size = cap
+            if kind == "shared":
+                over |= (words[0] + words[1] + words[2]) > size + 1e-9
+            else:
+                for v in range(N_TENSORS):
+                    if self.keeps[lvl][v]:
+                        over |= words[v] > size[v] + 1e-9
+        return fmt_f, over
+
     def _capacity_reason(self, lvl: int, cap: tuple[str, Any], words: list[float]) -> str:
         """Empty if level `lvl`'s tiles fit, else which tensor needs how many words vs available."""
         name = self.arch.levels[lvl].name
@@ -343,8 +376,9 @@ class CostModel:
         if len(b) <= chunk:
             return self._evaluate_chunk(b)
         parts = [self._evaluate_chunk(b.take(slice(i, i + chunk))) for i in range(0, len(b), chunk)]
-        return BatchCost(*(np.concatenate([getattr(x, f) for x in parts])
-                           for f in ("valid", "energy", "cycles", "utilization", "reason")))
+        return BatchCost(*(np.concatenate([getattr(x, f) for x in parts], axis=-1)
+                           for f in ("valid", "energy", "cycles", "utilization", "reason", "compute_cycles",
+                                     "level_cycles")))
 
     def _evaluate_chunk(self, b: MappingBatch) -> BatchCost:
         L, D = self.L, N_DIMS
@@ -387,29 +421,7 @@ class CostModel:
         sh, sw, dh, dw = self.sh, self.sw, self.dh, self.dw
 
         # capacity
-        fmt_f = np.ones((L, N_TENSORS, B))
-        over = np.zeros(B, dtype=bool)
-        for lvl in range(L):
-            cap = self.capacity[lvl]
-            words: list[Any] = [0.0] * N_TENSORS
-            for v in range(N_TENSORS):
-                if not self.keeps[lvl][v]:
-                    continue
-                tile = footprint(v, E[lvl], sh, sw, dh, dw)
-                f = self.fmt_const[lvl][v]
-                if f is None:
-                    f = format_factor(self.formats[lvl][v], self.density[v], tile, self.data_bits)
-                fmt_f[lvl, v] = f
-                words[v] = tile * (self.word_scale[lvl] * f)
-            if cap is None:
-                continue
-            kind, size = cap
-            if kind == "shared":
-                over |= (words[0] + words[1] + words[2]) > size + 1e-9
-            else:
-                for v in range(N_TENSORS):
-                    if self.keeps[lvl][v]:
-                        over |= words[v] > size[v] + 1e-9
+        fmt_f, over = self.tile_check(E)
         reason[(reason == 0) & over] = 3
 
         # the temporal nest in loop order, flattened outermost first: (L*D, B)
@@ -496,16 +508,19 @@ class CostModel:
         lvl_writes = writes.sum(axis=1)
         energy = (lvl_reads * np.array(self.read_e)[:, None] + lvl_writes * np.array(self.write_e)[:, None]).sum(axis=0)
         energy += self.macs * self.phi * self.mac_energy
-        cycles = total_iters * (self.phi if self.skip else 1.0)
+        compute_cycles = total_iters * (self.phi if self.skip else 1.0)
+        level_cycles = np.zeros((L, B))
         for lvl in range(L):
             bw = self.bandwidth[lvl]
             if bw is not None:
-                cycles = np.maximum(cycles, (lvl_reads[lvl] + lvl_writes[lvl]) / (used[lvl] * bw))
+                level_cycles[lvl] = (lvl_reads[lvl] + lvl_writes[lvl]) / (used[lvl] * bw)
+        cycles = np.maximum(compute_cycles, level_cycles.max(axis=0))
         valid = reason == 0
         energy = np.where(valid, energy, np.inf)
         cycles = np.where(valid, cycles, np.inf)
         util = np.where(valid, used[L] / self.num_pes, 0.0)
-        return BatchCost(valid=valid, energy=energy, cycles=cycles, utilization=util, reason=reason)
+        return BatchCost(valid=valid, energy=energy, cycles=cycles, utilization=util, reason=reason,
+                         compute_cycles=compute_cycles, level_cycles=level_cycles)
 
 
 _ALL_DIMS = frozenset(range(N_DIMS))
