@@ -165,6 +165,10 @@ class CostModel:
         self.fan_y = [lvl.fanout.y for lvl in arch.levels]
         self.allow_x = [[(not lvl.fanout.x_dims) or DIMS[d] in lvl.fanout.x_dims for d in range(N_DIMS)] for lvl in arch.levels]
         self.allow_y = [[(not lvl.fanout.y_dims) or DIMS[d] in lvl.fanout.y_dims for d in range(N_DIMS)] for lvl in arch.levels]
+        # fans_between[p][c]: whether any level p..c-1 has a spatial fanout (else no multicast there)
+        self.fans_between = [[any(arch.levels[i].fanout.size > 1 for i in range(p, c)) for c in range(L + 1)]
+                             for p in range(L + 1)]
+        self.restricted = [not (all(ax) and all(ay)) for ax, ay in zip(self.allow_x, self.allow_y)]
         self.num_pes = arch.num_pes
         comp = arch.compute
         self.mac_energy = comp.mac_energy
@@ -187,16 +191,13 @@ class CostModel:
         sp = []
         for lvl in range(L):
             rx, ry = sx[lvl], sy[lvl]
-            ux = uy = 1
-            for d in range(N_DIMS):
-                if rx[d] > 1:
-                    if not self.allow_x[lvl][d]:
-                        return Cost(False, f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be unrolled on X")
-                    ux *= rx[d]
-                if ry[d] > 1:
-                    if not self.allow_y[lvl][d]:
-                        return Cost(False, f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be unrolled on Y")
-                    uy *= ry[d]
+            ux, uy = math.prod(rx), math.prod(ry)
+            if self.restricted[lvl]:
+                for d in range(N_DIMS):
+                    if (rx[d] > 1 and not self.allow_x[lvl][d]) or (ry[d] > 1 and not self.allow_y[lvl][d]):
+                        axis = "X" if rx[d] > 1 and not self.allow_x[lvl][d] else "Y"
+                        return Cost(False, f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be "
+                                           f"unrolled on {axis}")
             if ux > self.fan_x[lvl] or uy > self.fan_y[lvl]:
                 axis, used, lim = ("X", ux, self.fan_x[lvl]) if ux > self.fan_x[lvl] else ("Y", uy, self.fan_y[lvl])
                 return Cost(False, f"level {self.arch.levels[lvl].name}: spatial {axis} factors use {used} > fanout {lim}")
@@ -236,26 +237,32 @@ class CostModel:
         # temporal nest, outermost first: (level, dim, factor) for factors > 1
         reads = [[0.0] * N_TENSORS for _ in range(L)]
         writes = [[0.0] * N_TENSORS for _ in range(L)]
-        total_iters = 1
+        # the temporal nest outermost first, loops of factor 1 dropped; boundary[l] = loops above level l
+        active: list[tuple[int, int, int]] = []
+        boundary = [0] * (L + 1)
         for lvl in range(L):
-            for d in t[lvl]:
-                total_iters *= d
+            tl = t[lvl]
+            for d in order[lvl]:
+                if tl[d] > 1:
+                    active.append((lvl, d, tl[d]))
+            boundary[lvl + 1] = len(active)
+        total_iters = 1
+        for _, _, f in active:
+            total_iters *= f
         for v in range(N_TENSORS):
             rel = RELEVANCE_MATRIX[v]
-            # per boundary c: (nfetch, last relevant (level, dim, factor)), and distinct relevant product
+            # per boundary c: (nfetch, innermost relevant loop (level, dim, factor) above c, distinct product)
             state: list[tuple[int, tuple[int, int, int] | None, int]] = [(1, None, 1)]
-            cum, last, distinct = 1, None, 1
+            cum, nfetch, last, distinct = 1, 1, None, 1
             for lvl in range(L):
-                tl = t[lvl]
-                for d in order[lvl]:
-                    f = tl[d]
-                    if f > 1:
-                        cum *= f
-                        if rel[d]:
-                            last = (lvl, d, f)
-                            distinct *= f
-                            nfetch = cum
-                state.append((nfetch if last is not None else 1, last, distinct))
+                for i in range(boundary[lvl], boundary[lvl + 1]):
+                    loop = active[i]
+                    cum *= loop[2]
+                    if rel[loop[1]]:
+                        last = loop
+                        distinct *= loop[2]
+                        nfetch = cum
+                state.append((nfetch, last, distinct))
             for p, c in self.chains[v]:
                 if c == L:
                     nfetch, last_loop, distinct = total_iters, None, state[L][2]
@@ -367,7 +374,7 @@ class CostModel:
         return cost
 
     # ------------------------------------------------------------------ many mappings
-    def evaluate_batch(self, b: MappingBatch, chunk: int = 4096) -> BatchCost:
+    def evaluate_batch(self, b: MappingBatch, chunk: int = 8192) -> BatchCost:
         """Score B mappings with numpy; agrees with `evaluate` to floating-point precision.
 
         Works in cache-sized chunks; internally arrays are laid out (level, dim, batch) so every
@@ -383,11 +390,11 @@ class CostModel:
     def _evaluate_chunk(self, b: MappingBatch) -> BatchCost:
         L, D = self.L, N_DIMS
         B = len(b)
-        lay = lambda a: np.ascontiguousarray(np.transpose(a, (1, 2, 0)))  # noqa: E731
-        order = lay(b.order)
-        SX = lay(b.spatial_x).astype(np.float64)
-        SY = lay(b.spatial_y).astype(np.float64)
-        T = lay(b.temporal).astype(np.float64)
+        lay = lambda a, dt: np.ascontiguousarray(np.transpose(a, (1, 2, 0)), dtype=dt)  # noqa: E731
+        order = lay(b.order, np.int64)
+        SX = lay(b.spatial_x, np.float64)
+        SY = lay(b.spatial_y, np.float64)
+        T = lay(b.temporal, np.float64)
         SP = SX * SY
         reason = np.zeros(B, dtype=np.int8)
 
@@ -430,35 +437,32 @@ class CostModel:
             outer[lvl + 1] = outer[lvl] * T[lvl].prod(axis=0)
         total_iters = outer[L]
         ar = np.arange(B)
-        inv = np.empty_like(order)  # inv[l, d]: position of dim d in level l's order
-        li, ki, bi = _index_grid(L, D, B)
-        inv[li, order, bi] = ki
-        big = T > 1
+        # per level (above the innermost): factors in loop order and their running products
+        tf = np.take_along_axis(T[: L - 1], order[: L - 1], axis=1)  # (L-1, D, B), outermost first
+        cum = tf.copy()
+        for k in range(1, D):
+            cum[:, k] *= cum[:, k - 1]
+        big = tf > 1
         rel_mat = np.array(RELEVANCE_MATRIX)
         coef_of_dim = np.array([0, 0, 0, 0, sh, sw, dh, dw], dtype=np.float64)
         reads = np.zeros((L, N_TENSORS, B))
         writes = np.zeros((L, N_TENSORS, B))
         for v in range(N_TENSORS):
             relv = rel_mat[v]
-            rel_dims = [d for d in range(D) if relv[d]]
             # for the innermost relevant loop (factor > 1) above level c: its level (or -1), its dim, and
             # nfetch[c], the product of every temporal factor from the outermost loop down to it
             last = [np.full(B, -1, dtype=np.int64)]
             last_dim = [np.zeros(B, dtype=np.int64)]
             last_nf = [np.ones(B)]
             for lvl in range(L - 1):
-                best = np.full(B, -1, dtype=np.int64)
-                bdim = np.zeros(B, dtype=np.int64)
-                for d in rel_dims:
-                    cand = np.where(big[lvl, d], inv[lvl, d], -1)
-                    upd = cand > best
-                    best = np.where(upd, cand, best)
-                    bdim = np.where(upd, d, bdim)
-                found = best >= 0
-                inner = np.where(inv[lvl] <= best, T[lvl], 1.0).prod(axis=0)
+                cond = relv[order[lvl]] & big[lvl]  # (D, B)
+                pos = np.full(B, -1, dtype=np.int64)
+                for k in range(D):
+                    pos = np.where(cond[k], k, pos)
+                found = pos >= 0
                 last.append(np.where(found, lvl, last[-1]))
-                last_dim.append(np.where(found, bdim, last_dim[-1]))
-                last_nf.append(np.where(found, outer[lvl] * inner, last_nf[-1]))
+                last_dim.append(np.where(found, order[lvl][pos, ar], last_dim[-1]))
+                last_nf.append(np.where(found, outer[lvl] * cum[lvl][pos, ar], last_nf[-1]))
             distinct = np.ones((L + 1, B))
             for lvl in range(L):
                 distinct[lvl + 1] = distinct[lvl] * T[lvl, relv].prod(axis=0)
@@ -471,7 +475,7 @@ class CostModel:
                     has = llev >= 0
                     nfetch = last_nf[c]
                 ec = E[c]
-                spc = ec * (SPsuf[p] / SPsuf[c])
+                spc = ec * (SPsuf[p] / SPsuf[c]) if self.fans_between[p][c] else ec
                 F = footprint(v, ec, sh, sw, dh, dw)
                 U = footprint(v, spc, sh, sw, dh, dw)
                 scale_p = (self.phi * self.word_scale[p]) if c == L else fmt_f[p, v] * self.word_scale[p]

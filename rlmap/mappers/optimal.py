@@ -33,7 +33,7 @@ from rlmap.layer import Layer
 from rlmap.mapping import MappingBatch
 from rlmap.mappers.base import SearchResult
 from rlmap.mapspace import MapSpace, ordered_factorizations
-from rlmap.problem import INPUTS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, P, Q, R, S
+from rlmap.problem import C, G, INPUTS, N, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, P, Q, R, S
 
 _HALO_DIMS = frozenset({P, Q, R, S})
 
@@ -83,6 +83,10 @@ def lower_bound(model: CostModel) -> tuple[float, float]:
     arch = model.arch
     full = model.dims
     sizes = [footprint(v, full, model.sh, model.sw, model.dh, model.dw) for v in range(N_TENSORS)]
+    # inputs: only the rows/columns some MAC touches (a strided or dilated box has holes)
+    rows = len({p * model.sh + r * model.dh for p in range(full[P]) for r in range(full[R])})
+    cols = len({q * model.sw + s * model.dw for q in range(full[Q]) for s in range(full[S])})
+    sizes[INPUTS] = full[N] * full[G] * full[C] * rows * cols
     below = [math.prod(arch.levels[i].fanout.size for i in range(lvl, L)) for lvl in range(L)]
     traffic = [0.0] * L
     energy = model.macs * model.phi * model.mac_energy
