@@ -208,6 +208,8 @@ class CostModel:
         E: list[list[int]] = [[1] * N_DIMS for _ in range(L + 1)]
         for lvl in range(L - 1, -1, -1):
             E[lvl] = [e * a * b for e, a, b in zip(E[lvl + 1], t[lvl], sp[lvl])]
+        if min(min(row) for row in t) < 1 or min(min(row) for row in sp) < 1:
+            return Cost(False, "factors must be positive integers")
         if tuple(E[0]) != self.dims:
             d = next(i for i in range(N_DIMS) if E[0][i] != self.dims[i])
             return Cost(False, f"dimension {DIMS[d]}: factors multiply to {E[0][d]}, layer needs {self.dims[d]}")
@@ -271,8 +273,17 @@ class CostModel:
                     nfetch, last_loop, distinct = state[c]
                     ec = E[c]
                 spc = ec
-                for lvl in range(p, c):
-                    spc = [a * b for a, b in zip(spc, sp[lvl])]
+                split_h = split_w = False
+                if self.fans_between[p][c]:
+                    for lvl in range(p, c):
+                        spc = [a * b for a, b in zip(spc, sp[lvl])]
+                    if v == INPUTS:
+                        # the children's windows span from the first to the last index each window dim reaches
+                        spc = list(spc)
+                        for d in _WINDOW_DIMS:
+                            spc[d] = ec[d] + sum((sp[i][d] - 1) * E[i + 1][d] for i in range(p, c))
+                        split_h = spc[P] != ec[P] or spc[R] != ec[R]
+                        split_w = spc[Q] != ec[Q] or spc[S] != ec[S]
                 F = footprint(v, ec, sh, sw, dh, dw)
                 U = footprint(v, spc, sh, sw, dh, dw)
                 if c == L:
@@ -300,7 +311,9 @@ class CostModel:
                         ext_c = (ec[Q] - 1) * sw + (ec[S] - 1) * dw + 1
                         ext_u = (spc[Q] - 1) * sw + (spc[S] - 1) * dw + 1
                     hc = (1 + (f - 1) * min(ext_c, step) / ext_c) / f
-                    hu = (1 + (f - 1) * min(ext_u, step) / ext_u) / f
+                    # a spatially split window axis: the parent refetches the whole union (no halo credit)
+                    if not (split_h if (d == P or d == R) else split_w):
+                        hu = (1 + (f - 1) * min(ext_u, step) / ext_u) / f
                 reads[p][v] += used[p] * nfetch * U * hu * scale_p
                 if c < L:
                     writes[c][v] += used[c] * nfetch * F * hc * fmt_f[c][v] * self.word_scale[c]
@@ -418,6 +431,7 @@ class CostModel:
         for lvl in range(L - 1, -1, -1):
             E[lvl] = E[lvl + 1] * TS[lvl]
         bad_fac = np.any(E[0] != np.array(self.dims, dtype=np.float64)[:, None], axis=0)
+        bad_fac |= (T < 1).any(axis=(0, 1)) | (SX < 1).any(axis=(0, 1)) | (SY < 1).any(axis=(0, 1))
         reason[(reason == 0) & bad_fac] = 1
         used = np.ones((L + 1, B))
         # SPsuf[j, d] = prod_{i >= j} SP[i, d]; the spatial product over levels j..c-1 is SPsuf[j] / SPsuf[c]
@@ -475,7 +489,16 @@ class CostModel:
                     has = llev >= 0
                     nfetch = last_nf[c]
                 ec = E[c]
-                spc = ec * (SPsuf[p] / SPsuf[c]) if self.fans_between[p][c] else ec
+                split_h = split_w = None
+                if self.fans_between[p][c]:
+                    spc = ec * (SPsuf[p] / SPsuf[c])
+                    if v == INPUTS:
+                        for d in _WINDOW_DIMS:
+                            spc[d] = ec[d] + sum((SP[i, d] - 1) * E[i + 1, d] for i in range(p, c))
+                        split_h = (spc[P] != ec[P]) | (spc[R] != ec[R])
+                        split_w = (spc[Q] != ec[Q]) | (spc[S] != ec[S])
+                else:
+                    spc = ec
                 F = footprint(v, ec, sh, sw, dh, dw)
                 U = footprint(v, spc, sh, sw, dh, dw)
                 scale_p = (self.phi * self.word_scale[p]) if c == L else fmt_f[p, v] * self.word_scale[p]
@@ -503,7 +526,8 @@ class CostModel:
                         ext_u = np.where(h_axis, (spc[P] - 1) * sh + (spc[R] - 1) * dh + 1,
                                          (spc[Q] - 1) * sw + (spc[S] - 1) * dw + 1)
                         hc = np.where(halo, (1 + (lf - 1) * np.minimum(ext_c, step) / ext_c) / lf, 1.0)
-                        hu = np.where(halo, (1 + (lf - 1) * np.minimum(ext_u, step) / ext_u) / lf, 1.0)
+                        halo_u = halo if split_h is None else halo & ~np.where(h_axis, split_h, split_w)
+                        hu = np.where(halo_u, (1 + (lf - 1) * np.minimum(ext_u, step) / ext_u) / lf, 1.0)
                 reads[p, v] += used[p] * nfetch * U * hu * scale_p
                 if c < L:
                     writes[c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * self.word_scale[c]
@@ -528,6 +552,7 @@ class CostModel:
 
 
 _ALL_DIMS = frozenset(range(N_DIMS))
+_WINDOW_DIMS = (P, Q, R, S)
 
 
 @functools.lru_cache(maxsize=8)
