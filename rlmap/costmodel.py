@@ -387,20 +387,23 @@ class CostModel:
         return cost
 
     # ------------------------------------------------------------------ many mappings
-    def evaluate_batch(self, b: MappingBatch, chunk: int = 8192) -> BatchCost:
+    def evaluate_batch(self, b: MappingBatch, chunk: int = 8192, relax_orders: bool = False) -> BatchCost:
         """Score B mappings with numpy; agrees with `evaluate` to floating-point precision.
 
+        With `relax_orders` the loop orders are ignored and every fetch count takes its minimum over all
+        orders, tensor by tensor (irrelevant loops innermost, the best halo dim): a lower bound on the
+        energy and cycles of every ordering of each tiling (used to prune the optimal mapper's search).
         Works in cache-sized chunks; internally arrays are laid out (level, dim, batch) so every
         per-dim row is contiguous.
         """
         if len(b) <= chunk:
-            return self._evaluate_chunk(b)
-        parts = [self._evaluate_chunk(b.take(slice(i, i + chunk))) for i in range(0, len(b), chunk)]
+            return self._evaluate_chunk(b, relax_orders)
+        parts = [self._evaluate_chunk(b.take(slice(i, i + chunk)), relax_orders) for i in range(0, len(b), chunk)]
         return BatchCost(*(np.concatenate([getattr(x, f) for x in parts], axis=-1)
                            for f in ("valid", "energy", "cycles", "utilization", "reason", "compute_cycles",
                                      "level_cycles")))
 
-    def _evaluate_chunk(self, b: MappingBatch) -> BatchCost:
+    def _evaluate_chunk(self, b: MappingBatch, relax: bool = False) -> BatchCost:
         L, D = self.L, N_DIMS
         B = len(b)
         lay = lambda a, dt: np.ascontiguousarray(np.transpose(a, (1, 2, 0)), dtype=dt)  # noqa: E731
@@ -469,6 +472,12 @@ class CostModel:
             last_dim = [np.zeros(B, dtype=np.int64)]
             last_nf = [np.ones(B)]
             for lvl in range(L - 1):
+                if relax:  # every irrelevant loop of the deciding level innermost
+                    rel_prod = T[lvl, relv].prod(axis=0)
+                    found = rel_prod > 1
+                    last.append(np.where(found, lvl, last[-1]))
+                    last_nf.append(np.where(found, outer[lvl] * rel_prod, last_nf[-1]))
+                    continue
                 cond = relv[order[lvl]] & big[lvl]  # (D, B)
                 pos = np.full(B, -1, dtype=np.int64)
                 for k in range(D):
@@ -513,21 +522,32 @@ class CostModel:
                 hu: Any = 1.0
                 hc: Any = 1.0
                 if v == INPUTS and has is not None:
-                    ldim = last_dim[c]
-                    coef = coef_of_dim[ldim]
-                    halo = has & (coef > 0)
-                    if halo.any():
-                        llev = np.maximum(llev, 0)
+                    llev = np.maximum(last[c], 0)
+
+                    def halo_factors(ldim: np.ndarray) -> tuple[Any, Any]:
+                        """(child, parent) halo factors when the innermost relevant loop is over ldim."""
+                        coef = coef_of_dim[ldim]
                         lf = T[llev, ldim, ar]
+                        halo = has & (coef > 0) & (lf > 1)
+                        if not halo.any():
+                            return 1.0, 1.0
                         step = ec[ldim, ar] * coef * (SPsuf[llev, ldim, ar] / SPsuf[c][ldim, ar])
                         h_axis = (ldim == P) | (ldim == R)
                         ext_c = np.where(h_axis, (ec[P] - 1) * sh + (ec[R] - 1) * dh + 1,
                                          (ec[Q] - 1) * sw + (ec[S] - 1) * dw + 1)
                         ext_u = np.where(h_axis, (spc[P] - 1) * sh + (spc[R] - 1) * dh + 1,
                                          (spc[Q] - 1) * sw + (spc[S] - 1) * dw + 1)
-                        hc = np.where(halo, (1 + (lf - 1) * np.minimum(ext_c, step) / ext_c) / lf, 1.0)
+                        hc_ = np.where(halo, (1 + (lf - 1) * np.minimum(ext_c, step) / ext_c) / lf, 1.0)
                         halo_u = halo if split_h is None else halo & ~np.where(h_axis, split_h, split_w)
-                        hu = np.where(halo_u, (1 + (lf - 1) * np.minimum(ext_u, step) / ext_u) / lf, 1.0)
+                        hu_ = np.where(halo_u, (1 + (lf - 1) * np.minimum(ext_u, step) / ext_u) / lf, 1.0)
+                        return hc_, hu_
+
+                    if relax:  # the best window dim of the deciding level as the innermost relevant loop
+                        for d in _WINDOW_DIMS:
+                            hc_d, hu_d = halo_factors(np.full(B, d, dtype=np.int64))
+                            hc, hu = np.minimum(hc, hc_d), np.minimum(hu, hu_d)
+                    else:
+                        hc, hu = halo_factors(last_dim[c])
                 reads[p, v] += used[p] * nfetch * U * hu * scale_p
                 if c < L:
                     writes[c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * self.word_scale[c]

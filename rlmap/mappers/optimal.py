@@ -23,17 +23,17 @@ import functools
 import itertools
 import math
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from rlmap.arch import Architecture
+from rlmap.arch import Architecture, Fanout
 from rlmap.costmodel import CostModel, footprint, format_factor, objective_value
 from rlmap.layer import Layer
-from rlmap.mapping import MappingBatch
+from rlmap.mapping import Mapping, MappingBatch
 from rlmap.mappers.base import SearchResult
-from rlmap.mapspace import MapSpace, ordered_factorizations
-from rlmap.problem import C, G, INPUTS, N, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, P, Q, R, S
+from rlmap.mapspace import MapSpace, divisors, ordered_factorizations
+from rlmap.problem import C, DIMS, G, INPUTS, N, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, P, Q, R, S
 
 _HALO_DIMS = frozenset({P, Q, R, S})
 
@@ -56,20 +56,47 @@ def order_signature(perm: tuple[int, ...]) -> tuple:
     return (tuple(trailing), halo)
 
 
-@functools.lru_cache(maxsize=1024)
-def order_classes(mask: int) -> tuple[tuple[int, ...], ...]:
-    """Representative full orders (outermost first) of the non-dominated classes for the dims in `mask`."""
+@functools.lru_cache(maxsize=4096)
+def order_classes(mask: int, active: int = 0b111) -> tuple[tuple[int, ...], ...]:
+    """Representative full orders (outermost first) of the non-dominated classes for the dims in `mask`.
+
+    Only tensors in `active` (bit v) are affected by this level's order (it is their deciding level for
+    some pair); the others' trailing sets are ignored, and the halo dim only matters for active inputs.
+    """
     dims = [d for d in range(N_DIMS) if mask >> d & 1]
     rest = [d for d in range(N_DIMS) if not mask >> d & 1]
     sigs: dict[tuple, tuple[int, ...]] = {}
     for perm in itertools.permutations(dims):
-        sigs.setdefault(order_signature(perm), perm)
+        trailing, halo = order_signature(perm)
+        sig = (tuple(t if active >> v & 1 else frozenset() for v, t in enumerate(trailing)),
+               halo if active & 1 else -1)
+        sigs.setdefault(sig, perm)
 
     def dominates(a: tuple, b: tuple) -> bool:
         return a[1] == b[1] and all(x >= y for x, y in zip(a[0], b[0]))
 
     keep = [s for s in sigs if not any(o != s and dominates(o, s) for o in sigs)]
     return tuple(tuple(rest) + sigs[s] for s in keep)
+
+
+def deciding_levels(model: CostModel, masks: Sequence[int]) -> list[int]:
+    """Bit v of entry l: level l's order decides some (parent, child) fetch count of tensor v.
+
+    `masks[l]` has bit d set when level l has a temporal loop over d with factor > 1.  A pair (p, c) with
+    c inside the hierarchy is decided by the deepest level above c holding a loop relevant to the tensor;
+    the MACs (c = L) have no operand reuse, so no order decides them.
+    """
+    active = [0] * model.L
+    for v in range(N_TENSORS):
+        rel_bits = sum(1 << d for d in range(N_DIMS) if RELEVANCE_MATRIX[v][d])
+        for _p, c in model.chains[v]:
+            if c == model.L:
+                continue
+            for lvl in range(c - 1, -1, -1):
+                if masks[lvl] & rel_bits:
+                    active[lvl] |= 1 << v
+                    break
+    return active
 
 
 def lower_bound(model: CostModel) -> tuple[float, float]:
@@ -123,48 +150,151 @@ class OptimalMapper:
 
     name = "optimal"
 
-    def __init__(self, max_tilings: int = 2_000_000, time_limit: float = 60.0, chunk: int = 20_000) -> None:
+    def __init__(self, max_tilings: int = 50_000_000, time_limit: float = 60.0, chunk: int = 20_000,
+                 warm_budget: int = 20_000) -> None:
         self.max_tilings = max_tilings
         self.time_limit = time_limit
         self.chunk = chunk
+        self.warm_budget = warm_budget
 
     # ------------------------------------------------------------------ tilings
+    # The cost model sees only the product X*Y of a level's spatial factors per dim, so a tiling gives each
+    # dim one temporal slot (2*level) and one spatial slot (2*level + 1) per level; the X/Y split is any
+    # one that fits the fanout (found once per distinct spatial vector).
+
+    @staticmethod
+    def _spatial_allowed(arch: Architecture, lvl: int, d: int) -> bool:
+        fan = arch.levels[lvl].fanout
+        on_x = fan.x > 1 and (not fan.x_dims or DIMS[d] in fan.x_dims)
+        on_y = fan.y > 1 and (not fan.y_dims or DIMS[d] in fan.y_dims)
+        return on_x or on_y
+
+    @staticmethod
+    @functools.lru_cache(maxsize=200_000)
+    def _split(fanout: Fanout, sp: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """An X/Y split of per-dim spatial factors `sp` that fits `fanout`, or None."""
+        dims = [d for d in range(N_DIMS) if sp[d] > 1]
+        ok_x = [not fanout.x_dims or DIMS[d] in fanout.x_dims for d in range(N_DIMS)]
+        ok_y = [not fanout.y_dims or DIMS[d] in fanout.y_dims for d in range(N_DIMS)]
+        x = [1] * N_DIMS
+
+        def place(i: int, px: int, py: int) -> bool:
+            if i == len(dims):
+                return True
+            d = dims[i]
+            for xd in divisors(sp[d]):
+                yd = sp[d] // xd
+                if (xd > 1 and not ok_x[d]) or (yd > 1 and not ok_y[d]):
+                    continue
+                if px * xd <= fanout.x and py * yd <= fanout.y:
+                    x[d] = xd
+                    if place(i + 1, px * xd, py * yd):
+                        return True
+            return False
+
+        if not place(0, 1, 1):
+            return None
+        return tuple(x), tuple(sp[d] // x[d] for d in range(N_DIMS))
+
+    def _splits(self, arch: Architecture, lvl: int, sp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For spatial vectors sp (B, D) of level lvl: fits mask, X part, Y part."""
+        fan = arch.levels[lvl].fanout
+        code = np.zeros(len(sp), dtype=np.int64)  # exact mixed-radix code: factors are <= the fanout size
+        for d in range(N_DIMS):
+            code = code * (fan.size + 1) + sp[:, d]
+        if (fan.size + 1) ** N_DIMS >= 2 ** 63:
+            code = np.unique(sp, axis=0, return_inverse=True)[1].reshape(-1)
+        _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+        uniq = sp[first]
+        res = [self._split(fan, tuple(int(v) for v in row)) for row in uniq]
+        ok = np.array([r is not None for r in res])
+        xs = np.array([r[0] if r else (1,) * N_DIMS for r in res], dtype=np.int64)
+        ys = np.array([r[1] if r else (1,) * N_DIMS for r in res], dtype=np.int64)
+        inv = inv.reshape(-1)
+        return ok[inv], xs[inv], ys[inv]
+
     def _dim_options(self, space: MapSpace) -> list[np.ndarray]:
-        """Per dim: every factorisation over its allowed slots, as (n_options, n_slots) int arrays."""
+        """Per dim: every factorisation over its allowed slots, as (n_options, 2L) int arrays."""
+        L = space.L
         out = []
         for d, n in enumerate(space.dims):
-            slots = np.flatnonzero(space.allowed[d])
+            slots = [2 * lvl for lvl in range(L)] + [2 * lvl + 1 for lvl in range(L)
+                                                     if self._spatial_allowed(space.arch, lvl, d)]
+            slots.sort()
             facs = ordered_factorizations(n, len(slots))
-            arr = np.ones((len(facs), space.n_slots), dtype=np.int64)
+            arr = np.ones((len(facs), 2 * L), dtype=np.int64)
             arr[:, slots] = np.array(facs, dtype=np.int64)
             out.append(arr)
         return out
 
-    def tilings(self, space: MapSpace, model: CostModel) -> Iterator[np.ndarray]:
-        """Chunks of fitting tilings as factor arrays (B, D, n_slots)."""
+    def _symmetric(self, space: MapSpace) -> bool:
+        """Swapping (P, R) with (Q, S) maps the problem onto itself (same sizes, strides, allowed axes)."""
+        lay = space.layer
+        if (lay.P, lay.R) != (lay.Q, lay.S) or lay.stride[0] != lay.stride[1] or lay.dilation[0] != lay.dilation[1]:
+            return False
+        for level in space.arch.levels:
+            for dims in (level.fanout.x_dims, level.fanout.y_dims):
+                if dims and (("P" in dims) != ("Q" in dims) or ("R" in dims) != ("S" in dims)):
+                    return False
+        return True
+
+    def tilings(self, space: MapSpace, model: CostModel) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Chunks of fitting tilings as (temporal, spatial_x, spatial_y) arrays of shape (B, L, D).
+
+        With a P/Q-symmetric problem only one tiling of each mirror pair is produced.
+        """
         options = self._dim_options(space)
-        # dims with many options last, so pruning acts on small partial sets first
-        dim_order = sorted(range(N_DIMS), key=lambda d: len(options[d]))
+        dim_order = sorted(range(N_DIMS), key=lambda d: len(options[d]))  # small option sets first
         L = space.L
-        fan = np.array([[lvl.fanout.x, lvl.fanout.y] for lvl in space.arch.levels], dtype=np.int64)
+        arch = space.arch
+        fan_levels = [lvl for lvl in range(L) if arch.levels[lvl].fanout.size > 1]
+        symmetric = self._symmetric(space)
 
         def fits(fac: np.ndarray) -> np.ndarray:
-            f = fac.reshape(len(fac), N_DIMS, L, 3)
-            sx = f[..., 1].prod(axis=1)  # (B, L)
-            sy = f[..., 2].prod(axis=1)
-            ok = (sx <= fan[:, 0]).all(axis=1) & (sy <= fan[:, 1]).all(axis=1)
+            f = np.ascontiguousarray(fac.transpose(2, 1, 0), dtype=np.float64)  # (2L, D, B)
+            ok = np.ones(len(fac), dtype=bool)
+            for lvl in fan_levels:
+                sp = f[2 * lvl + 1]
+                prod = sp[0].copy()
+                for d in range(1, N_DIMS):
+                    prod *= sp[d]
+                ok &= prod <= arch.levels[lvl].fanout.size
             if not ok.any():
                 return ok
-            per_level = f.prod(axis=3).astype(np.float64)  # (B, D, L)
             E = np.ones((L + 1, N_DIMS, len(fac)))
             for lvl in range(L - 1, -1, -1):
-                E[lvl] = E[lvl + 1] * per_level[:, :, lvl].T
+                E[lvl] = E[lvl + 1] * f[2 * lvl] * f[2 * lvl + 1]
             _, over = model.tile_check(E)
             return ok & ~over
 
-        def expand(partial: np.ndarray, k: int) -> Iterator[np.ndarray]:
+        def finish(fac: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+            if symmetric:  # keep the tiling whose (P, R) rows are lexicographically <= its mirror's (Q, S)
+                a = np.concatenate([fac[:, P], fac[:, R]], axis=1)
+                b = np.concatenate([fac[:, Q], fac[:, S]], axis=1)
+                diff = a != b
+                first = np.argmax(diff, axis=1)
+                rows = np.arange(len(fac))
+                fac = fac[~diff.any(axis=1) | (a[rows, first] < b[rows, first])]
+            B = len(fac)
+            if B == 0:
+                return None
+            temporal = np.ascontiguousarray(fac[:, :, 0::2].transpose(0, 2, 1))
+            sx = np.ones((B, L, N_DIMS), dtype=np.int64)
+            sy = np.ones((B, L, N_DIMS), dtype=np.int64)
+            ok = np.ones(B, dtype=bool)
+            for lvl in fan_levels:
+                fit, xs, ys = self._splits(arch, lvl, fac[:, :, 2 * lvl + 1])
+                ok &= fit
+                sx[:, lvl], sy[:, lvl] = xs, ys
+            if not ok.any():
+                return None
+            return temporal[ok], sx[ok], sy[ok]
+
+        def expand(partial: np.ndarray, k: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
             if k == N_DIMS:
-                yield partial
+                done = finish(partial)
+                if done is not None:
+                    yield done
                 return
             d = dim_order[k]
             opts = options[d]
@@ -177,22 +307,18 @@ class OptimalMapper:
                 if len(new):
                     yield from expand(new, k + 1)
 
-        start = np.ones((1, N_DIMS, space.n_slots), dtype=np.int64)
-        yield from expand(start, 0)
+        yield from expand(np.ones((1, N_DIMS, 2 * L), dtype=np.int64), 0)
 
     # ------------------------------------------------------------------ orders
-    def _best_orders(self, model: CostModel, fac: np.ndarray, objective: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """For tilings `fac` (B, D, n_slots): the best order per level (B, L, D), its objective, evaluations.
+    def _best_orders(self, model: CostModel, temporal: np.ndarray, sx: np.ndarray, sy: np.ndarray,
+                     objective: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """For tilings (B, L, D) arrays: the best order per level (B, L, D), its objective, evaluations.
 
         Tilings are grouped by which dims have factor > 1 at each level (that fixes the order classes);
         all groups' sweeps are scored in one batched call.
         """
-        B = len(fac)
+        B = len(temporal)
         L = model.L
-        f = fac.reshape(B, N_DIMS, L, 3).transpose(0, 2, 1, 3)  # (B, L, D, 3)
-        temporal = np.ascontiguousarray(f[..., 0])
-        sx = np.ascontiguousarray(f[..., 1])
-        sy = np.ascontiguousarray(f[..., 2])
         masks = ((temporal > 1) * (1 << np.arange(N_DIMS))).sum(axis=2)  # (B, L)
         keys, inverse = np.unique(masks, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
@@ -201,7 +327,8 @@ class OptimalMapper:
         offset = 0
         for gi, key in enumerate(keys):
             idx = np.flatnonzero(inverse == gi)
-            classes = [np.array(order_classes(int(m)), dtype=np.int64) for m in key]
+            active = deciding_levels(model, [int(m) for m in key])
+            classes = [np.array(order_classes(int(m), a), dtype=np.int64) for m, a in zip(key, active)]
             variants = [(-1, 0)] + [(lvl, k) for lvl in range(L) for k in range(1, len(classes[lvl]))]
             orders = np.empty((len(variants), len(idx), L, N_DIMS), dtype=np.int64)
             orders[:] = np.stack([classes[lvl][0] for lvl in range(L)])
@@ -251,42 +378,67 @@ class OptimalMapper:
         return best_order, best_obj, len(sel)
 
     # ------------------------------------------------------------------ search
+    def _warm_start(self, layer: Layer, arch: Architecture, objective: str, seed: int,
+                    model: CostModel) -> tuple[float, Mapping | None, int]:
+        """A good incumbent from the genetic mapper, so the bound prunes from the first chunk on."""
+        if self.warm_budget <= 0 or MapSpace(layer, arch, model).fanout_valid_tiling_count < 200_000:
+            return math.inf, None, 0  # small spaces: the exhaustive pass is quicker than a warm start
+        from rlmap.mappers.genetic import GeneticMapper
+
+        res = GeneticMapper().search(layer, arch, objective, budget=self.warm_budget, seed=seed, model=model)
+        if res.mapping is None:
+            return math.inf, None, res.evaluations
+        return float(res.cost.objective(objective)), res.mapping, res.evaluations
+
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int | None = None,
                seed: int = 0, model: CostModel | None = None) -> SearchResult:
-        """`budget` is ignored: the search runs until it has proved the optimum or hits its limits."""
+        """`budget` is ignored: the search runs until it has proved the optimum or hits its limits.
+
+        Branch and bound: every fitting tiling is bounded by one order-relaxed evaluation
+        (CostModel.evaluate_batch(relax_orders=True), a lower bound over all its loop orders); only
+        tilings whose bound beats the incumbent get their orders optimised exactly.
+        """
         t0 = time.perf_counter()
         model = model or CostModel(layer, arch)
         space = MapSpace(layer, arch, model)
-        best = (math.inf, None)
-        curve_parts: list[np.ndarray] = []
-        evaluations = 0
-        n_tilings = 0
-        curve_evals: list[int] = []
-        complete = True
-        why = ""
-        for fac in self.tilings(space, model):
-            n_tilings += len(fac)
+        best_obj, best_map, evaluations = self._warm_start(layer, arch, objective, seed, model)
+        warm = best_obj
+        curve: list[float] = [best_obj] if best_map is not None else []
+        curve_evals: list[int] = [evaluations] if best_map is not None else []
+        n_tilings = swept = 0
+        complete, why = True, ""
+        for temporal, sx, sy in self.tilings(space, model):
+            n_tilings += len(temporal)
             if n_tilings > self.max_tilings:
                 complete, why = False, f"more than {self.max_tilings:,} fitting tilings"
                 break
             if time.perf_counter() - t0 > self.time_limit:
                 complete, why = False, f"time limit {self.time_limit:g} s reached"
                 break
-            orders, obj, evals = self._best_orders(model, fac, objective)
-            evaluations += evals
-            i = int(np.argmin(obj))
-            if obj[i] < best[0]:
-                f = fac[i].reshape(N_DIMS, model.L, 3).transpose(1, 0, 2)
-                best = (float(obj[i]), MappingBatch(f[None, ..., 0].copy(), f[None, ..., 1].copy(),
-                                                    f[None, ..., 2].copy(), orders[i][None])[0])
-            curve_parts.append(np.full(1, best[0]))
+            bound = model.evaluate_batch(MappingBatch(temporal, sx, sy, np.broadcast_to(
+                np.arange(N_DIMS), temporal.shape).copy()), relax_orders=True).objective(objective)
+            evaluations += len(temporal)
+            keep = np.flatnonzero(bound < best_obj)
+            if len(keep):
+                swept += len(keep)
+                orders, obj, evals = self._best_orders(model, temporal[keep], sx[keep], sy[keep], objective)
+                evaluations += evals
+                i = int(np.argmin(obj))
+                if obj[i] < best_obj:
+                    k = keep[i]
+                    best_obj = float(obj[i])
+                    best_map = MappingBatch(temporal[k:k + 1], sx[k:k + 1], sy[k:k + 1], orders[i:i + 1])[0]
+            curve.append(best_obj)
             curve_evals.append(evaluations)
-        mapping = best[1]
-        cost = model.evaluate(mapping) if mapping is not None else None
+        cost = model.evaluate(best_map) if best_map is not None else None
+        e_lb, c_lb = lower_bound(model)
+        lb = objective_value(e_lb, c_lb, objective)
+        notes = {"fitting_tilings_seen": n_tilings, "tilings_swept": swept, "complete": complete, "stopped": why,
+                 "warm_start": warm, "lower_bound": lb, "gap_to_lower_bound": best_obj / lb if lb > 0 else math.inf,
+                 "curve_evaluations": curve_evals, **space.sizes()}
         # one curve point per chunk of tilings; notes["curve_evaluations"] gives the evaluations behind each
-        curve = np.array([c[0] for c in curve_parts]) if curve_parts else np.zeros(0)
         return SearchResult(
-            mapper=self.name, objective=objective, mapping=mapping, cost=cost, evaluations=evaluations,
-            curve=curve, proven_optimal=complete and mapping is not None, seconds=time.perf_counter() - t0,
-            notes={"fitting_tilings": n_tilings, "curve_evaluations": curve_evals, "complete": complete, "stopped": why, **space.sizes()},
+            mapper=self.name, objective=objective, mapping=best_map, cost=cost, evaluations=evaluations,
+            curve=np.array(curve), proven_optimal=complete and best_map is not None,
+            seconds=time.perf_counter() - t0, notes=notes,
         )
