@@ -1,0 +1,410 @@
+"""Learned surrogate cost models: build a dataset, train, evaluate -- as Python functions and as a CLI.
+
+Python API (each function is what the matching `rlmap surrogate ...` command runs):
+
+* `build_dataset(arch, networks, samples, out, synthetic=0, ...)` -> path of the ``.npz`` dataset
+* `train_surrogate(data, out, epochs=..., resume=False, ...)` -> `TrainResult` (checkpoint path, history)
+* `evaluate_surrogate(checkpoint, networks, arch, ...)` -> dict of metrics on held-out networks
+* `SurrogateRewardModel(checkpoint).predict_edp(layer, arch, mappings)` -> predicted EDP per mapping
+  (rlmap.surrogate_model; re-exported here) for the RL environment's reward
+* cost backends (`BuiltinBackend`, `CallableBackend`, `load_backend`, `BackendModel`) from
+  rlmap.surrogate_data, so the same code trains against any cost model.
+
+`surrogate_app` is the typer sub-app with commands ``dataset``, ``train`` and ``eval``; rlmap.cli mounts
+it as ``rlmap surrogate``.  Every user mistake raises rlmap.errors.SpecError.  See docs/surrogate.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import typer
+
+from rlmap.errors import SpecError
+from rlmap.surrogate_data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
+                                  SampleSet, generate_samples, layer_key, load_backend, network_layers,
+                                  synthetic_layers)
+from rlmap.surrogate_model import (SurrogateRewardModel, TrainConfig, TrainResult, default_checkpoint, group_metrics,
+                                   load_checkpoint, train)
+
+__all__ = ["build_dataset", "train_surrogate", "evaluate_surrogate", "SurrogateRewardModel", "BuiltinBackend",
+           "CallableBackend", "CostBackend", "BackendModel", "load_backend", "surrogate_app", "default_checkpoint"]
+
+
+def _console():  # noqa: ANN202
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 160, highlight=False, soft_wrap=False)
+
+
+def _split_names(values: Sequence[str] | str | None) -> list[str]:
+    """Accept repeated options and comma-separated lists alike."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for v in values:
+        out += [x.strip() for x in str(v).split(",") if x.strip()]
+    return out
+
+
+def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=_console(), disable=not enabled,
+                    transient=False)
+
+
+# ============================================================================ dataset
+def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samples: int, out: str | Path,
+                  synthetic: int = 0, seed: int = 0, backend: str | CostBackend | None = None, workers: int = 1,
+                  exclude: Sequence[str] | str | None = None, progress: bool = True) -> Path:
+    """Sample (layer, architecture, mapping) -> (energy, cycles) and save it as one compressed .npz.
+
+    arch      -- architecture preset name(s) or YAML path(s); several = one dataset over all of them
+    networks  -- network presets/files whose layers are used (one layer per distinct shape)
+    samples   -- total number of scored mappings, split evenly over (layer, arch) pairs
+    out       -- output folder (gets dataset.npz and dataset.json) or a path ending in .npz
+    synthetic -- number of extra random realistic layers (conv/depthwise/pointwise/gemm/matmul)
+    backend   -- 'builtin' (default), 'module:function' (a user's cost function), or a CostBackend
+    workers   -- processes for the built-in backend (a user backend must be picklable for > 1)
+    exclude   -- networks whose layer *shapes* must not appear (e.g. the held-out networks)
+    Per layer the mix is: 30% random valid mappings, 50% genetic / annealing mapper trajectories (the good
+    end over-represented), 20% neighbours of the best mappings (see rlmap.surrogate_data).
+    """
+    from rlmap.io import load_architecture
+
+    arch_names = _split_names(arch)
+    if not arch_names:
+        raise SpecError("give at least one architecture", "--arch")
+    archs = [load_architecture(a) for a in arch_names]
+    net_names = _split_names(networks)
+    if not net_names and synthetic <= 0:
+        raise SpecError("give --networks and/or --synthetic N (no layers to sample)", "--networks")
+    if samples <= 0:
+        raise SpecError(f"must be positive, got {samples}", "--samples")
+    if synthetic < 0:
+        raise SpecError(f"must be >= 0, got {synthetic}", "--synthetic")
+    if workers < 1:
+        raise SpecError(f"must be >= 1, got {workers}", "--workers")
+    excl_names = _split_names(exclude)
+    overlap = sorted(set(net_names) & set(excl_names))
+    if overlap:
+        raise SpecError(f"networks {overlap} are both used and excluded", "--exclude")
+    excluded_keys = {layer_key(lyr) for lyr, _ in network_layers(excl_names)} if excl_names else set()
+    layers = [(lyr, nets) for lyr, nets in network_layers(net_names) if layer_key(lyr) not in excluded_keys]
+    dropped = len(network_layers(net_names)) - len(layers) if excl_names else 0
+    seen = {layer_key(lyr) for lyr, _ in layers}
+    for lyr in synthetic_layers(synthetic, seed + 7919):
+        if layer_key(lyr) not in seen and layer_key(lyr) not in excluded_keys:
+            seen.add(layer_key(lyr))
+            layers.append((lyr, ["synthetic"]))
+    items = [(lyr, nets, a) for a in archs for lyr, nets in layers]
+    if not items:
+        raise SpecError("no layers left to sample after --exclude")
+    per_layer = max(8, math.ceil(samples / len(items)))
+    be = load_backend(backend)
+    if workers > 1 and not isinstance(be, BuiltinBackend):
+        import pickle
+
+        try:
+            pickle.dumps(be)
+        except Exception:  # noqa: BLE001
+            raise SpecError("this backend cannot be sent to worker processes; use --workers 1", "--workers") from None
+    con = _console()
+    if progress:
+        con.print(f"sampling {len(items)} (layer, arch) pairs x {per_layer} mappings on {', '.join(a.name for a in archs)} "
+                  f"with backend {be.name}" + (f" ({dropped} layers dropped: shapes of excluded networks)" if dropped else ""))
+    t0 = time.perf_counter()
+    with _progress_bar("dataset", progress) as bar:
+        task = bar.add_task("dataset", total=len(items), info="")
+
+        def tick(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, info=name)
+
+        data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
+                                meta={"networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
+                                      "command_seed": seed})
+    data.meta["seconds"] = round(time.perf_counter() - t0, 1)
+    p = Path(out)
+    path = p if p.suffix == ".npz" else p / "dataset.npz"
+    data.save(path)
+    summary = {"path": str(path), "samples": len(data), "layers": len(data.layers), "archs": [a.name for a in data.archs],
+               "networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
+               "per_layer": per_layer, "sources": {s: int((data.source == i).sum()) for i, s in enumerate(SOURCES)},
+               "seconds": data.meta["seconds"], "backend": be.name, "encoding_version": ENCODING_VERSION,
+               "costmodel": data.meta.get("costmodel")}
+    path.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    if progress:
+        size = path.stat().st_size / 1e6
+        con.print(f"wrote {len(data):,} samples of {len(data.layers)} layers to {path} ({size:.1f} MB) in {summary['seconds']} s; "
+                  + ", ".join(f"{k} {v:,}" for k, v in summary["sources"].items()))
+    return path
+
+
+# ============================================================================ training
+def train_surrogate(data: str | Path | Sequence[str | Path], out: str | Path, epochs: int = 40, batch_size: int = 512,
+                    lr: float = 2e-3, hidden: int = 128, depth: int = 3, val_frac: float = 0.1, seed: int = 0,
+                    resume: bool = False, log_dir: str | Path | None = None, threads: int = 1,
+                    progress: bool = True, command: str | None = None) -> TrainResult:
+    """Train the surrogate network on one or more datasets (build_dataset outputs).
+
+    Writes out/model.pt (small, what the mapper and the reward model load), out/last.pt (full state for
+    --resume: with resume=True training continues from the last finished epoch up to `epochs`), and
+    TensorBoard logs (train/validation loss, ranking accuracy, Spearman, median |log2 EDP error|) to
+    `log_dir` (default out/tb).  Validation holds out `val_frac` of the *layers*.
+    """
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    if not paths:
+        raise SpecError("give at least one dataset", "--data")
+    if epochs < 1:
+        raise SpecError(f"must be >= 1, got {epochs}", "--epochs")
+    if batch_size < 2:
+        raise SpecError(f"must be >= 2, got {batch_size}", "--batch-size")
+    if not 0 <= val_frac < 1:
+        raise SpecError(f"must be in [0, 1), got {val_frac}", "--val-frac")
+    sets = [SampleSet.load(p) for p in paths]
+    ds = sets[0] if len(sets) == 1 else SampleSet.merge(sets)
+    out_p = Path(out)
+    log = Path(log_dir) if log_dir is not None else out_p / "tb"
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, depth=depth, val_frac=val_frac,
+                      seed=seed, threads=threads)
+    con = _console()
+    if progress:
+        con.print(f"training on {len(ds):,} samples of {len(ds.layers)} layers ({', '.join(a.name for a in ds.archs)}); "
+                  f"checkpoints in {out_p}, TensorBoard logs in {log}")
+    with _progress_bar("train", progress) as bar:
+        task = bar.add_task("epochs", total=epochs, info="")
+
+        def tick(rec: dict[str, Any]) -> None:
+            info = f"loss {rec['train_loss']:.4f}"
+            if "val_loss" in rec:
+                info += (f"  val {rec['val_loss']:.4f}  rho {rec['val_spearman']:.3f}  rank-acc {rec['val_rank_acc']:.3f}"
+                         f"  |err| {rec['val_median_abs_log2_edp_error']:.3f}")
+            bar.update(task, completed=rec["epoch"], info=info)
+
+        res = train(ds, out_p, cfg, resume=resume, log_dir=log, progress=tick,
+                    extra_meta={"dataset_paths": [str(p) for p in paths], "command": command or ""})
+    if progress:
+        con.print(f"wrote {res.checkpoint} ({res.checkpoint.stat().st_size / 1e6:.2f} MB) after {res.epochs} epochs, "
+                  f"{res.seconds:.0f} s of training")
+    return res
+
+
+# ============================================================================ evaluation
+def evaluate_surrogate(checkpoint: str | Path | None, networks: Sequence[str] | str, arch: str = "eyeriss",
+                       samples_per_layer: int = 1000, seed: int = 12345, include_seen: bool = False,
+                       allow_training_networks: bool = False, backend: str | CostBackend | None = None,
+                       workers: int = 1, progress: bool = True) -> dict[str, Any]:
+    """Score fresh mappings of held-out networks with the true model and compare the surrogate.
+
+    Mappings are generated like the training data (random valid + mapper trajectories + neighbours),
+    with a different seed.  Returns overall and per-network metrics: the Spearman rank correlation of
+    predicted vs true EDP among the mappings of each layer (mean / median / min over layers), pairwise
+    ranking accuracy, and the median |log2 predicted EDP - log2 true EDP| over all samples.
+    Layers whose shape was in the training data are skipped unless include_seen; networks used for
+    training are refused unless allow_training_networks.
+    """
+    from rlmap.io import load_architecture
+
+    model = SurrogateRewardModel(checkpoint)
+    net_names = _split_names(networks)
+    if not net_names:
+        raise SpecError("give the held-out networks to evaluate on", "--networks")
+    if samples_per_layer < 8:
+        raise SpecError(f"must be >= 8, got {samples_per_layer}", "--samples")
+    a = load_architecture(arch)
+    layers = network_layers(net_names)
+    loaded_names = list(dict.fromkeys(n for _, nets in layers for n in nets))
+    trained_nets = set(model.meta.get("networks", []))
+    bad = sorted(set(loaded_names) & trained_nets)
+    if bad and not allow_training_networks:
+        raise SpecError(f"networks {bad} were in the surrogate's training data; evaluate on held-out networks",
+                        "--networks")
+    seen_keys = {json.dumps(k) for k in model.meta.get("train_layer_keys", [])}
+    kept, skipped = [], []
+    for lyr, nets in layers:
+        key = json.dumps([list(x) if isinstance(x, tuple) else x for x in layer_key(lyr)])
+        (skipped if (key in seen_keys and not include_seen) else kept).append((lyr, nets))
+    if not kept:
+        raise SpecError("every layer of these networks has a shape seen in training (use --include-seen)")
+    items = [(lyr, nets, a) for lyr, nets in kept]
+    t0 = time.perf_counter()
+    with _progress_bar("eval", progress) as bar:
+        task = bar.add_task("eval", total=len(items), info="")
+        data = generate_samples(items, samples_per_layer, seed=seed, backend=backend, workers=workers,
+                                progress=lambda d, t, n: bar.update(task, completed=d, info=n))
+    gen_seconds = time.perf_counter() - t0
+    pred = np.empty(len(data))
+    true = np.log2(data.edp)
+    t1 = time.perf_counter()
+    groups = []
+    for li, ai, idx in data.groups():
+        pred[idx] = model.predict_log2_objective(data.layers[li], data.archs[ai], data.batch(idx), "edp")
+        groups.append((li, idx))
+    pred_seconds = time.perf_counter() - t1
+    overall = group_metrics(pred, true, [g for _, g in groups], seed)
+    per_net: dict[str, Any] = {}
+    for name in loaded_names:
+        gs = [(li, g) for li, g in groups if name in data.layer_networks[li]]
+        if not gs:
+            continue
+        idx = np.concatenate([g for _, g in gs])
+        m = group_metrics(pred, true, [g for _, g in gs], seed)
+        m["layers"] = len(gs)
+        m["samples"] = int(len(idx))
+        m.pop("per_group_spearman")
+        per_net[name] = m
+    per_layer = []
+    for (li, g), rho in zip(groups, overall["per_group_spearman"]):
+        err = np.abs(pred[g] - true[g])
+        best = g[np.argsort(true[g])[: max(1, len(g) // 10)]]
+        per_layer.append({"layer": data.layers[li].name, "networks": data.layer_networks[li],
+                          "shape": data.layers[li].shape_str(), "spearman": float(rho),
+                          "median_abs_log2_edp_error": float(np.median(err)),
+                          "top10pct_spearman": _safe_spearman(pred[best], true[best])})
+    by_source = {}
+    for i, s in enumerate(SOURCES):
+        sel = data.source == i
+        if sel.any():
+            by_source[s] = float(np.median(np.abs(pred[sel] - true[sel])))
+    overall.pop("per_group_spearman")
+    result = {"checkpoint": model.path, "arch": a.name, "networks": loaded_names, "layers": len(kept),
+              "skipped_seen_layers": [lyr.name for lyr, _ in skipped], "samples": len(data),
+              "samples_per_layer": samples_per_layer, "overall": overall, "per_network": per_net,
+              "per_layer": per_layer, "median_abs_log2_edp_error_by_source": by_source,
+              "top10pct_spearman_mean": float(np.nanmean([r["top10pct_spearman"] for r in per_layer])),
+              "generate_seconds": round(gen_seconds, 1),
+              "predict_mappings_per_second": float(len(data) / max(pred_seconds, 1e-9))}
+    return result
+
+
+def _safe_spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from rlmap.surrogate_model import spearman
+
+    return spearman(a, b)
+
+
+def print_eval(result: dict[str, Any]) -> None:
+    """The table `rlmap surrogate eval` prints."""
+    from rich import box
+    from rich.table import Table
+
+    con = _console()
+    t = Table(box=box.SIMPLE_HEAD, title=f"surrogate {result['checkpoint']} on {result['arch']} (held-out networks)")
+    for col in ("network", "layers", "samples", "Spearman mean", "Spearman min", "rank acc", "median |log2 EDP err|", "p90"):
+        t.add_column(col, justify="left" if col == "network" else "right")
+    rows = list(result["per_network"].items()) + [("all", {**result["overall"], "layers": result["layers"],
+                                                            "samples": result["samples"]})]
+    for name, m in rows:
+        t.add_row(name, str(m["layers"]), f"{m['samples']:,}", f"{m['spearman_mean']:.4f}", f"{m['spearman_min']:.4f}",
+                  f"{m['pairwise_accuracy']:.4f}", f"{m['median_abs_log2_edp_error']:.4f}", f"{m['p90_abs_log2_edp_error']:.3f}")
+    con.print(t)
+    if result["skipped_seen_layers"]:
+        con.print(f"skipped {len(result['skipped_seen_layers'])} layers whose shape is in the training data "
+                  f"(--include-seen to keep them)")
+    con.print("median |log2 EDP err| by sample source: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in result["median_abs_log2_edp_error_by_source"].items())
+              + f"; Spearman among each layer's best 10%: {result['top10pct_spearman_mean']:.3f}")
+
+
+# ============================================================================ CLI
+surrogate_app = typer.Typer(help="Learned surrogate cost models: build a dataset, train, evaluate.", no_args_is_help=True)
+
+
+@surrogate_app.command("dataset")
+def dataset_cmd(
+    arch: list[str] = typer.Option(..., "--arch", help="architecture preset or YAML (repeat or comma-separate for several)"),
+    networks: Optional[list[str]] = typer.Option(None, "--networks", help="network presets/files (repeat or comma-separate)"),
+    synthetic: int = typer.Option(0, "--synthetic", help="extra random realistic layers"),
+    samples: int = typer.Option(100_000, "--samples", help="total scored mappings, split evenly over layers"),
+    out: Path = typer.Option(Path("data/surrogate"), "-o", "--out", help="output folder (or .npz path)"),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="networks whose layer shapes must not be used (held-out)"),
+    backend: str = typer.Option("builtin", "--backend", help="'builtin' or 'module:function' returning (energy, cycles)"),
+    workers: int = typer.Option(1, "--workers", help="worker processes"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
+    build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend, workers=workers,
+                  exclude=exclude)
+
+
+@surrogate_app.command("train")
+def train_cmd(
+    data: list[Path] = typer.Option(..., "--data", help="dataset .npz or folder (repeatable)"),
+    out: Path = typer.Option(Path("runs/surrogate"), "-o", "--out", help="output folder for model.pt / last.pt / tb"),
+    epochs: int = typer.Option(40, "--epochs"),
+    batch_size: int = typer.Option(512, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    hidden: int = typer.Option(128, "--hidden", help="width of the hidden layers"),
+    depth: int = typer.Option(3, "--depth", help="number of hidden layers"),
+    val_frac: float = typer.Option(0.1, "--val-frac", help="fraction of layers held out for validation"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt"),
+    log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="TensorBoard folder (default OUT/tb)"),
+    threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a small shared CPU; 0 = torch default)"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the surrogate (log energy and log cycles) with TensorBoard logs and resumable checkpoints."""
+    import shlex
+    import sys
+
+    train_surrogate(data, out, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, depth=depth,
+                    val_frac=val_frac, seed=seed, resume=resume, log_dir=log_dir, threads=threads,
+                    command=shlex.join(sys.argv))
+
+
+@surrogate_app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Option(default_checkpoint(), "--checkpoint", help="model.pt or its folder"),
+    networks: list[str] = typer.Option(..., "--networks", help="held-out networks (repeat or comma-separate)"),
+    arch: str = typer.Option("eyeriss", "--arch"),
+    samples: int = typer.Option(1000, "--samples", help="mappings per layer"),
+    include_seen: bool = typer.Option(False, "--include-seen", help="also layers whose shape was in the training data"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics as JSON"),
+    backend: str = typer.Option("builtin", "--backend"),
+    workers: int = typer.Option(1, "--workers"),
+    seed: int = typer.Option(12345, "--seed"),
+) -> None:
+    """Spearman of predicted vs true EDP per layer and median |log2 EDP error| on held-out networks."""
+    res = evaluate_surrogate(checkpoint, networks, arch=arch, samples_per_layer=samples, seed=seed,
+                             include_seen=include_seen, backend=backend, workers=workers)
+    print_eval(res)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=2, default=float))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m rlmap.surrogate dataset|train|eval ...` (the same commands as `rlmap surrogate ...`);
+    a user mistake prints one line, ``error: ...``, and returns 2."""
+    import sys
+
+    from typer._click import exceptions as cx  # typer vendors click
+
+    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
+    try:
+        rv = surrogate_app(args=args, prog_name="rlmap surrogate", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except SpecError as exc:
+        typer.echo("error: " + " ".join(str(exc).split()), err=True)
+        return 2
+    except cx.ClickException as exc:
+        typer.echo("error: " + " ".join(exc.format_message().split()), err=True)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("error: aborted", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
