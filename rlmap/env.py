@@ -35,7 +35,7 @@ from rlmap.costmodel import OBJECTIVES, Cost, CostModel, footprint, format_facto
 from rlmap.io import load_architecture
 from rlmap.layer import Layer, Network
 from rlmap.layer_sampler import LayerSampler
-from rlmap.mapping import Mapping
+from rlmap.mapping import Mapping, MappingBatch
 from rlmap.mapspace import MapSpace, prime_factors
 from rlmap.problem import C, DIMS, G, K, N, N_DIMS, N_TENSORS, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S, TENSORS
 
@@ -292,6 +292,10 @@ class MappingEnv(gym.Env):
         "median" (their median), "bound" (analytical estimate, no sampling) or "none" (reference 1).
     invalid_action_penalty: subtracted from the reward of a step whose action was masked out (the action is
         then replaced by the always-valid fallback: DRAM temporal, or the first order of the menu).
+    reward_model: optional stand-in for the cost model at episode end (for slow cost models), any object
+        with `predict(layer, arch, MappingBatch) -> (energy, cycles)` such as
+        `rlmap.surrogate_model.SurrogateRewardModel`; the reward then scores its prediction (masks still
+        guarantee validity) and `info["reward_source"]` says "surrogate".
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -301,7 +305,8 @@ class MappingEnv(gym.Env):
                  layers: Sequence[Layer] | None = None, synthetic: float = 0.0, random_density: float = 0.0,
                  sampler_seed: int = 0, max_levels: int = MAX_LEVELS, max_factor_steps: int = MAX_FACTOR_STEPS,
                  reference: str = "random", reference_samples: int = 16, reference_seed: int = 0,
-                 invalid_action_penalty: float = 0.0, render_mode: str | None = None) -> None:
+                 invalid_action_penalty: float = 0.0, render_mode: str | None = None,
+                 reward_model: Any = None) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
@@ -326,6 +331,7 @@ class MappingEnv(gym.Env):
         self.reference_samples = reference_samples
         self.reference_seed = reference_seed
         self.invalid_action_penalty = float(invalid_action_penalty)
+        self.reward_model = reward_model
         self.render_mode = render_mode
         self.max_levels = max_levels
         self.max_factor_steps = max_factor_steps
@@ -631,6 +637,8 @@ class MappingEnv(gym.Env):
         ld, ai = self._ld, self._ai
         assert ld is not None
         m = self.mapping()
+        if self.reward_model is not None:
+            return self._finish_with_model(m)
         cost = ld.cost_model(ai).evaluate(m)
         self.last_cost = cost
         info: dict[str, Any] = {"layer": ld.layer.name, "arch": ai.arch.name, "valid": cost.valid, "mapping": m,
@@ -646,6 +654,22 @@ class MappingEnv(gym.Env):
         edp_ratio = cost.edp / ref[f"{kind}_edp"]
         info.update(energy=cost.energy, cycles=cost.cycles, edp=cost.edp, objective=value, ratio=ratio,
                     edp_ratio=edp_ratio, utilization=cost.utilization, reference=ref[f"{kind}_{self.objective}"])
+        return -math.log(ratio), info
+
+    def _finish_with_model(self, m: Mapping) -> tuple[float, dict[str, Any]]:
+        """Episode end scored by `reward_model` instead of the cost model."""
+        ld, ai = self._ld, self._ai
+        assert ld is not None
+        energy, cycles = self.reward_model.predict(ld.layer, ai.arch, MappingBatch.stack([m]))
+        e, c = float(energy[0]), float(cycles[0])
+        ref = self.reference_costs()
+        kind = "median" if self.reference == "median" else "best"
+        value = float(objective_value(e, c, self.objective))
+        ratio = value / ref[f"{kind}_{self.objective}"]
+        info: dict[str, Any] = {"layer": ld.layer.name, "arch": ai.arch.name, "valid": True, "mapping": m,
+                                "invalid_actions": self._invalid, "reward_source": "surrogate", "energy": e,
+                                "cycles": c, "edp": e * c, "objective": value, "ratio": ratio,
+                                "edp_ratio": e * c / ref[f"{kind}_edp"], "reference": ref[f"{kind}_{self.objective}"]}
         return -math.log(ratio), info
 
     def render(self) -> str | None:
