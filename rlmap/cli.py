@@ -369,6 +369,91 @@ def export_cmd(
 # =============================================================================
 
 
+# ----------------------------------------------------------------------------- search
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+@app.command("search")
+@user_errors
+def search_cmd(
+    network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file"),
+    arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
+    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, optimal or surrogate"),
+    budget: int = typer.Option(2000, "--budget", help="cost-model evaluations per layer (optimal: ignored)"),
+    objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
+    seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result)"),
+    processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
+    layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
+) -> None:
+    """Map every layer of a network with a classical mapper; per-layer table and network totals."""
+    import json
+
+    from rlmap.costmodel import OBJECTIVES
+    from rlmap.mappers.network import get_mapper, map_network
+
+    if objective not in OBJECTIVES:
+        raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})", "--objective")
+    if budget <= 0:
+        raise SpecError(f"must be a positive number of evaluations, got {budget}", "--budget")
+    if processes <= 0:
+        raise SpecError(f"must be >= 1, got {processes}", "--processes")
+    get_mapper(mapper)
+    net, a, one = load_problem(network, arch, layer)
+    if one is not None:
+        net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
+    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty())
+    out = console()
+    t = Table(title=f"{mapper} on {net.name} / {a.name}, objective {objective}, budget {budget}, seed {seed}",
+              box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("layer", "repeat", "energy pJ", "cycles", "EDP", "util %", "evals", "optimal"):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    rows = []
+    for lyr, r in zip(res.layers, res.results):
+        c = r.cost
+        proven = "proven" if r.proven_optimal else "-"
+        t.add_row(lyr.name, str(lyr.repeat), _fmt(c.energy), _fmt(c.cycles), _fmt(c.edp),
+                  f"{c.utilization * 100:.1f}", f"{r.evaluations:,}", proven)
+        rows.append({"layer": lyr.name, "repeat": lyr.repeat, "energy_pj": c.energy, "cycles": c.cycles,
+                     "edp": c.edp, "utilization": c.utilization, "evaluations": r.evaluations,
+                     "proven_optimal": r.proven_optimal, "seconds": r.seconds})
+    out.print(t)
+    out.print(f"network total (with repeats): energy {_fmt(res.energy)} pJ, cycles {_fmt(res.cycles)}, "
+              f"EDP {_fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s")
+    if output is not None:
+        if output.exists() and not output.is_dir():
+            raise SpecError("exists and is not a directory", str(output))
+        mdir = output / "mappings"
+        for lyr, r in zip(res.layers, res.results):
+            io.save_mapping(r.mapping, a, mdir / f"{_safe_name(lyr.name)}.yaml", lyr,
+                            extra={"network": net.name, "mapper": mapper, "objective": objective,
+                                   "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
+        summary = {"network": net.name, "arch": a.name, "mapper": mapper, "objective": objective, "budget": budget,
+                   "seed": seed, "layers": rows, "total": {"energy_pj": res.energy, "cycles": res.cycles,
+                                                           "edp": res.edp, "macs": res.macs}}
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "summary.json").write_text(json.dumps(summary, indent=2))
+        out.print(f"wrote {mdir}/ ({len(res.layers)} mappings) and {output / 'summary.json'}")
+
+
+_SURROGATE_HELP = "Train and evaluate a neural surrogate of the cost model (dataset, train, eval)."
+
+
+def _mount_surrogate(real: bool) -> None:
+    """The surrogate commands import torch (~1.5 s), so they are loaded only when asked for."""
+    if real:
+        from rlmap.surrogate import surrogate_app
+    else:
+        surrogate_app = typer.Typer(no_args_is_help=True)
+
+        @surrogate_app.command("dataset")
+        def _stub() -> None:  # pragma: no cover - replaced before it can run
+            """Sample (layer, mapping) -> cost data; see `rlmap surrogate --help`."""
+
+    app.add_typer(surrogate_app, name="surrogate", help=_SURROGATE_HELP)
+
+
 # ----------------------------------------------------------------------------- entry point
 def run(argv: Optional[list[str]] = None) -> int:
     """Run the CLI on `argv` (default sys.argv[1:]) and return the exit code; never raises for user errors."""
@@ -377,6 +462,8 @@ def run(argv: Optional[list[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]
+    if not any(g.name == "surrogate" for g in app.registered_groups):
+        _mount_surrogate(real=args[0] == "surrogate")
     try:
         rv = app(args=args, prog_name="rlmap", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

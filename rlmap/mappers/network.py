@@ -1,0 +1,126 @@
+"""Map every layer of a network with one mapper; sum energy and cycles over layers (with repeats)."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from rlmap.arch import Architecture
+from rlmap.errors import SpecError
+from rlmap.layer import Layer, Network
+from rlmap.mappers.base import SearchResult
+
+
+def _random() -> Any:
+    from rlmap.mappers.random_search import RandomMapper
+
+    return RandomMapper()
+
+
+def _ga() -> Any:
+    from rlmap.mappers.genetic import GeneticMapper
+
+    return GeneticMapper()
+
+
+def _sa() -> Any:
+    from rlmap.mappers.annealing import AnnealingMapper
+
+    return AnnealingMapper()
+
+
+def _optimal() -> Any:
+    from rlmap.mappers.optimal import OptimalMapper
+
+    return OptimalMapper()
+
+
+def _surrogate() -> Any:
+    from rlmap.mappers.surrogate_search import SurrogateMapper
+
+    return SurrogateMapper()
+
+
+MAPPERS: dict[str, Callable[[], Any]] = {"random": _random, "ga": _ga, "sa": _sa, "optimal": _optimal,
+                                         "surrogate": _surrogate}
+
+
+def get_mapper(name: str) -> Any:
+    """A fresh mapper by name; SpecError listing the valid names otherwise."""
+    key = name.strip().lower()
+    if key not in MAPPERS:
+        raise SpecError(f"unknown mapper {name!r} (expected one of {', '.join(MAPPERS)})", "--mapper")
+    return MAPPERS[key]()
+
+
+def layer_seed(seed: int, index: int) -> int:
+    """Deterministic per-layer seed, so results do not depend on process scheduling."""
+    return (seed * 1_000_003 + index * 7919) % (2**31 - 1)
+
+
+@dataclass
+class NetworkResult:
+    network: str
+    arch: str
+    mapper: str
+    objective: str
+    layers: list[Layer]
+    results: list[SearchResult]
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy(self) -> float:
+        return sum(r.cost.energy * l.repeat if r.cost else math.inf for l, r in zip(self.layers, self.results))
+
+    @property
+    def cycles(self) -> float:
+        return sum(r.cost.cycles * l.repeat if r.cost else math.inf for l, r in zip(self.layers, self.results))
+
+    @property
+    def edp(self) -> float:
+        """Network EDP: total energy x total cycles (layers run one after another)."""
+        return self.energy * self.cycles
+
+    @property
+    def macs(self) -> int:
+        return sum(l.macs * l.repeat for l in self.layers)
+
+
+def _map_one(args: tuple[str, Layer, Architecture, str, int, int]) -> SearchResult:
+    name, layer, arch, objective, budget, seed = args
+    return get_mapper(name).search(layer, arch, objective, budget=budget, seed=seed)
+
+
+def map_network(network: Network, arch: Architecture, mapper: str, objective: str = "edp", budget: int = 1000,
+                seed: int = 0, processes: int = 1, progress: bool = True) -> NetworkResult:
+    """Map each layer (in parallel processes if asked); same seed, same result, whatever `processes`."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    get_mapper(mapper)  # fail early on a bad name
+    jobs = [(mapper, layer, arch, objective, budget, layer_seed(seed, i)) for i, layer in enumerate(network.layers)]
+    results: list[SearchResult | None] = [None] * len(jobs)
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{mapper} on {network.name}", total=len(jobs))
+        if processes <= 1:
+            for i, job in enumerate(jobs):
+                bar.update(task, description=f"{mapper}: {job[1].name}")
+                results[i] = _map_one(job)
+                bar.advance(task)
+        else:
+            with ProcessPoolExecutor(max_workers=processes) as pool:
+                futures = {pool.submit(_map_one, job): i for i, job in enumerate(jobs)}
+                from concurrent.futures import as_completed
+
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.advance(task)
+    return NetworkResult(network=network.name, arch=arch.name, mapper=mapper, objective=objective,
+                         layers=list(network.layers), results=[r for r in results if r is not None],
+                         seconds=time.perf_counter() - t0)
