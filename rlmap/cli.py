@@ -410,8 +410,14 @@ def search_cmd(
     for col in ("layer", "repeat", "energy pJ", "cycles", "EDP", "util %", "evals", "optimal"):
         t.add_column(col, justify="left" if col == "layer" else "right")
     rows = []
+    missing = []
     for lyr, r in zip(res.layers, res.results):
         c = r.cost
+        if c is None:
+            missing.append(lyr.name)
+            t.add_row(lyr.name, str(lyr.repeat), "no valid mapping found", "", "", "", f"{r.evaluations:,}", "-")
+            rows.append({"layer": lyr.name, "repeat": lyr.repeat, "evaluations": r.evaluations, "found": False})
+            continue
         proven = "proven" if r.proven_optimal else "-"
         t.add_row(lyr.name, str(lyr.repeat), _fmt(c.energy), _fmt(c.cycles), _fmt(c.edp),
                   f"{c.utilization * 100:.1f}", f"{r.evaluations:,}", proven)
@@ -419,6 +425,9 @@ def search_cmd(
                      "edp": c.edp, "utilization": c.utilization, "evaluations": r.evaluations,
                      "proven_optimal": r.proven_optimal, "seconds": r.seconds})
     out.print(t)
+    if missing:
+        out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping in {budget} evaluations "
+                  f"({', '.join(missing)}): raise --budget or use --mapper ga; totals are infinite[/yellow]")
     out.print(f"network total (with repeats): energy {_fmt(res.energy)} pJ, cycles {_fmt(res.cycles)}, "
               f"EDP {_fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s")
     if output is not None:
@@ -426,6 +435,8 @@ def search_cmd(
             raise SpecError("exists and is not a directory", str(output))
         mdir = output / "mappings"
         for lyr, r in zip(res.layers, res.results):
+            if r.mapping is None:
+                continue
             io.save_mapping(r.mapping, a, mdir / f"{_safe_name(lyr.name)}.yaml", lyr,
                             extra={"network": net.name, "mapper": mapper, "objective": objective,
                                    "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
@@ -434,7 +445,7 @@ def search_cmd(
                                                            "edp": res.edp, "macs": res.macs}}
         output.mkdir(parents=True, exist_ok=True)
         (output / "summary.json").write_text(json.dumps(summary, indent=2))
-        out.print(f"wrote {mdir}/ ({len(res.layers)} mappings) and {output / 'summary.json'}")
+        out.print(f"wrote {mdir}/ ({len(res.layers) - len(missing)} mappings) and {output / 'summary.json'}")
 
 
 _SURROGATE_HELP = "Train and evaluate a neural surrogate of the cost model (dataset, train, eval)."

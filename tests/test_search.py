@@ -1,0 +1,87 @@
+"""`rlmap search` and the per-network driver: totals with repeats, determinism, files `rlmap eval` reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlmap.cli import run
+from rlmap.costmodel import CostModel
+from rlmap.io import load_architecture, load_mapping, load_network
+from rlmap.layer import Network
+from rlmap.mappers.network import get_mapper, layer_seed, map_network
+from rlmap.errors import SpecError
+
+
+@pytest.fixture(scope="module")
+def small_net() -> Network:
+    net = load_network("resnet18")
+    return Network(name="r18_head", layers=net.layers[:3])  # includes a layer with repeat 2
+
+
+def test_totals_count_repeats_and_match_the_cost_model(small_net: Network) -> None:
+    arch = load_architecture("eyeriss")
+    res = map_network(small_net, arch, "random", "edp", budget=200, seed=1, progress=False)
+    assert any(l.repeat > 1 for l in small_net.layers)
+    energy = cycles = 0.0
+    for layer, r in zip(small_net.layers, res.results):
+        cost = CostModel(layer, arch).evaluate(r.mapping)
+        assert cost.valid and cost.energy == pytest.approx(r.cost.energy, rel=1e-12)
+        energy += cost.energy * layer.repeat
+        cycles += cost.cycles * layer.repeat
+    assert res.energy == pytest.approx(energy, rel=1e-12)
+    assert res.cycles == pytest.approx(cycles, rel=1e-12)
+    assert res.edp == pytest.approx(energy * cycles, rel=1e-12)
+
+
+def test_same_seed_same_result_and_processes_do_not_matter(small_net: Network) -> None:
+    arch = load_architecture("eyeriss")
+    a = map_network(small_net, arch, "ga", "edp", budget=300, seed=3, progress=False)
+    b = map_network(small_net, arch, "ga", "edp", budget=300, seed=3, progress=False, processes=2)
+    assert [r.mapping for r in a.results] == [r.mapping for r in b.results]
+    assert a.edp == b.edp
+    assert layer_seed(3, 0) != layer_seed(3, 1)
+
+
+def test_unknown_mapper_is_a_user_error() -> None:
+    with pytest.raises(SpecError, match="unknown mapper 'nope'"):
+        get_mapper("nope")
+
+
+def test_cli_search_writes_mappings_that_eval_reads(tmp_path, capsys) -> None:
+    out = tmp_path / "res"
+    rc = run(["search", "--network", "resnet18", "--arch", "eyeriss", "--mapper", "random", "--budget", "2000",
+              "--layer", "conv1", "-o", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layers"][0]["layer"] == "conv1" and summary["layers"][0]["evaluations"] == 2000
+    arch = load_architecture("eyeriss")
+    mapping, layer_name = load_mapping(out / "mappings" / "conv1.yaml", arch)
+    layer = load_network("resnet18").layer(layer_name)
+    assert CostModel(layer, arch).evaluate(mapping).edp == pytest.approx(summary["layers"][0]["edp"], rel=1e-12)
+    capsys.readouterr()
+    assert run(["eval", "--network", "resnet18", "--arch", "eyeriss", "--mapping",
+                str(out / "mappings" / "conv1.yaml")]) == 0
+    assert "EDP" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--budget", "0"], "--budget"),
+    (["--objective", "speed"], "--objective"),
+    (["--layer", "nope"], "--layer"),
+    (["--network", "no_such_net"], "no_such_net"),
+])
+def test_cli_search_bad_input_is_one_line_exit_2(args, needle, capsys) -> None:
+    assert run(["search", "--network", "resnet18", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and "\n" not in err
+
+
+def test_cli_search_reports_a_layer_without_valid_mapping(tmp_path, capsys) -> None:
+    # ~1 % of uniformly random conv1 mappings fit Eyeriss's spads: 5 draws almost surely find none
+    rc = run(["search", "--network", "resnet18", "--mapper", "random", "--budget", "5", "--layer", "conv1",
+              "--seed", "0"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "no valid mapping found" in out and "totals are infinite" in out
