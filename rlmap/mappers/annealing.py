@@ -1,0 +1,126 @@
+"""Simulated annealing on the map-space genome, with the genetic mapper's neighbourhood moves.
+
+State: one genome (prime-copy slots plus per-level loop orders).  A step proposes `neighbours`
+mutations of the current state at once (one move each, occasionally more; see
+rlmap.mappers.genetic.Operators: move / move-near / swap / order-swap / reorder, fanout-repaired) and
+scores them in one vectorised batch; the best of them replaces the current state by the Metropolis rule
+on log(objective), so the temperature is scale-free: at temperature T a step that makes the objective
+e^T times worse is taken with probability 1/e.  T falls geometrically from `t_start` to `t_end` as the
+budget is spent.  When the best mapping has not improved for `patience` evaluations the search
+restarts from it.
+
+Budget accounting is the genetic mapper's: every mapping scored is one evaluation (the random start
+batch included, invalid ones included), a neighbour equal in effect to one already scored takes the
+cached score at no cost.  The start is the best of a batch of uniform, fanout-repaired genomes, drawn
+again (and counted) until one is valid.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from rlmap.arch import Architecture
+from rlmap.costmodel import CostModel
+from rlmap.layer import Layer
+from rlmap.mappers.base import SearchResult
+from rlmap.mappers.genetic import DEFAULT_MUTATION_WEIGHTS, Operators
+from rlmap.mappers.random_search import BudgetedEvaluator, check_args, make_space
+from rlmap.mapspace import Genome
+
+
+class AnnealingMapper:
+    """Batched simulated annealing with `chains` independent chains; see the module docstring."""
+
+    name = "sa"
+
+    def __init__(self, chains: int = 1, neighbours: int = 8, t_start: float = 0.5, t_end: float = 0.005,
+                 extra_move_rate: float = 0.2, start_frac: float = 0.02, patience_frac: float = 0.15,
+                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS) -> None:
+        self.chains = chains
+        self.neighbours = neighbours
+        self.t_start = t_start
+        self.t_end = t_end
+        self.extra_move_rate = extra_move_rate
+        self.start_frac = start_frac
+        self.patience_frac = patience_frac
+        self.mutation_weights = mutation_weights
+
+    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
+               seed: int = 0, model: CostModel | None = None) -> SearchResult:
+        check_args(objective, budget)
+        started = time.perf_counter()
+        space = make_space(layer, arch, model)
+        ops = Operators(space, self.mutation_weights)
+        rng = np.random.default_rng(seed)
+        ev = BudgetedEvaluator(space, objective, budget)
+        C, k = self.chains, self.neighbours
+
+        # start: the best of uniform fanout-repaired draws, drawn again until one is valid
+        n0 = max(1, min(budget, max(16, C, int(self.start_frac * budget))))
+        starts: list[Genome] = []
+        start_v: list[np.ndarray] = []
+        while not ev.exhausted:
+            g = ops.random(n0, rng)
+            v = _clean(ev.score(g))
+            starts.append(g)
+            start_v.append(v)
+            if np.isfinite(v).any():
+                break
+        pool, pool_v = Genome.concat(starts), np.concatenate(start_v)
+        if not np.isfinite(pool_v).any():
+            return ev.result(self.name, started, {"steps": 0, "accepted": 0, "restarts": 0})
+        top = np.argsort(pool_v, kind="stable")[:C]
+        top = top[np.isfinite(pool_v[top])]
+        pick = top[np.arange(C) % len(top)]
+        cur, cur_v = pool.take(pick), pool_v[pick].copy()
+        b = int(np.argmin(cur_v))
+        best, best_v = cur.take(np.array([b])), float(cur_v[b])  # fancy index: a copy
+        chain_best = cur_v.copy()
+        last_gain = np.full(C, ev.used)
+        patience = max(4 * k, int(self.patience_frac * budget / C))
+        log_ratio = math.log(self.t_end / self.t_start)
+        steps = accepted = restarts = idle = 0
+        ar = np.arange(C)
+        while not ev.exhausted and idle < 200:
+            temp = self.t_start * math.exp(log_ratio * ev.used / budget)
+            parents = Genome(np.repeat(cur.slots, k, axis=0), np.repeat(cur.order, k, axis=0))
+            moves = rng.geometric(1 - self.extra_move_rate, size=C * k) if self.extra_move_rate > 0 else 1
+            nb = ops.mutate(parents, rng, moves)
+            used = ev.used
+            v = _clean(ev.score(nb)).reshape(C, k)
+            idle = idle + 1 if ev.used == used else 0
+            steps += 1
+            j = np.argmin(v, axis=1)
+            vj = v[ar, j]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                delta = np.log(vj) - np.log(cur_v)
+            take = np.isfinite(vj) & ((delta <= 0) | (rng.random(C) < np.exp(-np.maximum(delta, 0) / temp)))
+            if take.any():
+                src = np.flatnonzero(take) * k + j[take]
+                cur.slots[take] = nb.slots[src]
+                cur.order[take] = nb.order[src]
+                cur_v[take] = vj[take]
+                accepted += int(take.sum())
+                gained = cur_v < chain_best
+                chain_best[gained] = cur_v[gained]
+                last_gain[gained] = ev.used
+                c = int(np.argmin(cur_v))
+                if cur_v[c] < best_v:
+                    best, best_v = cur.take(np.array([c])), float(cur_v[c])
+            stale = ev.used - last_gain > patience
+            if stale.any():
+                cur.slots[stale] = best.slots[0]
+                cur.order[stale] = best.order[0]
+                cur_v[stale] = best_v
+                chain_best[stale] = best_v
+                last_gain[stale] = ev.used
+                restarts += int(stale.sum())
+        return ev.result(self.name, started, {"steps": steps, "accepted": accepted, "restarts": restarts})
+
+
+def _clean(v: np.ndarray) -> np.ndarray:
+    """Unscored (NaN, past the budget) counts as invalid."""
+    return np.where(np.isnan(v), np.inf, v)

@@ -1,0 +1,277 @@
+"""GAMMA-style genetic mapper (Kao & Krishna, ICCAD 2020) on the map-space genome, and its operators.
+
+Genome (see rlmap.mapspace): one slot per prime-factor copy of every dimension (slot = 3*level + 0
+temporal / 1 spatial X / 2 spatial Y) plus one loop-order permutation per level.
+
+Operators (shared with the annealing mapper):
+
+* crossover -- every prime group (all copies of one prime of one dim) comes whole from one parent, and
+  every level's loop order from one parent;
+* mutation -- `move` a prime copy to another allowed slot (anywhere, or `near`: same or adjacent level),
+  `swap` the slots of two copies of different dims, `order-swap` two loops of one level, `reorder`
+  (move one loop of a level to another position).  Order moves only touch loops with a factor > 1, the
+  only ones the cost model can tell apart;
+* repair -- a spatial slot whose primes exceed its fanout gives random copies back to the temporal slot
+  of the same level until it fits.  This is structural (no cost-model call, like Timeloop's map-space
+  pruning by fanout) and cannot break a capacity, since that level's tile is unchanged.  Capacity is not
+  repaired: an offspring that overflows a buffer is scored like any other mapping (one counted
+  evaluation) and gets an infinite objective, so selection drops it.
+
+Budget accounting: every mapping the cost model scores is one evaluation, the initial population
+included.  The initial population is drawn uniformly (`MapSpace.random_genomes`) and fanout-repaired,
+not taken from `MapSpace.sample`, whose rejection sampling would spend uncounted evaluations.  An
+offspring equal (in effect) to a mapping already scored takes the cached score and costs nothing.
+
+Selection is (mu + lambda) with elitism: parents by tournament, the next population the best distinct
+members of parents and offspring together.  The population size follows the budget
+(about 2 * sqrt(budget), between 16 and 100).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from rlmap.arch import Architecture
+from rlmap.costmodel import CostModel
+from rlmap.layer import Layer
+from rlmap.mappers.base import SearchResult
+from rlmap.mappers.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
+from rlmap.mapspace import Genome, MapSpace, TEMPORAL
+
+MOVE_ANY, MOVE_NEAR, SWAP, ORDER_SWAP, REORDER = range(5)
+MUTATIONS = ("move", "move-near", "swap", "order-swap", "reorder")
+DEFAULT_MUTATION_WEIGHTS = (0.25, 0.25, 0.2, 0.15, 0.15)
+
+
+def _random_true(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, a uniformly chosen True column (0 where none) and whether the row had one."""
+    r = rng.random(mask.shape) * mask
+    return np.argmax(r, axis=1), mask.any(axis=1)
+
+
+class Operators:
+    """Genome operators for one map space, all vectorised over a batch of genomes."""
+
+    def __init__(self, space: MapSpace, weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS) -> None:
+        self.space = space
+        self.L = space.L
+        self.allowed = space.allowed  # (D, S)
+        self.gene_dim = space.gene_dim
+        self.log_prime = np.log(space.gene_prime.astype(np.float64))
+        self.slot_level = np.arange(space.n_slots) // 3
+        w = np.asarray(weights, dtype=np.float64)
+        self.weights = w / w.sum()
+        # group index of every gene, for crossover
+        gid = []
+        for k, (_d, _p, a) in enumerate(space.groups):
+            gid += [k] * a
+        self.gene_group = np.array(gid, dtype=np.int64)
+        self.n_groups = len(space.groups)
+        self.limits = []  # (slot, log limit) for every spatial slot that exists
+        for lvl, level in enumerate(space.arch.levels):
+            for k, lim in ((1, level.fanout.x), (2, level.fanout.y)):
+                if lim > 1 and self.allowed[:, 3 * lvl + k].any():
+                    self.limits.append((3 * lvl + k, math.log(lim) + 1e-9))
+
+    # ------------------------------------------------------------------ initial genomes
+    def random(self, n: int, rng: np.random.Generator) -> Genome:
+        """Uniform genomes (MapSpace.random_genomes), fanout-repaired."""
+        g = self.space.random_genomes(n, rng)
+        self.repair(g, rng)
+        return g
+
+    # ------------------------------------------------------------------ repair
+    def repair(self, g: Genome, rng: np.random.Generator) -> Genome:
+        """In place: move random prime copies out of over-full spatial slots to the level's temporal slot."""
+        if g.slots.shape[1] == 0:
+            return g
+        slots = g.slots
+        for s, lim in self.limits:
+            temporal = 3 * (s // 3) + TEMPORAL
+            while True:
+                in_s = slots == s
+                over = (in_s * self.log_prime).sum(axis=1) > lim
+                if not over.any():
+                    break
+                rows = np.flatnonzero(over)
+                pick, _ = _random_true(in_s[rows], rng)
+                slots[rows, pick] = temporal
+        return g
+
+    # ------------------------------------------------------------------ crossover
+    def crossover(self, a: Genome, b: Genome, rng: np.random.Generator) -> Genome:
+        """Prime groups and per-level loop orders each taken whole from one parent at random."""
+        B = len(a)
+        from_b = rng.random((B, self.n_groups)) < 0.5
+        gene_b = from_b[:, self.gene_group] if self.n_groups else np.zeros(a.slots.shape, dtype=bool)
+        slots = np.where(gene_b, b.slots, a.slots)
+        order_b = rng.random((B, self.L)) < 0.5
+        order = np.where(order_b[:, :, None], b.order, a.order)
+        return Genome(slots, order)
+
+    # ------------------------------------------------------------------ mutation
+    def mutate(self, g: Genome, rng: np.random.Generator, n_moves: np.ndarray | int = 1) -> Genome:
+        """A mutated copy: row i gets n_moves[i] random moves (fanout-repaired afterwards)."""
+        out = Genome(g.slots.copy(), g.order.copy())
+        B = len(out)
+        moves = np.broadcast_to(np.asarray(n_moves), (B,))
+        for r in range(int(moves.max(initial=0))):
+            rows = np.flatnonzero(moves > r)
+            kind = rng.choice(len(self.weights), size=len(rows), p=self.weights)
+            self._apply(out, rows, kind, rng)
+        return self.repair(out, rng)
+
+    def _apply(self, g: Genome, rows: np.ndarray, kind: np.ndarray, rng: np.random.Generator) -> None:
+        G = g.slots.shape[1]
+        order_rows = rows[(kind == ORDER_SWAP) | (kind == REORDER)]
+        order_kind = kind[(kind == ORDER_SWAP) | (kind == REORDER)]
+        failed = self._order_moves(g, order_rows, order_kind, rng) if len(order_rows) else np.zeros(0, dtype=np.int64)
+        gene_rows = np.concatenate([rows[kind <= SWAP], failed])
+        gene_kind = np.concatenate([kind[kind <= SWAP], np.full(len(failed), MOVE_ANY)])
+        if G == 0 or len(gene_rows) == 0:
+            return
+        n = len(gene_rows)
+        i = rng.integers(G, size=n)
+        d = self.gene_dim[i]
+        cur = g.slots[gene_rows, i]
+        # swap: a copy of another dim in another slot, each allowed in the other's slot
+        sw = gene_kind == SWAP
+        swapped = np.zeros(n, dtype=bool)
+        if sw.any():
+            sr = np.flatnonzero(sw)
+            other = g.slots[gene_rows[sr]]  # (m, G)
+            mask = ((self.gene_dim[None, :] != d[sr, None]) & (other != cur[sr, None])
+                    & self.allowed[d[sr][:, None], other] & self.allowed[self.gene_dim[None, :], cur[sr, None]])
+            j, ok = _random_true(mask, rng)
+            sr, j = sr[ok], j[ok]
+            g.slots[gene_rows[sr], i[sr]] = g.slots[gene_rows[sr], j]
+            g.slots[gene_rows[sr], j] = cur[sr]
+            swapped[sr] = True
+        mv = ~swapped  # moves, and swaps with no partner
+        if mv.any():
+            mr = np.flatnonzero(mv)
+            mask = self.allowed[d[mr]].copy()
+            mask[np.arange(len(mr)), cur[mr]] = False
+            near = gene_kind[mr] == MOVE_NEAR
+            if near.any():
+                close = np.abs(self.slot_level[None, :] - self.slot_level[cur[mr]][:, None]) <= 1
+                near_mask = mask & close
+                use = near & near_mask.any(axis=1)
+                mask[use] = near_mask[use]
+            s, ok = _random_true(mask, rng)
+            g.slots[gene_rows[mr[ok]], i[mr[ok]]] = s[ok]
+
+    def active_loops(self, g: Genome) -> np.ndarray:
+        """(B, L, D) bool: level l has a temporal factor > 1 on dim d (from the slots, no decode)."""
+        B = len(g)
+        act = np.zeros((B, self.L, len(self.space.dims)), dtype=bool)
+        temporal = g.slots % 3 == TEMPORAL
+        r, i = np.nonzero(temporal)
+        act[r, g.slots[r, i] // 3, self.gene_dim[i]] = True
+        return act
+
+    def _order_moves(self, g: Genome, rows: np.ndarray, kind: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Swap or reorder loops with factor > 1 within one level; rows with no such pair are returned."""
+        m = len(rows)
+        order = g.order[rows]  # (m, L, D)
+        act = self.active_loops(g.take(rows))
+        active = np.take_along_axis(act, order, axis=2)  # by loop position
+        lvl, ok = _random_true(active.sum(axis=2) >= 2, rng)
+        if not ok.any():
+            return rows
+        ar = np.arange(m)
+        pos = active[ar, lvl]  # (m, D)
+        a, _ = _random_true(pos, rng)
+        pos[ar, a] = False
+        b, _ = _random_true(pos, rng)
+        row = order[ar, lvl]  # (m, D)
+        D = row.shape[1]
+        p = np.arange(D)[None, :]
+        a_, b_ = a[:, None], b[:, None]
+        # reorder: the loop at a is taken out and re-inserted at b
+        src = p + ((p >= a_) & (p < b_)) - ((p > b_) & (p <= a_))
+        src = np.where(p == b_, a_, src)
+        # swap: positions a and b exchange
+        swap = np.where(p == a_, b_, np.where(p == b_, a_, p))
+        src = np.where((kind == ORDER_SWAP)[:, None], swap, src)
+        new = np.take_along_axis(row, src, axis=1)
+        g.order[rows[ok], lvl[ok]] = new[ok]
+        return rows[~ok]
+
+
+def _fitness(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(values), np.inf, values)
+
+
+class GeneticMapper:
+    """Genetic search over genomes; see the module docstring for operators and accounting."""
+
+    name = "ga"
+
+    def __init__(self, population: int | None = None, elite_frac: float = 0.1, tournament: int = 3,
+                 crossover_rate: float = 0.7, extra_move_rate: float = 0.5,
+                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS) -> None:
+        self.population = population
+        self.elite_frac = elite_frac
+        self.tournament = tournament
+        self.crossover_rate = crossover_rate
+        self.extra_move_rate = extra_move_rate
+        self.mutation_weights = mutation_weights
+
+    def population_size(self, budget: int) -> int:
+        if self.population is not None:
+            return max(2, min(self.population, budget))
+        return max(2, min(budget, int(np.clip(2 * math.sqrt(budget), 16, 100))))
+
+    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
+               seed: int = 0, model: CostModel | None = None) -> SearchResult:
+        check_args(objective, budget)
+        started = time.perf_counter()
+        space = make_space(layer, arch, model)
+        ops = Operators(space, self.mutation_weights)
+        rng = np.random.default_rng(seed)
+        ev = BudgetedEvaluator(space, objective, budget)
+        P = self.population_size(budget)
+        pop = ops.random(P, rng)
+        fit = _fitness(ev.score(pop))
+        generations = stalls = 0
+        while not ev.exhausted and stalls < 50:
+            used = ev.used
+            children = self._offspring(ops, pop, fit, P, rng)
+            cfit = _fitness(ev.score(children))
+            pop, fit = self._survivors(space, Genome.concat([pop, children]), np.concatenate([fit, cfit]), P)
+            generations += 1
+            stalls = stalls + 1 if ev.used == used else 0
+        return ev.result(self.name, started, {"population": P, "generations": generations})
+
+    def _offspring(self, ops: Operators, pop: Genome, fit: np.ndarray, n: int, rng: np.random.Generator) -> Genome:
+        pa = self._tournament(fit, n, rng)
+        pb = self._tournament(fit, n, rng)
+        a, b = pop.take(pa), pop.take(pb)
+        cross = rng.random(n) < self.crossover_rate
+        kids = ops.crossover(a, b, rng)
+        kids = Genome(np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order))
+        moves = rng.geometric(1 - self.extra_move_rate, size=n) if self.extra_move_rate > 0 else np.ones(n, np.int64)
+        return ops.mutate(ops.repair(kids, rng), rng, moves)
+
+    def _tournament(self, fit: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        cand = rng.integers(len(fit), size=(n, self.tournament))
+        # rank-based: ties (e.g. several invalid) resolved by position, which is random
+        return cand[np.arange(n), np.argmin(fit[cand], axis=1)]
+
+    @staticmethod
+    def _survivors(space: MapSpace, pool: Genome, fit: np.ndarray, P: int) -> tuple[Genome, np.ndarray]:
+        """The P best distinct members of the pool (duplicates only fill places left over)."""
+        keys = effective_keys(space, pool)
+        seen: set[bytes] = set()
+        first = np.zeros(len(pool), dtype=bool)
+        for i, k in enumerate(keys):
+            if k not in seen:
+                seen.add(k)
+                first[i] = True
+        rank = np.lexsort((fit, ~first))  # distinct ones first, each part by fitness
+        keep = rank[:P]
+        return pool.take(keep), fit[keep]

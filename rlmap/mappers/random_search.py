@@ -1,0 +1,187 @@
+"""Random search, and the budget bookkeeping every search mapper in rlmap shares.
+
+`RandomMapper` draws mappings uniformly from the whole map space (tilings by stars and bars per prime
+group, loop orders uniformly; `MapSpace.random_genomes`) and scores them in batches with the vectorised
+cost model.  Nothing is filtered beforehand: a draw that breaks a fanout or a capacity is still a
+cost-model evaluation, counted against the budget, with an infinite objective.  (`MapSpace.sample` is not
+used: it rejects invalid draws by scoring them, and those scorings would go uncounted -- at the 1-3%
+acceptance typical of Eyeriss that hides ~50 evaluations behind each one reported.)
+
+`BudgetedEvaluator` is the one place the search mappers call the cost model.  It counts every mapping
+it scores, records the evaluation order for the best-so-far curve, keeps the best mapping, and caches
+scores by the mapping's *effective* form (factors plus the order of the loops whose factor is > 1), so a
+search that proposes a mapping it has already scored gets the cached value without spending budget.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from rlmap.arch import Architecture
+from rlmap.costmodel import OBJECTIVES, CostModel
+from rlmap.errors import SpecError
+from rlmap.layer import Layer
+from rlmap.mappers.base import SearchResult, best_so_far
+from rlmap.mapping import MappingBatch
+from rlmap.mapspace import Genome, MapSpace
+
+
+def check_args(objective: str, budget: int) -> None:
+    if objective not in OBJECTIVES:
+        raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
+    if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
+        raise SpecError(f"budget must be a positive number of evaluations, got {budget!r}")
+
+
+def make_space(layer: Layer, arch: Architecture, model: CostModel | None) -> MapSpace:
+    return MapSpace(layer, arch, model if model is not None else CostModel(layer, arch))
+
+
+def effective_keys(space: MapSpace, g: Genome, batch: MappingBatch | None = None) -> list[bytes]:
+    """One byte string per mapping that is equal exactly when the cost model cannot tell them apart.
+
+    The cost model ignores where a loop of factor 1 sits in a level's order, so the key holds the slot of
+    every prime copy (sorted within a prime group, whose copies are interchangeable) and, per level, the
+    dims with a temporal factor > 1 in loop order.
+    """
+    if batch is None:
+        batch = space.decode(g)
+    B = len(g)
+    parts = [_group_sorted(space, g.slots).astype(np.int8)]
+    t = batch.temporal  # (B, L, D)
+    active = np.take_along_axis(t, g.order, axis=2) > 1  # (B, L, D) in loop-order positions
+    eff = np.where(active, g.order, -1)
+    # push inactive (-1) entries to the end, keeping the relative order of active ones
+    pos = np.argsort(~active, axis=2, kind="stable")
+    parts.append(np.take_along_axis(eff, pos, axis=2).reshape(B, -1).astype(np.int8))
+    rows = np.concatenate(parts, axis=1)
+    return [r.tobytes() for r in rows]
+
+
+def _group_sorted(space: MapSpace, slots: np.ndarray) -> np.ndarray:
+    """Slots sorted within each prime group (copies of one prime of one dim are interchangeable)."""
+    out = slots.copy()
+    col = 0
+    for _d, _p, a in space.groups:
+        if a > 1:
+            out[:, col:col + a] = np.sort(out[:, col:col + a], axis=1)
+        col += a
+    return out
+
+
+class BudgetedEvaluator:
+    """Scores genomes with the vectorised cost model, never more than `budget` in all."""
+
+    def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True) -> None:
+        self.space = space
+        self.objective = objective
+        self.budget = int(budget)
+        self.used = 0
+        self.values: list[np.ndarray] = []  # objective per evaluation, in evaluation order
+        self.valid_count = 0
+        self.cache_hits = 0
+        self.cache: dict[bytes, float] | None = {} if cache else None
+        self.best_value = np.inf
+        self.best_slots: np.ndarray | None = None
+        self.best_order: np.ndarray | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.used
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.budget
+
+    def score(self, g: Genome) -> np.ndarray:
+        """Objective per genome (inf if invalid).
+
+        Mappings already scored come from the cache at no cost; new ones are evaluated in order until the
+        budget runs out, and any left beyond it come back as NaN (not scored; the caller stops).
+        """
+        B = len(g)
+        out = np.full(B, np.nan)
+        if B == 0:
+            return out
+        batch = self.space.decode(g)
+        if self.cache is None:
+            n = min(B, self.remaining)
+            if n > 0:
+                out[:n] = self._evaluate(g.take(slice(0, n)), batch.take(slice(0, n)))
+            return out
+        keys = effective_keys(self.space, g, batch)
+        todo: list[int] = []
+        first: dict[bytes, int] = {}
+        dup_of = np.full(B, -1)
+        for i, k in enumerate(keys):
+            hit = self.cache.get(k)
+            if hit is not None:
+                out[i] = hit
+                self.cache_hits += 1
+            elif k in first:
+                dup_of[i] = first[k]
+                self.cache_hits += 1
+            elif len(todo) < self.remaining:
+                first[k] = i
+                todo.append(i)
+        if todo:
+            idx = np.array(todo)
+            vals = self._evaluate(g.take(idx), batch.take(idx))
+            out[idx] = vals
+            for i, v in zip(todo, vals):
+                self.cache[keys[i]] = float(v)
+        dups = np.flatnonzero(dup_of >= 0)
+        out[dups] = out[dup_of[dups]]
+        return out
+
+    def _evaluate(self, g: Genome, batch: MappingBatch) -> np.ndarray:
+        bc = self.space.model.evaluate_batch(batch)
+        vals = np.where(bc.valid, bc.objective(self.objective), np.inf).astype(np.float64)
+        self.used += len(vals)
+        self.valid_count += int(bc.valid.sum())
+        self.values.append(vals)
+        i = int(np.argmin(vals))
+        if vals[i] < self.best_value:
+            self.best_value = float(vals[i])
+            self.best_slots = g.slots[i].copy()
+            self.best_order = g.order[i].copy()
+        return vals
+
+    def result(self, mapper: str, started: float, notes: dict[str, Any] | None = None) -> SearchResult:
+        """The SearchResult: best mapping re-scored by the scalar (reference) cost model."""
+        values = np.concatenate(self.values) if self.values else np.zeros(0)
+        mapping = cost = None
+        if self.best_slots is not None and np.isfinite(self.best_value):
+            best = Genome(self.best_slots[None, :], self.best_order[None, :, :])
+            mapping = self.space.decode(best)[0]
+            cost = self.space.model.evaluate(mapping)
+        info: dict[str, Any] = {"valid_evaluations": self.valid_count}
+        if self.cache is not None:
+            info["cache_hits"] = self.cache_hits
+        info.update(notes or {})
+        return SearchResult(mapper=mapper, objective=self.objective, mapping=mapping, cost=cost,
+                            evaluations=self.used, curve=best_so_far(values),
+                            seconds=time.perf_counter() - started, notes=info)
+
+
+class RandomMapper:
+    """Uniform random sampling of the whole map space; every draw is one counted evaluation."""
+
+    name = "random"
+
+    def __init__(self, batch: int = 4096) -> None:
+        self.batch = batch
+
+    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
+               seed: int = 0, model: CostModel | None = None) -> SearchResult:
+        check_args(objective, budget)
+        started = time.perf_counter()
+        space = make_space(layer, arch, model)
+        rng = np.random.default_rng(seed)
+        ev = BudgetedEvaluator(space, objective, budget, cache=False)
+        while not ev.exhausted:
+            ev.score(space.random_genomes(min(self.batch, ev.remaining), rng))
+        return ev.result(self.name, started)
