@@ -23,9 +23,10 @@ from rlmap.mapping import MappingBatch  # noqa: E402
 from rlmap.mapspace import MapSpace  # noqa: E402
 
 
-def bench_arch(arch_name: str, layers: list, batch: int, repeats: int) -> tuple[float, float]:
+def bench_arch(arch_name: str, layers: list, batch: int, repeats: int) -> tuple[float, float, float, float]:
+    """Median over layers of (wall s per single mapping, wall mappings/s batched) and the same in CPU time."""
     arch = load_architecture(arch_name)
-    singles, rates = [], []
+    singles, rates, singles_cpu, rates_cpu = [], [], [], []
     for layer in layers:
         model = CostModel(layer, arch)
         space = MapSpace(layer, arch, model)
@@ -33,21 +34,25 @@ def bench_arch(arch_name: str, layers: list, batch: int, repeats: int) -> tuple[
         mb = space.decode(genomes)
         one = [mb[i] for i in range(len(mb))]
         model.evaluate(one[0])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for m in one:
             model.evaluate(m)
         singles.append((time.perf_counter() - t0) / len(one))
+        singles_cpu.append((time.process_time() - c0) / len(one))
         reps = -(-batch // len(mb))
         big = MappingBatch(*(np.tile(getattr(mb, f), (reps, 1, 1))[:batch]
                              for f in ("temporal", "spatial_x", "spatial_y", "order")))
         model.evaluate_batch(big.take(slice(0, 8192)))
-        best = np.inf
+        best = best_cpu = np.inf
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             model.evaluate_batch(big)
             best = min(best, time.perf_counter() - t0)
+            best_cpu = min(best_cpu, time.process_time() - c0)
         rates.append(batch / best)
-    return float(np.median(singles)), float(np.median(rates))
+        rates_cpu.append(batch / best_cpu)
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    return med(singles), med(rates), med(singles_cpu), med(rates_cpu)
 
 
 def main() -> None:
@@ -58,10 +63,12 @@ def main() -> None:
     args = ap.parse_args()
     net = load_network("resnet50")
     layers = [net.layers[i] for i in (0, 2, 10, 30)]
-    print(f"{'arch':<10} {'levels':>6} {'one mapping (us)':>17} {'batched (mappings/s)':>21}")
+    print("wall = elapsed time; cpu = this process's CPU time (less sensitive to other load on the machine)")
+    print(f"{'arch':<10} {'levels':>6} {'one mapping us (wall/cpu)':>26} {'batched mappings/s (wall/cpu)':>30}")
     for name in args.arch or ["eyeriss", "simba"]:
-        single, rate = bench_arch(name, layers, args.batch, args.repeats)
-        print(f"{name:<10} {load_architecture(name).n_levels:>6} {single * 1e6:>17.1f} {rate:>21,.0f}")
+        single, rate, single_cpu, rate_cpu = bench_arch(name, layers, args.batch, args.repeats)
+        print(f"{name:<10} {load_architecture(name).n_levels:>6} {single * 1e6:>12.1f} / {single_cpu * 1e6:<11.1f}"
+              f" {rate:>14,.0f} / {rate_cpu:<13,.0f}")
 
 
 if __name__ == "__main__":

@@ -189,6 +189,8 @@ class CostModel:
         if len(t) != L or len(sx) != L or len(sy) != L or len(order) != L:
             return Cost(False, f"mapping has {len(t)} levels, architecture {self.arch.name!r} has {L}")
         sp = []
+        used = [1] * (L + 1)  # used[l]: instances of level l in use
+        positive = True
         for lvl in range(L):
             rx, ry = sx[lvl], sy[lvl]
             ux, uy = math.prod(rx), math.prod(ry)
@@ -199,32 +201,38 @@ class CostModel:
                         return Cost(False, f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be "
                                            f"unrolled on {axis}")
             if ux > self.fan_x[lvl] or uy > self.fan_y[lvl]:
-                axis, used, lim = ("X", ux, self.fan_x[lvl]) if ux > self.fan_x[lvl] else ("Y", uy, self.fan_y[lvl])
-                return Cost(False, f"level {self.arch.levels[lvl].name}: spatial {axis} factors use {used} > fanout {lim}")
-            sp.append([a * b for a, b in zip(rx, ry)])
+                axis, used_, lim = ("X", ux, self.fan_x[lvl]) if ux > self.fan_x[lvl] else ("Y", uy, self.fan_y[lvl])
+                return Cost(False, f"level {self.arch.levels[lvl].name}: spatial {axis} factors use {used_} > fanout {lim}")
+            if uy == 1 and min(ry) == 1:
+                spl = rx
+            elif ux == 1 and min(rx) == 1:
+                spl = ry
+            else:
+                spl = [a * b for a, b in zip(rx, ry)]
+            sp.append(spl)
+            used[lvl + 1] = used[lvl] * ux * uy
+            positive = positive and min(t[lvl]) >= 1 and min(spl) >= 1
             if len(order[lvl]) != N_DIMS or set(order[lvl]) != _ALL_DIMS:
                 return Cost(False, f"level {self.arch.levels[lvl].name}: loop order is not a permutation of the dims")
+        if not positive:
+            return Cost(False, "factors must be positive integers")
         # E[l][d]: extent of dim d in one instance of level l's tile; E[L] is one MAC.
-        E: list[list[int]] = [[1] * N_DIMS for _ in range(L + 1)]
+        E: list[Any] = [None] * L + [_ONES]
         for lvl in range(L - 1, -1, -1):
             E[lvl] = [e * a * b for e, a, b in zip(E[lvl + 1], t[lvl], sp[lvl])]
-        if min(min(row) for row in t) < 1 or min(min(row) for row in sp) < 1:
-            return Cost(False, "factors must be positive integers")
         if tuple(E[0]) != self.dims:
             d = next(i for i in range(N_DIMS) if E[0][i] != self.dims[i])
             return Cost(False, f"dimension {DIMS[d]}: factors multiply to {E[0][d]}, layer needs {self.dims[d]}")
-        used = [1] * (L + 1)  # used[l]: instances of level l in use
-        for lvl in range(L):
-            used[lvl + 1] = used[lvl] * math.prod(sp[lvl])
         sh, sw, dh, dw = self.sh, self.sw, self.dh, self.dw
 
         # capacity
         tiles = [[0.0] * N_TENSORS for _ in range(L)]
         fmt_f = [[1.0] * N_TENSORS for _ in range(L)]
+        fps = [[1] * N_TENSORS for _ in range(L + 1)]  # footprints of kept tiles (one element at the MACs)
         for lvl in range(L):
             for v in range(N_TENSORS):
                 if self.keeps[lvl][v]:
-                    tile = footprint(v, E[lvl], sh, sw, dh, dw)
+                    tile = fps[lvl][v] = footprint(v, E[lvl], sh, sw, dh, dw)
                     f = self.fmt_const[lvl][v]
                     if f is None:
                         f = float(format_factor(self.formats[lvl][v], self.density[v], tile, self.data_bits))
@@ -272,9 +280,11 @@ class CostModel:
                 else:
                     nfetch, last_loop, distinct = state[c]
                     ec = E[c]
-                spc = ec
+                F = fps[c][v]
+                U = F
                 split_h = split_w = False
                 if self.fans_between[p][c]:
+                    spc = ec
                     for lvl in range(p, c):
                         spc = [a * b for a, b in zip(spc, sp[lvl])]
                     if v == INPUTS:
@@ -284,8 +294,9 @@ class CostModel:
                             spc[d] = ec[d] + sum((sp[i][d] - 1) * E[i + 1][d] for i in range(p, c))
                         split_h = spc[P] != ec[P] or spc[R] != ec[R]
                         split_w = spc[Q] != ec[Q] or spc[S] != ec[S]
-                F = footprint(v, ec, sh, sw, dh, dw)
-                U = footprint(v, spc, sh, sw, dh, dw)
+                    U = footprint(v, spc, sh, sw, dh, dw)
+                else:
+                    spc = ec
                 if c == L:
                     scale_p = self.phi * self.word_scale[p]
                 else:
@@ -573,6 +584,7 @@ class CostModel:
 
 _ALL_DIMS = frozenset(range(N_DIMS))
 _WINDOW_DIMS = (P, Q, R, S)
+_ONES = (1,) * N_DIMS
 
 
 @functools.lru_cache(maxsize=8)
