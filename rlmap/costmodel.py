@@ -14,7 +14,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from rlmap.arch import Architecture
+from rlmap.arch import Architecture, MemoryLevel
 from rlmap.errors import InvalidMappingError
 from rlmap.layer import Layer
 from rlmap.mapping import Mapping, MappingBatch
@@ -57,6 +57,16 @@ def format_factor(fmt: str, density: float, tile: Any, data_bits: int) -> Any:
         bits = np.ceil(np.log2(np.maximum(tile, 2)))
         return density * (1.0 + bits / data_bits)
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def capacity_spec(level: MemoryLevel) -> tuple[str, Any] | None:
+    """A level's capacity as ("shared", words), ("part", [words per tensor]) or None (unbounded)."""
+    cap = level.capacity
+    if cap is None:
+        return None
+    if isinstance(cap, int):
+        return ("shared", cap)
+    return ("part", [cap.get(t, 0) for t in TENSORS])
 
 
 def objective_value(energy: Any, cycles: Any, objective: str) -> Any:
@@ -152,15 +162,7 @@ class CostModel:
         self.fmt_const: list[list[float | None]] = [
             [None if (f == "coordinate" and self.density[v] < 1.0) else float(format_factor(f, self.density[v], 1, self.data_bits))
              for v, f in enumerate(row)] for row in self.formats]
-        self.capacity: list[tuple[str, Any] | None] = []
-        for lvl in arch.levels:
-            cap = lvl.capacity
-            if cap is None:
-                self.capacity.append(None)
-            elif isinstance(cap, int):
-                self.capacity.append(("shared", cap))
-            else:
-                self.capacity.append(("part", [cap.get(t, 0) for t in TENSORS]))
+        self.capacity = [capacity_spec(lvl) for lvl in arch.levels]
         self.fan_x = [lvl.fanout.x for lvl in arch.levels]
         self.fan_y = [lvl.fanout.y for lvl in arch.levels]
         self.allow_x = [[(not lvl.fanout.x_dims) or DIMS[d] in lvl.fanout.x_dims for d in range(N_DIMS)] for lvl in arch.levels]

@@ -31,7 +31,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlmap.arch import Architecture
-from rlmap.costmodel import OBJECTIVES, Cost, CostModel, footprint, format_factor, objective_value
+from rlmap.costmodel import OBJECTIVES, Cost, CostModel, capacity_spec, footprint, format_factor, objective_value
 from rlmap.io import load_architecture
 from rlmap.layer import Layer, Network
 from rlmap.layer_sampler import LayerSampler
@@ -103,15 +103,7 @@ class ArchInfo:
                          for d in range(N_DIMS)] for lvl in lv]
         self.keeps = [[TENSORS[v] in lvl.keeps for v in range(N_TENSORS)] for lvl in lv]
         self.kept = [[v for v in range(N_TENSORS) if self.keeps[j][v]] for j in range(L)]
-        self.capacity: list[tuple[str, Any] | None] = []
-        for lvl in lv:
-            cap = lvl.capacity
-            if cap is None:
-                self.capacity.append(None)
-            elif isinstance(cap, int):
-                self.capacity.append(("shared", cap))
-            else:
-                self.capacity.append(("part", [cap.get(t, 0) for t in TENSORS]))
+        self.capacity = [capacity_spec(lvl) for lvl in lv]
         self.word_scale = [arch.data_bits / lvl.word_bits for lvl in lv]
         self.formats = [[lvl.formats.get(TENSORS[v], "uncompressed") for v in range(N_TENSORS)] for lvl in lv]
         self.uses_density = _uses_density(arch)
