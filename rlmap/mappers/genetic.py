@@ -24,7 +24,7 @@ offspring equal (in effect) to a mapping already scored takes the cached score a
 
 Selection is (mu + lambda) with elitism: parents by tournament, the next population the best distinct
 members of parents and offspring together.  The population size follows the budget
-(about 2 * sqrt(budget), between 16 and 100).
+(budget / 40, between 16 and 100).
 """
 
 from __future__ import annotations
@@ -211,11 +211,10 @@ class GeneticMapper:
 
     name = "ga"
 
-    def __init__(self, population: int | None = None, elite_frac: float = 0.1, tournament: int = 3,
+    def __init__(self, population: int | None = None, tournament: int = 3,
                  crossover_rate: float = 0.7, extra_move_rate: float = 0.5,
                  mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS) -> None:
         self.population = population
-        self.elite_frac = elite_frac
         self.tournament = tournament
         self.crossover_rate = crossover_rate
         self.extra_move_rate = extra_move_rate
@@ -224,7 +223,7 @@ class GeneticMapper:
     def population_size(self, budget: int) -> int:
         if self.population is not None:
             return max(2, min(self.population, budget))
-        return max(2, min(budget, int(np.clip(2 * math.sqrt(budget), 16, 100))))
+        return max(2, min(budget, int(np.clip(budget // 40, 16, 100))))
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
                seed: int = 0, model: CostModel | None = None) -> SearchResult:

@@ -89,38 +89,59 @@ class NetworkResult:
         return sum(l.macs * l.repeat for l in self.layers)
 
 
-def _map_one(args: tuple[str, Layer, Architecture, str, int, int]) -> SearchResult:
-    name, layer, arch, objective, budget, seed = args
-    return get_mapper(name).search(layer, arch, objective, budget=budget, seed=seed)
+MapperSpec = Any
+"""A mapper name from MAPPERS, a zero-argument factory returning a mapper, or a mapper instance.  With
+processes > 1 factories and instances are pickled into spawned workers, so they must be importable
+module-level objects (no lambdas or closures)."""
 
 
-def map_network(network: Network, arch: Architecture, mapper: str, objective: str = "edp", budget: int = 1000,
-                seed: int = 0, processes: int = 1, progress: bool = True) -> NetworkResult:
-    """Map each layer (in parallel processes if asked); same seed, same result, whatever `processes`."""
+def _resolve(mapper: MapperSpec) -> Any:
+    if isinstance(mapper, str):
+        return get_mapper(mapper)
+    if hasattr(mapper, "search") and not isinstance(mapper, type):
+        return mapper
+    if callable(mapper):
+        return mapper()
+    raise SpecError(f"expected a mapper name, factory or instance, got {type(mapper).__name__}", "mapper")
+
+
+def _map_one(args: tuple[MapperSpec, Layer, Architecture, str, int, int]) -> SearchResult:
+    mapper, layer, arch, objective, budget, seed = args
+    return _resolve(mapper).search(layer, arch, objective, budget=budget, seed=seed)
+
+
+def map_network(network: Network, arch: Architecture, mapper: MapperSpec, objective: str = "edp",
+                budget: int = 1000, seed: int = 0, processes: int = 1, progress: bool = True) -> NetworkResult:
+    """Map each layer (in parallel processes if asked); same seed, same result, whatever `processes`.
+
+    Layer i is searched with seed `layer_seed(seed, i)`; workers are spawned (not forked), so the
+    parent's threads (torch, BLAS) cannot deadlock them.
+    """
+    import multiprocessing
     import time
+    from concurrent.futures import as_completed
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    get_mapper(mapper)  # fail early on a bad name
+    label = getattr(_resolve(mapper), "name", str(mapper))  # fails early on a bad name
     jobs = [(mapper, layer, arch, objective, budget, layer_seed(seed, i)) for i, layer in enumerate(network.layers)]
     results: list[SearchResult | None] = [None] * len(jobs)
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{mapper} on {network.name}", total=len(jobs))
-        if processes <= 1:
+        task = bar.add_task(f"{label} on {network.name}", total=len(jobs))
+        if processes <= 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):
-                bar.update(task, description=f"{mapper}: {job[1].name}")
+                bar.update(task, description=f"{label}: {job[1].name}")
                 results[i] = _map_one(job)
                 bar.advance(task)
         else:
-            with ProcessPoolExecutor(max_workers=processes) as pool:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx) as pool:
                 futures = {pool.submit(_map_one, job): i for i, job in enumerate(jobs)}
-                from concurrent.futures import as_completed
-
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
                     bar.advance(task)
-    return NetworkResult(network=network.name, arch=arch.name, mapper=mapper, objective=objective,
+    return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
                          layers=list(network.layers), results=[r for r in results if r is not None],
                          seconds=time.perf_counter() - t0)
