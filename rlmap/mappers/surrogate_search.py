@@ -38,7 +38,7 @@ from rlmap.costmodel import CostModel
 from rlmap.errors import SpecError
 from rlmap.layer import Layer
 from rlmap.mappers.base import SearchResult
-from rlmap.mappers.genetic import Operators
+from rlmap.mappers.genetic import GeneticMapper, Operators
 from rlmap.mappers.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
 from rlmap.mapspace import Genome, MapSpace
 
@@ -216,18 +216,7 @@ def _tournament(val: np.ndarray, n: int, rng: np.random.Generator, k: int = 3) -
     return cand[np.arange(n), np.argmin(val[cand], axis=1)]
 
 
-def _survivors(space: MapSpace, pool: Genome, val: np.ndarray, P: int) -> tuple[Genome, np.ndarray]:
-    """The P best distinct members of the pool by predicted value."""
-    keys = effective_keys(space, pool)
-    seen: set[bytes] = set()
-    first = np.zeros(len(pool), dtype=bool)
-    for i, k in enumerate(keys):
-        if k not in seen:
-            seen.add(k)
-            first[i] = True
-    rank = np.lexsort((val, ~first))
-    keep = rank[:P]
-    return pool.take(keep), val[keep]
+_survivors = GeneticMapper._survivors  # the P best distinct members of a pool (one implementation)
 
 
 def _top_new(space: MapSpace, g: Genome, val: np.ndarray, n: int, evaluated: set[bytes]) -> Genome:
