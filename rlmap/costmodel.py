@@ -1,8 +1,9 @@
 """Analytical cost model (Timeloop-style nest analysis, Sparseloop-style expected-value sparsity).
 
-Two evaluation paths share the formulas below: `CostModel.evaluate` scores one `Mapping` in plain
-Python (the reference, and fast for one call), `CostModel.evaluate_batch` scores a `MappingBatch`
-with numpy, no Python loop per mapping.  Every formula is written out in docs/costmodel.md.
+`CostModel.evaluate` (one mapping) and `CostModel.evaluate_batch` (many) run the compiled kernel in
+rlmap/costkernel.py.  `evaluate_reference` is the same model in plain Python, the readable reference
+(and the path that words why a mapping is invalid); `evaluate_batch_numpy` is it vectorised with numpy.
+Tests hold all of them to the same numbers.  Every formula is written out in docs/costmodel.md.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from rlmap.arch import Architecture, MemoryLevel
+from rlmap.costkernel import FMT_CODES, REL, KernelStatic, evaluate_kernel
 from rlmap.errors import InvalidMappingError
 from rlmap.layer import Layer
 from rlmap.mapping import Mapping, MappingBatch
@@ -182,10 +184,80 @@ class CostModel:
         self.skip = comp.sparse == "skip"
         # halo: which axis and coefficient each dim moves the input window by
         self._halo_coef = {P: self.sh, R: self.dh, Q: self.sw, S: self.dw}
+        self.kernel_static = self._kernel_static()
+
+    def _kernel_static(self) -> KernelStatic:
+        L = self.L
+        chain_p = np.zeros((N_TENSORS, L), dtype=np.int64)
+        chain_c = np.zeros((N_TENSORS, L), dtype=np.int64)
+        for v, chain in enumerate(self.chains):
+            for i, (p, c) in enumerate(chain):
+                chain_p[v, i], chain_c[v, i] = p, c
+        cap_kind = np.zeros(L, dtype=np.int64)
+        cap_val = np.zeros((L, N_TENSORS))
+        for lvl, cap in enumerate(self.capacity):
+            if cap is not None:
+                if cap[0] == "shared":
+                    cap_kind[lvl], cap_val[lvl, 0] = 1, cap[1]
+                else:
+                    cap_kind[lvl], cap_val[lvl] = 2, cap[1]
+        return KernelStatic(
+            dims=np.array(self.dims, dtype=np.float64), geom=np.array([self.sh, self.sw, self.dh, self.dw], float),
+            keeps=np.array(self.keeps, dtype=np.bool_), chain_p=chain_p, chain_c=chain_c,
+            n_pairs=np.array([len(c) for c in self.chains], dtype=np.int64),
+            word_scale=np.array(self.word_scale, float), read_e=np.array(self.read_e, float),
+            write_e=np.array(self.write_e, float),
+            bandwidth=np.array([-1.0 if bw is None else bw for bw in self.bandwidth], float),
+            fmt=np.array([[FMT_CODES[f] for f in row] for row in self.formats], dtype=np.int64),
+            fmt_const=np.array([[np.nan if f is None else f for f in row] for row in self.fmt_const], float),
+            density=np.array(self.density, float), cap_kind=cap_kind, cap_val=cap_val,
+            fan_x=np.array(self.fan_x, float), fan_y=np.array(self.fan_y, float),
+            allow_x=np.array(self.allow_x, dtype=np.bool_), allow_y=np.array(self.allow_y, dtype=np.bool_),
+            fans_between=np.array(self.fans_between, dtype=np.bool_),
+            scalars=np.array([self.phi, 1.0 if self.skip else 0.0, self.mac_energy, float(self.macs),
+                              float(self.num_pes), float(self.data_bits), float(RLE_RUN_BITS)]))
 
     # ------------------------------------------------------------------ one mapping
     def evaluate(self, m: Mapping) -> Cost:
-        """Score one mapping; an invalid one comes back with valid=False and the reason."""
+        """Score one mapping (compiled kernel); an invalid one comes back with valid=False and the reason."""
+        try:
+            arrays = [np.array(x, dtype=np.int64)[None] for x in (m.temporal, m.spatial_x, m.spatial_y, m.order)]
+        except ValueError:  # ragged: not even the right shape
+            return self.evaluate_reference(m)
+        if arrays[0].shape != (1, self.L, N_DIMS) or any(a.shape != arrays[0].shape for a in arrays):
+            return self.evaluate_reference(m)
+        out = self._run_kernel(*arrays, relax=False)
+        if out["reason"][0] != 0:
+            return self.evaluate_reference(m)  # the readable path words the reason
+        reads, writes = out["reads"][0], out["writes"][0]
+        level_energy = [float(sum(reads[lvl]) * self.read_e[lvl] + sum(writes[lvl]) * self.write_e[lvl])
+                        for lvl in range(self.L)]
+        eff_macs = self.macs * self.phi
+        return Cost(valid=True, energy=float(out["energy"][0]), cycles=float(out["cycles"][0]),
+                    compute_cycles=float(out["compute_cycles"][0]), macs=self.macs, effective_macs=eff_macs,
+                    utilization=float(out["utilization"][0]), reads=reads.tolist(), writes=writes.tolist(),
+                    level_energy=level_energy, level_cycles=out["level_cycles"][0].tolist(),
+                    mac_energy=eff_macs * self.mac_energy, tiles=out["tiles"][0].tolist())
+
+    def _run_kernel(self, temporal: np.ndarray, spatial_x: np.ndarray, spatial_y: np.ndarray, order: np.ndarray,
+                    relax: bool) -> dict[str, np.ndarray]:
+        B = temporal.shape[0]
+        L = self.L
+        out = {"energy": np.empty(B), "cycles": np.empty(B), "utilization": np.empty(B),
+               "compute_cycles": np.zeros(B), "level_cycles": np.zeros((B, L)), "reason": np.empty(B, dtype=np.int8),
+               "reads": np.zeros((B, L, N_TENSORS)), "writes": np.zeros((B, L, N_TENSORS)),
+               "tiles": np.zeros((B, L, N_TENSORS))}
+        k = self.kernel_static
+        evaluate_kernel(temporal, spatial_x, spatial_y, order, k.dims, k.geom, k.keeps, k.chain_p, k.chain_c,
+                        k.n_pairs, k.word_scale, k.read_e, k.write_e, k.bandwidth, k.fmt, k.fmt_const, k.density,
+                        k.cap_kind, k.cap_val, k.fan_x, k.fan_y, k.allow_x, k.allow_y, k.fans_between, k.scalars,
+                        REL, relax, out["energy"], out["cycles"], out["utilization"], out["compute_cycles"],
+                        out["level_cycles"], out["reason"], out["reads"], out["writes"], out["tiles"])
+        return out
+
+    def evaluate_reference(self, m: Mapping) -> Cost:
+        """Score one mapping in plain Python: the readable reference the compiled kernel is tested against,
+        and the path that words the reason of an invalid mapping."""
         L = self.L
         t, sx, sy, order = m.temporal, m.spatial_x, m.spatial_y, m.order
         if len(t) != L or len(sx) != L or len(sy) != L or len(order) != L:
@@ -409,6 +481,14 @@ class CostModel:
         Works in cache-sized chunks; internally arrays are laid out (level, dim, batch) so every
         per-dim row is contiguous.
         """
+        conv = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+        out = self._run_kernel(conv(b.temporal), conv(b.spatial_x), conv(b.spatial_y), conv(b.order), relax_orders)
+        return BatchCost(valid=out["reason"] == 0, energy=out["energy"], cycles=out["cycles"],
+                         utilization=out["utilization"], reason=out["reason"], compute_cycles=out["compute_cycles"],
+                         level_cycles=out["level_cycles"].T)
+
+    def evaluate_batch_numpy(self, b: MappingBatch, chunk: int = 8192, relax_orders: bool = False) -> BatchCost:
+        """The same numbers vectorised with numpy (no compiled code), in cache-sized chunks."""
         if len(b) <= chunk:
             return self._evaluate_chunk(b, relax_orders)
         parts = [self._evaluate_chunk(b.take(slice(i, i + chunk)), relax_orders) for i in range(0, len(b), chunk)]

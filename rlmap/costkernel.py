@@ -1,0 +1,325 @@
+"""Compiled (numba) form of the cost model's formulas, for speed: one loop over mappings.
+
+It mirrors `CostModel._evaluate_python` (the readable reference) statement by statement; the tests
+check that both give the same numbers on thousands of mappings.  `CostModel` packs the static
+layer/architecture data into arrays once (`KernelStatic`) and calls `evaluate_kernel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from rlmap.problem import C, G, INPUTS, K, N, N_DIMS, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S, WEIGHTS
+
+FMT_CODES = {"uncompressed": 0, "bitmask": 1, "rle": 2, "coordinate": 3}
+REL = np.array(RELEVANCE_MATRIX, dtype=np.bool_)
+
+
+@dataclass(frozen=True)
+class KernelStatic:
+    """Everything about a (layer, architecture) pair that the kernel needs, as flat arrays."""
+
+    dims: np.ndarray  # (D,) float
+    geom: np.ndarray  # (4,) float: sh, sw, dh, dw
+    keeps: np.ndarray  # (L, 3) bool
+    chain_p: np.ndarray  # (3, L) int: parent of each pair, per tensor
+    chain_c: np.ndarray  # (3, L) int: child (L = the MACs)
+    n_pairs: np.ndarray  # (3,) int
+    word_scale: np.ndarray  # (L,)
+    read_e: np.ndarray  # (L,)
+    write_e: np.ndarray  # (L,)
+    bandwidth: np.ndarray  # (L,), <= 0 for unbounded
+    fmt: np.ndarray  # (L, 3) int codes
+    fmt_const: np.ndarray  # (L, 3) float, NaN where the factor depends on the tile (coordinate)
+    density: np.ndarray  # (3,)
+    cap_kind: np.ndarray  # (L,) 0 unbounded, 1 shared, 2 partitioned
+    cap_val: np.ndarray  # (L, 3) words (shared: column 0)
+    fan_x: np.ndarray  # (L,)
+    fan_y: np.ndarray
+    allow_x: np.ndarray  # (L, D) bool
+    allow_y: np.ndarray
+    fans_between: np.ndarray  # (L+1, L+1) bool
+    scalars: np.ndarray  # phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _footprint(v: int, e: np.ndarray, sh: float, sw: float, dh: float, dw: float) -> float:
+    if v == INPUTS:
+        h = (e[P] - 1.0) * sh + (e[R] - 1.0) * dh + 1.0
+        w = (e[Q] - 1.0) * sw + (e[S] - 1.0) * dw + 1.0
+        return e[N] * e[G] * e[C] * h * w
+    if v == WEIGHTS:
+        return e[G] * e[K] * e[C] * e[R] * e[S]
+    return e[N] * e[G] * e[K] * e[P] * e[Q]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fmt_factor(code: int, density: float, tile: float, data_bits: float, rle_bits: float) -> float:
+    if code == 0 or density >= 1.0:
+        return 1.0
+    if code == 1:
+        return density + 1.0 / data_bits
+    if code == 2:
+        return density * (1.0 + rle_bits / data_bits)
+    bits = np.ceil(np.log2(max(tile, 2.0)))
+    return density * (1.0 + bits / data_bits)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001, ANN201
+                    dims, geom, keeps, chain_p, chain_c, n_pairs, word_scale, read_e, write_e, bandwidth, fmt,
+                    fmt_const, density, cap_kind, cap_val, fan_x, fan_y, allow_x, allow_y, fans_between, scalars,
+                    rel, relax, energy, cycles, util, comp_cycles, level_cycles, reason, reads, writes, tiles):
+    """Score B mappings; results go into the output arrays (reason 0 = valid, 1 factors, 2 fanout,
+    3 capacity, 4 order)."""
+    B, L, D = temporal.shape
+    sh, sw, dh, dw = geom[0], geom[1], geom[2], geom[3]
+    phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits = (scalars[0], scalars[1], scalars[2], scalars[3],
+                                                                  scalars[4], scalars[5], scalars[6])
+    T = np.empty((L, D))
+    SP = np.empty((L, D))
+    E = np.ones((L + 1, D))
+    used = np.ones(L + 1)
+    fps = np.ones((L + 1, 3))
+    fmt_f = np.ones((L, 3))
+    ec = np.empty(D)
+    spc = np.empty(D)
+    seen = np.zeros(D, dtype=np.bool_)
+    SPsuf = np.ones((L + 1, D))  # SPsuf[j, d] = product of SP[i, d] for i >= j
+    # per tensor, per boundary c: nfetch, last loop level / dim / factor, distinct
+    st_nf = np.ones((3, L + 1))
+    st_lvl = np.full((3, L + 1), -1)
+    st_dim = np.zeros((3, L + 1), dtype=np.int64)
+    st_f = np.ones((3, L + 1))
+    st_dist = np.ones((3, L + 1))
+    for b in range(B):
+        bad_order = False
+        bad_fan = False
+        bad_fac = False
+        for lvl in range(L):
+            ux = 1.0
+            uy = 1.0
+            for d in range(D):
+                x = spatial_x[b, lvl, d]
+                y = spatial_y[b, lvl, d]
+                t = temporal[b, lvl, d]
+                if x < 1 or y < 1 or t < 1:
+                    bad_fac = True
+                if (x > 1 and not allow_x[lvl, d]) or (y > 1 and not allow_y[lvl, d]):
+                    bad_fan = True
+                ux *= x
+                uy *= y
+                T[lvl, d] = t
+                SP[lvl, d] = x * y
+            if ux > fan_x[lvl] or uy > fan_y[lvl]:
+                bad_fan = True
+            used[lvl + 1] = used[lvl] * ux * uy
+            for d in range(D):
+                seen[d] = False
+            for k in range(D):
+                o = order[b, lvl, k]
+                if o < 0 or o >= D or seen[o]:
+                    bad_order = True
+                else:
+                    seen[o] = True
+        code = 4 if bad_order else (2 if bad_fan else (1 if bad_fac else 0))
+        if code == 0:
+            for lvl in range(L - 1, -1, -1):
+                for d in range(D):
+                    E[lvl, d] = E[lvl + 1, d] * T[lvl, d] * SP[lvl, d]
+            for d in range(D):
+                if E[0, d] != dims[d]:
+                    code = 1
+        if code == 0:
+            for lvl in range(L):
+                total_words = 0.0
+                for v in range(3):
+                    if keeps[lvl, v]:
+                        for d in range(D):
+                            ec[d] = E[lvl, d]
+                        tile = _footprint(v, ec, sh, sw, dh, dw)
+                        fps[lvl, v] = tile
+                        f = fmt_const[lvl, v]
+                        if np.isnan(f):
+                            f = _fmt_factor(fmt[lvl, v], density[v], tile, data_bits, rle_bits)
+                        fmt_f[lvl, v] = f
+                        words = tile * word_scale[lvl] * f
+                        tiles[b, lvl, v] = words
+                        total_words += words
+                        if cap_kind[lvl] == 2 and words > cap_val[lvl, v] + 1e-9:
+                            code = 3
+                if cap_kind[lvl] == 1 and total_words > cap_val[lvl, 0] + 1e-9:
+                    code = 3
+        reason[b] = code
+        if code != 0:
+            energy[b] = np.inf
+            cycles[b] = np.inf
+            util[b] = 0.0
+            continue
+        for lvl in range(L - 1, -1, -1):
+            for d in range(D):
+                SPsuf[lvl, d] = SPsuf[lvl + 1, d] * SP[lvl, d]
+        # the temporal nest outermost first (factor-1 loops do nothing)
+        total_iters = 1.0
+        for lvl in range(L):
+            for d in range(D):
+                total_iters *= T[lvl, d]
+        if relax:
+            for v in range(3):
+                cum = 1.0
+                nf = 1.0
+                llvl = -1
+                dist = 1.0
+                st_nf[v, 0] = 1.0
+                st_lvl[v, 0] = -1
+                st_dist[v, 0] = 1.0
+                for lvl in range(L):
+                    rp = 1.0
+                    for d in range(D):
+                        if rel[v, d]:
+                            rp *= T[lvl, d]
+                    if rp > 1.0:  # every irrelevant loop of the deciding level innermost
+                        nf = cum * rp
+                        llvl = lvl
+                        dist *= rp
+                    for d in range(D):
+                        cum *= T[lvl, d]
+                    st_nf[v, lvl + 1] = nf
+                    st_lvl[v, lvl + 1] = llvl
+                    st_dist[v, lvl + 1] = dist
+        else:
+            # one branch-free pass for the three tensors (orders and factors are random: branches mispredict)
+            cum = 1.0
+            nf0 = nf1 = nf2 = 1.0
+            ll0 = ll1 = ll2 = -1
+            ld0 = ld1 = ld2 = 0
+            lf0 = lf1 = lf2 = 1.0
+            di0 = di1 = di2 = 1.0
+            st_nf[0, 0] = st_nf[1, 0] = st_nf[2, 0] = 1.0
+            st_lvl[0, 0] = st_lvl[1, 0] = st_lvl[2, 0] = -1
+            st_dist[0, 0] = st_dist[1, 0] = st_dist[2, 0] = 1.0
+            for lvl in range(L):
+                for k in range(D):
+                    d = order[b, lvl, k]
+                    f = T[lvl, d]
+                    cum *= f
+                    big = f > 1.0
+                    h0 = rel[0, d] & big
+                    h1 = rel[1, d] & big
+                    h2 = rel[2, d] & big
+                    ll0 = lvl if h0 else ll0
+                    ld0 = d if h0 else ld0
+                    lf0 = f if h0 else lf0
+                    di0 *= f if h0 else 1.0
+                    nf0 = cum if h0 else nf0
+                    ll1 = lvl if h1 else ll1
+                    di1 *= f if h1 else 1.0
+                    nf1 = cum if h1 else nf1
+                    ll2 = lvl if h2 else ll2
+                    di2 *= f if h2 else 1.0
+                    nf2 = cum if h2 else nf2
+                st_nf[0, lvl + 1], st_nf[1, lvl + 1], st_nf[2, lvl + 1] = nf0, nf1, nf2
+                st_lvl[0, lvl + 1], st_lvl[1, lvl + 1], st_lvl[2, lvl + 1] = ll0, ll1, ll2
+                st_dim[0, lvl + 1] = ld0
+                st_f[0, lvl + 1] = lf0
+                st_dist[0, lvl + 1], st_dist[1, lvl + 1], st_dist[2, lvl + 1] = di0, di1, di2
+        for lvl in range(L):
+            for v in range(3):
+                reads[b, lvl, v] = 0.0
+                writes[b, lvl, v] = 0.0
+        for v in range(3):
+            for ip in range(n_pairs[v]):
+                p = chain_p[v, ip]
+                c = chain_c[v, ip]
+                if c == L:
+                    nfetch = total_iters
+                    has = False
+                    distinct = st_dist[v, L]
+                else:
+                    nfetch = st_nf[v, c]
+                    has = st_lvl[v, c] >= 0
+                    distinct = st_dist[v, c]
+                for d in range(D):
+                    ec[d] = E[c, d]
+                F = fps[c, v]
+                U = F
+                split_h = False
+                split_w = False
+                if fans_between[p, c]:
+                    for d in range(D):
+                        spc[d] = ec[d] * (SPsuf[p, d] / SPsuf[c, d])
+                    if v == INPUTS:
+                        for d in (P, Q, R, S):
+                            s = ec[d]
+                            for i in range(p, c):
+                                s += (SP[i, d] - 1.0) * E[i + 1, d]
+                            spc[d] = s
+                        split_h = spc[P] != ec[P] or spc[R] != ec[R]
+                        split_w = spc[Q] != ec[Q] or spc[S] != ec[S]
+                    U = _footprint(v, spc, sh, sw, dh, dw)
+                else:
+                    for d in range(D):
+                        spc[d] = ec[d]
+                if c == L:
+                    scale_p = phi * word_scale[p]
+                else:
+                    scale_p = fmt_f[p, v] * word_scale[p]
+                if v == OUTPUTS:
+                    refetch = used[p] * (nfetch - distinct) * U
+                    reads[b, p, v] += refetch * scale_p
+                    writes[b, p, v] += used[p] * nfetch * U * scale_p
+                    if c < L:
+                        writes[b, c, v] += refetch * word_scale[c]
+                        reads[b, c, v] += used[c] * nfetch * F * word_scale[c]
+                    continue
+                hu = 1.0
+                hc = 1.0
+                if v == INPUTS and has:
+                    j = st_lvl[v, c]
+                    for cand in (P, Q, R, S):
+                        if relax:
+                            d = cand
+                            f = T[j, d]
+                        else:
+                            d = st_dim[v, c]
+                            f = st_f[v, c]
+                            if d != cand:
+                                continue
+                        if f <= 1.0:
+                            continue
+                        coef = sh if d == P else (sw if d == Q else (dh if d == R else dw))
+                        step = ec[d] * coef * (SPsuf[j, d] / SPsuf[c, d])
+                        if d == P or d == R:
+                            ext_c = (ec[P] - 1.0) * sh + (ec[R] - 1.0) * dh + 1.0
+                            ext_u = (spc[P] - 1.0) * sh + (spc[R] - 1.0) * dh + 1.0
+                            split = split_h
+                        else:
+                            ext_c = (ec[Q] - 1.0) * sw + (ec[S] - 1.0) * dw + 1.0
+                            ext_u = (spc[Q] - 1.0) * sw + (spc[S] - 1.0) * dw + 1.0
+                            split = split_w
+                        hc = min(hc, (1.0 + (f - 1.0) * min(ext_c, step) / ext_c) / f)
+                        if not split:
+                            hu = min(hu, (1.0 + (f - 1.0) * min(ext_u, step) / ext_u) / f)
+                reads[b, p, v] += used[p] * nfetch * U * hu * scale_p
+                if c < L:
+                    writes[b, c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * word_scale[c]
+        e_tot = 0.0
+        cc = total_iters * (phi if skip > 0.0 else 1.0)
+        cyc = cc
+        for lvl in range(L):
+            r = reads[b, lvl, 0] + reads[b, lvl, 1] + reads[b, lvl, 2]
+            w = writes[b, lvl, 0] + writes[b, lvl, 1] + writes[b, lvl, 2]
+            e_tot += r * read_e[lvl] + w * write_e[lvl]
+            lc = 0.0
+            if bandwidth[lvl] > 0.0:
+                lc = (r + w) / (used[lvl] * bandwidth[lvl])
+            level_cycles[b, lvl] = lc
+            if lc > cyc:
+                cyc = lc
+        energy[b] = e_tot + macs * phi * mac_energy
+        cycles[b] = cyc
+        comp_cycles[b] = cc
+        util[b] = used[L] / num_pes
