@@ -72,9 +72,9 @@ def _fmt_factor(code: int, density: float, tile: float, data_bits: float, rle_bi
 def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001, ANN201
                     dims, geom, keeps, chain_p, chain_c, n_pairs, word_scale, read_e, write_e, bandwidth, fmt,
                     fmt_const, density, cap_kind, cap_val, fan_x, fan_y, allow_x, allow_y, fans_between, scalars,
-                    rel, relax, energy, cycles, util, comp_cycles, level_cycles, reason, reads, writes, tiles):
+                    rel, relax, detail, energy, cycles, util, comp_cycles, level_cycles, reason, reads, writes, tiles):
     """Score B mappings; results go into the output arrays (reason 0 = valid, 1 factors, 2 fanout,
-    3 capacity, 4 order)."""
+    3 capacity, 4 order).  With `detail` the per-level breakdown (reads, writes, tiles) is written too."""
     B, L, D = temporal.shape
     sh, sw, dh, dw = geom[0], geom[1], geom[2], geom[3]
     phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits = (scalars[0], scalars[1], scalars[2], scalars[3],
@@ -89,6 +89,8 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
     spc = np.empty(D)
     seen = np.zeros(D, dtype=np.bool_)
     SPsuf = np.ones((L + 1, D))  # SPsuf[j, d] = product of SP[i, d] for i >= j
+    rd = np.zeros((L, 3))  # accesses of the mapping being scored
+    wr = np.zeros((L, 3))
     # per tensor, per boundary c: nfetch, last loop level / dim / factor, distinct
     st_nf = np.ones((3, L + 1))
     st_lvl = np.full((3, L + 1), -1)
@@ -147,7 +149,8 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                             f = _fmt_factor(fmt[lvl, v], density[v], tile, data_bits, rle_bits)
                         fmt_f[lvl, v] = f
                         words = tile * word_scale[lvl] * f
-                        tiles[b, lvl, v] = words
+                        if detail:
+                            tiles[b, lvl, v] = words
                         total_words += words
                         if cap_kind[lvl] == 2 and words > cap_val[lvl, v] + 1e-9:
                             code = 3
@@ -228,8 +231,8 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                 st_dist[0, lvl + 1], st_dist[1, lvl + 1], st_dist[2, lvl + 1] = di0, di1, di2
         for lvl in range(L):
             for v in range(3):
-                reads[b, lvl, v] = 0.0
-                writes[b, lvl, v] = 0.0
+                rd[lvl, v] = 0.0
+                wr[lvl, v] = 0.0
         for v in range(3):
             for ip in range(n_pairs[v]):
                 p = chain_p[v, ip]
@@ -269,11 +272,11 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                     scale_p = fmt_f[p, v] * word_scale[p]
                 if v == OUTPUTS:
                     refetch = used[p] * (nfetch - distinct) * U
-                    reads[b, p, v] += refetch * scale_p
-                    writes[b, p, v] += used[p] * nfetch * U * scale_p
+                    rd[p, v] += refetch * scale_p
+                    wr[p, v] += used[p] * nfetch * U * scale_p
                     if c < L:
-                        writes[b, c, v] += refetch * word_scale[c]
-                        reads[b, c, v] += used[c] * nfetch * F * word_scale[c]
+                        wr[c, v] += refetch * word_scale[c]
+                        rd[c, v] += used[c] * nfetch * F * word_scale[c]
                     continue
                 hu = 1.0
                 hc = 1.0
@@ -303,15 +306,19 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                         hc = min(hc, (1.0 + (f - 1.0) * min(ext_c, step) / ext_c) / f)
                         if not split:
                             hu = min(hu, (1.0 + (f - 1.0) * min(ext_u, step) / ext_u) / f)
-                reads[b, p, v] += used[p] * nfetch * U * hu * scale_p
+                rd[p, v] += used[p] * nfetch * U * hu * scale_p
                 if c < L:
-                    writes[b, c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * word_scale[c]
+                    wr[c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * word_scale[c]
         e_tot = 0.0
         cc = total_iters * (phi if skip > 0.0 else 1.0)
         cyc = cc
         for lvl in range(L):
-            r = reads[b, lvl, 0] + reads[b, lvl, 1] + reads[b, lvl, 2]
-            w = writes[b, lvl, 0] + writes[b, lvl, 1] + writes[b, lvl, 2]
+            r = rd[lvl, 0] + rd[lvl, 1] + rd[lvl, 2]
+            w = wr[lvl, 0] + wr[lvl, 1] + wr[lvl, 2]
+            if detail:
+                for v in range(3):
+                    reads[b, lvl, v] = rd[lvl, v]
+                    writes[b, lvl, v] = wr[lvl, v]
             e_tot += r * read_e[lvl] + w * write_e[lvl]
             lc = 0.0
             if bandwidth[lvl] > 0.0:

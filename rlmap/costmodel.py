@@ -185,6 +185,7 @@ class CostModel:
         # halo: which axis and coefficient each dim moves the input window by
         self._halo_coef = {P: self.sh, R: self.dh, Q: self.sw, S: self.dw}
         self.kernel_static = self._kernel_static()
+        self._single_out: dict[str, np.ndarray] | None = None
 
     def _kernel_static(self) -> KernelStatic:
         L = self.L
@@ -221,39 +222,51 @@ class CostModel:
     def evaluate(self, m: Mapping) -> Cost:
         """Score one mapping (compiled kernel); an invalid one comes back with valid=False and the reason."""
         try:
-            arrays = [np.array(x, dtype=np.int64)[None] for x in (m.temporal, m.spatial_x, m.spatial_y, m.order)]
+            packed = np.array((m.temporal, m.spatial_x, m.spatial_y, m.order), dtype=np.int64)
         except ValueError:  # ragged: not even the right shape
             return self.evaluate_reference(m)
-        if arrays[0].shape != (1, self.L, N_DIMS) or any(a.shape != arrays[0].shape for a in arrays):
+        if packed.shape != (4, self.L, N_DIMS):
             return self.evaluate_reference(m)
-        out = self._run_kernel(*arrays, relax=False)
+        out = self._run_kernel(packed[0:1], packed[1:2], packed[2:3], packed[3:4], relax=False, reuse=True)
         if out["reason"][0] != 0:
             return self.evaluate_reference(m)  # the readable path words the reason
-        reads, writes = out["reads"][0], out["writes"][0]
-        level_energy = [float(sum(reads[lvl]) * self.read_e[lvl] + sum(writes[lvl]) * self.write_e[lvl])
+        reads, writes = out["reads"][0].tolist(), out["writes"][0].tolist()
+        level_energy = [sum(reads[lvl]) * self.read_e[lvl] + sum(writes[lvl]) * self.write_e[lvl]
                         for lvl in range(self.L)]
         eff_macs = self.macs * self.phi
         return Cost(valid=True, energy=float(out["energy"][0]), cycles=float(out["cycles"][0]),
                     compute_cycles=float(out["compute_cycles"][0]), macs=self.macs, effective_macs=eff_macs,
-                    utilization=float(out["utilization"][0]), reads=reads.tolist(), writes=writes.tolist(),
+                    utilization=float(out["utilization"][0]), reads=reads, writes=writes,
                     level_energy=level_energy, level_cycles=out["level_cycles"][0].tolist(),
                     mac_energy=eff_macs * self.mac_energy, tiles=out["tiles"][0].tolist())
 
     def _run_kernel(self, temporal: np.ndarray, spatial_x: np.ndarray, spatial_y: np.ndarray, order: np.ndarray,
-                    relax: bool) -> dict[str, np.ndarray]:
+                    relax: bool, reuse: bool = False) -> dict[str, np.ndarray]:
+        """Run the compiled kernel; `reuse` recycles the output arrays of a batch of one (copy what you keep)."""
         B = temporal.shape[0]
         L = self.L
-        out = {"energy": np.empty(B), "cycles": np.empty(B), "utilization": np.empty(B),
-               "compute_cycles": np.zeros(B), "level_cycles": np.zeros((B, L)), "reason": np.empty(B, dtype=np.int8),
-               "reads": np.zeros((B, L, N_TENSORS)), "writes": np.zeros((B, L, N_TENSORS)),
-               "tiles": np.zeros((B, L, N_TENSORS))}
+        detail = reuse  # one mapping: the caller wants the per-level breakdown
+        if reuse and self._single_out is not None:
+            out = self._single_out
+        else:
+            out = self._new_outputs(B, detail)
+            if reuse:
+                self._single_out = out
         k = self.kernel_static
         evaluate_kernel(temporal, spatial_x, spatial_y, order, k.dims, k.geom, k.keeps, k.chain_p, k.chain_c,
                         k.n_pairs, k.word_scale, k.read_e, k.write_e, k.bandwidth, k.fmt, k.fmt_const, k.density,
                         k.cap_kind, k.cap_val, k.fan_x, k.fan_y, k.allow_x, k.allow_y, k.fans_between, k.scalars,
-                        REL, relax, out["energy"], out["cycles"], out["utilization"], out["compute_cycles"],
+                        REL, relax, detail, out["energy"], out["cycles"], out["utilization"], out["compute_cycles"],
                         out["level_cycles"], out["reason"], out["reads"], out["writes"], out["tiles"])
         return out
+
+    def _new_outputs(self, B: int, detail: bool) -> dict[str, np.ndarray]:
+        L = self.L
+        nd = B if detail else 1  # the breakdown arrays are only written with detail
+        return {"energy": np.empty(B), "cycles": np.empty(B), "utilization": np.empty(B),
+                "compute_cycles": np.zeros(B), "level_cycles": np.zeros((B, L)), "reason": np.empty(B, dtype=np.int8),
+                "reads": np.zeros((nd, L, N_TENSORS)), "writes": np.zeros((nd, L, N_TENSORS)),
+                "tiles": np.zeros((nd, L, N_TENSORS))}
 
     def evaluate_reference(self, m: Mapping) -> Cost:
         """Score one mapping in plain Python: the readable reference the compiled kernel is tested against,
