@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from rlmap.problem import C, G, INPUTS, K, N, N_DIMS, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S, WEIGHTS
+from rlmap.problem import C, G, INPUTS, K, N, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S, WEIGHTS
 
 FMT_CODES = {"uncompressed": 0, "bitmask": 1, "rle": 2, "coordinate": 3}
 REL = np.array(RELEVANCE_MATRIX, dtype=np.bool_)
@@ -198,8 +198,8 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
             cum = 1.0
             nf0 = nf1 = nf2 = 1.0
             ll0 = ll1 = ll2 = -1
-            ld0 = ld1 = ld2 = 0
-            lf0 = lf1 = lf2 = 1.0
+            ld0 = 0  # window dim and factor of the innermost relevant loop: needed for inputs only
+            lf0 = 1.0
             di0 = di1 = di2 = 1.0
             st_nf[0, 0] = st_nf[1, 0] = st_nf[2, 0] = 1.0
             st_lvl[0, 0] = st_lvl[1, 0] = st_lvl[2, 0] = -1

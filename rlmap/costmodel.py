@@ -2,13 +2,11 @@
 
 `CostModel.evaluate` (one mapping) and `CostModel.evaluate_batch` (many) run the compiled kernel in
 rlmap/costkernel.py.  `evaluate_reference` is the same model in plain Python, the readable reference
-(and the path that words why a mapping is invalid); `evaluate_batch_numpy` is it vectorised with numpy.
-Tests hold all of them to the same numbers.  Every formula is written out in docs/costmodel.md.
+(and the path that words why a mapping is invalid); tests hold the two to the same numbers.  Every formula is written out in docs/costmodel.md.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -244,7 +242,6 @@ class CostModel:
                     relax: bool, reuse: bool = False) -> dict[str, np.ndarray]:
         """Run the compiled kernel; `reuse` recycles the output arrays of a batch of one (copy what you keep)."""
         B = temporal.shape[0]
-        L = self.L
         detail = reuse  # one mapping: the caller wants the per-level breakdown
         if reuse and self._single_out is not None:
             out = self._single_out
@@ -485,14 +482,12 @@ class CostModel:
         return cost
 
     # ------------------------------------------------------------------ many mappings
-    def evaluate_batch(self, b: MappingBatch, chunk: int = 8192, relax_orders: bool = False) -> BatchCost:
-        """Score B mappings with numpy; agrees with `evaluate` to floating-point precision.
+    def evaluate_batch(self, b: MappingBatch, relax_orders: bool = False) -> BatchCost:
+        """Score B mappings in one compiled loop; agrees with `evaluate_reference` to floating-point precision.
 
         With `relax_orders` the loop orders are ignored and every fetch count takes its minimum over all
         orders, tensor by tensor (irrelevant loops innermost, the best halo dim): a lower bound on the
         energy and cycles of every ordering of each tiling (used to prune the optimal mapper's search).
-        Works in cache-sized chunks; internally arrays are laid out (level, dim, batch) so every
-        per-dim row is contiguous.
         """
         conv = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
         out = self._run_kernel(conv(b.temporal), conv(b.spatial_x), conv(b.spatial_y), conv(b.order), relax_orders)
@@ -500,192 +495,12 @@ class CostModel:
                          utilization=out["utilization"], reason=out["reason"], compute_cycles=out["compute_cycles"],
                          level_cycles=out["level_cycles"].T)
 
-    def evaluate_batch_numpy(self, b: MappingBatch, chunk: int = 8192, relax_orders: bool = False) -> BatchCost:
-        """The same numbers vectorised with numpy (no compiled code), in cache-sized chunks."""
-        if len(b) <= chunk:
-            return self._evaluate_chunk(b, relax_orders)
-        parts = [self._evaluate_chunk(b.take(slice(i, i + chunk)), relax_orders) for i in range(0, len(b), chunk)]
-        return BatchCost(*(np.concatenate([getattr(x, f) for x in parts], axis=-1)
-                           for f in ("valid", "energy", "cycles", "utilization", "reason", "compute_cycles",
-                                     "level_cycles")))
-
-    def _evaluate_chunk(self, b: MappingBatch, relax: bool = False) -> BatchCost:
-        L, D = self.L, N_DIMS
-        B = len(b)
-        lay = lambda a, dt: np.ascontiguousarray(np.transpose(a, (1, 2, 0)), dtype=dt)  # noqa: E731
-        order = lay(b.order, np.int64)
-        SX = lay(b.spatial_x, np.float64)
-        SY = lay(b.spatial_y, np.float64)
-        T = lay(b.temporal, np.float64)
-        SP = SX * SY
-        reason = np.zeros(B, dtype=np.int8)
-
-        # validity: order permutation, fanout, factors
-        bad_order = (np.bitwise_or.reduce(np.left_shift(1, order), axis=1) != (1 << D) - 1).any(axis=0)
-        if bad_order.any():
-            reason[bad_order] = 4
-            order = np.where(bad_order, np.arange(D)[None, :, None], order)
-        bad_fan = np.zeros(B, dtype=bool)
-        for lvl in range(L):
-            bad_fan |= SX[lvl].prod(axis=0) > self.fan_x[lvl]
-            bad_fan |= SY[lvl].prod(axis=0) > self.fan_y[lvl]
-            for d in range(D):
-                if not self.allow_x[lvl][d]:
-                    bad_fan |= SX[lvl, d] > 1
-                if not self.allow_y[lvl][d]:
-                    bad_fan |= SY[lvl, d] > 1
-        reason[(reason == 0) & bad_fan] = 2
-        E = np.ones((L + 1, D, B))
-        TS = T * SP
-        for lvl in range(L - 1, -1, -1):
-            E[lvl] = E[lvl + 1] * TS[lvl]
-        bad_fac = np.any(E[0] != np.array(self.dims, dtype=np.float64)[:, None], axis=0)
-        bad_fac |= (T < 1).any(axis=(0, 1)) | (SX < 1).any(axis=(0, 1)) | (SY < 1).any(axis=(0, 1))
-        reason[(reason == 0) & bad_fac] = 1
-        used = np.ones((L + 1, B))
-        # SPsuf[j, d] = prod_{i >= j} SP[i, d]; the spatial product over levels j..c-1 is SPsuf[j] / SPsuf[c]
-        SPsuf = np.ones((L + 1, D, B))
-        for lvl in range(L):
-            used[lvl + 1] = used[lvl] * SP[lvl].prod(axis=0)
-            SPsuf[L - 1 - lvl] = SPsuf[L - lvl] * SP[L - 1 - lvl]
-        sh, sw, dh, dw = self.sh, self.sw, self.dh, self.dw
-
-        # capacity
-        fmt_f, over = self.tile_check(E)
-        reason[(reason == 0) & over] = 3
-
-        # the temporal nest in loop order, flattened outermost first: (L*D, B)
-        outer = np.ones((L + 1, B))  # outer[l]: product of all temporal factors above level l
-        for lvl in range(L):
-            outer[lvl + 1] = outer[lvl] * T[lvl].prod(axis=0)
-        total_iters = outer[L]
-        ar = np.arange(B)
-        # per level (above the innermost): factors in loop order and their running products
-        tf = np.take_along_axis(T[: L - 1], order[: L - 1], axis=1)  # (L-1, D, B), outermost first
-        cum = tf.copy()
-        for k in range(1, D):
-            cum[:, k] *= cum[:, k - 1]
-        big = tf > 1
-        rel_mat = np.array(RELEVANCE_MATRIX)
-        coef_of_dim = np.array([0, 0, 0, 0, sh, sw, dh, dw], dtype=np.float64)
-        reads = np.zeros((L, N_TENSORS, B))
-        writes = np.zeros((L, N_TENSORS, B))
-        for v in range(N_TENSORS):
-            relv = rel_mat[v]
-            # for the innermost relevant loop (factor > 1) above level c: its level (or -1), its dim, and
-            # nfetch[c], the product of every temporal factor from the outermost loop down to it
-            last = [np.full(B, -1, dtype=np.int64)]
-            last_dim = [np.zeros(B, dtype=np.int64)]
-            last_nf = [np.ones(B)]
-            for lvl in range(L - 1):
-                if relax:  # every irrelevant loop of the deciding level innermost
-                    rel_prod = T[lvl, relv].prod(axis=0)
-                    found = rel_prod > 1
-                    last.append(np.where(found, lvl, last[-1]))
-                    last_nf.append(np.where(found, outer[lvl] * rel_prod, last_nf[-1]))
-                    continue
-                cond = relv[order[lvl]] & big[lvl]  # (D, B)
-                pos = np.full(B, -1, dtype=np.int64)
-                for k in range(D):
-                    pos = np.where(cond[k], k, pos)
-                found = pos >= 0
-                last.append(np.where(found, lvl, last[-1]))
-                last_dim.append(np.where(found, order[lvl][pos, ar], last_dim[-1]))
-                last_nf.append(np.where(found, outer[lvl] * cum[lvl][pos, ar], last_nf[-1]))
-            distinct = np.ones((L + 1, B))
-            for lvl in range(L):
-                distinct[lvl + 1] = distinct[lvl] * T[lvl, relv].prod(axis=0)
-            for p, c in self.chains[v]:
-                has = None
-                if c == L:
-                    nfetch = total_iters
-                else:
-                    llev = last[c]
-                    has = llev >= 0
-                    nfetch = last_nf[c]
-                ec = E[c]
-                split_h = split_w = None
-                if self.fans_between[p][c]:
-                    spc = ec * (SPsuf[p] / SPsuf[c])
-                    if v == INPUTS:
-                        for d in _WINDOW_DIMS:
-                            spc[d] = ec[d] + sum((SP[i, d] - 1) * E[i + 1, d] for i in range(p, c))
-                        split_h = (spc[P] != ec[P]) | (spc[R] != ec[R])
-                        split_w = (spc[Q] != ec[Q]) | (spc[S] != ec[S])
-                else:
-                    spc = ec
-                F = footprint(v, ec, sh, sw, dh, dw)
-                U = footprint(v, spc, sh, sw, dh, dw)
-                scale_p = (self.phi * self.word_scale[p]) if c == L else fmt_f[p, v] * self.word_scale[p]
-                if v == OUTPUTS:
-                    refetch = used[p] * (nfetch - distinct[c]) * U
-                    reads[p, v] += refetch * scale_p
-                    writes[p, v] += used[p] * nfetch * U * scale_p
-                    if c < L:
-                        writes[c, v] += refetch * self.word_scale[c]
-                        reads[c, v] += used[c] * nfetch * F * self.word_scale[c]
-                    continue
-                hu: Any = 1.0
-                hc: Any = 1.0
-                if v == INPUTS and has is not None:
-                    llev = np.maximum(last[c], 0)
-
-                    def halo_factors(ldim: np.ndarray) -> tuple[Any, Any]:
-                        """(child, parent) halo factors when the innermost relevant loop is over ldim."""
-                        coef = coef_of_dim[ldim]
-                        lf = T[llev, ldim, ar]
-                        halo = has & (coef > 0) & (lf > 1)
-                        if not halo.any():
-                            return 1.0, 1.0
-                        step = ec[ldim, ar] * coef * (SPsuf[llev, ldim, ar] / SPsuf[c][ldim, ar])
-                        h_axis = (ldim == P) | (ldim == R)
-                        ext_c = np.where(h_axis, (ec[P] - 1) * sh + (ec[R] - 1) * dh + 1,
-                                         (ec[Q] - 1) * sw + (ec[S] - 1) * dw + 1)
-                        ext_u = np.where(h_axis, (spc[P] - 1) * sh + (spc[R] - 1) * dh + 1,
-                                         (spc[Q] - 1) * sw + (spc[S] - 1) * dw + 1)
-                        hc_ = np.where(halo, (1 + (lf - 1) * np.minimum(ext_c, step) / ext_c) / lf, 1.0)
-                        halo_u = halo if split_h is None else halo & ~np.where(h_axis, split_h, split_w)
-                        hu_ = np.where(halo_u, (1 + (lf - 1) * np.minimum(ext_u, step) / ext_u) / lf, 1.0)
-                        return hc_, hu_
-
-                    if relax:  # the best window dim of the deciding level as the innermost relevant loop
-                        for d in _WINDOW_DIMS:
-                            hc_d, hu_d = halo_factors(np.full(B, d, dtype=np.int64))
-                            hc, hu = np.minimum(hc, hc_d), np.minimum(hu, hu_d)
-                    else:
-                        hc, hu = halo_factors(last_dim[c])
-                reads[p, v] += used[p] * nfetch * U * hu * scale_p
-                if c < L:
-                    writes[c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * self.word_scale[c]
-
-        lvl_reads = reads.sum(axis=1)
-        lvl_writes = writes.sum(axis=1)
-        energy = (lvl_reads * np.array(self.read_e)[:, None] + lvl_writes * np.array(self.write_e)[:, None]).sum(axis=0)
-        energy += self.macs * self.phi * self.mac_energy
-        compute_cycles = total_iters * (self.phi if self.skip else 1.0)
-        level_cycles = np.zeros((L, B))
-        for lvl in range(L):
-            bw = self.bandwidth[lvl]
-            if bw is not None:
-                level_cycles[lvl] = (lvl_reads[lvl] + lvl_writes[lvl]) / (used[lvl] * bw)
-        cycles = np.maximum(compute_cycles, level_cycles.max(axis=0))
-        valid = reason == 0
-        energy = np.where(valid, energy, np.inf)
-        cycles = np.where(valid, cycles, np.inf)
-        util = np.where(valid, used[L] / self.num_pes, 0.0)
-        return BatchCost(valid=valid, energy=energy, cycles=cycles, utilization=util, reason=reason,
-                         compute_cycles=compute_cycles, level_cycles=level_cycles)
-
 
 _ALL_DIMS = frozenset(range(N_DIMS))
 _WINDOW_DIMS = (P, Q, R, S)
 _ONES = (1,) * N_DIMS
 
 
-@functools.lru_cache(maxsize=8)
-def _index_grid(L: int, D: int, B: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Broadcastable (level, position, batch) index arrays for scattering loop orders."""
-    return (np.arange(L)[:, None, None], np.arange(D)[None, :, None], np.arange(B)[None, None, :])
 
 
 def evaluate(layer: Layer, arch: Architecture, mapping: Mapping) -> Cost:

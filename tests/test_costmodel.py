@@ -292,11 +292,11 @@ def test_batch_agrees_with_scalar(arch_name, layer):
             break
     assert len(valid) >= 230, f"sampler found only {len(valid)} valid mappings"
     for mappings in (valid, pool):
-        # the plain-Python reference, the compiled kernel (one at a time and batched) and the numpy path
+        # the plain-Python reference against the compiled kernel, one at a time and batched
         reference = [model.evaluate_reference(m) for m in mappings]
         stacked = MappingBatch.stack(mappings)
         for scalar, batch in ((reference, model.evaluate_batch(stacked)),
-                              ([model.evaluate(m) for m in mappings], model.evaluate_batch_numpy(stacked, chunk=97))):
+                              ([model.evaluate(m) for m in mappings], model.evaluate_batch(stacked))):
             assert np.array_equal(batch.valid, [c.valid for c in scalar])
             e = np.array([c.energy for c in scalar])
             cyc = np.array([c.cycles for c in scalar])
@@ -310,10 +310,9 @@ def test_batch_agrees_with_scalar(arch_name, layer):
                 assert np.allclose(k.reads, r.reads, rtol=1e-12) and np.allclose(k.writes, r.writes, rtol=1e-12)
                 assert np.allclose(k.tiles, r.tiles, rtol=1e-12)
                 assert np.allclose(k.level_cycles, r.level_cycles, rtol=1e-12)
-    # the order-relaxed lower bound: compiled and numpy paths agree, and it never exceeds any order's cost
+    # the order-relaxed lower bound never exceeds the cost of the mapping's own orders
     stacked = MappingBatch.stack(valid)
-    lb, lb_np = model.evaluate_batch(stacked, relax_orders=True), model.evaluate_batch_numpy(stacked, relax_orders=True)
-    assert np.allclose(lb.energy, lb_np.energy, rtol=1e-12) and np.allclose(lb.cycles, lb_np.cycles, rtol=1e-12)
+    lb = model.evaluate_batch(stacked, relax_orders=True)
     exact = model.evaluate_batch(stacked)
     assert np.all(lb.energy <= exact.energy * (1 + 1e-12)) and np.all(lb.cycles <= exact.cycles * (1 + 1e-12))
 
