@@ -379,7 +379,7 @@ def _safe_name(name: str) -> str:
 def search_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
-    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, optimal or surrogate"),
+    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, optimal, surrogate or policy (the shipped policy; --budget = samples)"),
     budget: int = typer.Option(2000, "--budget", help="cost-model evaluations per layer (optimal: ignored)"),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result)"),
@@ -388,8 +388,6 @@ def search_cmd(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
 ) -> None:
     """Map every layer of a network with a classical mapper; per-layer table and network totals."""
-    import json
-
     from rlmap.costmodel import OBJECTIVES
     from rlmap.mappers.network import get_mapper, map_network
 
@@ -404,9 +402,18 @@ def search_cmd(
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty())
+    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}, budget {budget}, seed {seed}",
+                          output, {"mapper": mapper, "budget": budget, "seed": seed},
+                          hint="raise --budget or use --mapper ga")
+
+
+def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],
+                          hint: str = "") -> None:
+    """Per-layer table and network totals of a NetworkResult; with `output`, mappings (YAML) + summary.json."""
+    import json
+
     out = console()
-    t = Table(title=f"{mapper} on {net.name} / {a.name}, objective {objective}, budget {budget}, seed {seed}",
-              box=box.SIMPLE_HEAVY, title_justify="left")
+    t = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
     for col in ("layer", "repeat", "energy pJ", "cycles", "EDP", "util %", "evals", "optimal"):
         t.add_column(col, justify="left" if col == "layer" else "right")
     rows = []
@@ -426,27 +433,36 @@ def search_cmd(
                      "proven_optimal": r.proven_optimal, "seconds": r.seconds})
     out.print(t)
     if missing:
-        out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping in {budget} evaluations "
-                  f"({', '.join(missing)}): raise --budget or use --mapper ga; totals are infinite[/yellow]")
+        out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
+                  f"{': ' + hint if hint else ''}; totals are infinite[/yellow]")
     out.print(f"network total (with repeats): energy {_fmt(res.energy)} pJ, cycles {_fmt(res.cycles)}, "
               f"EDP {_fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s")
-    if output is not None:
-        if output.exists() and not output.is_dir():
-            raise SpecError("exists and is not a directory", str(output))
-        mdir = output / "mappings"
-        for lyr, r in zip(res.layers, res.results):
-            if r.mapping is None:
-                continue
-            io.save_mapping(r.mapping, a, mdir / f"{_safe_name(lyr.name)}.yaml", lyr,
-                            extra={"network": net.name, "mapper": mapper, "objective": objective,
-                                   "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
-        summary = {"network": net.name, "arch": a.name, "mapper": mapper, "objective": objective, "budget": budget,
-                   "seed": seed, "layers": rows, "total": {"energy_pj": res.energy, "cycles": res.cycles,
-                                                           "edp": res.edp, "macs": res.macs}}
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "summary.json").write_text(json.dumps(summary, indent=2))
-        out.print(f"wrote {mdir}/ ({len(res.layers) - len(missing)} mappings) and {output / 'summary.json'}")
+    if output is None:
+        return
+    if output.exists() and not output.is_dir():
+        raise SpecError("exists and is not a directory", str(output))
+    mdir = output / "mappings"
+    label = str(meta.get("mapper", res.mapper))
+    written = 0
+    for lyr, r in zip(res.layers, res.results):
+        if r.mapping is None:
+            continue
+        written += 1
+        io.save_mapping(r.mapping, arch, mdir / f"{_safe_name(lyr.name)}.yaml", lyr,
+                        extra={"network": res.network, "mapper": label, "objective": res.objective,
+                               "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
+    summary = {"network": res.network, "arch": res.arch, "objective": res.objective, **meta, "layers": rows,
+               "total": {"energy_pj": res.energy, "cycles": res.cycles, "edp": res.edp, "macs": res.macs}}
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    out.print(f"wrote {mdir}/ ({written} mappings) and {output / 'summary.json'}")
 
+
+# ----------------------------------------------------------------------------- train / map (rlmap.agents_cli)
+from rlmap.agents_cli import map_cmd, train_cmd  # noqa: E402  (light: torch/SB3 load inside the commands)
+
+app.command("train")(user_errors(train_cmd))
+app.command("map")(user_errors(map_cmd))
 
 _SURROGATE_HELP = "Train and evaluate a neural surrogate of the cost model (dataset, train, eval)."
 

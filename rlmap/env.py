@@ -148,12 +148,14 @@ ARCH_LEVEL_FEATURES = 1 + 3 + 3 + 2 + 3 + 2 + 2 * N_DIMS + 2 + 1 + 3
 LAYER_FEATURES = N_DIMS + 4 + 3 + 1 + 3 + 3
 
 
-def _layer_features(layer: Layer) -> list[float]:
+def _layer_features(layer: Layer, use_density: bool = True) -> list[float]:
+    """The layer block of the observation.  Densities read 1.0 on an architecture that cannot use them
+    (no cost depends on them there), so the observation is a function of what the cost model sees."""
     dims = layer.problem_dims
     sizes = layer.tensor_sizes
     return ([_log2(x) / 16 for x in dims]
             + [_log2(x) / 3 for x in (*layer.stride, *layer.dilation)]
-            + list(layer.density.as_tuple())
+            + (list(layer.density.as_tuple()) if use_density else [1.0] * N_TENSORS)
             + [_log2(layer.macs) / 40]
             + [_log2(sizes[t]) / 32 for t in TENSORS]
             + [float(dims[G] > 1), float(dims[R] * dims[S] == 1), float(dims[P] * dims[Q] == 1)])
@@ -190,7 +192,7 @@ class _LayerData:
         self.layer = layer
         self.dims = layer.problem_dims
         self.tokens = factor_tokens(self.dims, max_steps)
-        self.static = np.asarray(_layer_features(layer), dtype=np.float32)
+        self.static = np.asarray(_layer_features(layer, ai.uses_density), dtype=np.float32)
         self.model: CostModel | None = None
         dens = layer.density.as_tuple()
         bits = ai.arch.data_bits
@@ -295,7 +297,7 @@ class MappingEnv(gym.Env):
     def __init__(self, arch: str | Architecture | Sequence[str | Architecture] = "eyeriss", objective: str = "edp",
                  sampler: LayerSampler | None = None, networks: Sequence[str | Network] | None = None,
                  layers: Sequence[Layer] | None = None, synthetic: float = 0.0, random_density: float = 0.0,
-                 sampler_seed: int = 0, max_levels: int = MAX_LEVELS, max_factor_steps: int = MAX_FACTOR_STEPS,
+                 sampler_seed: int = 0, synthetic_pool: int = 256, max_levels: int = MAX_LEVELS, max_factor_steps: int = MAX_FACTOR_STEPS,
                  reference: str = "random", reference_samples: int = 16, reference_seed: int = 0,
                  invalid_action_penalty: float = 0.0, render_mode: str | None = None,
                  reward_model: Any = None) -> None:
@@ -316,7 +318,7 @@ class MappingEnv(gym.Env):
             if networks is None and layers is None and synthetic == 0.0:
                 networks = ["resnet18", "vgg16", "resnet50"]
             sampler = LayerSampler(networks=networks or (), layers=layers or (), synthetic=synthetic,
-                                   random_density=random_density, seed=sampler_seed)
+                                   synthetic_pool=synthetic_pool, random_density=random_density, seed=sampler_seed)
         self.sampler = sampler
         self.objective = objective
         self.reference = reference
@@ -633,7 +635,7 @@ class MappingEnv(gym.Env):
             return self._finish_with_model(m)
         cost = ld.cost_model(ai).evaluate(m)
         self.last_cost = cost
-        info: dict[str, Any] = {"layer": ld.layer.name, "arch": ai.arch.name, "valid": cost.valid, "mapping": m,
+        info: dict[str, Any] = {"layer": self._layer.name, "arch": ai.arch.name, "valid": cost.valid, "mapping": m,
                                 "invalid_actions": self._invalid}
         if not cost.valid:  # only reachable when the layer cannot fit at all (or after forced fallbacks)
             info.update(energy=math.inf, cycles=math.inf, edp=math.inf, edp_ratio=math.inf, ratio=math.inf,
@@ -652,13 +654,13 @@ class MappingEnv(gym.Env):
         """Episode end scored by `reward_model` instead of the cost model."""
         ld, ai = self._ld, self._ai
         assert ld is not None
-        energy, cycles = self.reward_model.predict(ld.layer, ai.arch, MappingBatch.stack([m]))
+        energy, cycles = self.reward_model.predict(self._layer, ai.arch, MappingBatch.stack([m]))
         e, c = float(energy[0]), float(cycles[0])
         ref = self.reference_costs()
         kind = "median" if self.reference == "median" else "best"
         value = float(objective_value(e, c, self.objective))
         ratio = value / ref[f"{kind}_{self.objective}"]
-        info: dict[str, Any] = {"layer": ld.layer.name, "arch": ai.arch.name, "valid": True, "mapping": m,
+        info: dict[str, Any] = {"layer": self._layer.name, "arch": ai.arch.name, "valid": True, "mapping": m,
                                 "invalid_actions": self._invalid, "reward_source": "surrogate", "energy": e,
                                 "cycles": c, "edp": e * c, "objective": value, "ratio": ratio,
                                 "edp_ratio": e * c / ref[f"{kind}_edp"], "reference": ref[f"{kind}_{self.objective}"]}
@@ -667,7 +669,7 @@ class MappingEnv(gym.Env):
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self._ld is None:
             return None
-        lines = [f"layer {self._ld.layer.name} {self._ld.layer.shape_str()} on {self._ai.arch.name}"]
+        lines = [f"layer {self._layer.name} {self._layer.shape_str()} on {self._ai.arch.name}"]
         m = self.mapping()
         for lvl, level in enumerate(self._ai.arch.levels):
             parts = []

@@ -351,3 +351,23 @@ def test_reward_from_the_shipped_surrogate_tracks_the_cost_model():
         assert i_true["mapping"] == i_sur["mapping"]  # same seeds and actions: same mapping
         diffs.append(abs(r_true - r_sur))
     assert np.median(diffs) < 0.35  # ln-EDP error; the surrogate's median |log2 EDP| error is ~0.02 in-distribution
+
+
+def test_observation_shows_densities_only_where_they_can_matter():
+    """On a dense architecture two layers that differ only in density cost the same for every mapping, so
+    they must look the same (and whichever is seen first must not change what the other looks like)."""
+    sparse = load_network("resnet50_sparse").layers[5]
+    assert min(sparse.density.as_tuple()) < 1.0
+    dense = sparse.model_copy(update={"density": type(sparse.density)(), "name": "dense_twin"})
+    lay = MappingEnv().obs_layout["layer"]
+    for arch, same in (("eyeriss", True), ("sparse_eyeriss", False)):
+        env = MappingEnv(arch=arch, layers=[sparse], reference="none")
+        a, info_a = env.reset(options={"layer": sparse})
+        b, _ = env.reset(options={"layer": dense})
+        assert np.array_equal(a[lay[0]:lay[1]], b[lay[0]:lay[1]]) == same
+        # the info names the layer asked for, not a cost-equivalent one cached earlier
+        while True:
+            _o, _r, term, _t, info = env.step(int(np.flatnonzero(env.action_masks())[0]))
+            if term:
+                break
+        assert info["layer"] == "dense_twin"

@@ -43,8 +43,14 @@ def _surrogate() -> Any:
     return SurrogateMapper()
 
 
+def _policy() -> Any:
+    from rlmap.policy_mapper import PolicyMapper
+
+    return PolicyMapper()
+
+
 MAPPERS: dict[str, Callable[[], Any]] = {"random": _random, "ga": _ga, "sa": _sa, "optimal": _optimal,
-                                         "surrogate": _surrogate}
+                                         "surrogate": _surrogate, "policy": _policy}
 
 
 def get_mapper(name: str) -> Any:

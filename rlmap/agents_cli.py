@@ -1,0 +1,180 @@
+"""`rlmap train` and `rlmap map`: train a mapping policy, and map a network zero-shot with one.
+
+Registered by rlmap.cli; torch and Stable-Baselines3 are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rlmap.errors import SpecError
+
+DEFAULT_TRAIN = "resnet18,vgg16,gpt2_small"
+DEFAULT_EVAL = "mobilenetv2,mnasnet,bert_base"
+
+
+def _names(value: str, option: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise SpecError("needs at least one network name", option)
+    return names
+
+
+def train_cmd(
+    agent: str = typer.Option("maskable_ppo", "--agent", help="agents/NAME.yaml (maskable_ppo, ppo, a2c, dqn) or a YAML file"),
+    arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
+    networks: str = typer.Option(DEFAULT_TRAIN, "--networks", help="training networks, comma-separated"),
+    eval_networks: str = typer.Option(DEFAULT_EVAL, "--eval-networks",
+                                      help="held-out networks mapped greedily every --eval-every steps ('' = none)"),
+    synthetic: Optional[float] = typer.Option(None, "--synthetic", help="share of synthetic layers (default: the agent config's)"),
+    random_density: Optional[float] = typer.Option(None, "--random-density",
+                                                   help="share of episodes with random densities (sparse training)"),
+    timesteps: int = typer.Option(1_000_000, "--timesteps", help="environment steps in all"),
+    n_envs: Optional[int] = typer.Option(None, "--n-envs", help="parallel environments (default: the agent config's)"),
+    seed: int = typer.Option(0, "--seed"),
+    objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
+    eval_every: int = typer.Option(100_000, "--eval-every", help="steps between held-out evaluations (0 = never)"),
+    checkpoint_every: int = typer.Option(100_000, "--checkpoint-every", help="steps between checkpoints"),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="stop this invocation after so many minutes"),
+    subproc: bool = typer.Option(False, "--subproc", help="run the environments in subprocesses (SubprocVecEnv)"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder (runs/NAME); required unless --resume"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder from its last checkpoint"),
+) -> None:
+    """Train a mapping policy; TensorBoard logs, checkpoints and config.yaml go to the run folder.
+
+    Watch it with `tensorboard --logdir RUN/tensorboard`. Interrupted? `rlmap train --resume RUN` continues from the last checkpoint (saved every --checkpoint-every steps and on exit) with the saved config; --timesteps and --time-limit may be changed when resuming.
+    """
+    from rlmap.agents import TrainConfig, load_agent_config, load_run_config, train
+    from rlmap.cli import console
+    from rlmap.costmodel import OBJECTIVES
+
+    out = console()
+    if resume is not None:
+        if output is not None and Path(output) != resume:
+            raise SpecError("give either -o (a new run) or --resume (an existing one)", "-o")
+        cfg = load_run_config(resume)
+        updates = {}
+        if timesteps != 1_000_000:
+            updates["timesteps"] = timesteps
+        updates["time_limit"] = time_limit * 60 if time_limit is not None else None
+        cfg = cfg.model_copy(update=updates)
+        run_dir = resume
+        out.print(f"resuming {run_dir} ({cfg.agent_name} on {cfg.arch}) up to {cfg.timesteps:,} steps")
+    else:
+        if output is None:
+            raise SpecError("missing: give -o runs/NAME for a new run (or --resume RUN)", "-o")
+        if objective not in OBJECTIVES:
+            raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})", "--objective")
+        for name, value in (("--timesteps", timesteps), ("--checkpoint-every", checkpoint_every)):
+            if value <= 0:
+                raise SpecError(f"must be positive, got {value}", name)
+        if n_envs is not None and n_envs <= 0:
+            raise SpecError(f"must be >= 1, got {n_envs}", "--n-envs")
+        if eval_every < 0:
+            raise SpecError(f"must be >= 0, got {eval_every}", "--eval-every")
+        if time_limit is not None and time_limit <= 0:
+            raise SpecError(f"must be positive, got {time_limit}", "--time-limit")
+        for name, value in (("--synthetic", synthetic), ("--random-density", random_density)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise SpecError(f"must be in [0, 1], got {value}", name)
+        from rlmap.io import load_architecture
+
+        load_architecture(arch)  # fail early on a bad --arch
+        agent_cfg = load_agent_config(agent)
+        env_updates = {k: v for k, v in (("synthetic", synthetic), ("random_density", random_density)) if v is not None}
+        if env_updates:
+            agent_cfg = agent_cfg.model_copy(update={"env": agent_cfg.env.model_copy(update=env_updates)})
+        train_nets = _names(networks, "--networks")
+        held = [n.strip() for n in eval_networks.split(",") if n.strip()]
+        overlap = sorted(set(train_nets) & set(held))
+        if overlap:
+            raise SpecError(f"{', '.join(overlap)} cannot be both a training and a held-out network", "--eval-networks")
+        cfg = TrainConfig(agent_name=Path(agent).stem, agent=agent_cfg, arch=arch, objective=objective,
+                          networks=train_nets, eval_networks=held, timesteps=timesteps,
+                          n_envs=n_envs or agent_cfg.n_envs, seed=seed, eval_every=eval_every,
+                          checkpoint_every=checkpoint_every, time_limit=time_limit * 60 if time_limit else None,
+                          vec_env="subproc" if subproc else "dummy")
+        run_dir = output
+        out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {arch}: {', '.join(train_nets)} + "
+                  f"{cfg.agent.env.synthetic:.0%} synthetic layers; held out: {', '.join(held) or 'none'}")
+    res = train(cfg, run_dir, resume=resume is not None, progress=sys.stderr.isatty())
+    state = ("finished" if res.finished else
+             f"{'interrupted' if res.interrupted else 'stopped by --time-limit'}; continue with "
+             f"`rlmap train --resume {run_dir}`")
+    out.print(f"{res.num_timesteps:,} steps, {res.seconds:.0f} s this invocation: {state}")
+    if res.metrics:
+        h = res.metrics[-1]
+        out.print(f"last rollout: episode reward {h['rlmap/episode_reward']:+.3f}, "
+                  f"EDP / best-of-16-random {h.get('rlmap/edp_ratio', float('nan')):.3f}, valid {h['rlmap/valid']:.2f}")
+    if res.held_out:
+        h = res.held_out[-1]
+        out.print("held-out greedy EDP / best-of-16-random: " + ", ".join(
+            f"{k.split('/')[1]} {v:.3f}" for k, v in h.items() if k.startswith("eval/") and k.count("/") == 2))
+    out.print(f"policy: {run_dir / 'model.zip'}  (rlmap map --policy {run_dir}); "
+              f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+
+
+def map_cmd(
+    network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file (e.g. from rlmap import)"),
+    arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
+    policy: Optional[Path] = typer.Option(None, "--policy", "-p",
+                                          help="checkpoint folder or .zip (default: checkpoints/policy_ARCH)"),
+    samples: int = typer.Option(1, "--samples", "-k", help="1 = greedy; K = best of K policy samples (greedy first)"),
+    objective: Optional[str] = typer.Option(None, "--objective", help="energy, latency or edp (default: the policy's)"),
+    seed: int = typer.Option(0, "--seed", help="seed for the samples"),
+    temperature: Optional[float] = typer.Option(None, "--temperature",
+                                                help="softmax temperature of the samples (default: rlmap's tuned value)"),
+    layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
+) -> None:
+    """Map a network zero-shot with a trained policy: per-layer table and network totals.
+
+    Each mapping is scored by the analytical cost model; write them with -o and check any of them with `rlmap eval` or `rlmap export --format timeloop`.
+    """
+    from rlmap.agents import load_policy
+    from rlmap.cli import console, load_problem, report_network_result
+    from rlmap.costmodel import OBJECTIVES
+    from rlmap.layer import Network
+    from rlmap.policy_mapper import map_network_with_policy
+
+    from rlmap.policy_mapper import SAMPLE_TEMPERATURE
+
+    if samples <= 0:
+        raise SpecError(f"must be >= 1, got {samples}", "--samples")
+    if temperature is not None and temperature <= 0:
+        raise SpecError(f"must be > 0, got {temperature}", "--temperature")
+    temperature = temperature or SAMPLE_TEMPERATURE
+    net, a, one = load_problem(network, arch, layer)
+    if one is not None:
+        net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
+    pol = load_policy(policy, arch if policy is None else None)
+    objective = objective or pol.config.get("objective", "edp")
+    if objective not in OBJECTIVES:
+        raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})", "--objective")
+    out = console()
+    notes = []
+    if pol.arch_name != a.name and Path(pol.arch_name).stem != a.name:
+        notes.append(f"policy trained on {pol.arch_name}, mapping onto {a.name}")
+    if objective != pol.config.get("objective", objective):
+        notes.append(f"policy trained for {pol.config.get('objective')}, asked for {objective}")
+    seen = sorted({net.name} & set(pol.trained_on))
+    if seen:
+        notes.append(f"{net.name} was a training network of this policy (not zero-shot)")
+    for n in notes:
+        out.print(f"[yellow]note: {n}[/yellow]")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]policy"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("map", total=None)
+        res = map_network_with_policy(pol, net, a, objective, samples, seed,
+                                      progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                      temperature=temperature)
+    how = "greedy" if samples == 1 else f"best of {samples} samples"
+    report_network_result(res, a, f"policy ({how}) on {net.name} / {a.name}, objective {objective}",
+                          output, {"mapper": "policy", "samples": samples, "seed": seed, "temperature": temperature,
+                                   "policy": str(pol.path), "policy_trained_on": pol.trained_on})

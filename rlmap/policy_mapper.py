@@ -1,0 +1,138 @@
+"""Zero-shot mapping with a trained policy: greedy or best-of-K samples, many layers in lockstep.
+
+All episodes of a call (layers x samples) run side by side in a pool of environments, and one batched
+forward pass of the policy serves every live episode at each step, so mapping a whole network costs
+about as many policy calls as one episode has steps.  Sample 0 of every layer is the greedy episode,
+so best-of-K is never worse than greedy.  Every mapping is scored by the real cost model (the env's
+terminal evaluation); one episode = one cost-model evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from rlmap.arch import Architecture
+from rlmap.costmodel import CostModel
+from rlmap.env import MappingEnv, layer_key
+from rlmap.layer import Layer, Network
+from rlmap.mappers.base import SearchResult, best_so_far
+from rlmap.mappers.network import NetworkResult
+
+POOL = 256
+"""Episodes run side by side at most (each holds one environment)."""
+
+SAMPLE_TEMPERATURE = 1.5
+"""Default softmax temperature of the sampled episodes (see docs/agents.md for how it was chosen)."""
+
+
+def distinct_layers(network: str | Network) -> list[Layer]:
+    """A network's layers with a cost-relevant shape not seen earlier in it (first occurrence kept)."""
+    from rlmap.io import load_network
+
+    net = load_network(network) if isinstance(network, str) else network
+    seen: set = set()
+    out = []
+    for layer in net.layers:
+        if layer_key(layer) not in seen:
+            seen.add(layer_key(layer))
+            out.append(layer)
+    return out
+
+
+def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objective: str = "edp",
+               samples: int = 1, seed: int = 0, progress: Any = None, temperature: float = SAMPLE_TEMPERATURE) -> list[SearchResult]:
+    """Map each layer with `policy` (rlmap.agents.Policy): greedy, or the best of `samples` episodes.
+
+    Samples after the first are drawn from softmax(logits / temperature) over the allowed actions.
+    progress: optional callable(done_episodes, total_episodes) for a progress bar.
+    """
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    if samples < 1:
+        raise ValueError("samples must be >= 1")
+    jobs = [(i, k) for i, _ in enumerate(layers) for k in range(samples)]
+    values: list[list[float]] = [[math.inf] * samples for _ in layers]
+    best: list[dict[str, Any] | None] = [None] * len(layers)
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    envs = [MappingEnv(arch=arch, objective=objective, layers=list(layers[:1]), reference="none",
+                       max_levels=policy.max_levels) for _ in range(min(POOL, len(jobs)))]
+    done = 0
+    for start in range(0, len(jobs), len(envs)):
+        batch = jobs[start:start + len(envs)]
+        live = list(range(len(batch)))
+        obs = np.zeros((len(batch), envs[0].obs_size), dtype=np.float32)
+        masks = np.zeros((len(batch), envs[0].n_actions), dtype=bool)
+        for b, (i, _k) in enumerate(batch):
+            obs[b], info = envs[b].reset(options={"layer": layers[i]})
+            masks[b] = info["action_mask"]
+        while live:
+            logits = policy.logits(obs[live], masks[live])
+            still = []
+            for row, b in enumerate(live):
+                i, k = batch[b]
+                if k == 0:
+                    action = int(np.argmax(logits[row]))
+                else:
+                    z = (logits[row] - logits[row].max()) / temperature
+                    p = np.exp(z)
+                    action = int(rng.choice(len(p), p=p / p.sum()))
+                o, _r, term, trunc, info = envs[b].step(action)
+                if term or trunc:
+                    values[i][k] = float(info["objective"]) if info["valid"] else math.inf
+                    if info["valid"] and (best[i] is None or values[i][k] < best[i]["objective"]):
+                        best[i] = info
+                    done += 1
+                else:
+                    obs[b] = o
+                    masks[b] = info["action_mask"]
+                    still.append(b)
+            live = still
+        if progress is not None:
+            progress(done, len(jobs))
+    seconds = time.perf_counter() - t0
+    results = []
+    for i, _layer in enumerate(layers):
+        info = best[i]
+        # the full Cost breakdown of the winner (one more evaluation, not counted: the env scored it already)
+        cost = CostModel(layers[i], arch).evaluate(info["mapping"]) if info is not None else None
+        results.append(SearchResult(mapper="policy", objective=objective, mapping=info["mapping"] if info else None,
+                                    cost=cost, evaluations=samples, curve=best_so_far(np.array(values[i])),
+                                    seconds=seconds / max(len(layers), 1),
+                                    notes={"greedy": values[i][0], "samples": samples}))
+    return results
+
+
+def map_network_with_policy(policy: Any, network: Network, arch: Architecture, objective: str = "edp",
+                            samples: int = 1, seed: int = 0, progress: Any = None,
+                            temperature: float = SAMPLE_TEMPERATURE) -> NetworkResult:
+    """Map every layer of `network` (identical shapes once); totals with repeats, as rlmap search does."""
+    t0 = time.perf_counter()
+    uniq = distinct_layers(network)
+    res = map_layers(policy, uniq, arch, objective, samples, seed, progress, temperature)
+    by_key = {layer_key(l): r for l, r in zip(uniq, res)}
+    results = [by_key[layer_key(l)] for l in network.layers]
+    label = "policy (greedy)" if samples == 1 else f"policy (best of {samples})"
+    return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
+                         layers=list(network.layers), results=results, seconds=time.perf_counter() - t0)
+
+
+class PolicyMapper:
+    """The policy behind the mapper interface: `budget` = number of policy samples (1 = greedy)."""
+
+    name = "policy"
+
+    def __init__(self, policy: Any = None) -> None:
+        self.policy = policy
+
+    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1, seed: int = 0,
+               model: Any = None) -> SearchResult:
+        if self.policy is None:
+            from rlmap.agents import load_policy
+
+            self.policy = load_policy(None, arch.name)
+        return map_layers(self.policy, [layer], arch, objective, samples=max(1, budget), seed=seed)[0]
