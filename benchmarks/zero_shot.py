@@ -8,11 +8,11 @@ seconds per layer; a layer it could not finish proving is compared with the best
 counted in the "proven" column).  The table gives geometric means over the distinct layers of each
 network and over all of them; the last line times a whole-network greedy mapping (default resnet50).
 
-    python benchmarks/zero_shot.py --policy checkpoints/policy_eyeriss          # ~20 min the first time
+    python benchmarks/zero_shot.py --policy checkpoints/policy_eyeriss          # ~5 min the first time (optimal references), ~1 min after
     python benchmarks/zero_shot.py --policy checkpoints/policy_eyeriss --optimal-only   # fill the cache only
 
-The optimal results are cached in results/zero_shot/ (keyed by architecture, objective, time limit and
-layer shape), since they do not depend on the policy; delete the folder after changing the cost model.
+The optimal results are cached in results/zero_shot/ (keyed by architecture, objective, time limit, a
+hash of the cost-model and optimal-mapper sources, and layer shape), since they do not depend on the policy.
 Exit status 0 when every target of the issue is met (greedy <= 1.25, best-of-64 <= 1.05, both better than
 GA and random at the same evaluations, whole network in < 10 s), 1 otherwise.
 """
@@ -56,6 +56,16 @@ def distinct_layers(names: list[str]) -> dict[str, list[Layer]]:
     return {name: distinct(name) for name in names}
 
 
+def code_version() -> str:
+    """Hash of the sources the optimal results depend on, so a changed model or mapper recomputes them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in ("costmodel.py", "costkernel.py", "mappers/optimal.py", "mappers/tiling_kernel.py"):
+        h.update((REPO / "rlmap" / rel).read_bytes())
+    return h.hexdigest()[:8]
+
+
 def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, objective: str,
                        time_limit: float, cache_dir: Path) -> dict[str, dict]:
     """Optimal-mapper result per layer key (repr), computed once and cached on disk."""
@@ -64,7 +74,7 @@ def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, 
     from rlmap.mappers.optimal import OptimalMapper
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"optimal_{arch_name}_{objective}_{time_limit:g}s.json"
+    path = cache_dir / f"optimal_{arch_name}_{objective}_{time_limit:g}s_{code_version()}.json"
     cache: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
     todo = [l for l in layers if repr(layer_key(l)) not in cache]
     mapper = OptimalMapper(time_limit=time_limit)

@@ -33,7 +33,8 @@ def train_cmd(
     synthetic: Optional[float] = typer.Option(None, "--synthetic", help="share of synthetic layers (default: the agent config's)"),
     random_density: Optional[float] = typer.Option(None, "--random-density",
                                                    help="share of episodes with random densities (sparse training)"),
-    timesteps: int = typer.Option(1_000_000, "--timesteps", help="environment steps in all"),
+    timesteps: Optional[int] = typer.Option(None, "--timesteps",
+                                            help="environment steps in all [default: 1000000; on --resume: the run's]"),
     n_envs: Optional[int] = typer.Option(None, "--n-envs", help="parallel environments (default: the agent config's)"),
     seed: int = typer.Option(0, "--seed"),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
@@ -58,7 +59,9 @@ def train_cmd(
             raise SpecError("give either -o (a new run) or --resume (an existing one)", "-o")
         cfg = load_run_config(resume)
         updates = {}
-        if timesteps != 1_000_000:
+        if timesteps is not None:
+            if timesteps <= 0:
+                raise SpecError(f"must be positive, got {timesteps}", "--timesteps")
             updates["timesteps"] = timesteps
         updates["time_limit"] = time_limit * 60 if time_limit is not None else None
         cfg = cfg.model_copy(update=updates)
@@ -69,6 +72,7 @@ def train_cmd(
             raise SpecError("missing: give -o runs/NAME for a new run (or --resume RUN)", "-o")
         if objective not in OBJECTIVES:
             raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})", "--objective")
+        timesteps = 1_000_000 if timesteps is None else timesteps
         for name, value in (("--timesteps", timesteps), ("--checkpoint-every", checkpoint_every)):
             if value <= 0:
                 raise SpecError(f"must be positive, got {value}", name)

@@ -131,8 +131,14 @@ class PolicyMapper:
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1, seed: int = 0,
                model: Any = None) -> SearchResult:
-        if self.policy is None:
-            from rlmap.agents import load_policy
+        policy = self.policy
+        if policy is None:  # the shipped policy, loaded once per process and architecture
+            if arch.name not in _SHIPPED:
+                from rlmap.agents import load_policy
 
-            self.policy = load_policy(None, arch.name)
-        return map_layers(self.policy, [layer], arch, objective, samples=max(1, budget), seed=seed)[0]
+                _SHIPPED[arch.name] = load_policy(None, arch.name)
+            policy = _SHIPPED[arch.name]
+        return map_layers(policy, [layer], arch, objective, samples=max(1, budget), seed=seed)[0]
+
+
+_SHIPPED: dict[str, Any] = {}

@@ -134,3 +134,70 @@ def test_not_proven_when_limits_hit() -> None:
     assert not result.proven_optimal
     assert "tilings" in result.notes["stopped"]
     assert result.mapping is not None and result.cost.valid
+
+
+@pytest.mark.parametrize("net,arch_name", [("resnet50", "eyeriss"), ("mobilenetv2", "simba"),
+                                           ("resnet50_sparse", "sparse_eyeriss"), ("bert_base", "tpu_like")])
+def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: str) -> None:
+    """The branch-and-bound cut on partial tilings is sound: for random valid mappings, the bound of every
+    prefix of their tiling (dims placed in enumeration order, the rest not yet placed) is <= their cost."""
+    from rlmap.io import load_architecture, load_network
+
+    arch = load_architecture(arch_name)
+    mapper = OptimalMapper()
+    rng = np.random.default_rng(7)
+    for layer in load_network(net).layers[::7]:
+        model = CostModel(layer, arch)
+        space = MapSpace(layer, arch, model)
+        genomes, _ = space.sample(64, rng)
+        batch = space.decode(genomes)
+        L = arch.n_levels
+        fac = np.ones((len(batch.temporal), N_DIMS, 2 * L), dtype=np.int64)
+        fac[:, :, 0::2] = batch.temporal.transpose(0, 2, 1)
+        fac[:, :, 1::2] = (batch.spatial_x * batch.spatial_y).transpose(0, 2, 1)
+        order = mapper.dim_order(space)
+        for objective in ("latency", "edp"):
+            cost = model.evaluate_batch(batch).objective(objective)
+            bound = mapper.partial_bound(space, model, objective)
+            assert bound is not None
+            for k in range(N_DIMS + 1):
+                partial = fac.copy()
+                partial[:, order[k:], :] = 1
+                assert np.all(bound(partial, k) <= cost * (1 + 1e-9)), (layer.name, objective, k)
+        assert mapper.partial_bound(space, model, "energy") is None
+
+
+@pytest.mark.parametrize("net,arch_name", [("resnet50", "eyeriss"), ("mobilenetv2", "simba"),
+                                           ("resnet50_sparse", "sparse_eyeriss"), ("bert_base", "edge")])
+def test_compiled_tiling_expansion_matches_the_numpy_reference(net: str, arch_name: str) -> None:
+    """expand_fitting keeps exactly the rows that the readable numpy test (_fits_numpy) accepts."""
+    from rlmap.io import load_architecture, load_network
+    from rlmap.mappers.tiling_kernel import expand_fitting
+
+    arch = load_architecture(arch_name)
+    mapper = OptimalMapper()
+    rng = np.random.default_rng(3)
+    fan_size = np.array([float(level.fanout.size) for level in arch.levels])
+    for layer in load_network(net).layers[::9]:
+        model = CostModel(layer, arch)
+        space = MapSpace(layer, arch, model)
+        options = mapper._dim_options(space)
+        # random partial tilings: each dim takes a random option, then dim d is re-expanded over all options
+        part = np.stack([np.stack([opts[rng.integers(len(opts))] for opts in options]) for _ in range(40)])
+        for d in range(N_DIMS):
+            got = expand_fitting(model, fan_size, part, options[d], d)
+            full = np.repeat(part, len(options[d]), axis=0)
+            full[:, d, :] = np.tile(options[d], (len(part), 1))
+            want = full[OptimalMapper._fits_numpy(model, full)]
+            assert np.array_equal(got, want), (layer.name, d)
+            # with the partial bound: exactly the fitting rows whose bound is <= the threshold
+            bound = mapper.partial_bound(space, model, "edp")
+            k = mapper.dim_order(space).index(d) + 1
+            if len(want):
+                values = bound(want, k)
+                threshold = float(np.median(values))
+                pruned = np.zeros(1, dtype=np.int64)
+                cut = expand_fitting(model, fan_size, part, options[d], d, bound, k, threshold, pruned)
+                assert np.array_equal(cut, want[values <= threshold])
+                # counted before the capacity test, so rows that would not have fit are counted too
+                assert pruned[0] >= int((values > threshold).sum())

@@ -23,7 +23,8 @@ import functools
 import itertools
 import math
 import time
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from rlmap.costmodel import CostModel, footprint, format_factor, objective_value
 from rlmap.layer import Layer
 from rlmap.mapping import Mapping, MappingBatch
 from rlmap.mappers.base import SearchResult
+from rlmap.mappers.tiling_kernel import expand_fitting
 from rlmap.mapspace import MapSpace, divisors, ordered_factorizations
 from rlmap.problem import C, DIMS, G, INPUTS, N, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, P, Q, R, S
 
@@ -145,6 +147,39 @@ def lower_bound(model: CostModel) -> tuple[float, float]:
     return energy, cycles
 
 
+@dataclass(frozen=True)
+class PartialBound:
+    """Lower bound of latency or EDP over every completion of a partial tiling.
+
+    Energy is bounded by the compulsory-traffic bound of the whole layer (`lower_bound`; `mult` is that
+    energy for EDP, 1 for latency).  Cycles are at least the compute cycles, MACs / (PEs used); the PEs a
+    completion can use are at most, per fanout level, min(fanout, spatial product placed so far x the sizes
+    of the unplaced dims that may be unrolled there: `room[k, level]`), and at most the placed spatial
+    product times all unplaced sizes (`total_room[k]`), where k dims of the enumeration order are placed.
+    So cycles >= max(the layer's cycle bound, MACs / that).  Strong when the placed spatial factors leave
+    much of the array idle; not used for energy, where it would never cut.
+    """
+
+    c_lb: float
+    mult: float
+    macs_eff: float
+    fan_size: np.ndarray  # (L,)
+    room: np.ndarray  # (N_DIMS + 1, L)
+    total_room: np.ndarray  # (N_DIMS + 1,)
+
+    def __call__(self, partial: np.ndarray, k: int) -> np.ndarray:
+        """The bound for partial tilings (B, D, 2L) with k dims placed (readable form of the kernel's test)."""
+        pes = np.ones(len(partial))
+        placed = np.ones(len(partial))
+        for lvl, size in enumerate(self.fan_size):
+            if size > 1:
+                sp = partial[:, :, 2 * lvl + 1].prod(axis=1).astype(np.float64)
+                placed *= sp
+                pes *= np.minimum(size, sp * self.room[k, lvl])
+        pes = np.minimum(pes, placed * self.total_room[k])
+        return self.mult * np.maximum(self.c_lb, self.macs_eff / pes)
+
+
 class OptimalMapper:
     """Exhaustive over the pruned map space; `proven_optimal` only when the enumeration completed."""
 
@@ -227,6 +262,50 @@ class OptimalMapper:
             out.append(arr)
         return out
 
+    def dim_order(self, space: MapSpace) -> list[int]:
+        """The order dims are placed in during enumeration: small option sets first."""
+        options = self._dim_options(space)
+        return sorted(range(N_DIMS), key=lambda d: len(options[d]))
+
+    def partial_bound(self, space: MapSpace, model: CostModel, objective: str) -> "PartialBound | None":
+        """Lower bound of the objective over every completion of a partial tiling (None for energy)."""
+        if objective == "energy":
+            return None
+        arch = space.arch
+        L = space.L
+        e_lb, c_lb = lower_bound(model)
+        order = self.dim_order(space)
+        dims = space.dims
+        fan_size = np.array([float(level.fanout.size) for level in arch.levels])
+        room = np.ones((N_DIMS + 1, L))
+        total_room = np.ones(N_DIMS + 1)
+        for k in range(N_DIMS + 1):
+            unplaced = order[k:]
+            total_room[k] = float(math.prod(dims[d] for d in unplaced))
+            for lvl in range(L):
+                if fan_size[lvl] > 1:
+                    room[k, lvl] = float(math.prod(dims[d] for d in unplaced
+                                                   if self._spatial_allowed(arch, lvl, d)))
+        return PartialBound(c_lb=c_lb, mult=1.0 if objective == "latency" else e_lb,
+                            macs_eff=model.macs * (model.phi if model.skip else 1.0), fan_size=fan_size,
+                            room=room, total_room=total_room)
+
+    @staticmethod
+    def _fits_numpy(model: CostModel, fac: np.ndarray) -> np.ndarray:
+        """Readable reference of tiling_kernel.expand_fitting's test, for tilings fac (B, D, 2L)."""
+        arch = model.arch
+        L = model.L
+        f = np.ascontiguousarray(fac.transpose(2, 1, 0), dtype=np.float64)  # (2L, D, B)
+        ok = np.ones(len(fac), dtype=bool)
+        for lvl in range(L):
+            if arch.levels[lvl].fanout.size > 1:
+                ok &= f[2 * lvl + 1].prod(axis=0) <= arch.levels[lvl].fanout.size
+        E = np.ones((L + 1, N_DIMS, len(fac)))
+        for lvl in range(L - 1, -1, -1):
+            E[lvl] = E[lvl + 1] * f[2 * lvl] * f[2 * lvl + 1]
+        _, over = model.tile_check(E)
+        return ok & ~over
+
     def _symmetric(self, space: MapSpace) -> bool:
         """Swapping (P, R) with (Q, S) maps the problem onto itself (same sizes, strides, allowed axes)."""
         lay = space.layer
@@ -238,34 +317,23 @@ class OptimalMapper:
                     return False
         return True
 
-    def tilings(self, space: MapSpace, model: CostModel) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def tilings(self, space: MapSpace, model: CostModel, bound: PartialBound | None = None,
+                threshold: Callable[[], float] = lambda: math.inf, pruned: np.ndarray | None = None
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Chunks of fitting tilings as (temporal, spatial_x, spatial_y) arrays of shape (B, L, D).
 
-        With a P/Q-symmetric problem only one tiling of each mirror pair is produced.
+        With a P/Q-symmetric problem only one tiling of each mirror pair is produced.  With a `bound`,
+        partial tilings whose bound exceeds `threshold()` (read before each chunk, so it follows the
+        incumbent) are not expanded; `pruned[0]` counts them.
         """
         options = self._dim_options(space)
-        dim_order = sorted(range(N_DIMS), key=lambda d: len(options[d]))  # small option sets first
+        dim_order = self.dim_order(space)
         L = space.L
         arch = space.arch
         fan_levels = [lvl for lvl in range(L) if arch.levels[lvl].fanout.size > 1]
         symmetric = self._symmetric(space)
 
-        def fits(fac: np.ndarray) -> np.ndarray:
-            f = np.ascontiguousarray(fac.transpose(2, 1, 0), dtype=np.float64)  # (2L, D, B)
-            ok = np.ones(len(fac), dtype=bool)
-            for lvl in fan_levels:
-                sp = f[2 * lvl + 1]
-                prod = sp[0].copy()
-                for d in range(1, N_DIMS):
-                    prod *= sp[d]
-                ok &= prod <= arch.levels[lvl].fanout.size
-            if not ok.any():
-                return ok
-            E = np.ones((L + 1, N_DIMS, len(fac)))
-            for lvl in range(L - 1, -1, -1):
-                E[lvl] = E[lvl + 1] * f[2 * lvl] * f[2 * lvl + 1]
-            _, over = model.tile_check(E)
-            return ok & ~over
+        fan_size = np.array([float(level.fanout.size) for level in arch.levels])
 
         def finish(fac: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
             if symmetric:  # keep the tiling whose (P, R) rows are lexicographically <= its mirror's (Q, S)
@@ -300,10 +368,7 @@ class OptimalMapper:
             opts = options[d]
             step = max(1, self.chunk // len(opts))
             for i in range(0, len(partial), step):
-                part = partial[i:i + step]
-                new = np.repeat(part, len(opts), axis=0)
-                new[:, d, :] = np.tile(opts, (len(part), 1))
-                new = new[fits(new)]
+                new = expand_fitting(model, fan_size, partial[i:i + step], opts, d, bound, k + 1, threshold(), pruned)
                 if len(new):
                     yield from expand(new, k + 1)
 
@@ -403,11 +468,15 @@ class OptimalMapper:
         space = MapSpace(layer, arch, model)
         best_obj, best_map, evaluations = self._warm_start(layer, arch, objective, seed, model)
         warm = best_obj
+        pruned = np.zeros(1, dtype=np.int64)
+
         curve: list[float] = [best_obj] if best_map is not None else []
         curve_evals: list[int] = [evaluations] if best_map is not None else []
         n_tilings = swept = 0
         complete, why = True, ""
-        for temporal, sx, sy in self.tilings(space, model):
+        # a partial tiling is cut only when its bound is above the incumbent: a completion could still tie
+        for temporal, sx, sy in self.tilings(space, model, self.partial_bound(space, model, objective),
+                                             lambda: best_obj * (1 + 1e-9), pruned):
             n_tilings += len(temporal)
             if n_tilings > self.max_tilings:
                 complete, why = False, f"more than {self.max_tilings:,} fitting tilings"
@@ -433,7 +502,8 @@ class OptimalMapper:
         cost = model.evaluate(best_map) if best_map is not None else None
         e_lb, c_lb = lower_bound(model)
         lb = objective_value(e_lb, c_lb, objective)
-        notes = {"fitting_tilings_seen": n_tilings, "tilings_swept": swept, "complete": complete, "stopped": why,
+        notes = {"fitting_tilings_seen": n_tilings, "tilings_swept": swept, "partial_tilings_pruned": int(pruned[0]),
+                 "complete": complete, "stopped": why,
                  "warm_start": warm, "lower_bound": lb, "gap_to_lower_bound": best_obj / lb if lb > 0 else math.inf,
                  "curve_evaluations": curve_evals, **space.sizes()}
         # one curve point per chunk of tilings; notes["curve_evaluations"] gives the evaluations behind each
