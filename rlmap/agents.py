@@ -59,6 +59,8 @@ class EnvOptions(BaseModel):
     synthetic: float = Field(0.3, ge=0.0, le=1.0)
     synthetic_pool: int = Field(256, ge=0)
     random_density: float = Field(0.0, ge=0.0, le=1.0)
+    density_low: float = Field(0.1, gt=0.0, le=1.0)
+    density_grid: int = Field(20, ge=1)
     reference: Literal["random", "median", "bound", "none"] = "random"
     invalid_action_penalty: float = Field(0.0, ge=0.0)
 
@@ -159,7 +161,8 @@ def _policy_kwargs(cfg: AgentConfig) -> dict[str, Any]:
 def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     e = cfg.agent.env
     return dict(arch=cfg.arch, objective=cfg.objective, networks=list(cfg.networks), synthetic=e.synthetic,
-                synthetic_pool=e.synthetic_pool, random_density=e.random_density, reference=e.reference,
+                synthetic_pool=e.synthetic_pool, random_density=e.random_density, density_low=e.density_low,
+                density_grid=e.density_grid, reference=e.reference,
                 invalid_action_penalty=e.invalid_action_penalty, sampler_seed=cfg.seed)
 
 

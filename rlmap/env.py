@@ -297,7 +297,8 @@ class MappingEnv(gym.Env):
     def __init__(self, arch: str | Architecture | Sequence[str | Architecture] = "eyeriss", objective: str = "edp",
                  sampler: LayerSampler | None = None, networks: Sequence[str | Network] | None = None,
                  layers: Sequence[Layer] | None = None, synthetic: float = 0.0, random_density: float = 0.0,
-                 sampler_seed: int = 0, synthetic_pool: int = 256, max_levels: int = MAX_LEVELS, max_factor_steps: int = MAX_FACTOR_STEPS,
+                 sampler_seed: int = 0, synthetic_pool: int = 256, density_low: float = 0.1,
+                 density_grid: int = 20, max_levels: int = MAX_LEVELS, max_factor_steps: int = MAX_FACTOR_STEPS,
                  reference: str = "random", reference_samples: int = 16, reference_seed: int = 0,
                  invalid_action_penalty: float = 0.0, render_mode: str | None = None,
                  reward_model: Any = None) -> None:
@@ -318,7 +319,8 @@ class MappingEnv(gym.Env):
             if networks is None and layers is None and synthetic == 0.0:
                 networks = ["resnet18", "vgg16", "resnet50"]
             sampler = LayerSampler(networks=networks or (), layers=layers or (), synthetic=synthetic,
-                                   synthetic_pool=synthetic_pool, random_density=random_density, seed=sampler_seed)
+                                   synthetic_pool=synthetic_pool, random_density=random_density,
+                                   density_low=density_low, density_grid=density_grid, seed=sampler_seed)
         self.sampler = sampler
         self.objective = objective
         self.reference = reference

@@ -95,12 +95,12 @@ def synthetic_layer(rng: np.random.Generator, name: str = "synthetic") -> Layer:
                  P=_odd_size(rng, 8, 512), groups=groups)
 
 
-def random_densities(rng: np.random.Generator, low: float = 0.1) -> Densities:
-    """Input and weight densities uniform on [low, 1], snapped to the 1/DENSITY_GRID grid; outputs dense."""
-    lo = max(1, math.ceil(low * DENSITY_GRID))
+def random_densities(rng: np.random.Generator, low: float = 0.1, grid: int = DENSITY_GRID) -> Densities:
+    """Input and weight densities uniform on [low, 1], snapped to the 1/grid grid; outputs dense."""
+    lo = max(1, math.ceil(low * grid - 1e-9))
 
     def draw() -> float:
-        return int(rng.integers(lo, DENSITY_GRID + 1)) / DENSITY_GRID
+        return int(rng.integers(lo, grid + 1)) / grid
 
     return Densities(inputs=draw(), weights=draw(), outputs=1.0)
 
@@ -115,11 +115,13 @@ class LayerSampler:
     synthetic_pool: number of synthetic layers generated once from `seed` (0 = a fresh synthetic layer
         every episode; slower, since its reference mapping cost is computed anew each time).
     random_density: probability that the drawn layer's input/weight densities are re-drawn uniformly
-        on [density_low, 1] (only affects architectures with sparse features).
+        on [density_low, 1], as multiples of 1/density_grid (only affects architectures with sparse
+        features; a coarse grid means fewer distinct layers, hence fewer rewards references to compute).
     """
 
     def __init__(self, networks: Sequence[str | Network] = (), layers: Iterable[Layer] = (), synthetic: float = 0.0,
                  synthetic_pool: int = 256, random_density: float = 0.0, density_low: float = 0.1,
+                 density_grid: int = DENSITY_GRID,
                  seed: int = 0) -> None:
         if not 0.0 <= synthetic <= 1.0:
             raise ValueError(f"synthetic must be a probability in [0, 1], got {synthetic}")
@@ -144,6 +146,9 @@ class LayerSampler:
             raise ValueError("the sampler has no layers")
         self.random_density = float(random_density)
         self.density_low = float(density_low)
+        if density_grid < 1:
+            raise ValueError(f"density_grid must be >= 1, got {density_grid}")
+        self.density_grid = int(density_grid)
         self.seed = int(seed)
         self.synthetic_pool_size = int(synthetic_pool)
         self.synthetic_layers: list[Layer] = []
@@ -171,7 +176,7 @@ class LayerSampler:
         else:
             layer = self.layers[int(rng.integers(len(self.layers)))]
         if self.random_density > 0.0 and rng.random() < self.random_density:
-            layer = layer.model_copy(update={"density": random_densities(rng, self.density_low)})
+            layer = layer.model_copy(update={"density": random_densities(rng, self.density_low, self.density_grid)})
         return layer
 
     def all_layers(self) -> list[Layer]:
@@ -188,5 +193,6 @@ class LayerSampler:
             pool = f"pool of {self.synthetic_pool_size}" if self.synthetic_layers else "fresh each episode"
             parts.append(f"synthetic p={self.synthetic:g} ({pool}, seed {self.seed})")
         if self.random_density > 0:
-            parts.append(f"random densities p={self.random_density:g} on [{self.density_low:g}, 1]")
+            parts.append(f"random densities p={self.random_density:g} on [{self.density_low:g}, 1] "
+                         f"in steps of 1/{self.density_grid}")
         return "; ".join(parts) or "empty"

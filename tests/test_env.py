@@ -255,6 +255,9 @@ def test_synthetic_layers_are_valid_irregular_and_seeded():
     dens = [a.sample(rng).density for _ in range(200)]
     assert any(not d.is_dense for d in dens)
     assert all(round(d.inputs * DENSITY_GRID) == d.inputs * DENSITY_GRID for d in dens)
+    coarse = LayerSampler(networks=["resnet18"], random_density=1.0, density_low=0.2, density_grid=5, seed=3)
+    seen = {(d.inputs, d.weights) for d in (coarse.sample(rng).density for _ in range(400))}
+    assert {x for pair in seen for x in pair} == {0.2, 0.4, 0.6, 0.8, 1.0}
     with pytest.raises(ValueError):
         LayerSampler(networks=["resnet18"], synthetic=1.5)
     only_synth = LayerSampler(synthetic=1.0, synthetic_pool=0)
