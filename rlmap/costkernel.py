@@ -68,6 +68,39 @@ def _fmt_factor(code: int, density: float, tile: float, data_bits: float, rle_bi
     return density * (1.0 + bits / data_bits)
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _level_tiles(lvl: int, E: np.ndarray, ec: np.ndarray, sh: float, sw: float, dh: float, dw: float,
+                 keeps: np.ndarray, fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray,
+                 word_scale: np.ndarray, data_bits: float, rle_bits: float, fps: np.ndarray, fmt_f: np.ndarray,
+                 words: np.ndarray) -> None:
+    """Tiles of the tensors kept at level lvl (extents E[lvl]): footprints into fps[lvl], stored words per
+    element into fmt_f[lvl], stored words into words (0 for tensors the level does not keep)."""
+    for d in range(E.shape[1]):
+        ec[d] = E[lvl, d]
+    for v in range(3):
+        words[v] = 0.0
+        if keeps[lvl, v]:
+            tile = _footprint(v, ec, sh, sw, dh, dw)
+            f = fmt_const[lvl, v]
+            if np.isnan(f):
+                f = _fmt_factor(fmt[lvl, v], density[v], tile, data_bits, rle_bits)
+            fps[lvl, v] = tile
+            fmt_f[lvl, v] = f
+            words[v] = tile * word_scale[lvl] * f
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _fits_capacity(lvl: int, words: np.ndarray, keeps: np.ndarray, cap_kind: np.ndarray, cap_val: np.ndarray) -> bool:
+    """Whether level lvl's tiles fit its capacity (shared, or per tensor), with the model's 1e-9 tolerance."""
+    if cap_kind[lvl] == 1:
+        return words[0] + words[1] + words[2] <= cap_val[lvl, 0] + 1e-9
+    if cap_kind[lvl] == 2:
+        for v in range(3):
+            if keeps[lvl, v] and words[v] > cap_val[lvl, v] + 1e-9:
+                return False
+    return True
+
+
 @numba.njit(cache=True, error_model="numpy")
 def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001, ANN201
                     dims, geom, keeps, chain_p, chain_c, n_pairs, word_scale, read_e, write_e, bandwidth, fmt,
@@ -86,6 +119,7 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
     fps = np.ones((L + 1, 3))
     fmt_f = np.ones((L, 3))
     ec = np.empty(D)
+    lvl_words = np.zeros(3)
     spc = np.empty(D)
     seen = np.zeros(D, dtype=np.bool_)
     SPsuf = np.ones((L + 1, D))  # SPsuf[j, d] = product of SP[i, d] for i >= j
@@ -137,24 +171,13 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                     code = 1
         if code == 0:
             for lvl in range(L):
-                total_words = 0.0
-                for v in range(3):
-                    if keeps[lvl, v]:
-                        for d in range(D):
-                            ec[d] = E[lvl, d]
-                        tile = _footprint(v, ec, sh, sw, dh, dw)
-                        fps[lvl, v] = tile
-                        f = fmt_const[lvl, v]
-                        if np.isnan(f):
-                            f = _fmt_factor(fmt[lvl, v], density[v], tile, data_bits, rle_bits)
-                        fmt_f[lvl, v] = f
-                        words = tile * word_scale[lvl] * f
-                        if detail:
-                            tiles[b, lvl, v] = words
-                        total_words += words
-                        if cap_kind[lvl] == 2 and words > cap_val[lvl, v] + 1e-9:
-                            code = 3
-                if cap_kind[lvl] == 1 and total_words > cap_val[lvl, 0] + 1e-9:
+                _level_tiles(lvl, E, ec, sh, sw, dh, dw, keeps, fmt, fmt_const, density, word_scale, data_bits,
+                             rle_bits, fps, fmt_f, lvl_words)
+                if detail:
+                    for v in range(3):
+                        if keeps[lvl, v]:
+                            tiles[b, lvl, v] = lvl_words[v]
+                if not _fits_capacity(lvl, lvl_words, keeps, cap_kind, cap_val):
                     code = 3
         reason[b] = code
         if code != 0:

@@ -15,7 +15,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from rlmap.costkernel import _fmt_factor, _footprint
+from rlmap.costkernel import _fits_capacity, _level_tiles
 from rlmap.costmodel import CostModel
 
 
@@ -33,6 +33,9 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, fan_size: np.nda
     E = np.ones((L + 1, D))
     ec = np.empty(D)
     sp = np.ones(L)
+    fps = np.ones((L, 3))  # scratch: the capacity test needs only the words
+    fmt_f = np.ones((L, 3))
+    words = np.zeros(3)
     n = 0
     for i in range(n_part):
         for j in range(n_opt):
@@ -67,25 +70,12 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, fan_size: np.nda
                         f = part[i, dd, 2 * lvl] * part[i, dd, 2 * lvl + 1]
                     E[lvl, dd] = E[lvl + 1, dd] * f
             for lvl in range(L):
-                if cap_kind[lvl] == 0:
-                    continue
-                total = 0.0
-                for v in range(3):
-                    if keeps[lvl, v]:
-                        for dd in range(D):
-                            ec[dd] = E[lvl, dd]
-                        tile = _footprint(v, ec, sh, sw, dh, dw)
-                        f = fmt_const[lvl, v]
-                        if np.isnan(f):
-                            f = _fmt_factor(fmt[lvl, v], density[v], tile, data_bits, rle_bits)
-                        words = tile * (word_scale[lvl] * f)
-                        total += words
-                        if cap_kind[lvl] == 2 and words > cap_val[lvl, v] + 1e-9:
-                            ok = False
-                if cap_kind[lvl] == 1 and total > cap_val[lvl, 0] + 1e-9:
-                    ok = False
-                if not ok:
-                    break
+                if cap_kind[lvl] != 0:
+                    _level_tiles(lvl, E, ec, sh, sw, dh, dw, keeps, fmt, fmt_const, density, word_scale, data_bits,
+                                 rle_bits, fps, fmt_f, words)
+                    if not _fits_capacity(lvl, words, keeps, cap_kind, cap_val):
+                        ok = False
+                        break
             if ok:
                 out[n] = part[i]
                 out[n, d, :] = opts[j]
