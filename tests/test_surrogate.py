@@ -318,8 +318,25 @@ def test_shipped_checkpoint() -> None:
     assert (SHIPPED.parent / "MODEL_CARD.md").exists()
     rm = SurrogateRewardModel(SHIPPED)
     assert "eyeriss" in rm.trained_archs
+    # it learned the cost model that rlmap computes today (same numbers on the fingerprint's mappings);
+    # this fails when the model's formulas change: retrain the surrogate then (see its model card)
+    assert not rm.costmodel_changed
     layer = io.load_network("resnet18").layers[4]
     b = _valid_batch(layer, 300, seed=9)
     true = np.log2(CostModel(layer, ARCH).evaluate_batch(b).edp)
     pred = np.log2(rm.predict_edp(layer, ARCH, b))
     assert spearman(pred, true) > 0.9
+
+
+def test_costmodel_fingerprint_follows_numbers_not_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlmap import surrogate_data
+
+    base = surrogate_data.costmodel_fingerprint()
+    assert len(base) == 12 and base == surrogate_data.costmodel_fingerprint()
+    surrogate_data.costmodel_fingerprint.cache_clear()
+    monkeypatch.setattr(CostModel, "mac_energy", property(lambda self: 0.0, lambda self, v: None),  # a formula change
+                        raising=False)
+    try:
+        assert surrogate_data.costmodel_fingerprint() != base
+    finally:
+        surrogate_data.costmodel_fingerprint.cache_clear()
