@@ -131,7 +131,7 @@ def map_cmd(
     objective: Optional[str] = typer.Option(None, "--objective", help="energy, latency or edp (default: the policy's)"),
     seed: int = typer.Option(0, "--seed", help="seed for the samples"),
     temperature: Optional[float] = typer.Option(None, "--temperature",
-                                                help="softmax temperature of the samples (default: rlmap's tuned value)"),
+                                                help="softmax temperature of the samples (default: the value tuned in docs/agents.md)"),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
 ) -> None:
