@@ -11,8 +11,8 @@ network and over all of them; the last line times a whole-network greedy mapping
     python benchmarks/zero_shot.py --policy checkpoints/policy_eyeriss          # ~5 min the first time (optimal references), ~1 min after
     python benchmarks/zero_shot.py --policy checkpoints/policy_eyeriss --optimal-only   # fill the cache only
 
-The optimal results are cached in results/zero_shot/ (keyed by architecture, objective, time limit, a
-hash of the cost-model and optimal-mapper sources, and layer shape), since they do not depend on the policy.
+The optimal results are cached in results/zero_shot/ (keyed by architecture, objective, time limit, the
+cost model's behavioural fingerprint and layer shape), since they do not depend on the policy.
 Exit status 0 when every target of the issue is met (greedy <= 1.25, best-of-64 <= 1.05, both better than
 GA and random at the same evaluations, whole network in < 10 s), 1 otherwise.
 """
@@ -57,13 +57,13 @@ def distinct_layers(names: list[str]) -> dict[str, list[Layer]]:
 
 
 def code_version() -> str:
-    """Hash of the sources the optimal results depend on, so a changed model or mapper recomputes them."""
-    import hashlib
+    """The cost model's behavioural fingerprint: a model that computes other numbers gets other references.
 
-    h = hashlib.sha256()
-    for rel in ("costmodel.py", "costkernel.py", "mappers/optimal.py", "mappers/tiling_kernel.py"):
-        h.update((REPO / "rlmap" / rel).read_bytes())
-    return h.hexdigest()[:8]
+    (A faster optimal mapper proves more layers in the same time; entries record whether they are proven.)
+    """
+    from rlmap.costmodel import fingerprint
+
+    return fingerprint()
 
 
 def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, objective: str,

@@ -23,8 +23,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib
 import json
 import math
@@ -37,10 +35,11 @@ import numpy as np
 
 from rlmap.arch import Architecture
 from rlmap.costmodel import BatchCost, Cost, CostModel, footprint
+from rlmap.costmodel import fingerprint as costmodel_fingerprint  # stored with datasets and checkpoints
 from rlmap.errors import SpecError
 from rlmap.layer import Layer
 from rlmap.mapping import Mapping, MappingBatch
-from rlmap.mapspace import Genome, MapSpace, prime_factors
+from rlmap.mapspace import Genome, MapSpace
 from rlmap.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, RELEVANCE_MATRIX, TENSORS, P, Q, R, S
 
 ENCODING_VERSION = 1
@@ -54,46 +53,6 @@ SOURCES = ("uniform", "repaired", "ga", "sa", "local")
 
 LAYER_KINDS = ("conv", "depthwise", "pointwise", "gemm", "matmul")
 FORMATS = ("uncompressed", "bitmask", "rle", "coordinate")
-
-
-@functools.lru_cache(maxsize=1)
-def costmodel_fingerprint() -> str:
-    """Short hash of the cost model's *behaviour*, stored with datasets and checkpoints (the model they learned).
-
-    It hashes energy and cycles (10 significant digits; inf for invalid ones) of 3,072 fixed pseudo-random
-    mappings (4 layers x 3 presets x 256, a tenth of them valid) evaluated by `CostModel.evaluate_batch`.
-    A refactor that keeps every number keeps the fingerprint; a changed formula changes it.  Self-contained
-    (no map-space sampler), so it means the same across rlmap versions.
-    """
-    from rlmap.io import load_architecture, load_network
-
-    h = hashlib.sha256()
-    rng = np.random.default_rng(20261123)
-    cases = [("resnet18", 3), ("mobilenetv2", 4), ("bert_base", 0), ("resnet50_sparse", 10)]
-    try:
-        for arch_name in ("eyeriss", "sparse_eyeriss", "simba"):
-            arch = load_architecture(arch_name)
-            L = arch.n_levels
-            for net, i in cases:
-                layer = load_network(net).layers[i]
-                dims = layer.problem_dims
-                B = 256
-                fac = np.ones((B, 3, L, len(dims)), dtype=np.int64)  # (mapping, kind T/X/Y, level, dim)
-                for d, n in enumerate(dims):
-                    primes = [p for p, a in prime_factors(n) for _ in range(a)]
-                    for b in range(B):
-                        for q in primes:  # most factors in DRAM, so that some mappings fit
-                            if rng.random() < 0.8:
-                                fac[b, 0, 0, d] *= q
-                            else:
-                                fac[b, rng.integers(3), rng.integers(L), d] *= q
-                order = np.stack([np.stack([rng.permutation(len(dims)) for _ in range(L)]) for _ in range(B)])
-                cost = CostModel(layer, arch).evaluate_batch(MappingBatch(fac[:, 0], fac[:, 1], fac[:, 2], order))
-                for e, c in zip(cost.energy, cost.cycles):
-                    h.update(f"{e:.10g},{c:.10g};".encode())
-    except SpecError:  # pragma: no cover - presets missing (installed without envs/)
-        return "unknown"
-    return h.hexdigest()[:12]
 
 
 def layer_key(layer: Layer) -> tuple:
