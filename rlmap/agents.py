@@ -414,11 +414,11 @@ class Policy:
 
     @property
     def max_levels(self) -> int:
-        n = int(self.model.observation_space.shape[0])
-        for levels in range(1, 9):  # obs size grows by a fixed amount per level (rlmap.policy.observation_layout)
-            from rlmap.policy import observation_layout
+        from rlmap.env import observation_layout
 
-            if observation_layout(levels, 3 * levels + 6)["mask"][1] == n:
+        n = int(self.model.observation_space.shape[0])
+        for levels in range(1, 9):  # the observation grows by a fixed amount per padded level
+            if observation_layout(levels)["mask"][1] == n:
                 return levels
         raise SpecError(f"observation size {n} does not match any environment layout", str(self.path))
 

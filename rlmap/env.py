@@ -148,6 +148,21 @@ ARCH_LEVEL_FEATURES = 1 + 3 + 3 + 2 + 3 + 2 + 2 * N_DIMS + 2 + 1 + 3
 LAYER_FEATURES = N_DIMS + 4 + 3 + 1 + 3 + 3
 
 
+def observation_layout(max_levels: int = MAX_LEVELS) -> dict[str, tuple[int, int]]:
+    """Segments of the observation vector, name -> (start, end), for architectures padded to max_levels."""
+    n_actions = 3 * max_levels + len(ORDER_MENU)
+    sizes = [("layer", LAYER_FEATURES), ("arch", ARCH_GLOBAL_FEATURES + max_levels * ARCH_LEVEL_FEATURES),
+             ("objective", len(OBJECTIVES)), ("mapping", 3 * max_levels * N_DIMS), ("remaining", N_DIMS),
+             ("occupancy", max_levels * N_TENSORS), ("fanout_used", 2 * max_levels), ("factor", 1 + N_DIMS),
+             ("phase", 1 + max_levels), ("progress", 3), ("mask", n_actions)]
+    layout: dict[str, tuple[int, int]] = {}
+    off = 0
+    for name, n in sizes:
+        layout[name] = (off, off + n)
+        off += n
+    return layout
+
+
 def _layer_features(layer: Layer, use_density: bool = True) -> list[float]:
     """The layer block of the observation.  Densities read 1.0 on an architecture that cannot use them
     (no cost depends on them there), so the observation is a function of what the cost model sees."""
@@ -335,18 +350,8 @@ class MappingEnv(gym.Env):
         self.n_orders = len(ORDER_MENU)
         self.n_actions = self.n_slots + self.n_orders
         self.action_space = spaces.Discrete(self.n_actions)
-        # observation layout (offsets into one float32 vector)
-        Lm = max_levels
-        sizes = [("layer", LAYER_FEATURES), ("arch", ARCH_GLOBAL_FEATURES + Lm * ARCH_LEVEL_FEATURES),
-                 ("objective", len(OBJECTIVES)), ("mapping", 3 * Lm * N_DIMS), ("remaining", N_DIMS),
-                 ("occupancy", Lm * N_TENSORS), ("fanout_used", 2 * Lm), ("factor", 1 + N_DIMS),
-                 ("phase", 1 + Lm), ("progress", 3), ("mask", self.n_actions)]
-        self.obs_layout: dict[str, tuple[int, int]] = {}
-        off = 0
-        for name, n in sizes:
-            self.obs_layout[name] = (off, off + n)
-            off += n
-        self.obs_size = off
+        self.obs_layout = observation_layout(max_levels)
+        off = self.obs_size = self.obs_layout["mask"][1]
         self.observation_space = spaces.Box(-8.0, 8.0, shape=(off,), dtype=np.float32)
         self._obj_onehot = np.array([float(o == objective) for o in OBJECTIVES], dtype=np.float32)
         self._o = {name: a for name, (a, _b) in self.obs_layout.items()}

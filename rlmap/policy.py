@@ -20,24 +20,8 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from rlmap.env import ARCH_GLOBAL_FEATURES, ARCH_LEVEL_FEATURES
+from rlmap.env import ARCH_GLOBAL_FEATURES, ARCH_LEVEL_FEATURES, observation_layout
 from rlmap.problem import N_DIMS, N_TENSORS
-
-
-def observation_layout(max_levels: int, n_actions: int) -> dict[str, tuple[int, int]]:
-    """The environment's layout (name -> (start, end)) for `max_levels`, without building an env."""
-    from rlmap.env import LAYER_FEATURES
-    from rlmap.costmodel import OBJECTIVES
-
-    sizes = [("layer", LAYER_FEATURES), ("arch", ARCH_GLOBAL_FEATURES + max_levels * ARCH_LEVEL_FEATURES),
-             ("objective", len(OBJECTIVES)), ("mapping", 3 * max_levels * N_DIMS), ("remaining", N_DIMS),
-             ("occupancy", max_levels * N_TENSORS), ("fanout_used", 2 * max_levels), ("factor", 1 + N_DIMS),
-             ("phase", 1 + max_levels), ("progress", 3), ("mask", n_actions)]
-    out, off = {}, 0
-    for name, n in sizes:
-        out[name] = (off, off + n)
-        off += n
-    return out
 
 
 class LevelwiseExtractor(BaseFeaturesExtractor):
@@ -47,8 +31,7 @@ class LevelwiseExtractor(BaseFeaturesExtractor):
                  global_dim: int = 128, features_dim: int = 256) -> None:
         super().__init__(observation_space, features_dim)
         n_obs = int(observation_space.shape[0])
-        n_actions = 3 * max_levels + 6
-        lay = observation_layout(max_levels, n_actions)
+        lay = observation_layout(max_levels)
         if lay["mask"][1] != n_obs:
             raise ValueError(f"observation of size {n_obs} does not match max_levels={max_levels}")
         self.L = max_levels
