@@ -455,6 +455,17 @@ def _find_model(path: Path) -> tuple[Path, Path]:
     raise SpecError(f"no {POLICY_FILE} or checkpoints/last.zip here", str(path))
 
 
+def trained_steps(zip_path: Path) -> int:
+    """Environment steps a saved SB3 model was trained for, read from its zip without loading torch."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            return int(json.loads(z.read("data"))["num_timesteps"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise SpecError(f"not a Stable-Baselines3 model ({type(exc).__name__})", str(zip_path)) from None
+
+
 def shipped_policy(arch: str) -> Path | None:
     p = checkpoints_dir() / f"policy_{arch}"
     return p if (p / POLICY_FILE).exists() else None

@@ -118,7 +118,7 @@ def _first_sentence(text: str, limit: int = 90) -> str:
 @app.command("list")
 @user_errors
 def list_cmd() -> None:
-    """List the preset architectures and networks in envs/."""
+    """List the preset architectures and networks in envs/, and the shipped pretrained policies."""
     out = console()
     t = Table(title="Architectures", box=box.SIMPLE_HEAVY, title_justify="left")
     t.add_column("name", style="bold")
@@ -147,6 +147,20 @@ def list_cmd() -> None:
             t.add_row(name, "-", "-", f"[red]{error_line(exc)}[/red]")
     out.print(t)
     out.print("layers: distinct layers (with repeats in parentheses); GMACs count repeats.")
+    from rlmap.agents import checkpoints_dir, load_run_config, trained_steps
+
+    t = Table(title="Pretrained policies (checkpoints/, used by `rlmap map --arch NAME`)", box=box.SIMPLE_HEAVY,
+              title_justify="left")
+    for col in ("arch", "agent", "steps", "trained on"):
+        t.add_column(col, justify="right" if col == "steps" else "left")
+    for folder in sorted(checkpoints_dir().glob("policy_*")):
+        try:
+            cfg = load_run_config(folder)
+            t.add_row(cfg.arch, cfg.agent_name, f"{trained_steps(folder / 'model.zip'):,}",
+                      ", ".join(cfg.networks) + (" + synthetic" if cfg.agent.env.synthetic > 0 else ""))
+        except SpecError as exc:
+            t.add_row(folder.name, "-", "-", f"[red]{error_line(exc)}[/red]")
+    out.print(t)
 
 
 # ----------------------------------------------------------------------------- show

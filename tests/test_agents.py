@@ -294,3 +294,15 @@ def test_readme_main_command_runs_rlmap_map(tmp_path: Path, capsys: pytest.Captu
     assert run(argv) == 0
     assert "network total" in capsys.readouterr().out
     assert (tmp_path / "results" / "summary.json").exists()
+
+
+def test_cli_list_shows_the_shipped_policies(capsys: pytest.CaptureFixture) -> None:
+    assert run(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "Pretrained policies" in text
+    from rlmap.agents import load_policy, trained_steps
+
+    for folder in SHIPPED:
+        assert folder.name.removeprefix("policy_") in text
+        steps = trained_steps(folder / "model.zip")
+        assert steps == load_policy(folder).model.num_timesteps and f"{steps:,}" in text
