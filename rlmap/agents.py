@@ -43,6 +43,11 @@ def repo_dir() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def run_checkpoints(run: Path) -> Path:
+    """Where a training run keeps its checkpoints (step_N.zip, last.zip, state.json, DQN replay buffer)."""
+    return run / "checkpoints"
+
+
 def agents_dir() -> Path:
     return repo_dir() / "agents"
 
@@ -190,7 +195,7 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             self.next = (start_steps // every + 1) * every
 
         def save(self) -> None:
-            ck = out / "checkpoints"
+            ck = run_checkpoints(out)
             ck.mkdir(parents=True, exist_ok=True)
             path = ck / f"step_{self.num_timesteps}.zip"
             self.model.save(path)
@@ -352,7 +357,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     import torch
 
     out = Path(out)
-    last = out / "checkpoints" / "last.zip"
+    last = run_checkpoints(out) / "last.zip"
     if resume:
         if not last.exists():
             raise SpecError("no checkpoints/last.zip to resume from", str(out))
@@ -367,7 +372,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     tb = str(out / "tensorboard")
     if resume:
         model = cls.load(last, env=venv, device="cpu", tensorboard_log=tb)
-        rb = out / "checkpoints" / "replay_buffer.pkl"
+        rb = run_checkpoints(out) / "replay_buffer.pkl"
         if rb.exists() and hasattr(model, "load_replay_buffer"):
             model.load_replay_buffer(rb)
         # a different seed offset, so the resumed run does not replay the layers it has already seen
@@ -449,7 +454,7 @@ def _find_model(path: Path) -> tuple[Path, Path]:
             if (folder / CONFIG_FILE).exists():
                 return path, folder / CONFIG_FILE
         raise SpecError(f"no {CONFIG_FILE} beside this policy", str(path))
-    for cand in (path / POLICY_FILE, path / "checkpoints" / "last.zip"):
+    for cand in (path / POLICY_FILE, run_checkpoints(path) / "last.zip"):
         if cand.exists():
             return cand, path / CONFIG_FILE
     raise SpecError(f"no {POLICY_FILE} or checkpoints/last.zip here", str(path))

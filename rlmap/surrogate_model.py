@@ -425,7 +425,9 @@ def net_from_checkpoint(ck: dict[str, Any]) -> SurrogateNet:
 # ============================================================================ inference
 def default_checkpoint() -> Path:
     """The shipped Eyeriss surrogate (checkpoints/surrogate_eyeriss/model.pt beside the package)."""
-    return Path(__file__).resolve().parent.parent / "checkpoints" / "surrogate_eyeriss" / "model.pt"
+    from rlmap.agents import checkpoints_dir
+
+    return checkpoints_dir() / "surrogate_eyeriss" / "model.pt"
 
 
 class SurrogateRewardModel:

@@ -13,7 +13,7 @@ from rlmap.layer import Layer
 from rlmap.mapping import MappingBatch
 from rlmap.mappers.optimal import OptimalMapper, lower_bound, order_classes, order_signature
 from rlmap.mapspace import MapSpace, ordered_factorizations
-from rlmap.problem import C, K, N_DIMS, P, R, S
+from rlmap.problem import C, K, N_DIMS, P, R
 
 ARCHS = {
     # shared buffer, bandwidth-limited DRAM: EDP and latency depend on traffic
