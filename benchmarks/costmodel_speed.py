@@ -17,10 +17,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from rlmap.costmodel import CostModel  # noqa: E402
-from rlmap.io import load_architecture, load_network  # noqa: E402
-from rlmap.mapping import MappingBatch  # noqa: E402
-from rlmap.mapspace import MapSpace  # noqa: E402
+from rlmap.model.costmodel import CostModel  # noqa: E402
+from rlmap.search.mapspace import MapSpace  # noqa: E402
+from rlmap.spec.io import load_architecture, load_network  # noqa: E402
+from rlmap.spec.mapping import MappingBatch  # noqa: E402
 
 
 def bench_arch(arch_name: str, layers: list, batch: int, repeats: int) -> tuple[float, float, float, float]:

@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from rlmap.env import MappingEnv, greedy_episode, reference_costs, train_maskable_ppo  # noqa: E402
-from rlmap.io import load_network  # noqa: E402
+from rlmap.rl.env import MappingEnv, greedy_episode, reference_costs, train_maskable_ppo  # noqa: E402
+from rlmap.spec.io import load_network  # noqa: E402
 
 
 def geomean(xs: list[float]) -> float:

@@ -23,8 +23,8 @@ if str(REPO) not in sys.path:
 
 import gymnasium as gym  # noqa: E402
 
-from rlmap.env import ENV_ID, MappingEnv  # noqa: E402
-from rlmap.io import list_architectures, list_networks  # noqa: E402
+from rlmap.rl.env import ENV_ID, MappingEnv  # noqa: E402
+from rlmap.spec.io import list_architectures, list_networks  # noqa: E402
 
 
 def run(env: gym.Env, seconds: float, seed: int = 0) -> tuple[int, int, float]:

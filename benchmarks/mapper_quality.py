@@ -17,12 +17,12 @@ import time
 
 import numpy as np
 
-from rlmap.costmodel import CostModel
-from rlmap.io import load_architecture, load_network
-from rlmap.mappers.annealing import AnnealingMapper
-from rlmap.mappers.genetic import GeneticMapper
-from rlmap.mappers.optimal import OptimalMapper
-from rlmap.mappers.random_search import RandomMapper
+from rlmap.model.costmodel import CostModel
+from rlmap.search.annealing import AnnealingMapper
+from rlmap.search.genetic import GeneticMapper
+from rlmap.search.optimal import OptimalMapper
+from rlmap.search.random_search import RandomMapper
+from rlmap.spec.io import load_architecture, load_network
 
 CASES = [  # (label, network, layer name prefix, arch)
     ("depthwise", "mobilenetv2", "block14.dw", "eyeriss"),

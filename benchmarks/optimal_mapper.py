@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from rlmap.io import load_architecture, load_network
-from rlmap.mappers.optimal import OptimalMapper
-from rlmap.mapspace import format_big
+from rlmap.search.mapspace import format_big
+from rlmap.search.optimal import OptimalMapper
+from rlmap.spec.io import load_architecture, load_network
 
 
 def main() -> None:

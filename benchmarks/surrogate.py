@@ -32,17 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rlmap import io  # noqa: E402
-from rlmap.costmodel import CostModel  # noqa: E402
-from rlmap.mappers.annealing import AnnealingMapper  # noqa: E402
-from rlmap.mappers.genetic import GeneticMapper  # noqa: E402
-from rlmap.mappers.optimal import OptimalMapper  # noqa: E402
-from rlmap.mappers.random_search import RandomMapper  # noqa: E402
-from rlmap.mappers.surrogate_search import SurrogateMapper  # noqa: E402
-from rlmap.mapspace import MapSpace  # noqa: E402
-from rlmap.surrogate import evaluate_surrogate, print_eval  # noqa: E402
-from rlmap.surrogate_data import random_valid  # noqa: E402
-from rlmap.surrogate_model import SurrogateRewardModel, default_checkpoint  # noqa: E402
+from rlmap.spec import io  # noqa: E402
+from rlmap.model.costmodel import CostModel  # noqa: E402
+from rlmap.search.annealing import AnnealingMapper  # noqa: E402
+from rlmap.search.genetic import GeneticMapper  # noqa: E402
+from rlmap.search.mapspace import MapSpace  # noqa: E402
+from rlmap.search.optimal import OptimalMapper  # noqa: E402
+from rlmap.search.random_search import RandomMapper  # noqa: E402
+from rlmap.surrogate.data import random_valid  # noqa: E402
+from rlmap.surrogate.model import SurrogateRewardModel, default_checkpoint  # noqa: E402
+from rlmap.surrogate.search import SurrogateMapper  # noqa: E402
+from rlmap.cli.surrogate import print_eval  # noqa: E402
+from rlmap.surrogate.workflow import evaluate_surrogate  # noqa: E402
 
 HELD_OUT = ["resnet18", "mnasnet", "gpt2_small"]
 # (network, layer) pairs for the search comparison: 3x3 / 1x1 / 7x7-stem convs, depthwise 3x3 and 5x5,

@@ -3,7 +3,7 @@
 For every distinct layer of the held-out networks (default: mobilenetv2, mnasnet, bert_base and
 resnet50_sparse), the policy maps the layer greedily (1 cost-model evaluation) and as the best of 64
 samples (64 evaluations); random search and the genetic mapper get the same 1 and 64 evaluations.  Each
-EDP is divided by the optimal mapper's EDP for that layer (rlmap.mappers.optimal, `--optimal-time`
+EDP is divided by the optimal mapper's EDP for that layer (rlmap.search.optimal, `--optimal-time`
 seconds per layer; a layer it could not finish proving is compared with the best mapping it found and
 counted in the "proven" column).  The table gives geometric means over the distinct layers of each
 network and over all of them; the last line times a whole-network greedy mapping (default resnet50).
@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from rlmap.arch import Architecture  # noqa: E402
-from rlmap.env import layer_key  # noqa: E402
-from rlmap.io import load_architecture, load_network  # noqa: E402
-from rlmap.layer import Layer  # noqa: E402
+from rlmap.rl.env import layer_key  # noqa: E402
+from rlmap.spec.arch import Architecture  # noqa: E402
+from rlmap.spec.io import load_architecture, load_network  # noqa: E402
+from rlmap.spec.layer import Layer  # noqa: E402
 
 HELD_OUT = ("mobilenetv2", "mnasnet", "bert_base", "resnet50_sparse")
 
@@ -51,7 +51,7 @@ def geomean(xs: list[float]) -> float:
 
 def distinct_layers(names: list[str]) -> dict[str, list[Layer]]:
     """Per network, its layers with a cost-relevant shape not seen earlier in that network."""
-    from rlmap.policy_mapper import distinct_layers as distinct
+    from rlmap.rl.mapper import distinct_layers as distinct
 
     return {name: distinct(name) for name in names}
 
@@ -61,7 +61,7 @@ def code_version() -> str:
 
     (A faster optimal mapper proves more layers in the same time; entries record whether they are proven.)
     """
-    from rlmap.costmodel import fingerprint
+    from rlmap.model.costmodel import fingerprint
 
     return fingerprint()
 
@@ -71,7 +71,7 @@ def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, 
     """Optimal-mapper result per layer key (repr), computed once and cached on disk."""
     from rich.progress import Progress
 
-    from rlmap.mappers.optimal import OptimalMapper
+    from rlmap.search.optimal import OptimalMapper
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"optimal_{arch_name}_{objective}_{time_limit:g}s_{code_version()}.json"
@@ -92,8 +92,8 @@ def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, 
 
 def valid_random_objective(layer: Layer, arch: Architecture, objective: str, samples: int, seed: int) -> float:
     """Best of `samples` uniformly random *valid* mappings (MapSpace.sample; its rejected draws are not counted)."""
-    from rlmap.costmodel import CostModel
-    from rlmap.mapspace import MapSpace
+    from rlmap.model.costmodel import CostModel
+    from rlmap.search.mapspace import MapSpace
 
     model = CostModel(layer, arch)
     space = MapSpace(layer, arch, model)
@@ -103,7 +103,7 @@ def valid_random_objective(layer: Layer, arch: Architecture, objective: str, sam
 
 def baseline_objective(mapper_name: str, layer: Layer, arch: Architecture, objective: str, budget: int,
                        seed: int) -> float:
-    from rlmap.mappers.network import get_mapper
+    from rlmap.search.driver import get_mapper
 
     return get_mapper(mapper_name).search(layer, arch, objective, budget=budget, seed=seed).best
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     policy = None
     if not args.optimal_only or args.arch is None:
-        from rlmap.agents import load_policy
+        from rlmap.rl.checkpoint import load_policy
 
         policy = load_policy(args.policy, args.arch)
         print(f"policy: {policy.describe()}")
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.optimal_only:
         return 0
 
-    from rlmap.policy_mapper import SAMPLE_TEMPERATURE, map_layers
+    from rlmap.rl.mapper import SAMPLE_TEMPERATURE, map_layers
 
     print(f"sampling temperature {args.temperature or SAMPLE_TEMPERATURE:g}")
     K = args.samples
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     worst.sort(reverse=True)
     print("worst greedy layers: " + ", ".join(f"{n}/{l} {r:.2f}" for r, n, l in worst[:5]))
 
-    from rlmap.policy_mapper import map_network_with_policy
+    from rlmap.rl.mapper import map_network_with_policy
 
     net = load_network(args.timing_network)
     map_network_with_policy(policy, load_network("bert_base"), arch, args.objective)  # warm-up (torch, numba)

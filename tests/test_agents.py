@@ -11,14 +11,15 @@ import yaml
 
 pytest.importorskip("sb3_contrib")
 
-from rlmap.agents import (ALGOS, TrainConfig, agents_dir, checkpoints_dir, load_agent_config,  # noqa: E402
-                          load_policy, train)
-from rlmap.cli import run  # noqa: E402
-from rlmap.costmodel import CostModel  # noqa: E402
-from rlmap.env import MappingEnv  # noqa: E402
-from rlmap.errors import SpecError  # noqa: E402
-from rlmap.io import load_architecture, load_mapping, load_network  # noqa: E402
-from rlmap.policy_mapper import distinct_layers, map_layers, map_network_with_policy  # noqa: E402
+from rlmap.cli.app import run  # noqa: E402
+from rlmap.model.costmodel import CostModel  # noqa: E402
+from rlmap.rl.checkpoint import load_policy  # noqa: E402
+from rlmap.rl.config import ALGOS, TrainConfig, load_agent_config  # noqa: E402
+from rlmap.rl.env import MappingEnv  # noqa: E402
+from rlmap.rl.mapper import distinct_layers, map_layers, map_network_with_policy  # noqa: E402
+from rlmap.rl.training import train  # noqa: E402
+from rlmap.spec.errors import SpecError  # noqa: E402
+from rlmap.spec.io import agents_dir, checkpoints_dir, load_architecture, load_mapping, load_network  # noqa: E402
 
 
 def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -109,7 +110,7 @@ def test_resume_continues_steps_and_log(tmp_path: Path) -> None:
     run_dir = tmp_path / "r"
     first = train(_config(timesteps=512), run_dir, progress=False)
     assert 512 <= first.num_timesteps < 1024
-    from rlmap.agents import load_run_config
+    from rlmap.rl.config import load_run_config
 
     # resuming with nothing left to do returns the checkpoint itself: same weights, same step counter
     same = train(load_run_config(run_dir), run_dir, resume=True, progress=False)
@@ -227,7 +228,7 @@ def test_cli_train_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 def test_levelwise_extractor_sees_every_observation_feature() -> None:
     import torch
 
-    from rlmap.policy import LevelwiseExtractor
+    from rlmap.rl.policy import LevelwiseExtractor
 
     env = MappingEnv()
     ext = LevelwiseExtractor(env.observation_space)
@@ -271,8 +272,8 @@ def test_map_a_network_imported_from_pytorch(trained: Path, tmp_path: Path, caps
     import torch
     from torch import nn
 
-    from rlmap.importer import import_module
-    from rlmap.io import save_network
+    from rlmap.interop.pytorch import import_module
+    from rlmap.spec.io import save_network
 
     model = nn.Sequential(nn.Conv2d(3, 24, 3, stride=2, padding=1), nn.ReLU(),
                           nn.Conv2d(24, 24, 3, padding=1, groups=24), nn.Conv2d(24, 40, 1), nn.Flatten(),
@@ -300,7 +301,7 @@ def test_cli_list_shows_the_shipped_policies(capsys: pytest.CaptureFixture) -> N
     assert run(["list"]) == 0
     text = capsys.readouterr().out
     assert "Pretrained policies" in text
-    from rlmap.agents import load_policy, trained_steps
+    from rlmap.rl.checkpoint import load_policy, trained_steps
 
     for folder in SHIPPED:
         assert folder.name.removeprefix("policy_") in text

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlmap.arch import Architecture
-from rlmap.errors import SpecError
-from rlmap.io import dump_model, envs_dir, list_architectures, load_architecture, parse_model, save_architecture
-from rlmap.problem import TENSORS
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.io import dump_model, envs_dir, list_architectures, load_architecture, parse_model, save_architecture
+from rlmap.spec.problem import TENSORS
 
 # name -> documented MAC count (envs/arch/README.md)
 EXPECTED_PES = {

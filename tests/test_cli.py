@@ -1,4 +1,4 @@
-"""rlmap.cli: presets, one-line errors with exit code 2, eval against the cost model, import, export."""
+"""rlmap.cli.app: presets, one-line errors with exit code 2, eval against the cost model, import, export."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rlmap.cli import app, run
-from rlmap.costmodel import CostModel
-from rlmap.io import envs_dir, load_architecture, load_network, save_mapping
-from rlmap.mapping import Mapping
-from rlmap.problem import C, K, N_DIMS, P, Q, R, S
+from rlmap.cli.app import app, run
+from rlmap.model.costmodel import CostModel
+from rlmap.spec.io import envs_dir, load_architecture, load_network, save_mapping
+from rlmap.spec.mapping import Mapping
+from rlmap.spec.problem import N_DIMS, C, K, P, Q, R, S
 
 runner = CliRunner()
 
@@ -154,7 +154,7 @@ def test_usage_errors_through_main(capsys, tiny_net, tmp_path):
 def test_entry_point_prints_no_traceback(tmp_path):
     p = tmp_path / "neg.yaml"
     p.write_text("name: n\nlayers:\n  - {name: a, K: -3, C: 4}\n")
-    proc = subprocess.run([sys.executable, "-m", "rlmap.cli", "show", "network", str(p)],
+    proc = subprocess.run([sys.executable, "-m", "rlmap", "show", "network", str(p)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

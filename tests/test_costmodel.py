@@ -1,4 +1,4 @@
-"""rlmap.costmodel: hand-computed access counts, scalar/batch agreement, properties, a known answer.
+"""rlmap.model.costmodel: hand-computed access counts, scalar/batch agreement, properties, a known answer.
 
 Notation in the comments: a tensor's (parent p, child c) pair moves data between consecutive levels
 that keep it; N_fetch = product of the temporal factors from the outermost loop down to the innermost
@@ -16,13 +16,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from rlmap.arch import Architecture, Compute, Fanout, MemoryLevel
-from rlmap.costmodel import RLE_RUN_BITS, CostModel, format_factor
-from rlmap.errors import InvalidMappingError
-from rlmap.io import load_architecture
-from rlmap.layer import Densities, Layer
-from rlmap.mapping import Mapping, MappingBatch
-from rlmap.problem import C, DIMS, INPUTS, K, N_DIMS, OUTPUTS, P, R, RELEVANT, WEIGHTS
+from rlmap.model.costmodel import RLE_RUN_BITS, CostModel, format_factor
+from rlmap.spec.arch import Architecture, Compute, Fanout, MemoryLevel
+from rlmap.spec.errors import InvalidMappingError
+from rlmap.spec.io import load_architecture
+from rlmap.spec.layer import Densities, Layer
+from rlmap.spec.mapping import Mapping, MappingBatch
+from rlmap.spec.problem import DIMS, INPUTS, N_DIMS, OUTPUTS, RELEVANT, WEIGHTS, C, K, P, R
 
 ALL = ("inputs", "weights", "outputs")
 

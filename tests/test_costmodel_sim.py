@@ -1,4 +1,4 @@
-"""Brute-force reference for rlmap.costmodel: walk the loop nest, track the tiles, count the words moved.
+"""Brute-force reference for rlmap.model.costmodel: walk the loop nest, track the tiles, count the words moved.
 
 The simulator below shares no formula with the cost model.  For tiny layers and tiny 2-3 level
 architectures it enumerates the flattened nest (level 0 temporal loops in `order[0]`, level 0 spatial
@@ -45,11 +45,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from rlmap.arch import Architecture, Compute, Fanout, MemoryLevel
-from rlmap.costmodel import CostModel
-from rlmap.layer import Layer
-from rlmap.mapping import Mapping
-from rlmap.problem import C, G, INPUTS, K, N, N_DIMS, OUTPUTS, P, Q, R, RELEVANT, S, TENSORS, WEIGHTS
+from rlmap.model.costmodel import CostModel
+from rlmap.spec.arch import Architecture, Compute, Fanout, MemoryLevel
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
+from rlmap.spec.problem import INPUTS, N_DIMS, OUTPUTS, RELEVANT, TENSORS, WEIGHTS, C, G, K, N, P, Q, R, S
 
 # ----------------------------------------------------------------------------- the simulator
 

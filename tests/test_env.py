@@ -1,4 +1,4 @@
-"""The mapping environment (rlmap/env.py) and its layer sampler (rlmap/layer_sampler.py).
+"""The mapping environment (rlmap/rl/env.py) and its layer sampler (rlmap/rl/layer_sampler.py).
 
 The headline property: with action masks, every episode ends in a valid mapping, checked on 10,000
 random masked episodes over every zoo network, every preset, synthetic layers and random densities,
@@ -19,15 +19,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import rlmap.env as rlenv
-from rlmap.costmodel import CostModel
-from rlmap.env import ENV_ID, ORDER_MENU, MappingEnv, factor_tokens, reference_costs
-from rlmap.io import list_architectures, list_networks, load_architecture, load_network
-from rlmap.layer import Layer
-from rlmap.layer_sampler import DENSITY_GRID, LayerSampler, synthetic_layer
-from rlmap.mapping import Mapping
-from rlmap.mapspace import MapSpace
-from rlmap.problem import N_DIMS
+import rlmap.rl.env as rlenv
+from rlmap.model.costmodel import CostModel
+from rlmap.rl.env import ENV_ID, ORDER_MENU, MappingEnv, factor_tokens, reference_costs
+from rlmap.rl.layer_sampler import DENSITY_GRID, LayerSampler, synthetic_layer
+from rlmap.search.mapspace import MapSpace
+from rlmap.spec.io import list_architectures, list_networks, load_architecture, load_network
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
+from rlmap.spec.problem import N_DIMS
 
 PRESETS = list_architectures()
 ZOO = list_networks()
@@ -333,8 +333,8 @@ def test_order_menu():
 
 def test_reward_from_the_shipped_surrogate_tracks_the_cost_model():
     """With reward_model set, episodes are scored by the surrogate; its rewards follow the true model's."""
-    from rlmap.env import MappingEnv
-    from rlmap.surrogate_model import SurrogateRewardModel
+    from rlmap.rl.env import MappingEnv
+    from rlmap.surrogate.model import SurrogateRewardModel
 
     true_env = MappingEnv(arch="eyeriss", networks=["mobilenetv2"], sampler_seed=3)
     sur_env = MappingEnv(arch="eyeriss", networks=["mobilenetv2"], sampler_seed=3, reward_model=SurrogateRewardModel())

@@ -1,4 +1,4 @@
-"""rlmap.export: Timeloop round trip and loop-order direction, AccelForge LoopTree structure."""
+"""rlmap.interop.export: Timeloop round trip and loop-order direction, AccelForge LoopTree structure."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import random
 import pytest
 import yaml
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.errors import SpecError
-from rlmap.export import (
-    Tagged, dump_yaml, export, from_timeloop, load_tagged_yaml, tile_shapes, to_accelforge, to_timeloop,
-)
-from rlmap.io import load_architecture
-from rlmap.layer import Layer
-from rlmap.mapping import Mapping
-from rlmap.problem import C, DIMS, G, K, N, N_DIMS, P, Q, R, S
+from rlmap.interop.export import (Tagged, dump_yaml, export, from_timeloop, load_tagged_yaml, tile_shapes,
+                                  to_accelforge, to_timeloop)
+from rlmap.model.costmodel import CostModel
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.io import load_architecture
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
+from rlmap.spec.problem import DIMS, N_DIMS, C, G, K, N, P, Q, R, S
 
 CANON = tuple(range(N_DIMS))
 

@@ -1,4 +1,4 @@
-"""rlmap.importer: PyTorch modules -> Network, with dims and MACs checked by hand."""
+"""rlmap.interop.pytorch: PyTorch modules -> Network, with dims and MACs checked by hand."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from rlmap.errors import SpecError
-from rlmap.importer import ImportResult, import_module, load_builder, parse_input_shape
-from rlmap.layer import Layer
+from rlmap.interop.pytorch import ImportResult, import_module, load_builder, parse_input_shape
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer
 
 
 # ---------------------------------------------------------------- models

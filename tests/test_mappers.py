@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from rlmap.costmodel import CostModel
-from rlmap.errors import SpecError
-from rlmap.io import load_architecture, load_network
-from rlmap.layer import Network
-from rlmap.mappers.annealing import AnnealingMapper
-from rlmap.mappers.genetic import GeneticMapper, Operators
-from rlmap.mappers.network import MAPPERS, get_mapper, layer_seed, map_network
-from rlmap.mappers.random_search import BudgetedEvaluator, RandomMapper
-from rlmap.mapspace import Genome, MapSpace
+from rlmap.model.costmodel import CostModel
+from rlmap.search.annealing import AnnealingMapper
+from rlmap.search.driver import MAPPERS, get_mapper, layer_seed, map_network
+from rlmap.search.genetic import GeneticMapper, Operators
+from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.search.random_search import BudgetedEvaluator, RandomMapper
+from rlmap.spec.errors import SpecError
+from rlmap.spec.io import load_architecture, load_network
+from rlmap.spec.layer import Network
 
 SEARCHERS = [RandomMapper, GeneticMapper, AnnealingMapper]
 

@@ -7,13 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.layer import Layer
-from rlmap.mapping import MappingBatch
-from rlmap.mappers.optimal import OptimalMapper, lower_bound, order_classes, order_signature
-from rlmap.mapspace import MapSpace, ordered_factorizations
-from rlmap.problem import C, K, N_DIMS, P, R
+from rlmap.model.costmodel import CostModel
+from rlmap.search.mapspace import MapSpace
+from rlmap.search.optimal import OptimalMapper, lower_bound, order_classes, order_signature
+from rlmap.spec.arch import Architecture
+from rlmap.spec.factors import ordered_factorizations
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import MappingBatch
+from rlmap.spec.problem import N_DIMS, C, K, P, R
 
 ARCHS = {
     # shared buffer, bandwidth-limited DRAM: EDP and latency depend on traffic
@@ -141,7 +142,7 @@ def test_not_proven_when_limits_hit() -> None:
 def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: str) -> None:
     """The branch-and-bound cut on partial tilings is sound: for random valid mappings, the bound of every
     prefix of their tiling (dims placed in enumeration order, the rest not yet placed) is <= their cost."""
-    from rlmap.io import load_architecture, load_network
+    from rlmap.spec.io import load_architecture, load_network
 
     arch = load_architecture(arch_name)
     mapper = OptimalMapper()
@@ -171,8 +172,8 @@ def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: st
                                            ("resnet50_sparse", "sparse_eyeriss"), ("bert_base", "edge")])
 def test_compiled_tiling_expansion_matches_the_numpy_reference(net: str, arch_name: str) -> None:
     """expand_fitting keeps exactly the rows that the readable numpy test (_fits_numpy) accepts."""
-    from rlmap.io import load_architecture, load_network
-    from rlmap.mappers.tiling_kernel import expand_fitting
+    from rlmap.search.tiling_kernel import expand_fitting
+    from rlmap.spec.io import load_architecture, load_network
 
     arch = load_architecture(arch_name)
     mapper = OptimalMapper()

@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from rlmap.cli import run
-from rlmap.costmodel import CostModel
-from rlmap.io import load_architecture, load_mapping, load_network
-from rlmap.layer import Network
-from rlmap.mappers.network import get_mapper, layer_seed, map_network
-from rlmap.errors import SpecError
+from rlmap.cli.app import run
+from rlmap.model.costmodel import CostModel
+from rlmap.search.driver import get_mapper, layer_seed, map_network
+from rlmap.spec.errors import SpecError
+from rlmap.spec.io import load_architecture, load_mapping, load_network
+from rlmap.spec.layer import Network
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from rlmap import io
-from rlmap.costmodel import CostModel
-from rlmap.errors import SpecError
-from rlmap.layer import Layer
-from rlmap.mapping import MappingBatch
-from rlmap.mappers.surrogate_search import SurrogateMapper
-from rlmap.mapspace import MapSpace
-from rlmap.surrogate import build_dataset, evaluate_surrogate, surrogate_app, train_surrogate
-from rlmap.surrogate_data import (MAX_LEVELS, N_CONTEXT_FEATURES, N_MAPPING_FEATURES, BackendModel, BuiltinBackend,
+from rlmap.model.costmodel import CostModel
+from rlmap.search.mapspace import MapSpace
+from rlmap.spec import io
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import MappingBatch
+from rlmap.surrogate.data import (MAX_LEVELS, N_CONTEXT_FEATURES, N_MAPPING_FEATURES, BackendModel, BuiltinBackend,
                                   CallableBackend, Encoder, LayerJob, SampleSet, context_features,
                                   generate_layer_samples, generate_samples, load_backend, random_valid,
                                   structural_valid)
-from rlmap.surrogate_model import (SurrogateRewardModel, load_checkpoint, net_from_checkpoint, rankdata, spearman)
+from rlmap.surrogate.model import SurrogateRewardModel, load_checkpoint, net_from_checkpoint, rankdata, spearman
+from rlmap.surrogate.search import SurrogateMapper
+from rlmap.cli.surrogate import surrogate_app
+from rlmap.surrogate.workflow import build_dataset, evaluate_surrogate, train_surrogate
 
 ARCH = io.load_architecture("eyeriss")
 SMALL = Layer(name="small", K=16, C=8, P=7, Q=7, R=3, S=3, padding=1)
@@ -133,7 +134,7 @@ def test_slow_backend_gives_identical_costs() -> None:
 def test_load_backend_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(load_backend("builtin"), BuiltinBackend)
     (tmp_path / "my_cost_model.py").write_text(
-        "from rlmap.costmodel import CostModel\n"
+        "from rlmap.model.costmodel import CostModel\n"
         "def score(layer, arch, mapping):\n"
         "    c = CostModel(layer, arch).evaluate(mapping)\n"
         "    return (c.energy, c.cycles) if c.valid else None\n"
@@ -146,7 +147,7 @@ def test_load_backend_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     np.testing.assert_allclose(e * c, CostModel(SMALL, ARCH).evaluate_batch(b).edp, rtol=1e-12)
     with pytest.raises(SpecError, match="must return"):
         load_backend("my_cost_model:broken").evaluate(SMALL, ARCH, b)
-    for bad in ("nomodule_xyz:fn", "rlmap.costmodel:nope", "no-colon"):
+    for bad in ("nomodule_xyz:fn", "rlmap.model.costmodel:nope", "no-colon"):
         with pytest.raises(SpecError):
             load_backend(bad)
 
@@ -329,7 +330,7 @@ def test_shipped_checkpoint() -> None:
 
 
 def test_costmodel_fingerprint_follows_numbers_not_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rlmap import surrogate_data
+    from rlmap.surrogate import data as surrogate_data
 
     base = surrogate_data.costmodel_fingerprint()
     assert len(base) == 12 and base == surrogate_data.costmodel_fingerprint()

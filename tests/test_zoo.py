@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from rlmap.io import dump_model, envs_dir, list_networks, load_network, parse_model
-from rlmap.layer import Layer, Network
+from rlmap.spec.io import dump_model, envs_dir, list_networks, load_network, parse_model
+from rlmap.spec.layer import Layer, Network
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "envs" / "make_networks.py"

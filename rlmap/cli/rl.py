@@ -1,6 +1,6 @@
 """`rlmap train` and `rlmap map`: train a mapping policy, and map a network zero-shot with one.
 
-Registered by rlmap.cli; torch and Stable-Baselines3 are imported only when a command runs.
+Registered by rlmap.cli.app; torch and Stable-Baselines3 are imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from rlmap.errors import SpecError
+from rlmap.spec.errors import SpecError
 
 DEFAULT_TRAIN = "resnet18,vgg16,gpt2_small"
 DEFAULT_EVAL = "mobilenetv2,mnasnet,bert_base"
@@ -49,9 +49,10 @@ def train_cmd(
 
     Watch it with `tensorboard --logdir RUN/tensorboard`. Interrupted? `rlmap train --resume RUN` continues from the last checkpoint (saved every --checkpoint-every steps and on exit) with the saved config; --timesteps and --time-limit may be changed when resuming.
     """
-    from rlmap.agents import TrainConfig, load_agent_config, load_run_config, train
-    from rlmap.cli import console
-    from rlmap.costmodel import OBJECTIVES
+    from rlmap.cli.common import console
+    from rlmap.model.costmodel import OBJECTIVES
+    from rlmap.rl.config import TrainConfig, load_agent_config, load_run_config
+    from rlmap.rl.training import train
 
     out = console()
     if resume is not None:
@@ -85,7 +86,7 @@ def train_cmd(
         for name, value in (("--synthetic", synthetic), ("--random-density", random_density)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise SpecError(f"must be in [0, 1], got {value}", name)
-        from rlmap.io import load_architecture
+        from rlmap.spec.io import load_architecture
 
         load_architecture(arch)  # fail early on a bad --arch
         agent_cfg = load_agent_config(agent)
@@ -139,13 +140,11 @@ def map_cmd(
 
     Each mapping is scored by the analytical cost model; write them with -o and check any of them with `rlmap eval` or `rlmap export --format timeloop`.
     """
-    from rlmap.agents import load_policy
-    from rlmap.cli import console, load_problem, report_network_result
-    from rlmap.costmodel import OBJECTIVES
-    from rlmap.layer import Network
-    from rlmap.policy_mapper import map_network_with_policy
-
-    from rlmap.policy_mapper import SAMPLE_TEMPERATURE
+    from rlmap.cli.common import console, load_problem, report_network_result
+    from rlmap.model.costmodel import OBJECTIVES
+    from rlmap.rl.checkpoint import load_policy
+    from rlmap.rl.mapper import SAMPLE_TEMPERATURE, map_network_with_policy
+    from rlmap.spec.layer import Network
 
     if samples <= 0:
         raise SpecError(f"must be >= 1, got {samples}", "--samples")

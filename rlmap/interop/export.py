@@ -79,11 +79,11 @@ from typing import Any, Iterable
 
 import yaml
 
-from rlmap.arch import Architecture
-from rlmap.errors import SpecError
-from rlmap.layer import Layer
-from rlmap.mapping import Mapping
-from rlmap.problem import DIMS, N_DIMS, RELEVANT, TENSOR_INDEX, TENSORS
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
+from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSOR_INDEX, TENSORS
 
 __all__ = [
     "Tagged", "dump_yaml", "load_tagged_yaml", "to_timeloop", "from_timeloop", "to_accelforge",
@@ -594,12 +594,12 @@ _HEADERS = {
         "Energies: per word access, given in ERT.yaml (run timeloop-model with it instead of Accelergy\n"
         "estimation; table names may need your Accelergy version's flattened component names).\n"
         "Approximations: partitioned buffers -> one buffer of the summed depth; bandwidth -> shared_bandwidth;\n"
-        "sparse formats / SAF not exported. See rlmap/export.py for details."),
+        "sparse formats / SAF not exported. See rlmap/interop/export.py for details."),
     "accelforge": (
         "Exported by rlmap for AccelForge; layer {layer} on architecture {arch}.\n"
         "LoopTree mapping outermost first; tile_shape = tile size left after the loop.\n"
         "Memory size in bits; energies per word access (bits_per_action = word bits).\n"
-        "Not exported: padding, sparse formats, SAFs. See rlmap/export.py for details."),
+        "Not exported: padding, sparse formats, SAFs. See rlmap/interop/export.py for details."),
 }
 
 

@@ -49,8 +49,8 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from rlmap.errors import SpecError, pydantic_message
-from rlmap.layer import Layer, Network
+from rlmap.spec.errors import SpecError, pydantic_message
+from rlmap.spec.layer import Layer, Network
 
 __all__ = ["ImportResult", "import_module", "load_builder", "parse_input_shape"]
 

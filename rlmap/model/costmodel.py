@@ -1,7 +1,7 @@
 """Analytical cost model (Timeloop-style nest analysis, Sparseloop-style expected-value sparsity).
 
 `CostModel.evaluate` (one mapping) and `CostModel.evaluate_batch` (many) run the compiled kernel in
-rlmap/costkernel.py.  `evaluate_reference` is the same model in plain Python, the readable reference
+rlmap/model/kernel.py.  `evaluate_reference` is the same model in plain Python, the readable reference
 (and the path that words why a mapping is invalid); tests hold the two to the same numbers.  Every formula is written out in docs/costmodel.md.
 """
 
@@ -15,13 +15,13 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from rlmap.arch import Architecture, MemoryLevel
-from rlmap.costkernel import FMT_CODES, REL, KernelStatic, evaluate_kernel
-from rlmap.errors import InvalidMappingError, SpecError
-from rlmap.layer import Layer
-from rlmap.mapping import Mapping, MappingBatch
-from rlmap.problem import (C, DIMS, G, INPUTS, K, N, N_DIMS, N_TENSORS, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S,
-                           TENSORS, WEIGHTS)
+from rlmap.model.kernel import FMT_CODES, REL, KernelStatic, evaluate_kernel
+from rlmap.spec.arch import Architecture, MemoryLevel
+from rlmap.spec.errors import InvalidMappingError, SpecError
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping, MappingBatch
+from rlmap.spec.problem import (DIMS, INPUTS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, TENSORS, WEIGHTS, C, G, K,
+                                N, P, Q, R, S)
 
 Objective = Literal["energy", "latency", "edp"]
 OBJECTIVES: tuple[str, ...] = ("energy", "latency", "edp")
@@ -520,8 +520,8 @@ def fingerprint() -> str:
     A refactor that keeps every number keeps the fingerprint; a changed formula changes it.  Self-contained
     (no map-space sampler), so it means the same across rlmap versions.
     """
-    from rlmap.io import load_architecture, load_network
-    from rlmap.mapspace import prime_factors
+    from rlmap.spec.factors import prime_factors
+    from rlmap.spec.io import load_architecture, load_network
 
     h = hashlib.sha256()
     rng = np.random.default_rng(20261123)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from rlmap.problem import C, G, INPUTS, K, N, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S, WEIGHTS
+from rlmap.spec.problem import INPUTS, OUTPUTS, RELEVANCE_MATRIX, WEIGHTS, C, G, K, N, P, Q, R, S
 
 FMT_CODES = {"uncompressed": 0, "bitmask": 1, "rle": 2, "coordinate": 3}
 REL = np.array(RELEVANCE_MATRIX, dtype=np.bool_)

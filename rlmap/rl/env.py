@@ -1,14 +1,14 @@
 """A Gymnasium environment that builds one layer's mapping through a sequence of discrete decisions.
 
     import gymnasium as gym
-    import rlmap.env  # registers "rlmap/Mapping-v0"
+    import rlmap.rl.env  # registers "rlmap/Mapping-v0"
     env = gym.make("rlmap/Mapping-v0", arch="eyeriss", networks=["resnet18"])
 
 An episode maps one layer (drawn by a `LayerSampler`) onto one architecture:
 
 1. *Factor steps*: the prime factors of every loop bound (largest first) are placed one at a time; the
    action is the slot that receives the factor, slot = 3 * level + {0 temporal, 1 spatial X, 2 spatial Y}
-   (the slot numbering of rlmap.mapspace).  Unplaced factors count as DRAM-temporal (slot 0).
+   (the slot numbering of rlmap.search.mapspace).  Unplaced factors count as DRAM-temporal (slot 0).
 2. *Order steps*: one step per memory level whose loop order can change the cost (levels other than the
    innermost with at least two temporal loops > 1), choosing one of the `ORDER_MENU` stationarity classes.
 
@@ -30,14 +30,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import OBJECTIVES, Cost, CostModel, capacity_spec, footprint, format_factor, objective_value
-from rlmap.io import load_architecture
-from rlmap.layer import Layer, Network
-from rlmap.layer_sampler import LayerSampler
-from rlmap.mapping import Mapping, MappingBatch
-from rlmap.mapspace import MapSpace, prime_factors
-from rlmap.problem import C, DIMS, G, K, N, N_DIMS, N_TENSORS, OUTPUTS, P, Q, R, RELEVANCE_MATRIX, S, TENSORS
+from rlmap.model.costmodel import OBJECTIVES, Cost, CostModel, capacity_spec, footprint, format_factor, objective_value
+from rlmap.rl.layer_sampler import LayerSampler
+from rlmap.search.mapspace import MapSpace
+from rlmap.spec.arch import Architecture
+from rlmap.spec.factors import prime_factors
+from rlmap.spec.io import load_architecture
+from rlmap.spec.layer import Layer, Network
+from rlmap.spec.mapping import Mapping, MappingBatch
+from rlmap.spec.problem import DIMS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, TENSORS, C, G, K, N, P, Q, R, S
 
 ENV_ID = "rlmap/Mapping-v0"
 MAX_LEVELS = 4
@@ -713,7 +714,7 @@ _CALLBACK_CLASS: type | None = None
 
 
 def _metrics_callback_class() -> type:
-    """MappingMetricsCallback, built on first use so `import rlmap.env` does not import torch."""
+    """MappingMetricsCallback, built on first use so `import rlmap.rl.env` does not import torch."""
     global _CALLBACK_CLASS
     if _CALLBACK_CLASS is not None:
         return _CALLBACK_CLASS
@@ -788,7 +789,7 @@ def _metrics_callback_class() -> type:
     return MappingMetricsCallback
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: `from rlmap.env import MappingMetricsCallback`
+def __getattr__(name: str) -> Any:  # PEP 562: `from rlmap.rl.env import MappingMetricsCallback`
     if name == "MappingMetricsCallback":
         return _metrics_callback_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -839,4 +840,4 @@ def greedy_episode(env: MappingEnv, model: Any, layer: Layer, arch: str | int | 
 
 
 if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="rlmap.env:MappingEnv", disable_env_checker=False)
+    gym.register(id=ENV_ID, entry_point="rlmap.rl.env:MappingEnv", disable_env_checker=False)

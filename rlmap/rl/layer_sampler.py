@@ -17,9 +17,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rlmap.io import list_networks, load_network
-from rlmap.layer import Densities, Layer, Network
-from rlmap.mapspace import prime_factors
+from rlmap.spec.factors import prime_factors
+from rlmap.spec.io import list_networks, load_network
+from rlmap.spec.layer import Densities, Layer, Network
 
 SYNTHETIC_KINDS: tuple[str, ...] = ("conv", "depthwise", "pointwise", "gemm", "matmul")
 """Kinds of synthetic layer, drawn with the weights in `SYNTHETIC_KIND_WEIGHTS`."""

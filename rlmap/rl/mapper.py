@@ -15,12 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.env import MappingEnv, layer_key
-from rlmap.layer import Layer, Network
-from rlmap.mappers.base import SearchResult, best_so_far
-from rlmap.mappers.network import NetworkResult
+from rlmap.model.costmodel import CostModel
+from rlmap.rl.env import MappingEnv, layer_key
+from rlmap.search.base import NetworkResult, SearchResult, best_so_far
+from rlmap.spec.arch import Architecture
+from rlmap.spec.layer import Layer, Network
 
 POOL = 256
 """Episodes run side by side at most (each holds one environment)."""
@@ -31,7 +30,7 @@ SAMPLE_TEMPERATURE = 1.5
 
 def distinct_layers(network: str | Network) -> list[Layer]:
     """A network's layers with a cost-relevant shape not seen earlier in it (first occurrence kept)."""
-    from rlmap.io import load_network
+    from rlmap.spec.io import load_network
 
     net = load_network(network) if isinstance(network, str) else network
     seen: set = set()
@@ -134,7 +133,7 @@ class PolicyMapper:
         policy = self.policy
         if policy is None:  # the shipped policy, loaded once per process and architecture
             if arch.name not in _SHIPPED:
-                from rlmap.agents import load_policy
+                from rlmap.rl.checkpoint import load_policy
 
                 _SHIPPED[arch.name] = load_policy(None, arch.name)
             policy = _SHIPPED[arch.name]

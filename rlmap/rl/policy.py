@@ -20,8 +20,8 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from rlmap.env import ARCH_GLOBAL_FEATURES, ARCH_LEVEL_FEATURES, observation_layout
-from rlmap.problem import N_DIMS, N_TENSORS
+from rlmap.rl.env import ARCH_GLOBAL_FEATURES, ARCH_LEVEL_FEATURES, observation_layout
+from rlmap.spec.problem import N_DIMS, N_TENSORS
 
 
 class LevelwiseExtractor(BaseFeaturesExtractor):

@@ -25,13 +25,13 @@ import time
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.layer import Layer
-from rlmap.mappers.base import SearchResult
-from rlmap.mappers.genetic import DEFAULT_MUTATION_WEIGHTS, Operators
-from rlmap.mappers.random_search import BudgetedEvaluator, check_args, make_space
-from rlmap.mapspace import Genome
+from rlmap.model.costmodel import CostModel
+from rlmap.search.base import SearchResult
+from rlmap.search.genetic import DEFAULT_MUTATION_WEIGHTS, Operators
+from rlmap.search.mapspace import Genome
+from rlmap.search.random_search import BudgetedEvaluator, check_args, make_space
+from rlmap.spec.arch import Architecture
+from rlmap.spec.layer import Layer
 
 
 class AnnealingMapper:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import Cost, CostModel
-from rlmap.layer import Layer
-from rlmap.mapping import Mapping
+from rlmap.model.costmodel import Cost, CostModel
+from rlmap.spec.arch import Architecture
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
 
 
 @dataclass
@@ -46,3 +47,32 @@ class Mapper(Protocol):
 def best_so_far(values: np.ndarray) -> np.ndarray:
     """Running minimum of objective values in evaluation order (invalid = inf)."""
     return np.minimum.accumulate(np.asarray(values, dtype=np.float64)) if len(values) else np.zeros(0)
+
+
+@dataclass
+class NetworkResult:
+    network: str
+    arch: str
+    mapper: str
+    objective: str
+    layers: list[Layer]
+    results: list[SearchResult]
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy(self) -> float:
+        return sum(r.cost.energy * l.repeat if r.cost else math.inf for l, r in zip(self.layers, self.results))
+
+    @property
+    def cycles(self) -> float:
+        return sum(r.cost.cycles * l.repeat if r.cost else math.inf for l, r in zip(self.layers, self.results))
+
+    @property
+    def edp(self) -> float:
+        """Network EDP: total energy x total cycles (layers run one after another)."""
+        return self.energy * self.cycles
+
+    @property
+    def macs(self) -> int:
+        return sum(l.macs * l.repeat for l in self.layers)

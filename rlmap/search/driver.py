@@ -2,55 +2,47 @@
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from rlmap.arch import Architecture
-from rlmap.errors import SpecError
-from rlmap.layer import Layer, Network
-from rlmap.mappers.base import SearchResult
+from rlmap.search.base import NetworkResult, SearchResult
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer, Network
 
 
 def _random() -> Any:
-    from rlmap.mappers.random_search import RandomMapper
+    from rlmap.search.random_search import RandomMapper
 
     return RandomMapper()
 
 
 def _ga() -> Any:
-    from rlmap.mappers.genetic import GeneticMapper
+    from rlmap.search.genetic import GeneticMapper
 
     return GeneticMapper()
 
 
 def _sa() -> Any:
-    from rlmap.mappers.annealing import AnnealingMapper
+    from rlmap.search.annealing import AnnealingMapper
 
     return AnnealingMapper()
 
 
 def _optimal() -> Any:
-    from rlmap.mappers.optimal import OptimalMapper
+    from rlmap.search.optimal import OptimalMapper
 
     return OptimalMapper()
 
 
-def _surrogate() -> Any:
-    from rlmap.mappers.surrogate_search import SurrogateMapper
-
-    return SurrogateMapper()
-
-
-def _policy() -> Any:
-    from rlmap.policy_mapper import PolicyMapper
-
-    return PolicyMapper()
+MAPPERS: dict[str, Callable[[], Any]] = {"random": _random, "ga": _ga, "sa": _sa, "optimal": _optimal}
+"""Mappers by name.  Packages above search add theirs with `register_mapper` when imported (rlmap.surrogate:
+"surrogate", rlmap.rl: "policy"); `import rlmap` imports both, so every name is there."""
 
 
-MAPPERS: dict[str, Callable[[], Any]] = {"random": _random, "ga": _ga, "sa": _sa, "optimal": _optimal,
-                                         "surrogate": _surrogate, "policy": _policy}
+def register_mapper(name: str, factory: Callable[[], Any]) -> None:
+    """Make `factory` (zero arguments, returns a mapper) available as `--mapper name`."""
+    MAPPERS[name.strip().lower()] = factory
 
 
 def get_mapper(name: str) -> Any:
@@ -64,35 +56,6 @@ def get_mapper(name: str) -> Any:
 def layer_seed(seed: int, index: int) -> int:
     """Deterministic per-layer seed, so results do not depend on process scheduling."""
     return (seed * 1_000_003 + index * 7919) % (2**31 - 1)
-
-
-@dataclass
-class NetworkResult:
-    network: str
-    arch: str
-    mapper: str
-    objective: str
-    layers: list[Layer]
-    results: list[SearchResult]
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def energy(self) -> float:
-        return sum(r.cost.energy * l.repeat if r.cost else math.inf for l, r in zip(self.layers, self.results))
-
-    @property
-    def cycles(self) -> float:
-        return sum(r.cost.cycles * l.repeat if r.cost else math.inf for l, r in zip(self.layers, self.results))
-
-    @property
-    def edp(self) -> float:
-        """Network EDP: total energy x total cycles (layers run one after another)."""
-        return self.energy * self.cycles
-
-    @property
-    def macs(self) -> int:
-        return sum(l.macs * l.repeat for l in self.layers)
 
 
 MapperSpec = Any

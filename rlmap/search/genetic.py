@@ -1,6 +1,6 @@
 """GAMMA-style genetic mapper (Kao & Krishna, ICCAD 2020) on the map-space genome, and its operators.
 
-Genome (see rlmap.mapspace): one slot per prime-factor copy of every dimension (slot = 3*level + 0
+Genome (see rlmap.search.mapspace): one slot per prime-factor copy of every dimension (slot = 3*level + 0
 temporal / 1 spatial X / 2 spatial Y) plus one loop-order permutation per level.
 
 Operators (shared with the annealing mapper):
@@ -34,12 +34,12 @@ import time
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.layer import Layer
-from rlmap.mappers.base import SearchResult
-from rlmap.mappers.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
-from rlmap.mapspace import Genome, MapSpace, TEMPORAL
+from rlmap.model.costmodel import CostModel
+from rlmap.search.base import SearchResult
+from rlmap.search.mapspace import TEMPORAL, Genome, MapSpace
+from rlmap.search.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
+from rlmap.spec.arch import Architecture
+from rlmap.spec.layer import Layer
 
 MOVE_ANY, MOVE_NEAR, SWAP, ORDER_SWAP, REORDER = range(5)
 MUTATIONS = ("move", "move-near", "swap", "order-swap", "reorder")

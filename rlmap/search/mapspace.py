@@ -14,46 +14,14 @@ from functools import cached_property
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.layer import Layer
-from rlmap.mapping import MappingBatch
-from rlmap.problem import DIMS, N_DIMS
+from rlmap.model.costmodel import CostModel
+from rlmap.spec.arch import Architecture
+from rlmap.spec.factors import ordered_factorizations, prime_factors
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import MappingBatch
+from rlmap.spec.problem import DIMS, N_DIMS
 
 TEMPORAL, SPATIAL_X, SPATIAL_Y = 0, 1, 2
-
-
-def prime_factors(n: int) -> list[tuple[int, int]]:
-    """[(prime, multiplicity), ...] in increasing prime order."""
-    out = []
-    p = 2
-    while p * p <= n:
-        if n % p == 0:
-            a = 0
-            while n % p == 0:
-                n //= p
-                a += 1
-            out.append((p, a))
-        p += 1
-    if n > 1:
-        out.append((n, 1))
-    return out
-
-
-def divisors(n: int) -> list[int]:
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted(set(small + [n // d for d in small]))
-
-
-def ordered_factorizations(n: int, k: int) -> list[tuple[int, ...]]:
-    """All k-tuples of positive ints whose product is n (order matters)."""
-    if k == 1:
-        return [(n,)]
-    out = []
-    for d in divisors(n):
-        for rest in ordered_factorizations(n // d, k - 1):
-            out.append((d,) + rest)
-    return out
 
 
 def format_big(n: int | float) -> str:

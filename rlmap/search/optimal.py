@@ -28,14 +28,15 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from rlmap.arch import Architecture, Fanout
-from rlmap.costmodel import CostModel, footprint, format_factor, objective_value
-from rlmap.layer import Layer
-from rlmap.mapping import Mapping, MappingBatch
-from rlmap.mappers.base import SearchResult
-from rlmap.mappers.tiling_kernel import expand_fitting
-from rlmap.mapspace import MapSpace, divisors, ordered_factorizations
-from rlmap.problem import C, DIMS, G, INPUTS, N, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, P, Q, R, S
+from rlmap.model.costmodel import CostModel, footprint, format_factor, objective_value
+from rlmap.search.base import SearchResult
+from rlmap.search.mapspace import MapSpace
+from rlmap.search.tiling_kernel import expand_fitting
+from rlmap.spec.arch import Architecture, Fanout
+from rlmap.spec.factors import divisors, ordered_factorizations
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping, MappingBatch
+from rlmap.spec.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, C, G, N, P, Q, R, S
 
 _HALO_DIMS = frozenset({P, Q, R, S})
 
@@ -448,7 +449,7 @@ class OptimalMapper:
         """A good incumbent from the genetic mapper, so the bound prunes from the first chunk on."""
         if self.warm_budget <= 0 or MapSpace(layer, arch, model).fanout_valid_tiling_count < 200_000:
             return math.inf, None, 0  # small spaces: the exhaustive pass is quicker than a warm start
-        from rlmap.mappers.genetic import GeneticMapper
+        from rlmap.search.genetic import GeneticMapper
 
         res = GeneticMapper().search(layer, arch, objective, budget=self.warm_budget, seed=seed, model=model)
         if res.mapping is None:

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import OBJECTIVES, CostModel
-from rlmap.errors import SpecError
-from rlmap.layer import Layer
-from rlmap.mappers.base import SearchResult, best_so_far
-from rlmap.mapping import MappingBatch
-from rlmap.mapspace import Genome, MapSpace
+from rlmap.model.costmodel import OBJECTIVES, CostModel
+from rlmap.search.base import SearchResult, best_so_far
+from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import MappingBatch
 
 
 def check_args(objective: str, budget: int) -> None:

@@ -4,7 +4,7 @@
 opts[j]" whose spatial factors fit each fanout and whose tiles fit every capacity -- the same test as
 `OptimalMapper._fits_numpy` (kept as the readable reference and checked against this in the tests),
 without materialising the rows that fail.  The capacity test uses the cost kernel's own footprint and
-format formulas (rlmap.costkernel).  Given a `PartialBound` and a threshold it also drops the rows whose
+format formulas (rlmap.model.kernel).  Given a `PartialBound` and a threshold it also drops the rows whose
 bound exceeds the threshold (the same test as `PartialBound.__call__`), before the costlier capacity test.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import numba
 import numpy as np
 
-from rlmap.costkernel import _fits_capacity, _level_tiles
-from rlmap.costmodel import CostModel
+from rlmap.model.costmodel import CostModel
+from rlmap.model.kernel import _fits_capacity, _level_tiles
 
 
 @numba.njit(cache=True, error_model="numpy")

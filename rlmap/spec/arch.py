@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rlmap.problem import DIMS, TENSORS, parse_dim, parse_tensor
+from rlmap.spec.problem import DIMS, TENSORS, parse_dim, parse_tensor
 
 Format = Literal["uncompressed", "bitmask", "rle", "coordinate"]
 

@@ -9,18 +9,33 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from rlmap.arch import Architecture
-from rlmap.errors import SpecError, pydantic_message
-from rlmap.layer import Layer, Network
-from rlmap.mapping import Mapping
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError, pydantic_message
+from rlmap.spec.layer import Layer, Network
+from rlmap.spec.mapping import Mapping
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def repo_dir() -> Path:
+    """The checkout the package lives in (envs/, agents/ and checkpoints/ sit beside rlmap/)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def envs_dir() -> Path:
     """The preset folder: $RLMAP_ENVS, else `envs/` beside the package (editable install / checkout)."""
     env = os.environ.get("RLMAP_ENVS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "envs"
+    return Path(env) if env else repo_dir() / "envs"
+
+
+def agents_dir() -> Path:
+    """Agent hyperparameter configs (`agents/*.yaml`)."""
+    return repo_dir() / "agents"
+
+
+def checkpoints_dir() -> Path:
+    """Shipped pretrained policies and surrogates (`checkpoints/`)."""
+    return repo_dir() / "checkpoints"
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rlmap.problem import N_DIMS
+from rlmap.spec.problem import N_DIMS
 
 LayerKind = Literal["conv", "depthwise", "pointwise", "gemm", "matmul"]
 Pair = tuple[int, int]

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.errors import InvalidMappingError, SpecError
-from rlmap.layer import Layer
-from rlmap.problem import DIMS, N_DIMS, parse_dim
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import InvalidMappingError, SpecError
+from rlmap.spec.layer import Layer
+from rlmap.spec.problem import DIMS, N_DIMS, parse_dim
 
 IntMatrix = tuple[tuple[int, ...], ...]
 

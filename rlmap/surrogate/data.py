@@ -33,14 +33,14 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import BatchCost, Cost, CostModel, footprint
-from rlmap.costmodel import fingerprint as costmodel_fingerprint  # stored with datasets and checkpoints
-from rlmap.errors import SpecError
-from rlmap.layer import Layer
-from rlmap.mapping import Mapping, MappingBatch
-from rlmap.mapspace import Genome, MapSpace
-from rlmap.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, RELEVANCE_MATRIX, TENSORS, P, Q, R, S
+from rlmap.model.costmodel import BatchCost, Cost, CostModel, footprint
+from rlmap.model.costmodel import fingerprint as costmodel_fingerprint  # stored with datasets and checkpoints
+from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping, MappingBatch
+from rlmap.spec.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, RELEVANCE_MATRIX, TENSORS, P, Q, R, S
 
 ENCODING_VERSION = 1
 """Bump whenever a feature is added, removed or redefined: checkpoints record the version they use."""
@@ -566,7 +566,7 @@ def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid:
 
 def _dedupe(space: MapSpace, g: Genome, seen: set[bytes]) -> np.ndarray:
     """Indices of genomes not yet in `seen` (by effective mapping), adding them to it."""
-    from rlmap.mappers.random_search import effective_keys
+    from rlmap.search.random_search import effective_keys
 
     keys = effective_keys(space, g)
     keep = []
@@ -581,7 +581,7 @@ def random_valid(space: MapSpace, n: int, rng: np.random.Generator, uniform_frac
                  max_uniform_draws: int = 60_000) -> tuple[Genome, np.ndarray]:
     """`n` structurally valid genomes: part drawn uniformly with rejection (up to a draw cap), the rest
     uniform draws fanout- and capacity-repaired.  Returns them and their source index (SOURCES)."""
-    from rlmap.mappers.genetic import Operators
+    from rlmap.search.genetic import Operators
 
     parts: list[Genome] = []
     src: list[np.ndarray] = []
@@ -666,7 +666,7 @@ class SampleSet:
     def save(self, path: str | Path) -> Path:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        from rlmap.io import dump_model
+        from rlmap.spec.io import dump_model
 
         fmax = int(max(self.temporal.max(initial=1), self.spatial_x.max(initial=1), self.spatial_y.max(initial=1)))
         ftype = np.uint16 if fmax < 2 ** 16 else np.uint32
@@ -696,7 +696,7 @@ class SampleSet:
             raise SpecError(f"not an rlmap surrogate dataset ({exc})", str(p)) from None
         if header.get("format") != "rlmap-surrogate-dataset":
             raise SpecError("not an rlmap surrogate dataset", str(p))
-        from rlmap.io import parse_model
+        from rlmap.spec.io import parse_model
 
         layers = [parse_model(Layer, d, f"{p}:layers[{i}]") for i, d in enumerate(header["layers"])]
         archs = [parse_model(Architecture, d, f"{p}:archs[{i}]") for i, d in enumerate(header["archs"])]
@@ -775,8 +775,8 @@ def generate_layer_samples(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.
     a uniform draw of the rest; with a slow backend every scored mapping is kept), and neighbours
     (1-3 genome moves) of the best mappings found.
     """
-    from rlmap.mappers.annealing import AnnealingMapper
-    from rlmap.mappers.genetic import GeneticMapper, Operators
+    from rlmap.search.annealing import AnnealingMapper
+    from rlmap.search.genetic import GeneticMapper, Operators
 
     t0 = time.perf_counter()
     layer, arch = job.layer, job.arch
@@ -987,7 +987,7 @@ def synthetic_layers(n: int, seed: int = 0) -> list[Layer]:
 def network_layers(networks: Iterable[str]) -> list[tuple[Layer, list[str]]]:
     """(layer, networks it appears in) for the given network presets/files, one per distinct
     cost-model shape (`layer_key`); the first layer of each shape represents it."""
-    from rlmap.io import load_network
+    from rlmap.spec.io import load_network
 
     out: list[tuple[Layer, list[str]]] = []
     seen: dict[tuple, int] = {}

@@ -1,7 +1,7 @@
 """Surrogate cost models, part 2: the network, its training loop, checkpoints and fast inference.
 
 The network predicts two numbers per mapping, ``log2(energy / MACs)`` and ``log2(cycles / ideal
-cycles)`` (ideal = MACs / PEs), from the encoding of rlmap.surrogate_data: the mapping features and the
+cycles)`` (ideal = MACs / PEs), from the encoding of rlmap.surrogate.data: the mapping features and the
 (layer, architecture) context features enter through separate linear maps that are summed, followed by
 residual SiLU blocks.  At inference the context term is computed once per (layer, architecture) and the
 input standardisation is folded into the first weight matrix, so a batch costs one small GEMM chain in
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.errors import SpecError
-from rlmap.layer import Layer
-from rlmap.mapping import MappingBatch
-from rlmap.surrogate_data import (ENCODING_VERSION, N_CONTEXT_FEATURES, N_MAPPING_FEATURES, Encoder, SampleSet,
+from rlmap.model.costmodel import CostModel
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import MappingBatch
+from rlmap.surrogate.data import (ENCODING_VERSION, N_CONTEXT_FEATURES, N_MAPPING_FEATURES, Encoder, SampleSet,
                                   context_features, costmodel_fingerprint, layer_key, structural_valid, targets)
 
 CHECKPOINT_FORMAT = "rlmap-surrogate"
@@ -425,7 +425,7 @@ def net_from_checkpoint(ck: dict[str, Any]) -> SurrogateNet:
 # ============================================================================ inference
 def default_checkpoint() -> Path:
     """The shipped Eyeriss surrogate (checkpoints/surrogate_eyeriss/model.pt beside the package)."""
-    from rlmap.agents import checkpoints_dir
+    from rlmap.spec.io import checkpoints_dir
 
     return checkpoints_dir() / "surrogate_eyeriss" / "model.pt"
 
@@ -456,7 +456,7 @@ class SurrogateRewardModel:
         self._cache: OrderedDict[tuple, tuple[Encoder, torch.Tensor, float]] = OrderedDict()
         self._models: OrderedDict[tuple, CostModel] = OrderedDict()
         self.trained_archs = list(self.meta.get("archs", []))
-        # True when rlmap/costmodel.py differs from the version the training data came from
+        # True when rlmap/model/costmodel.py differs from the version the training data came from
         self.costmodel_changed = self.meta.get("costmodel") not in (None, "unknown", costmodel_fingerprint())
 
     @property

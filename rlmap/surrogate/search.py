@@ -33,21 +33,21 @@ from typing import Any
 
 import numpy as np
 
-from rlmap.arch import Architecture
-from rlmap.costmodel import CostModel
-from rlmap.errors import SpecError
-from rlmap.layer import Layer
-from rlmap.mappers.base import SearchResult
-from rlmap.mappers.genetic import GeneticMapper, Operators
-from rlmap.mappers.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
-from rlmap.mapspace import Genome, MapSpace
+from rlmap.model.costmodel import CostModel
+from rlmap.search.base import SearchResult
+from rlmap.search.genetic import GeneticMapper, Operators
+from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.search.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer
 
 _MODELS: dict[str, Any] = {}
 
 
 def _reward_model(checkpoint: str | Path | None) -> Any:
     """Load (once per path) the SurrogateRewardModel of a checkpoint."""
-    from rlmap.surrogate_model import SurrogateRewardModel, default_checkpoint
+    from rlmap.surrogate.model import SurrogateRewardModel, default_checkpoint
 
     path = str(Path(checkpoint) if checkpoint is not None else default_checkpoint())
     m = _MODELS.get(path)
@@ -86,7 +86,7 @@ class SurrogateMapper:
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
                seed: int = 0, model: CostModel | None = None) -> SearchResult:
-        from rlmap.surrogate_data import capacity_repair, structural_valid
+        from rlmap.surrogate.data import capacity_repair, structural_valid
 
         check_args(objective, budget)
         started = time.perf_counter()
@@ -152,7 +152,7 @@ class SurrogateMapper:
                 break
             n_next = min(per_round, ev.remaining)
             picks = self._next_round(space, ops, islands, elite_g, elite_v, n_next, predict, rng, evaluated)
-        from rlmap.surrogate_model import SurrogateRewardModel
+        from rlmap.surrogate.model import SurrogateRewardModel
 
         notes: dict[str, Any] = {"surrogate_predictions": stats["predictions"], "rounds": stats["rounds"],
                                  "checkpoint": getattr(sm, "path", ""),
@@ -160,7 +160,7 @@ class SurrogateMapper:
         if isinstance(sm, SurrogateRewardModel) and sm.trained_archs and arch.name not in sm.trained_archs:
             notes["warning"] = f"surrogate trained on {sm.trained_archs}, not on {arch.name!r}"
         if getattr(sm, "costmodel_changed", False):
-            notes["costmodel_changed"] = ("rlmap/costmodel.py changed since the surrogate's training data was made; "
+            notes["costmodel_changed"] = ("rlmap/model/costmodel.py changed since the surrogate's training data was made; "
                                           "results are still true costs, but screening may be less sharp")
         return ev.result(self.name, started, notes)
 

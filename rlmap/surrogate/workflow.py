@@ -6,12 +6,12 @@ Python API (each function is what the matching `rlmap surrogate ...` command run
 * `train_surrogate(data, out, epochs=..., resume=False, ...)` -> `TrainResult` (checkpoint path, history)
 * `evaluate_surrogate(checkpoint, networks, arch, ...)` -> dict of metrics on held-out networks
 * `SurrogateRewardModel(checkpoint).predict_edp(layer, arch, mappings)` -> predicted EDP per mapping
-  (rlmap.surrogate_model; re-exported here) for the RL environment's reward
+  (rlmap.surrogate.model; re-exported here) for the RL environment's reward
 * cost backends (`BuiltinBackend`, `CallableBackend`, `load_backend`, `BackendModel`) from
-  rlmap.surrogate_data, so the same code trains against any cost model.
+  rlmap.surrogate.data, so the same code trains against any cost model.
 
-`surrogate_app` is the typer sub-app with commands ``dataset``, ``train`` and ``eval``; rlmap.cli mounts
-it as ``rlmap surrogate``.  Every user mistake raises rlmap.errors.SpecError.  See docs/surrogate.md.
+The `rlmap surrogate dataset|train|eval` commands (rlmap.cli.surrogate) call these.  Every user mistake
+raises rlmap.spec.errors.SpecError.  See docs/surrogate.md.
 """
 
 from __future__ import annotations
@@ -20,20 +20,19 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import typer
 
-from rlmap.errors import SpecError
-from rlmap.surrogate_data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
+from rlmap.spec.errors import SpecError
+from rlmap.surrogate.data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
                                   SampleSet, generate_samples, layer_key, load_backend, network_layers,
                                   synthetic_layers)
-from rlmap.surrogate_model import (SurrogateRewardModel, TrainConfig, TrainResult, default_checkpoint, group_metrics,
-                                   load_checkpoint, train)
+from rlmap.surrogate.model import (SurrogateRewardModel, TrainConfig, TrainResult, default_checkpoint, group_metrics,
+                                   train)
 
 __all__ = ["build_dataset", "train_surrogate", "evaluate_surrogate", "SurrogateRewardModel", "BuiltinBackend",
-           "CallableBackend", "CostBackend", "BackendModel", "load_backend", "surrogate_app", "default_checkpoint"]
+           "CallableBackend", "CostBackend", "BackendModel", "load_backend", "default_checkpoint"]
 
 
 def _console():  # noqa: ANN202
@@ -58,7 +57,8 @@ def _split_names(values: Sequence[str] | str | None) -> list[str]:
 
 
 def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=_console(), disable=not enabled,
@@ -80,9 +80,9 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     workers   -- processes for the built-in backend (a user backend must be picklable for > 1)
     exclude   -- networks whose layer *shapes* must not appear (e.g. the held-out networks)
     Per layer the mix is: 30% random valid mappings, 50% genetic / annealing mapper trajectories (the good
-    end over-represented), 20% neighbours of the best mappings (see rlmap.surrogate_data).
+    end over-represented), 20% neighbours of the best mappings (see rlmap.surrogate.data).
     """
-    from rlmap.io import load_architecture
+    from rlmap.spec.io import load_architecture
 
     arch_names = _split_names(arch)
     if not arch_names:
@@ -215,7 +215,7 @@ def evaluate_surrogate(checkpoint: str | Path | None, networks: Sequence[str] | 
     Layers whose shape was in the training data are skipped unless include_seen; networks used for
     training are refused unless allow_training_networks.
     """
-    from rlmap.io import load_architecture
+    from rlmap.spec.io import load_architecture
 
     model = SurrogateRewardModel(checkpoint)
     net_names = _split_names(networks)
@@ -290,121 +290,6 @@ def evaluate_surrogate(checkpoint: str | Path | None, networks: Sequence[str] | 
 
 
 def _safe_spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from rlmap.surrogate_model import spearman
+    from rlmap.surrogate.model import spearman
 
     return spearman(a, b)
-
-
-def print_eval(result: dict[str, Any]) -> None:
-    """The table `rlmap surrogate eval` prints."""
-    from rich import box
-    from rich.table import Table
-
-    con = _console()
-    t = Table(box=box.SIMPLE_HEAD, title=f"surrogate {result['checkpoint']} on {result['arch']} (held-out networks)")
-    for col in ("network", "layers", "samples", "Spearman mean", "Spearman min", "rank acc", "median |log2 EDP err|", "p90"):
-        t.add_column(col, justify="left" if col == "network" else "right")
-    rows = list(result["per_network"].items()) + [("all", {**result["overall"], "layers": result["layers"],
-                                                            "samples": result["samples"]})]
-    for name, m in rows:
-        t.add_row(name, str(m["layers"]), f"{m['samples']:,}", f"{m['spearman_mean']:.4f}", f"{m['spearman_min']:.4f}",
-                  f"{m['pairwise_accuracy']:.4f}", f"{m['median_abs_log2_edp_error']:.4f}", f"{m['p90_abs_log2_edp_error']:.3f}")
-    con.print(t)
-    if result["skipped_seen_layers"]:
-        con.print(f"skipped {len(result['skipped_seen_layers'])} layers whose shape is in the training data "
-                  f"(--include-seen to keep them)")
-    con.print("median |log2 EDP err| by sample source: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in result["median_abs_log2_edp_error_by_source"].items())
-              + f"; Spearman among each layer's best 10%: {result['top10pct_spearman_mean']:.3f}")
-
-
-# ============================================================================ CLI
-surrogate_app = typer.Typer(help="Learned surrogate cost models: build a dataset, train, evaluate.", no_args_is_help=True)
-
-
-@surrogate_app.command("dataset")
-def dataset_cmd(
-    arch: list[str] = typer.Option(..., "--arch", help="architecture preset or YAML (repeat or comma-separate for several)"),
-    networks: Optional[list[str]] = typer.Option(None, "--networks", help="network presets/files (repeat or comma-separate)"),
-    synthetic: int = typer.Option(0, "--synthetic", help="extra random realistic layers"),
-    samples: int = typer.Option(100_000, "--samples", help="total scored mappings, split evenly over layers"),
-    out: Path = typer.Option(Path("data/surrogate"), "-o", "--out", help="output folder (or .npz path)"),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="networks whose layer shapes must not be used (held-out)"),
-    backend: str = typer.Option("builtin", "--backend", help="'builtin' or 'module:function' returning (energy, cycles)"),
-    workers: int = typer.Option(1, "--workers", help="worker processes"),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
-    """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
-    build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend, workers=workers,
-                  exclude=exclude)
-
-
-@surrogate_app.command("train")
-def train_cmd(
-    data: list[Path] = typer.Option(..., "--data", help="dataset .npz or folder (repeatable)"),
-    out: Path = typer.Option(Path("runs/surrogate"), "-o", "--out", help="output folder for model.pt / last.pt / tb"),
-    epochs: int = typer.Option(40, "--epochs"),
-    batch_size: int = typer.Option(512, "--batch-size"),
-    lr: float = typer.Option(2e-3, "--lr"),
-    hidden: int = typer.Option(128, "--hidden", help="width of the hidden layers"),
-    depth: int = typer.Option(3, "--depth", help="number of hidden layers"),
-    val_frac: float = typer.Option(0.1, "--val-frac", help="fraction of layers held out for validation"),
-    resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt"),
-    log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="TensorBoard folder (default OUT/tb)"),
-    threads: int = typer.Option(1, "--threads", help="torch threads (1 is fastest on a small shared CPU; 0 = torch default)"),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
-    """Train the surrogate (log energy and log cycles) with TensorBoard logs and resumable checkpoints."""
-    import shlex
-    import sys
-
-    train_surrogate(data, out, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, depth=depth,
-                    val_frac=val_frac, seed=seed, resume=resume, log_dir=log_dir, threads=threads,
-                    command=shlex.join(sys.argv))
-
-
-@surrogate_app.command("eval")
-def eval_cmd(
-    checkpoint: Path = typer.Option(default_checkpoint(), "--checkpoint", help="model.pt or its folder"),
-    networks: list[str] = typer.Option(..., "--networks", help="held-out networks (repeat or comma-separate)"),
-    arch: str = typer.Option("eyeriss", "--arch"),
-    samples: int = typer.Option(1000, "--samples", help="mappings per layer"),
-    include_seen: bool = typer.Option(False, "--include-seen", help="also layers whose shape was in the training data"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics as JSON"),
-    backend: str = typer.Option("builtin", "--backend"),
-    workers: int = typer.Option(1, "--workers"),
-    seed: int = typer.Option(12345, "--seed"),
-) -> None:
-    """Spearman of predicted vs true EDP per layer and median |log2 EDP error| on held-out networks."""
-    res = evaluate_surrogate(checkpoint, networks, arch=arch, samples_per_layer=samples, seed=seed,
-                             include_seen=include_seen, backend=backend, workers=workers)
-    print_eval(res)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2, default=float))
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    """`python -m rlmap.surrogate dataset|train|eval ...` (the same commands as `rlmap surrogate ...`);
-    a user mistake prints one line, ``error: ...``, and returns 2."""
-    import sys
-
-    from typer._click import exceptions as cx  # typer vendors click
-
-    args = list(sys.argv[1:] if argv is None else argv) or ["--help"]
-    try:
-        rv = surrogate_app(args=args, prog_name="rlmap surrogate", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
-    except SpecError as exc:
-        typer.echo("error: " + " ".join(str(exc).split()), err=True)
-        return 2
-    except cx.ClickException as exc:
-        typer.echo("error: " + " ".join(exc.format_message().split()), err=True)
-        return 2
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("error: aborted", err=True)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

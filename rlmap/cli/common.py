@@ -1,0 +1,167 @@
+"""What every command shares: one-line errors (exit 2), consoles, number formats, loading the problem
+named by --network/--arch/--layer, and the per-layer report of a mapped network.
+
+Every user mistake (a SpecError from loading a file, a bad option value, an unknown layer name, an
+invalid mapping) prints ONE line, ``error: <where>: <message>``, to stderr and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from rlmap.spec import io
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
+from rlmap.spec.layer import Layer, Network
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+TENSOR_SHORT = {"inputs": "I", "weights": "W", "outputs": "O"}
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console on the *current* stdout/stderr (so test runners capture it); wide when not a tty."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 200
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def error_line(exc: BaseException | str) -> str:
+    """The one-line form of an error: 'error: <where>: <message>'."""
+    text = exc if isinstance(exc, str) else str(exc)
+    return "error: " + " ".join(text.split())
+
+
+def fail(message: str, where: str | None = None) -> typer.Exit:
+    """Print the error line and return an Exit(2) to raise."""
+    typer.echo(error_line(f"{where}: {message}" if where else message), err=True)
+    return typer.Exit(2)
+
+
+def user_errors(fn: F) -> F:
+    """Decorator for commands: a SpecError becomes the one-line error and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            typer.echo(error_line(exc), err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def find_layer(net: Network, name: str) -> Layer:
+    """The layer called `name`; SpecError (naming --layer) listing a few valid names otherwise."""
+    for layer in net.layers:
+        if layer.name == name:
+            return layer
+    names = [l.name for l in net.layers]
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} layers)" if len(names) > 8 else "")
+    raise SpecError(f"network {net.name!r} has no layer {name!r} (layers: {shown})", "--layer")
+
+
+def load_problem(network: str, arch: str, layer: Optional[str]) -> tuple[Network, Architecture, Optional[Layer]]:
+    """Load the network and architecture named on the command line, and the layer if one is given."""
+    net = io.load_network(network)
+    a = io.load_architecture(arch)
+    return net, a, (find_layer(net, layer) if layer is not None else None)
+
+
+def fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else fmt(x)
+
+
+def gmacs(macs: int) -> str:
+    return f"{macs / 1e9:.3f}"
+
+
+def first_sentence(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    m = re.search(r"\.\s+(?=[A-Z])", text)
+    s = text if m is None else text[: m.start() + 1]
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def mapping_problem(network: str, arch: str, mapping: Path, layer: Optional[str]):  # noqa: ANN202
+    """(layer, architecture, Mapping) from the eval/export options; the layer may come from the file."""
+    net, a, _ = load_problem(network, arch, None)
+    m, file_layer = io.load_mapping(mapping, a)
+    lname = layer if layer is not None else file_layer
+    if lname is None:
+        raise SpecError("names no layer; pass --layer", str(mapping))
+    if layer is None:
+        try:
+            return find_layer(net, lname), a, m
+        except SpecError:
+            raise SpecError(f"names layer {lname!r}, which network {net.name!r} does not have", str(mapping)) from None
+    return find_layer(net, lname), a, m
+
+
+def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],
+                          hint: str = "") -> None:
+    """Per-layer table and network totals of a NetworkResult; with `output`, mappings (YAML) + summary.json."""
+    import json
+
+    out = console()
+    t = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    for col in ("layer", "repeat", "energy pJ", "cycles", "EDP", "util %", "evals", "optimal"):
+        t.add_column(col, justify="left" if col == "layer" else "right")
+    rows = []
+    missing = []
+    for lyr, r in zip(res.layers, res.results):
+        c = r.cost
+        if c is None:
+            missing.append(lyr.name)
+            t.add_row(lyr.name, str(lyr.repeat), "no valid mapping found", "", "", "", f"{r.evaluations:,}", "-")
+            rows.append({"layer": lyr.name, "repeat": lyr.repeat, "evaluations": r.evaluations, "found": False})
+            continue
+        proven = "proven" if r.proven_optimal else "-"
+        t.add_row(lyr.name, str(lyr.repeat), fmt(c.energy), fmt(c.cycles), fmt(c.edp),
+                  f"{c.utilization * 100:.1f}", f"{r.evaluations:,}", proven)
+        rows.append({"layer": lyr.name, "repeat": lyr.repeat, "energy_pj": c.energy, "cycles": c.cycles,
+                     "edp": c.edp, "utilization": c.utilization, "evaluations": r.evaluations,
+                     "proven_optimal": r.proven_optimal, "seconds": r.seconds})
+    out.print(t)
+    if missing:
+        out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
+                  f"{': ' + hint if hint else ''}; totals are infinite[/yellow]")
+    out.print(f"network total (with repeats): energy {fmt(res.energy)} pJ, cycles {fmt(res.cycles)}, "
+              f"EDP {fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s")
+    if output is None:
+        return
+    if output.exists() and not output.is_dir():
+        raise SpecError("exists and is not a directory", str(output))
+    mdir = output / "mappings"
+    label = str(meta.get("mapper", res.mapper))
+    written = 0
+    for lyr, r in zip(res.layers, res.results):
+        if r.mapping is None:
+            continue
+        written += 1
+        io.save_mapping(r.mapping, arch, mdir / f"{safe_name(lyr.name)}.yaml", lyr,
+                        extra={"network": res.network, "mapper": label, "objective": res.objective,
+                               "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
+    summary = {"network": res.network, "arch": res.arch, "objective": res.objective, **meta, "layers": rows,
+               "total": {"energy_pj": res.energy, "cycles": res.cycles, "edp": res.edp, "macs": res.macs}}
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    out.print(f"wrote {mdir}/ ({written} mappings) and {output / 'summary.json'}")

@@ -1,0 +1,236 @@
+"""Training runs: SB3 / sb3-contrib learning with rlmap's callbacks (metrics, held-out evaluation,
+checkpoints, progress bar, time limit), TensorBoard logs, and resuming from the last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlmap.rl.config import (CONFIG_FILE, POLICY_FILE, TrainConfig, algo_class, check_networks, env_kwargs,
+                             policy_kwargs, run_checkpoints, save_config)
+from rlmap.spec.errors import SpecError
+
+
+def _make_vec_env(cfg: TrainConfig, seed_offset: int = 0) -> Any:
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    from rlmap.rl.env import make_env
+
+    thunks = [make_env(i, cfg.seed * 1000 + seed_offset, **env_kwargs(cfg)) for i in range(cfg.n_envs)]
+    return SubprocVecEnv(thunks) if cfg.vec_env == "subproc" else DummyVecEnv(thunks)
+
+
+# ============================================================================ callbacks
+def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) -> list[Any]:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rlmap.rl.env import MappingMetricsCallback
+
+    class Checkpoints(BaseCallback):
+        """Every `every` steps: checkpoints/step_N.zip (the 3 newest kept) and last.zip, plus state.json."""
+
+        def __init__(self, every: int) -> None:
+            super().__init__()
+            self.every = every
+            self.next = (start_steps // every + 1) * every
+
+        def save(self) -> None:
+            ck = run_checkpoints(out)
+            ck.mkdir(parents=True, exist_ok=True)
+            path = ck / f"step_{self.num_timesteps}.zip"
+            self.model.save(path)
+            tmp = ck / "last.tmp.zip"
+            shutil.copyfile(path, tmp)
+            tmp.replace(ck / "last.zip")  # atomic: an interrupt never leaves a half-written last.zip
+            if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
+                self.model.save_replay_buffer(ck / "replay_buffer.pkl")
+            (ck / "state.json").write_text(json.dumps({"num_timesteps": self.num_timesteps, "time": time.time()}))
+            for old in sorted(ck.glob("step_*.zip"), key=lambda q: int(q.stem.split("_")[1]))[:-3]:
+                old.unlink()
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next:
+                self.save()
+                self.next += self.every
+            return True
+
+        def _on_training_end(self) -> None:
+            self.save()
+
+    class HeldOutEval(BaseCallback):
+        """Greedy mapping of every distinct layer of each held-out network; logs eval/NET/edp_ratio.
+
+        The ratio is to each layer's best-of-16-random reference (the environment's reward reference), as
+        a geometric mean over the distinct layers; eval/edp_ratio is the mean over networks.
+        """
+
+        def __init__(self, every: int) -> None:
+            super().__init__()
+            self.every = every
+            self.next = (start_steps // every + 1) * every if every else math.inf
+            self.layers: dict[str, list[Any]] = {}
+            self.history: list[dict[str, float]] = []
+
+        def _on_training_start(self) -> None:
+            from rlmap.rl.mapper import distinct_layers
+            from rlmap.spec.io import load_architecture
+
+            self.arch = load_architecture(cfg.arch)
+            self.layers = {n: distinct_layers(n) for n in cfg.eval_networks}
+
+        def evaluate(self) -> dict[str, float]:
+            from rlmap.rl.checkpoint import Policy
+            from rlmap.rl.env import reference_costs
+            from rlmap.rl.mapper import map_layers
+
+            policy = Policy(self.model, cfg.agent.algo, cfg.arch, cfg.networks, cfg.model_dump())
+            stats: dict[str, float] = {}
+            for name, layers in self.layers.items():
+                res = map_layers(policy, layers, self.arch, cfg.objective, samples=1)
+                logs = [math.log(r.cost.edp / reference_costs(l, self.arch, 16, 0)["best_edp"])
+                        for l, r in zip(layers, res)]
+                stats[f"eval/{name}/edp_ratio"] = math.exp(float(np.mean(logs)))
+            if stats:
+                stats["eval/edp_ratio"] = float(np.mean(list(stats.values())))
+            return stats
+
+        def _on_step(self) -> bool:
+            if self.layers and self.num_timesteps >= self.next:
+                stats = self.evaluate()
+                for k, v in stats.items():
+                    self.logger.record(k, v)
+                self.history.append({"timesteps": float(self.num_timesteps), **stats})
+                self.next += self.every
+            return True
+
+    class Progress(BaseCallback):
+        """A rich progress bar (steps, episode reward, EDP ratio) and the per-invocation time limit."""
+
+        def __init__(self, metrics: Any, held_out: Any) -> None:
+            super().__init__()
+            self.metrics = metrics
+            self.held_out = held_out
+            self.bar: Any = None
+            self.t0 = 0.0
+            self.calls = 0
+
+        def _on_training_start(self) -> None:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self.t0 = time.perf_counter()
+            if progress:
+                self.bar = RichProgress(TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                                        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                        transient=False)
+                self.bar.start()
+                self.task = self.bar.add_task("train", total=cfg.timesteps, completed=start_steps, info="")
+
+        def _on_step(self) -> bool:
+            self.calls += 1
+            if self.calls % 32:
+                return True
+            if self.bar is not None:
+                info = ""
+                if self.metrics.history:
+                    h = self.metrics.history[-1]
+                    info = f"reward {h['rlmap/episode_reward']:+.2f}  EDP/ref {h.get('rlmap/edp_ratio', math.nan):.3f}"
+                if self.held_out.history:
+                    info += f"  held-out {self.held_out.history[-1].get('eval/edp_ratio', math.nan):.3f}"
+                self.bar.update(self.task, completed=min(self.num_timesteps, cfg.timesteps), info=info)
+            if cfg.time_limit is not None and time.perf_counter() - self.t0 > cfg.time_limit:
+                return False
+            return True
+
+        def _on_training_end(self) -> None:
+            if self.bar is not None:
+                self.bar.update(self.task, completed=min(self.num_timesteps, cfg.timesteps))
+            self.stop_bar()
+
+        def stop_bar(self) -> None:
+            if self.bar is not None:
+                self.bar.stop()
+                self.bar = None
+
+    metrics = MappingMetricsCallback()
+    held_out = HeldOutEval(cfg.eval_every if cfg.eval_networks else 0)
+    return [metrics, held_out, Checkpoints(cfg.checkpoint_every), Progress(metrics, held_out)]
+
+
+# ============================================================================ training
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model: Any
+    num_timesteps: int
+    seconds: float
+    finished: bool
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    held_out: list[dict[str, float]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
+          verbose: int = 0) -> TrainResult:
+    """Train (or, with resume=True, continue) the run in `out`; checkpoints land in out/checkpoints/.
+
+    A fresh run refuses to overwrite a folder that already holds a run.  On resume the model, its optimiser
+    state and its step counter come from out/checkpoints/last.zip, TensorBoard continues the same event
+    folder, and training goes on until cfg.timesteps in all.
+    """
+    import torch
+
+    out = Path(out)
+    last = run_checkpoints(out) / "last.zip"
+    if resume:
+        if not last.exists():
+            raise SpecError("no checkpoints/last.zip to resume from", str(out))
+    elif (out / CONFIG_FILE).exists():
+        raise SpecError("already holds a training run: pass --resume to continue it, or choose another -o", str(out))
+    check_networks(cfg.networks, "--networks")
+    check_networks(cfg.eval_networks, "--eval-networks")
+    torch.set_num_threads(1)  # a small policy: one thread beats OpenMP spinning on a busy machine
+    save_config(cfg, out)
+    cls = algo_class(cfg.agent.algo)
+    venv = _make_vec_env(cfg, seed_offset=0)
+    tb = str(out / "tensorboard")
+    if resume:
+        model = cls.load(last, env=venv, device="cpu", tensorboard_log=tb,
+                         custom_objects={"policy_kwargs": policy_kwargs(cfg.agent)})
+        rb = run_checkpoints(out) / "replay_buffer.pkl"
+        if rb.exists() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(rb)
+        # a different seed offset, so the resumed run does not replay the layers it has already seen
+        venv.close()
+        venv = _make_vec_env(cfg, seed_offset=model.num_timesteps)
+        model.set_env(venv)
+    else:
+        model = cls("MlpPolicy", venv, seed=cfg.seed, verbose=verbose, tensorboard_log=tb, device="cpu",
+                    policy_kwargs=policy_kwargs(cfg.agent), **cfg.agent.hyperparams)
+    start = int(model.num_timesteps)
+    callbacks = _callbacks(cfg, out, progress, start)
+    from stable_baselines3.common.callbacks import CallbackList
+
+    t0 = time.perf_counter()
+    interrupted = False
+    if cfg.timesteps > start:
+        try:
+            model.learn(total_timesteps=cfg.timesteps - start, callback=CallbackList(callbacks), tb_log_name="run",
+                        reset_num_timesteps=not resume)
+        except KeyboardInterrupt:  # Ctrl-C: keep what was learnt, so --resume can go on from here
+            interrupted = True
+            callbacks[2].save()
+            callbacks[3].stop_bar()
+    venv.close()
+    seconds = time.perf_counter() - t0
+    model.save(out / POLICY_FILE)
+    return TrainResult(out_dir=out, model=model, num_timesteps=int(model.num_timesteps), seconds=seconds,
+                       finished=model.num_timesteps >= cfg.timesteps, metrics=callbacks[0].history,
+                       held_out=callbacks[1].history, interrupted=interrupted)
