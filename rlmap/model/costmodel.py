@@ -16,7 +16,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from rlmap.model.kernel import FMT_CODES, REL, KernelStatic, evaluate_kernel, window_union
-from rlmap.model.semantics import RULES
+from rlmap.model.semantics import RULES, Rules
 from rlmap.spec.arch import Architecture, MemoryLevel
 from rlmap.spec.errors import InvalidMappingError, SpecError
 from rlmap.spec.layer import Layer
@@ -140,7 +140,8 @@ REASON_CODES = {0: "valid", 1: "factors do not multiply to the layer's dimension
 class CostModel:
     """A layer bound to an architecture; build once, evaluate many mappings."""
 
-    def __init__(self, layer: Layer, arch: Architecture) -> None:
+    def __init__(self, layer: Layer, arch: Architecture, rules: Rules | None = None) -> None:
+        """`rules` overrides the architecture's semantics rule by rule (to measure what each rule changes)."""
         self.layer = layer
         self.arch = arch
         self.dims: tuple[int, ...] = layer.problem_dims
@@ -151,7 +152,7 @@ class CostModel:
         self.density = layer.density.as_tuple()
         self.data_bits = arch.data_bits
         self.semantics = arch.semantics
-        self.rules = RULES[arch.semantics]
+        self.rules = RULES[arch.semantics] if rules is None else rules
         self.keeps = [[TENSORS[v] in lvl.keeps for v in range(N_TENSORS)] for lvl in arch.levels]
         # For each tensor, the (parent, child) pairs of consecutive levels keeping it; child L = the MACs.
         self.chains: list[list[tuple[int, int]]] = []
