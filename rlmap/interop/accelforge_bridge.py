@@ -116,14 +116,16 @@ def read_result(raw: dict, arch: Architecture) -> AFResult:
                     load_s=raw.get("load_s", float("nan")), eval_s=raw.get("eval_s", float("nan")))
 
 
-def evaluate_in_accelforge(cases: Sequence[tuple[Layer, Architecture, Mapping]], repeat: int = 1,
+def evaluate_in_accelforge(cases: Sequence[tuple[Layer, Architecture, Mapping]], repeat: int | Sequence[int] = 1,
                            python: Path | None = None, timeout: float | None = None) -> tuple[str, list[AFResult]]:
     """Export and evaluate every (layer, architecture, mapping) in one AccelForge run.
 
-    Returns (AccelForge version, one AFResult per case).  A mapping AccelForge rejects comes back with
-    ok=False and its error; a missing AccelForge raises SpecError (see `unavailable_reason`).
+    `repeat` (one number, or one per case) times that many evaluations of the loaded spec (`AFResult.eval_s`
+    is their median).  Returns (AccelForge version, one AFResult per case).  A mapping AccelForge rejects
+    comes back with ok=False and its error; a missing AccelForge raises SpecError (see `unavailable_reason`).
     """
-    jobs = [job_for(layer, arch, m, repeat) for layer, arch, m in cases]
+    repeats = [repeat] * len(cases) if isinstance(repeat, int) else list(repeat)
+    jobs = [job_for(layer, arch, m, n) for (layer, arch, m), n in zip(cases, repeats)]
     version, raw = run_accelforge(jobs, python, timeout)
     return version, [read_result(r, arch) for r, (_, arch, _) in zip(raw, cases)]
 

@@ -186,6 +186,7 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
         if not isinstance(dv, dict):
             raise SpecError("expected a dict", here)
         target, kind = dv.get("target"), dv.get("type", "temporal")
+        kind = "bypass" if kind == "datatype" else kind  # Timeloop v0.3's name for keep/bypass directives
         if target not in names and target not in dummies:
             raise SpecError(f"target {target!r} is not a level of architecture {arch.name!r} (levels: {', '.join(names)})",
                             here)

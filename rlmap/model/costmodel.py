@@ -221,8 +221,9 @@ class CostModel:
             fans_between=np.array(self.fans_between, dtype=np.bool_),
             scalars=np.array([self.phi, 1.0 if self.skip else 0.0, self.mac_energy, float(self.macs),
                               float(self.num_pes), float(self.data_bits), float(RLE_RUN_BITS)]),
-            rules=self.rules.as_array(), max_span=max(self.layer.input_extent(self.dims[P], self.dims[R], self.sh, self.dh),
-                                                      self.layer.input_extent(self.dims[Q], self.dims[S], self.sw, self.dw)))
+            rules=self.rules.as_array(),
+            max_span=max(Layer.input_extent(self.dims[P], self.dims[R], self.sh, self.dh),
+                         Layer.input_extent(self.dims[Q], self.dims[S], self.sw, self.dw)))
 
     # ------------------------------------------------------------------ one mapping
     def evaluate(self, m: Mapping) -> Cost:
@@ -261,8 +262,9 @@ class CostModel:
         evaluate_kernel(temporal, spatial_x, spatial_y, order, k.dims, k.geom, k.keeps, k.chain_p, k.chain_c,
                         k.n_pairs, k.word_scale, k.read_e, k.write_e, k.bandwidth, k.fmt, k.fmt_const, k.density,
                         k.cap_kind, k.cap_val, k.fan_x, k.fan_y, k.allow_x, k.allow_y, k.fans_between, k.scalars,
-                        k.rules, k.max_span, REL, relax, detail, out["energy"], out["cycles"], out["utilization"], out["compute_cycles"],
-                        out["level_cycles"], out["reason"], out["reads"], out["writes"], out["tiles"])
+                        k.rules, k.max_span, REL, relax, detail, out["energy"], out["cycles"], out["utilization"],
+                        out["compute_cycles"], out["level_cycles"], out["reason"], out["reads"], out["writes"],
+                        out["tiles"])
         return out
 
     def _new_outputs(self, B: int, detail: bool) -> dict[str, np.ndarray]:
