@@ -73,6 +73,7 @@ class AFResult:
     level_cycles: dict[str, float] = field(default_factory=dict)  # AccelForge component -> its latency, cycles
     load_s: float = float("nan")
     eval_s: float = float("nan")
+    eval_cpu_s: float = float("nan")
 
 
 def job_for(layer: Layer, arch: Architecture, mapping: Mapping, repeat: int = 1) -> dict:
@@ -113,7 +114,8 @@ def read_result(raw: dict, arch: Architecture) -> AFResult:
     hz = arch.clock_ghz * 1e9
     return AFResult(ok=True, energy=raw["energy"], cycles=raw["latency"] * hz, reads=reads, writes=writes,
                     level_cycles={c: t * hz for c, t in raw.get("latency_per_component", {}).items()},
-                    load_s=raw.get("load_s", float("nan")), eval_s=raw.get("eval_s", float("nan")))
+                    load_s=raw.get("load_s", float("nan")), eval_s=raw.get("eval_s", float("nan")),
+                    eval_cpu_s=raw.get("eval_cpu_s", float("nan")))
 
 
 def evaluate_in_accelforge(cases: Sequence[tuple[Layer, Architecture, Mapping]], repeat: int | Sequence[int] = 1,
