@@ -3,7 +3,7 @@ Timeloop (where `timeloop-model` is installed).
 
 AccelForge is found through $RLMAP_ACCELFORGE_PYTHON or the checkout's `.venv-accelforge/bin/python`
 (`.ci/run` creates it); without it these tests skip and say how to install it.  Every mapping the project's
-mappers (random, ga, sa, optimal) and shipped policies produce for a few layers is exported, loaded and
+mappers (random, ga, sa, optimal, surrogate) and shipped policies produce for a few layers is exported, loaded and
 evaluated by AccelForge, and must give rlmap's numbers under `accelforge` semantics: every access count,
 energy and cycles.  The exported files are also read back by the importer (round trip).
 """
@@ -47,14 +47,20 @@ def _search(name: str, layer: Layer, arch) -> object:
 
 @lru_cache(maxsize=1)
 def produced() -> list[tuple[str, Layer, object, object]]:
-    """(source, layer, architecture, mapping) for every mapper x layer on two presets, and the shipped
-    policies on their architectures."""
+    """(source, layer, architecture, mapping) for every mapper x layer on two presets (the surrogate-guided
+    mapper on one layer), and the shipped policies on their architectures."""
     cases = []
     for arch_name in ("eyeriss", "simba"):
         arch = load_architecture(arch_name)
         for layer in LAYERS:
             for name in MAPPERS:
                 cases.append((name, layer, arch, _search(name, layer, arch)))
+    import rlmap.surrogate  # noqa: F401 - registers the `surrogate` mapper
+
+    for arch_name in ("eyeriss", "simba"):  # the surrogate-guided mapper is slower: one layer each
+        arch = load_architecture(arch_name)
+        cases.append(("surrogate", LAYERS[0], arch,
+                      get_mapper("surrogate").search(LAYERS[0], arch, objective="edp", budget=50, seed=0).mapping))
     from rlmap.rl.mapper import PolicyMapper
 
     for arch_name in ("eyeriss", "sparse_eyeriss"):
@@ -70,7 +76,7 @@ def produced() -> list[tuple[str, Layer, object, object]]:
 @pytest.mark.skipif(WHY is not None, reason=WHY or "")
 def test_mapper_and_policy_mappings_load_in_accelforge_and_match():
     cases = produced()
-    assert len(cases) >= 30 and len({src for src, *_ in cases}) >= 5
+    assert len(cases) >= 30 and len({src for src, *_ in cases}) >= 7
     version, results = evaluate_in_accelforge([(layer, arch, m) for _, layer, arch, m in cases])
     assert version == ACCELFORGE_VERSION, f"tests are pinned to AccelForge {ACCELFORGE_VERSION}, found {version}"
     for (src, layer, arch, m), r in zip(cases, results):
