@@ -78,7 +78,7 @@ def export_cmd(
 ) -> None:
     """Write a mapping (with its problem and architecture) as Timeloop or AccelForge input files.
 
-    AccelForge evaluates the files to rlmap's numbers under `semantics: accelforge` (printed after export).
+    AccelForge evaluates the files to rlmap's numbers under `semantics: accelforge`, printed after export.
     """
     from rlmap.interop import export
     from rlmap.model.costmodel import CostModel
@@ -116,8 +116,7 @@ def import_mapping_cmd(
 ) -> None:
     """Convert a Timeloop or AccelForge mapping into rlmap's mapping YAML, or say precisely what rlmap cannot express.
 
-    The format is detected.  The mapping is checked against the layer and the architecture (levels, bypass,
-    fanouts, capacities) and scored with the cost model.
+    The format is detected; the mapping is checked against the layer and the architecture and scored.
     """
     from rlmap.interop.export import dump_yaml
     from rlmap.model.costmodel import CostModel
