@@ -11,6 +11,8 @@ acceptance typical of Eyeriss that hides ~50 evaluations behind each one reporte
 it scores, records the evaluation order for the best-so-far curve, keeps the best mapping, and caches
 scores by the mapping's *effective* form (factors plus the order of the loops whose factor is > 1), so a
 search that proposes a mapping it has already scored gets the cached value without spending budget.
+It also holds the optional wall-clock limit: past it the evaluator reads as exhausted, so every mapper
+stops at its next check with the best mapping so far, and the result says so (notes["stopped"]).
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import MappingBatch
 
 
-def check_args(objective: str, budget: int) -> None:
+def check_args(objective: str, budget: int, time_limit: float | None = None) -> None:
     if objective not in OBJECTIVES:
         raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
         raise SpecError(f"budget must be a positive number of evaluations, got {budget!r}")
+    if time_limit is not None and not time_limit > 0:
+        raise SpecError(f"time limit must be a positive number of seconds, got {time_limit!r}")
+
+
+def time_limit_note(time_limit: float) -> str:
+    """How a result stopped by its wall-clock limit says so (notes["stopped"])."""
+    return f"time limit {time_limit:g} s reached: best so far"
 
 
 def make_space(layer: Layer, arch: Architecture, model: CostModel | None) -> MapSpace:
@@ -75,8 +84,13 @@ def _group_sorted(space: MapSpace, slots: np.ndarray) -> np.ndarray:
 class BudgetedEvaluator:
     """Scores genomes with the vectorised cost model, never more than `budget` in all."""
 
-    def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True) -> None:
+    def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True,
+                 time_limit: float | None = None, started: float | None = None) -> None:
         self.space = space
+        self.time_limit = time_limit
+        self.deadline = (time.perf_counter() if started is None else started) + (
+            np.inf if time_limit is None else time_limit)
+        self.timed_out = False
         self.objective = objective
         self.budget = int(budget)
         self.used = 0
@@ -94,7 +108,12 @@ class BudgetedEvaluator:
 
     @property
     def exhausted(self) -> bool:
-        return self.used >= self.budget
+        """The budget is spent, or the time limit has passed."""
+        if self.used >= self.budget:
+            return True
+        if time.perf_counter() > self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
     def score(self, g: Genome) -> np.ndarray:
         """Objective per genome (inf if invalid).
@@ -161,6 +180,8 @@ class BudgetedEvaluator:
         info: dict[str, Any] = {"valid_evaluations": self.valid_count}
         if self.cache is not None:
             info["cache_hits"] = self.cache_hits
+        if self.timed_out and self.used < self.budget:
+            info["stopped"] = time_limit_note(self.time_limit)
         info.update(notes or {})
         return SearchResult(mapper=mapper, objective=self.objective, mapping=mapping, cost=cost,
                             evaluations=self.used, curve=best_so_far(values),
@@ -176,12 +197,13 @@ class RandomMapper:
         self.batch = batch
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None) -> SearchResult:
-        check_args(objective, budget)
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+        check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
         rng = np.random.default_rng(seed)
-        ev = BudgetedEvaluator(space, objective, budget, cache=False)
+        ev = BudgetedEvaluator(space, objective, budget, cache=False, time_limit=time_limit, started=started)
         while not ev.exhausted:
             ev.score(space.random_genomes(min(self.batch, ev.remaining), rng))
         return ev.result(self.name, started)
