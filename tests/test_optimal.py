@@ -143,8 +143,9 @@ def test_not_proven_when_limits_hit() -> None:
 def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: str) -> None:
     """The branch-and-bound cut on partial tilings is sound, for every objective: for random valid mappings,
     the bound of every prefix of their tiling (dims placed in enumeration order, the rest not yet placed)
-    is <= their cost with the best loop orders (the order-relaxed evaluation, itself <= every order's).
-    And it is tight where it matters: on complete tilings it is within a few % of that cost."""
+    is <= their cost with the best loop orders (found exactly by the order sweep, which the brute-force
+    tests above check).  And it is tight where it matters: on complete tilings it is on average within
+    2-40 % of that cost (measured: 0.59 for sparse Eyeriss' EDP to 0.99 for the TPU-like array)."""
     from rlmap.spec.io import load_architecture, load_network
 
     arch = load_architecture(arch_name)
@@ -161,11 +162,9 @@ def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: st
         fac[:, :, 0::2] = batch.temporal.transpose(0, 2, 1)
         fac[:, :, 1::2] = (batch.spatial_x * batch.spatial_y).transpose(0, 2, 1)
         order = mapper.dim_order(space)
-        exact = model.evaluate_batch(batch)
-        relaxed = model.evaluate_batch(batch, relax_orders=True)
-        assert np.all(relaxed.energy <= exact.energy * (1 + 1e-12))
         for objective in complete:
-            cost = relaxed.objective(objective)
+            _, cost, _ = mapper._best_orders(model, batch.temporal, batch.spatial_x, batch.spatial_y, objective)
+            assert np.all(cost <= model.evaluate_batch(batch).objective(objective) * (1 + 1e-12))
             bound = mapper.partial_bound(space, model, objective)
             previous = np.zeros(len(fac))
             for k in range(N_DIMS + 1):
@@ -177,7 +176,8 @@ def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: st
                 previous = values
             complete[objective].append(previous / cost)
     for objective, ratios in complete.items():
-        assert np.mean(np.concatenate(ratios)) > 0.9, objective
+        # (the layer-wide compulsory bound alone is 10-50x below these random mappings' costs)
+        assert np.mean(np.concatenate(ratios)) > 0.55, objective
 
 
 @pytest.mark.parametrize("net,arch_name", [("resnet50", "eyeriss"), ("mobilenetv2", "simba"),
@@ -221,3 +221,50 @@ def test_compiled_tiling_expansion_matches_the_numpy_reference(net: str, arch_na
                 np.testing.assert_allclose(cut_values, values[values <= threshold], rtol=1e-12)
                 # counted before the capacity test, so rows that would not have fit are counted too
                 assert pruned[0] >= int((values > threshold).sum())
+
+
+def _compiled() -> None:
+    """Compile the kernels first (numba caches them on disk): a first-ever call spends its time compiling,
+    which no time limit can interrupt."""
+    layer = Layer(name="tiny", K=2, C=2, P=2)
+    arch = Architecture.model_validate(ARCHS["shared"])
+    for objective in ("energy", "latency", "edp"):
+        OptimalMapper().search(layer, arch, objective)
+
+
+@pytest.mark.parametrize("objective", ["edp", "energy"])
+def test_time_limit_is_enforced_inside_the_enumeration(objective: str) -> None:
+    """A layer far too big to prove in a second: the search returns within a second of its limit, not
+    proven, with a lower bound on the optimum and the gap to it."""
+    import time
+
+    from rlmap.spec.io import load_architecture
+
+    _compiled()
+    layer = Layer(name="huge", K=512, C=512, P=56, Q=56, R=3, S=3, padding=1)
+    arch = load_architecture("simba")
+    t0 = time.perf_counter()
+    result = OptimalMapper(time_limit=1.0).search(layer, arch, objective)
+    elapsed = time.perf_counter() - t0
+    assert elapsed <= 1.0 + 1.0
+    assert not result.proven_optimal and result.notes["stopped"].startswith("time limit 1 s reached: not proven")
+    notes = result.notes
+    assert notes["lower_bound"] <= notes["bound"] <= result.best * (1 + 1e-12)
+    assert notes["gap_to_bound"] == pytest.approx(result.best / notes["bound"])
+    assert f"within {notes['gap_to_bound']:.4g}x of the bound" in notes["stopped"]
+    assert result.cost.valid and result.cost.objective(objective) == pytest.approx(result.best, rel=1e-9)
+
+
+def test_gemv_is_proven_well_within_the_limit() -> None:
+    """The reported case: a 4096 x 4096 GEMV on Eyeriss with a 5 s limit once ran 183 s (a genetic warm
+    start outside the limit) and returned that warm start; now the whole search fits the limit and proves."""
+    import time
+
+    from rlmap.spec.io import load_architecture
+
+    _compiled()
+    layer = Layer(name="gemv", kind="gemm", K=4096, C=4096, P=1)
+    t0 = time.perf_counter()
+    result = OptimalMapper(time_limit=5).search(layer, load_architecture("eyeriss"), "edp")
+    assert time.perf_counter() - t0 <= 5 + 1
+    assert result.proven_optimal and result.notes["gap_to_bound"] == 1.0 and result.notes["stopped"] == ""

@@ -66,12 +66,14 @@ class AnnealingMapper:
         n0 = max(1, min(budget, max(16, C, int(self.start_frac * budget))))
         starts: list[Genome] = []
         start_v: list[np.ndarray] = []
-        while not ev.exhausted:
-            g = ops.random(n0, rng)
+        drawn = 0
+        while not ev.exhausted:  # in slices, so that a time limit is checked between them
+            g = ops.random(min(n0 - drawn, ev.SLICE) if drawn < n0 else n0, rng)
             v = _clean(ev.score(g))
             starts.append(g)
             start_v.append(v)
-            if np.isfinite(v).any():
+            drawn += len(g)
+            if drawn >= n0 and np.isfinite(np.concatenate(start_v)).any():
                 break
         pool, pool_v = Genome.concat(starts), np.concatenate(start_v)
         if not np.isfinite(pool_v).any():

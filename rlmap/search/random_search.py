@@ -84,6 +84,9 @@ def _group_sorted(space: MapSpace, slots: np.ndarray) -> np.ndarray:
 class BudgetedEvaluator:
     """Scores genomes with the vectorised cost model, never more than `budget` in all."""
 
+    SLICE = 4096
+    """Mappings scored per cost-model call: between two, the time limit is checked."""
+
     def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True,
                  time_limit: float | None = None, started: float | None = None) -> None:
         self.space = space
@@ -118,8 +121,9 @@ class BudgetedEvaluator:
     def score(self, g: Genome) -> np.ndarray:
         """Objective per genome (inf if invalid).
 
-        Mappings already scored come from the cache at no cost; new ones are evaluated in order until the
-        budget runs out, and any left beyond it come back as NaN (not scored; the caller stops).
+        Mappings already scored come from the cache at no cost; new ones are evaluated in order, in slices
+        of `SLICE`, until the budget runs out or (after the first slice) the time limit passes; any left
+        come back as NaN (not scored; the caller stops).
         """
         B = len(g)
         out = np.full(B, np.nan)
@@ -128,8 +132,11 @@ class BudgetedEvaluator:
         batch = self.space.decode(g)
         if self.cache is None:
             n = min(B, self.remaining)
-            if n > 0:
-                out[:n] = self._evaluate(g.take(slice(0, n)), batch.take(slice(0, n)))
+            for s0 in range(0, n, self.SLICE):
+                if s0 and self.exhausted:
+                    break
+                part = slice(s0, min(n, s0 + self.SLICE))
+                out[part] = self._evaluate(g.take(part), batch.take(part))
             return out
         keys = effective_keys(self.space, g, batch)
         todo: list[int] = []
@@ -146,11 +153,13 @@ class BudgetedEvaluator:
             elif len(todo) < self.remaining:
                 first[k] = i
                 todo.append(i)
-        if todo:
-            idx = np.array(todo)
+        for s0 in range(0, len(todo), self.SLICE):
+            if s0 and self.exhausted:
+                break
+            idx = np.array(todo[s0:s0 + self.SLICE])
             vals = self._evaluate(g.take(idx), batch.take(idx))
             out[idx] = vals
-            for i, v in zip(todo, vals):
+            for i, v in zip(idx, vals):
                 self.cache[keys[i]] = float(v)
         dups = np.flatnonzero(dup_of >= 0)
         out[dups] = out[dup_of[dups]]

@@ -86,16 +86,48 @@ def _unplaced_room(dset: np.ndarray, p: int, pl: np.ndarray, dims: np.ndarray, a
     return min(total, fan)
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _conflicts(ne: np.ndarray, px: np.ndarray) -> float:
+    """Energy that loop-order conflicts add at least: sum over levels l of the max over tensor pairs (a, b)
+    of min(ne[a, l] (px[l, a, b] - 1), ne[b, l] (px[l, b, a] - 1)).
+
+    ne[v, l]: the fetch-proportional energy of v's transfers whose deciding level is at least l (l* >= l
+    for every completion); px[l, a, b]: product of the loops at l over dims relevant to b, irrelevant to a.
+    Whatever the completion and the order at l, of the innermost loop relevant to just one of a and b,
+    say to b: every loop at l relevant only to a is outside it, so each a transfer decided at l refetches
+    across them (one decided deeper refetches across all of l anyway): the a side pays px[l, a, b].
+    Different levels decide different transfers, so levels add up; pairs at one level do not."""
+    L = ne.shape[1]
+    extra = 0.0
+    for lvl in range(L):
+        best = 0.0
+        for a in range(3):
+            for b in range(a + 1, 3):
+                pay = min(ne[a, lvl] * (px[lvl, a, b] - 1.0), ne[b, lvl] * (px[lvl, b, a] - 1.0))
+                best = max(best, pay)
+        extra += best
+    return extra
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, dims: np.ndarray,
                allowed: np.ndarray, fan_size: np.ndarray, chain_p: np.ndarray, chain_c: np.ndarray,
                n_pairs: np.ndarray, word_scale: np.ndarray, read_e: np.ndarray, write_e: np.ndarray,
                bandwidth: np.ndarray, fmt_min: np.ndarray, size: np.ndarray, scalars: np.ndarray,
                SPab: np.ndarray, SPbel: np.ndarray, room: np.ndarray, rd: np.ndarray, wr: np.ndarray,
-               irr: np.ndarray, dset: np.ndarray) -> float:
+               irr: np.ndarray, dset: np.ndarray, ne: np.ndarray, px: np.ndarray) -> float:
     """Lower bound of the objective over every completion of the partial tiling (T, SP) (L, D) whose placed
     dims are `pl`; scratch arrays are passed in.  See the module docstring for the derivation."""
     L, D = T.shape
+    for lvl in range(L):
+        for a in range(3):
+            ne[a, lvl] = 0.0
+            for b in range(3):
+                prod = 1.0
+                for d in range(D):
+                    if REL[b, d] and not REL[a, d]:
+                        prod *= T[lvl, d]
+                px[lvl, a, b] = prod
     macs, phi, mac_energy, macs_eff, e_floor, c_floor = (scalars[0], scalars[1], scalars[2], scalars[3],
                                                          scalars[4], scalars[5])
     for d in range(D):
@@ -150,9 +182,15 @@ def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, di
                     wr[p] += s * mA * fmt_min[p, v] * word_scale[p]
                     wr[c] += refetch * word_scale[c]
                     rd[c] += s * mB * word_scale[c]
+                    if lst >= 0:
+                        ne[v, lst] += s * (mA * (fmt_min[p, v] * word_scale[p] * (read_e[p] + write_e[p])
+                                                 + word_scale[c] * write_e[c]) + mB * word_scale[c] * read_e[c])
                 else:
                     rd[p] += s * mA * fmt_min[p, v] * word_scale[p]
                     wr[c] += s * mB * fmt_min[c, v] * word_scale[c]
+                    if lst >= 0:
+                        ne[v, lst] += s * (mA * fmt_min[p, v] * word_scale[p] * read_e[p]
+                                           + mB * fmt_min[c, v] * word_scale[c] * write_e[c])
                 continue
             # MAC-facing: one read serves at most `reuse` MACs
             if v == INPUTS:
@@ -189,7 +227,7 @@ def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, di
     energy = macs * phi * mac_energy
     for lvl in range(L):
         energy += rd[lvl] * read_e[lvl] + wr[lvl] * write_e[lvl]
-    energy = max(energy, e_floor)
+    energy = max(energy + _conflicts(ne, px), e_floor)
     if objective == 0:
         return energy
     # the most PEs (and instances of each level) a completion can use
@@ -235,6 +273,8 @@ def _bounds(part: np.ndarray, k: int, objective: int, dims: np.ndarray, placed: 
     wr = np.empty(L)
     irr = np.empty(D, dtype=np.bool_)
     dset = np.empty(D, dtype=np.bool_)
+    ne = np.empty((3, L))
+    px = np.empty((L, 3, 3))
     out = np.empty(n)
     pl = placed[k]
     for i in range(n):
@@ -243,7 +283,8 @@ def _bounds(part: np.ndarray, k: int, objective: int, dims: np.ndarray, placed: 
                 T[lvl, d] = part[i, d, 2 * lvl]
                 SP[lvl, d] = part[i, d, 2 * lvl + 1]
         out[i] = _row_bound(T, SP, pl, objective, dims, allowed, fan_size, chain_p, chain_c, n_pairs, word_scale,
-                            read_e, write_e, bandwidth, fmt_min, size, scalars, SPab, SPbel, room, rd, wr, irr, dset)
+                            read_e, write_e, bandwidth, fmt_min, size, scalars, SPab, SPbel, room, rd, wr, irr, dset,
+                            ne, px)
     return out
 
 
@@ -327,6 +368,9 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
     room = np.ones(L)
     rd = np.empty(L)
     wr = np.empty(L)
+    ne = np.empty((3, L))
+    px = np.empty((L, 3, 3))
+    pxo = np.ones((L, 3, 3))  # px over the other dims
     n = 0
     for i in range(n_part):
         # ---- the other dims of row i (dim d's own factors set to 1)
@@ -370,6 +414,14 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
         if dead:
             continue
         if b_on:
+            for lvl in range(L):
+                for a in range(3):
+                    for b in range(3):
+                        prod = 1.0
+                        for dd in range(D):
+                            if REL[b, dd] and not REL[a, dd]:
+                                prod *= T[lvl, dd]
+                        pxo[lvl, a, b] = prod
             for dd in range(D):
                 SPab[0, dd] = 1.0
                 SPbel[L, dd] = 1.0
@@ -444,12 +496,30 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                 continue
             val = 0.0
             if b_on:
+                # cheap part first: compute cycles at the most PEs a completion can use
+                used = 1.0
+                placed_sp = 1.0
                 for lvl in range(L):
                     room[lvl] = 1.0
-                    if fan_size[lvl] > 1.0:
-                        room[lvl] = fan_size[lvl] / (pSP[lvl] * oS[j, lvl])
                     rd[lvl] = 0.0
                     wr[lvl] = 0.0
+                    for a in range(3):
+                        ne[a, lvl] = 0.0
+                        for b in range(3):
+                            px[lvl, a, b] = pxo[lvl, a, b] * (oT[j, lvl] if REL[b, d] and not REL[a, d] else 1.0)
+                    if fan_size[lvl] > 1.0:
+                        sp = pSP[lvl] * oS[j, lvl]
+                        room[lvl] = fan_size[lvl] / sp
+                        placed_sp *= sp
+                        used *= min(fan_size[lvl], sp * here[5, lvl])
+                c_cheap = max(c_floor, macs_eff / min(used, placed_sp * tot[5]))
+                if (objective == 1 and c_cheap > threshold) or (objective == 2 and e_floor * c_cheap > threshold):
+                    pruned[0] += 1
+                    continue
+                # energy terms; the partial sum only grows, so stop as soon as it alone is too much
+                e_scale = c_cheap if objective == 2 else 1.0
+                energy = macs * phi * mac_energy
+                over = False
                 for v in range(3):
                     drel = REL[v, d]
                     s = size[v]
@@ -474,9 +544,16 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                                 wr[p] += s * mA * fmt_min[p, v] * word_scale[p]
                                 wr[c] += refetch * word_scale[c]
                                 rd[c] += s * mB * word_scale[c]
+                                if ls >= 0:
+                                    ne[v, ls] += s * (mA * (fmt_min[p, v] * word_scale[p] * (read_e[p] + write_e[p])
+                                                            + word_scale[c] * write_e[c])
+                                                      + mB * word_scale[c] * read_e[c])
                             else:
                                 rd[p] += s * mA * fmt_min[p, v] * word_scale[p]
                                 wr[c] += s * mB * fmt_min[c, v] * word_scale[c]
+                                if ls >= 0:
+                                    ne[v, ls] += s * (mA * fmt_min[p, v] * word_scale[p] * read_e[p]
+                                                      + mB * fmt_min[c, v] * word_scale[c] * write_e[c])
                             continue
                         if v == INPUTS:
                             reuse = np.inf
@@ -506,14 +583,24 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                             wr[p] += term * phi * word_scale[p]
                         else:
                             rd[p] += term * phi * word_scale[p]
+                    if objective != 1:
+                        energy = macs * phi * mac_energy
+                        for lvl in range(L):
+                            energy += rd[lvl] * read_e[lvl] + wr[lvl] * write_e[lvl]
+                        if energy * e_scale > threshold:
+                            over = True
+                            break
+                if over:
+                    pruned[0] += 1
+                    continue
                 energy = macs * phi * mac_energy
                 for lvl in range(L):
                     energy += rd[lvl] * read_e[lvl] + wr[lvl] * write_e[lvl]
-                energy = max(energy, e_floor)
+                energy = max(energy + _conflicts(ne, px), e_floor)
                 if objective == 0:
                     val = energy
                 else:
-                    cycles = c_floor
+                    cycles = c_cheap
                     used = 1.0
                     placed_sp = 1.0
                     for lvl in range(L):
@@ -523,7 +610,6 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                             sp = pSP[lvl] * oS[j, lvl]
                             placed_sp *= sp
                             used *= min(fan_size[lvl], sp * here[5, lvl])
-                    cycles = max(cycles, macs_eff / min(used, placed_sp * tot[5]))
                     val = cycles if objective == 1 else energy * cycles
                 if val > threshold:
                     pruned[0] += 1
