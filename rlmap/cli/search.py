@@ -26,7 +26,7 @@ def search_cmd(
              f"(default: {OPTIMAL_DEFAULT_LIMIT:g} s for optimal, which then reports 'not proven, within X of the "
              f"bound'; none for the other mappers, which stop at --budget)"),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
-    seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result)"),
+    seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
@@ -52,9 +52,11 @@ def search_cmd(
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
                       time_limit=time_limit)
+    # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
-    meta = {"mapper": mapper, "seed": seed, **({} if exhaustive else {"budget": budget}),
+    seeded = "" if exhaustive else f", seed {seed}"
+    meta = {"mapper": mapper, **({} if exhaustive else {"budget": budget, "seed": seed}),
             **({} if time_limit is None else {"time_limit_s": time_limit})}
-    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}, seed {seed}",
+    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
                           output, meta, hint="raise --time-limit" if exhaustive else "raise --budget or use --mapper ga")

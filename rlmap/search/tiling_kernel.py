@@ -290,6 +290,7 @@ def _bounds(part: np.ndarray, k: int, objective: int, dims: np.ndarray, placed: 
 
 @numba.njit(cache=True, error_model="numpy")
 def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray, fan_size: np.ndarray,
+                    fan_x: np.ndarray, fan_y: np.ndarray, allow_x: np.ndarray, allow_y: np.ndarray,
                     geom: np.ndarray, keeps: np.ndarray, fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray,
                     word_scale: np.ndarray, cap_kind: np.ndarray, cap_val: np.ndarray, data_bits: float,
                     rle_bits: float, b_on: bool, k: int, objective: int, dims: np.ndarray, placed: np.ndarray,
@@ -300,7 +301,9 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
     """`_row_bound`'s tests, reorganised so that a candidate (partial row i, option j) costs O(levels x pairs):
     everything that depends on the other dims is computed once per row, everything about dim d's option
     once per call.  Capacity: a level's tiles grow with dim d's extent there, so per row and level the
-    largest fitting extent among d's divisors is found by bisection, with the cost kernel's own test."""
+    largest fitting extent among d's divisors is found by bisection, with the cost kernel's own test.
+    Fanout: the spatial product fits the fanout, and the dims only one axis takes (X-only, Y-only) fit that
+    axis -- necessary for an X/Y split to exist (`OptimalMapper._split`, run on complete tilings, decides)."""
     n_part, D, L2 = part.shape
     L = L2 // 2
     n_opt = opts.shape[0]
@@ -356,6 +359,16 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
     words = np.zeros(3)
     emax = np.empty(L)
     pSP = np.empty(L)
+    pX = np.empty(L)
+    pY = np.empty(L)
+    x_only = np.zeros((L, D), dtype=np.bool_)
+    y_only = np.zeros((L, D), dtype=np.bool_)
+    for lvl in range(L):
+        for dd in range(D):
+            on_x = fan_x[lvl] > 1.0 and allow_x[lvl, dd]
+            on_y = fan_y[lvl] > 1.0 and allow_y[lvl, dd]
+            x_only[lvl, dd] = on_x and not on_y
+            y_only[lvl, dd] = on_y and not on_x
     SPab = np.empty((L + 1, D))
     SPbel = np.empty((L + 1, D))
     lst = np.full((3, L), -1, dtype=np.int64)
@@ -376,6 +389,8 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
         # ---- the other dims of row i (dim d's own factors set to 1)
         for lvl in range(L):
             prod = 1.0
+            px_ = 1.0
+            py_ = 1.0
             for dd in range(D):
                 if dd == d:
                     T[lvl, dd] = 1.0
@@ -384,7 +399,13 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                     T[lvl, dd] = part[i, dd, 2 * lvl]
                     SP[lvl, dd] = part[i, dd, 2 * lvl + 1]
                 prod *= SP[lvl, dd]
+                if x_only[lvl, dd]:
+                    px_ *= SP[lvl, dd]
+                if y_only[lvl, dd]:
+                    py_ *= SP[lvl, dd]
             pSP[lvl] = prod
+            pX[lvl] = px_
+            pY[lvl] = py_
         for lvl in range(L - 1, -1, -1):
             for dd in range(D):
                 E[lvl, dd] = E[lvl + 1, dd] * T[lvl, dd] * SP[lvl, dd]
@@ -486,9 +507,15 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
         for j in range(n_opt):
             ok = True
             for lvl in range(L):
-                if fan_size[lvl] > 1.0 and pSP[lvl] * oS[j, lvl] > fan_size[lvl]:
-                    ok = False
-                    break
+                if fan_size[lvl] > 1.0:
+                    if pSP[lvl] * oS[j, lvl] > fan_size[lvl]:
+                        ok = False
+                        break
+                    if (x_only[lvl, d] and pX[lvl] * oS[j, lvl] > fan_x[lvl]) or (
+                            y_only[lvl, d] and pY[lvl] * oS[j, lvl] > fan_y[lvl]) or (
+                            pX[lvl] > fan_x[lvl] or pY[lvl] > fan_y[lvl]):
+                        ok = False
+                        break
                 if oE[j, lvl] > emax[lvl]:
                     ok = False
                     break
@@ -733,7 +760,7 @@ def expand_fitting(model: CostModel, fan_size: np.ndarray, part: np.ndarray, opt
     bs: Any = bound if on else _OFF
     divs = np.array(divisors(model.dims[d]), dtype=np.float64)
     return _expand_fitting(np.ascontiguousarray(part, dtype=np.int64), np.ascontiguousarray(opts, dtype=np.int64),
-                           d, divs, fan_size, ks.geom, ks.keeps, ks.fmt, ks.fmt_const, ks.density, ks.word_scale,
+                           d, divs, fan_size, ks.fan_x, ks.fan_y, ks.allow_x, ks.allow_y, ks.geom, ks.keeps, ks.fmt, ks.fmt_const, ks.density, ks.word_scale,
                            ks.cap_kind, ks.cap_val, float(model.data_bits), float(ks.scalars[6]), on, k,
                            bs.objective, bs.dims, bs.placed, bs.allowed, bs.chain_p, bs.chain_c, bs.n_pairs,
                            bs.read_e, bs.write_e, bs.bandwidth, bs.fmt_min, bs.size, bs.scalars, float(threshold),
