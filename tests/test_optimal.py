@@ -103,6 +103,24 @@ def test_optimal_equals_brute_force(i: int, arch_name: str, objective: str) -> N
     assert lb <= truth * (1 + 1e-12)
 
 
+PRESET_CASES = [(i, arch, obj) for i in range(4) for arch in ("simba", "tpu_like") for obj in ("energy", "edp", "latency")]
+
+
+@pytest.mark.parametrize("i,arch_name,objective", PRESET_CASES)
+def test_optimal_equals_brute_force_on_presets(i: int, arch_name: str, objective: str) -> None:
+    """The same on the 4-level presets with restricted X/Y fanouts and 1-word weight registers; brute force
+    enumerates X and Y separately, so it also checks merging them and the axis-only fanout cut."""
+    from rlmap.spec.io import load_architecture
+
+    layer = random_layer(np.random.default_rng(2000 + i), i)
+    arch = load_architecture(arch_name)
+    result = OptimalMapper().search(layer, arch, objective)
+    assert result.proven_optimal
+    truth = brute_force(layer, arch, objective)
+    assert result.best == pytest.approx(truth, rel=1e-9)
+    assert result.cost.objective(objective) == pytest.approx(truth, rel=1e-9)
+
+
 def test_larger_buffer_never_hurts_the_optimum() -> None:
     layer = Layer(name="c", K=4, C=2, P=4, R=3)
     results = []

@@ -10,11 +10,18 @@ Pruning steps, each exact for rlmap's model (docs/costmodel.md, 'Optimal mapper'
    level (the deepest level above the child holding a loop relevant to the tensor), so energy and every
    level's traffic are sums of per-level contributions.  One sweep per level measures them; the best
    combination is then found exactly by enumerating the per-level Pareto-optimal candidates.
-3. **Tilings** are enumerated dimension by dimension, dropping partial tilings whose spatial factors
-   exceed a fanout or whose tiles (a lower bound: unassigned factors sit in DRAM) exceed a capacity.
+3. **Tilings** are enumerated dimension by dimension (N, G, R, S, K, C, P, Q), dropping partial tilings
+   whose spatial factors exceed a fanout (or an axis, for dims only one axis takes) or whose tiles (a
+   lower bound: unassigned factors sit in DRAM) exceed a capacity.
+4. **Branch and bound.**  A partial tiling is cut when `PartialBound` -- a lower bound of the objective
+   over all its completions and loop orders (traffic, reuse, loop-order conflicts, compute) -- is above
+   the incumbent; survivors are expanded best bound first, from the all-in-DRAM mapping as first
+   incumbent.  Complete tilings are then bounded by the order-relaxed evaluation before step 2.
 
-If the number of fitting tilings exceeds `max_tilings`, or `time_limit` runs out, the search stops,
-returns the best mapping it evaluated and says it is *not* proven optimal.
+`time_limit` (wall clock for the whole call) is checked before every compiled expansion step and every
+`sweep_chunk` order sweeps.  If it runs out, or the fitting tilings exceed `max_tilings`, the search
+returns the best mapping it evaluated, says it is *not* proven optimal, and gives a lower bound on the
+optimum: the least bound of the partial tilings it had not explored.
 """
 
 from __future__ import annotations
@@ -209,7 +216,7 @@ class PartialBound:
 _KERNELS_LOADED = False
 
 
-def _load_kernels() -> None:
+def load_kernels() -> None:
     """Run the compiled kernels once per process on a two-dim toy problem, before any clock starts.
 
     Numba compiles a kernel at its first call (tens of seconds after an install or a change, then cached
@@ -515,7 +522,7 @@ class OptimalMapper:
         (CostModel.evaluate_batch(relax_orders=True), a lower bound over all its loop orders); only
         tilings whose bound beats the incumbent get their orders optimised exactly.
         """
-        _load_kernels()
+        load_kernels()
         t0 = time.perf_counter()
         limit = self.time_limit if time_limit is None else time_limit
         deadline = t0 + (math.inf if limit is None else float(limit))
