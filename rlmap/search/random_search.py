@@ -85,7 +85,10 @@ class BudgetedEvaluator:
     """Scores genomes with the vectorised cost model, never more than `budget` in all."""
 
     SLICE = 4096
-    """Mappings scored per cost-model call: between two, the time limit is checked."""
+    """Most mappings scored per cost-model call; between two calls the time limit is checked."""
+
+    SLICE_SECONDS = 0.1
+    """With a time limit, slices shrink so that one takes about this long (a slow cost model gets small ones)."""
 
     def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True,
                  time_limit: float | None = None, started: float | None = None) -> None:
@@ -94,6 +97,8 @@ class BudgetedEvaluator:
         self.deadline = (time.perf_counter() if started is None else started) + (
             np.inf if time_limit is None else time_limit)
         self.timed_out = False
+        self._slice = self.SLICE if time_limit is None else 64  # grows after the first call on a fast model
+        self.seconds_per_evaluation: float | None = None
         self.objective = objective
         self.budget = int(budget)
         self.used = 0
@@ -109,6 +114,13 @@ class BudgetedEvaluator:
     def remaining(self) -> int:
         return self.budget - self.used
 
+    def affordable(self) -> int:
+        """Evaluations the budget and the time left still allow (the time by the last slice's pace)."""
+        if self.time_limit is None or self.seconds_per_evaluation is None:
+            return self.remaining
+        left = max(self.deadline - time.perf_counter(), 0.0)
+        return int(min(self.remaining, max(1.0, left / max(self.seconds_per_evaluation, 1e-9))))
+
     @property
     def exhausted(self) -> bool:
         """The budget is spent, or the time limit has passed."""
@@ -122,8 +134,9 @@ class BudgetedEvaluator:
         """Objective per genome (inf if invalid).
 
         Mappings already scored come from the cache at no cost; new ones are evaluated in order, in slices
-        of `SLICE`, until the budget runs out or (after the first slice) the time limit passes; any left
-        come back as NaN (not scored; the caller stops).
+        of at most `SLICE` (fewer when the model is slow and there is a time limit), until the budget runs
+        out or (after the first slice) the time limit passes; any left come back as NaN (not scored; the
+        caller stops).
         """
         B = len(g)
         out = np.full(B, np.nan)
@@ -132,11 +145,11 @@ class BudgetedEvaluator:
         batch = self.space.decode(g)
         if self.cache is None:
             n = min(B, self.remaining)
-            for s0 in range(0, n, self.SLICE):
-                if s0 and self.exhausted:
-                    break
-                part = slice(s0, min(n, s0 + self.SLICE))
+            s0 = 0
+            while s0 < n and not (s0 and self.exhausted):
+                part = slice(s0, min(n, s0 + self._slice))
                 out[part] = self._evaluate(g.take(part), batch.take(part))
+                s0 = part.stop
             return out
         keys = effective_keys(self.space, g, batch)
         todo: list[int] = []
@@ -153,10 +166,10 @@ class BudgetedEvaluator:
             elif len(todo) < self.remaining:
                 first[k] = i
                 todo.append(i)
-        for s0 in range(0, len(todo), self.SLICE):
-            if s0 and self.exhausted:
-                break
-            idx = np.array(todo[s0:s0 + self.SLICE])
+        s0 = 0
+        while s0 < len(todo) and not (s0 and self.exhausted):
+            idx = np.array(todo[s0:s0 + self._slice])
+            s0 += len(idx)
             vals = self._evaluate(g.take(idx), batch.take(idx))
             out[idx] = vals
             for i, v in zip(idx, vals):
@@ -166,7 +179,11 @@ class BudgetedEvaluator:
         return out
 
     def _evaluate(self, g: Genome, batch: MappingBatch) -> np.ndarray:
+        t0 = time.perf_counter()
         bc = self.space.model.evaluate_batch(batch)
+        if self.time_limit is not None:  # size the next slice to take about SLICE_SECONDS
+            self.seconds_per_evaluation = (time.perf_counter() - t0) / max(len(batch), 1)
+            self._slice = int(min(self.SLICE, max(1, self.SLICE_SECONDS / max(self.seconds_per_evaluation, 1e-9))))
         vals = np.where(bc.valid, bc.objective(self.objective), np.inf).astype(np.float64)
         self.used += len(vals)
         self.valid_count += int(bc.valid.sum())

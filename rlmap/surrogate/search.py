@@ -153,7 +153,7 @@ class SurrogateMapper:
             elite_g, elite_v = elite_g.take(keep), elite_v[keep]
             if ev.exhausted:
                 break
-            n_next = min(per_round, ev.remaining)
+            n_next = min(per_round, ev.affordable())
             picks = self._next_round(space, ops, islands, elite_g, elite_v, n_next, predict, rng, evaluated,
                                      ev.deadline)
         from rlmap.surrogate.model import SurrogateRewardModel
