@@ -146,10 +146,10 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
     if missing:
         out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
                   f"{': ' + hint if hint else ''}; totals are infinite[/yellow]")
-    stopped = {id(r): r.notes["stopped"] for r in res.results if r.notes.get("stopped")}
+    stopped = {id(r): (lyr.name, r.notes["stopped"]) for lyr, r in zip(res.layers, res.results) if r.notes.get("stopped")}
     if stopped:
-        out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early: "
-                  f"{'; '.join(sorted(set(stopped.values()))[:3])}[/yellow]")
+        name, why = next(iter(stopped.values()))
+        out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
     out.print(f"network total (with repeats): energy {fmt(res.energy)} pJ, cycles {fmt(res.cycles)}, "
