@@ -31,7 +31,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -119,26 +119,6 @@ class ClassTable:
 
 
 _CLASS_TABLE = ClassTable()
-
-
-def deciding_levels(model: CostModel, masks: Sequence[int]) -> list[int]:
-    """Bit v of entry l: level l's order decides some (parent, child) fetch count of tensor v.
-
-    `masks[l]` has bit d set when level l has a temporal loop over d with factor > 1.  A pair (p, c) with
-    c inside the hierarchy is decided by the deepest level above c holding a loop relevant to the tensor;
-    the MACs (c = L) have no operand reuse, so no order decides them.
-    """
-    active = [0] * model.L
-    for v in range(N_TENSORS):
-        rel_bits = sum(1 << d for d in range(N_DIMS) if RELEVANCE_MATRIX[v][d])
-        for _p, c in model.chains[v]:
-            if c == model.L:
-                continue
-            for lvl in range(c - 1, -1, -1):
-                if masks[lvl] & rel_bits:
-                    active[lvl] |= 1 << v
-                    break
-    return active
 
 
 def compulsory_words(model: CostModel) -> list[float]:
