@@ -157,6 +157,21 @@ def test_greedy_is_deterministic_and_best_of_k_no_worse(trained: Path) -> None:
         assert again.valid and math.isclose(again.edp, c.cost.edp, rel_tol=1e-12)
 
 
+def test_policy_samples_stop_at_the_time_limit_greedy_kept(trained: Path) -> None:
+    pol = load_policy(trained)
+    arch = load_architecture("eyeriss")
+    layers = distinct_layers("mobilenetv2")[:2]
+    greedy = map_layers(pol, layers, arch, samples=1)
+    import time
+
+    t0 = time.perf_counter()
+    res = map_layers(pol, layers, arch, samples=100_000, seed=3, time_limit=0.5)
+    assert time.perf_counter() - t0 < 0.5 + 5.0  # the greedy episodes (one pool batch) still finish
+    for g, r in zip(greedy, res):
+        assert 1 <= r.evaluations < 100_000 and "time limit 0.5 s reached" in r.notes["stopped"]
+        assert r.notes["greedy"] == g.best and r.best <= g.best and len(r.curve) == r.evaluations
+
+
 def test_greedy_matches_a_plain_env_rollout(trained: Path) -> None:
     """The lockstep batch gives the same mapping as stepping one environment with the same policy."""
     pol = load_policy(trained)

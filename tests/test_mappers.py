@@ -209,3 +209,39 @@ def test_registry(head) -> None:
         get_mapper("nope")
     with pytest.raises(SpecError, match="unknown mapper"):
         map_network(head, load_architecture("eyeriss"), "nope", progress=False)
+
+
+@pytest.mark.parametrize("cls", SEARCHERS, ids=lambda c: c.name)
+def test_time_limit_stops_with_the_best_so_far(cls, conv, eyeriss) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    res = cls().search(conv, eyeriss, "edp", budget=10_000_000, seed=0, time_limit=0.5)
+    assert time.perf_counter() - t0 <= 0.5 + 1.0
+    assert 0 < res.evaluations < 10_000_000
+    assert res.notes["stopped"] == "time limit 0.5 s reached: best so far"
+    assert res.mapping is not None and res.cost.edp == pytest.approx(res.best, rel=1e-9)
+    # without a limit, or with one that the budget beats, nothing says it stopped early
+    assert "stopped" not in cls().search(conv, eyeriss, "edp", budget=50, seed=0, time_limit=60).notes
+    with pytest.raises(SpecError, match="time limit"):
+        cls().search(conv, eyeriss, "edp", budget=50, time_limit=0)
+
+
+def test_network_maps_each_distinct_layer_once(eyeriss) -> None:
+    """Layers the cost model cannot tell apart (same shape, strides, densities; names and padding aside)
+    are searched once and reported for each of them."""
+    base = load_network("resnet18").layers[1]
+    twin = base.model_copy(update={"name": "twin", "padding": (0, 0)})
+    other = load_network("resnet18").layers[0]
+    net = Network(name="dups", layers=[base, other, twin])
+    calls = []
+
+    class Counting(RandomMapper):
+        def search(self, layer, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN201
+            calls.append(layer.name)
+            return super().search(layer, *args, **kw)
+
+    res = map_network(net, eyeriss, Counting(), "edp", budget=3000, seed=1, progress=False)
+    assert calls == [base.name, other.name]
+    assert len(res.results) == 3 and res.results[2] is res.results[0] and res.extra["distinct_layers"] == 2
+    assert res.energy == pytest.approx(sum(r.cost.energy * l.repeat for l, r in zip(net.layers, res.results)))

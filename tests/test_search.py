@@ -85,3 +85,36 @@ def test_cli_search_reports_a_layer_without_valid_mapping(tmp_path, capsys) -> N
     assert rc == 0
     out = capsys.readouterr().out
     assert "no valid mapping found" in out and "totals are infinite" in out
+
+
+def test_cli_search_optimal_time_limit_and_title(capsys) -> None:
+    """The optimal mapper's title shows the limit it runs under and neither budget nor seed (it uses none);
+    a layer the limit stops says how far from its bound it may be."""
+    rc = run(["search", "--network", "gpt2_small", "--arch", "tpu_like", "--mapper", "optimal", "--time-limit", "0.05",
+              "--layer", "mlp_c_fc", "--objective", "energy"])
+    assert rc == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "optimal on gpt2_small / tpu_like, objective energy, time limit 0.05 s per layer" in out
+    assert "budget" not in out and "seed" not in out
+    assert "within" in out and "stopped early" in out
+
+
+def test_cli_search_help_states_the_time_limit_default(capsys) -> None:
+    assert run(["search", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--time-limit" in text and "60 s for optimal" in text
+
+
+def test_cli_search_budgeted_mapper_time_limit(capsys) -> None:
+    rc = run(["search", "--network", "resnet18", "--mapper", "ga", "--budget", "10000000", "--time-limit", "0.5",
+              "--layer", "conv1"])
+    assert rc == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "objective edp, budget 10000000, time limit 0.5 s per layer, seed 0" in out
+    assert "time limit 0.5 s reached: best so far" in out
+
+
+def test_cli_search_bad_time_limit(capsys) -> None:
+    assert run(["search", "--network", "resnet18", "--time-limit", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --time-limit:") and "\n" not in err

@@ -341,3 +341,16 @@ def test_costmodel_fingerprint_follows_numbers_not_bytes(monkeypatch: pytest.Mon
         assert surrogate_data.costmodel_fingerprint() != base
     finally:
         surrogate_data.costmodel_fingerprint.cache_clear()
+
+
+def test_surrogate_search_stops_at_its_time_limit(tiny_model: Path) -> None:
+    """A slow cost model (2 ms a mapping) and a budget far beyond the limit: the search stops at the limit
+    with the best true evaluation so far, and says so."""
+    model = BackendModel(SMALL, ARCH, SlowBackend(delay=2e-3))
+    mapper = SurrogateMapper(checkpoint=tiny_model, islands=2, pool=256, population=32, generations=3)
+    t0 = time.perf_counter()
+    res = mapper.search(SMALL, ARCH, "edp", budget=100_000, seed=1, model=model, time_limit=1.0)
+    elapsed = time.perf_counter() - t0
+    assert elapsed <= 1.0 + 1.5  # the round under way when the limit passes is finished
+    assert 0 < res.evaluations < 100_000 and "time limit 1 s reached" in res.notes["stopped"]
+    assert res.cost.valid and res.best == pytest.approx(res.cost.edp, rel=1e-9)

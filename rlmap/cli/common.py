@@ -175,18 +175,26 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
             t.add_row(lyr.name, str(lyr.repeat), "no valid mapping found", "", "", "", f"{r.evaluations:,}", "-")
             rows.append({"layer": lyr.name, "repeat": lyr.repeat, "evaluations": r.evaluations, "found": False})
             continue
-        proven = "proven" if r.proven_optimal else "-"
+        gap = r.notes.get("gap_to_bound")  # the optimal mapper stopped by a limit: how far it may be off
+        proven = "proven" if r.proven_optimal else (f"within {gap:.3g}x" if gap is not None else "-")
         t.add_row(lyr.name, str(lyr.repeat), fmt(c.energy), fmt(c.cycles), fmt(c.edp),
                   f"{c.utilization * 100:.1f}", f"{r.evaluations:,}", proven)
         rows.append({"layer": lyr.name, "repeat": lyr.repeat, "energy_pj": c.energy, "cycles": c.cycles,
                      "edp": c.edp, "utilization": c.utilization, "evaluations": r.evaluations,
-                     "proven_optimal": r.proven_optimal, "seconds": r.seconds})
+                     "proven_optimal": r.proven_optimal, "seconds": r.seconds,
+                     **({"stopped": r.notes["stopped"]} if r.notes.get("stopped") else {})})
     out.print(t)
     if missing:
         out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
                   f"{': ' + hint if hint else ''}; totals are infinite[/yellow]")
+    stopped = {id(r): (lyr.name, r.notes["stopped"]) for lyr, r in zip(res.layers, res.results) if r.notes.get("stopped")}
+    if stopped:
+        name, why = next(iter(stopped.values()))
+        out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
+    distinct = res.extra.get("distinct_layers")
+    same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
     out.print(f"network total (with repeats): energy {fmt(res.energy)} pJ, cycles {fmt(res.cycles)}, "
-              f"EDP {fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s")
+              f"EDP {fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
     if output is None:
         return
     if output.exists() and not output.is_dir():

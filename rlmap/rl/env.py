@@ -36,7 +36,7 @@ from rlmap.search.mapspace import MapSpace
 from rlmap.spec.arch import Architecture
 from rlmap.spec.factors import prime_factors
 from rlmap.spec.io import load_architecture
-from rlmap.spec.layer import Layer, Network
+from rlmap.spec.layer import Layer, Network, layer_key  # noqa: F401  (layer_key: re-exported)
 from rlmap.spec.mapping import Mapping, MappingBatch
 from rlmap.spec.problem import DIMS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, TENSORS, C, G, K, N, P, Q, R, S
 
@@ -70,14 +70,6 @@ _LOG2 = math.log(2.0)
 
 def _log2(x: float) -> float:
     return math.log(x) / _LOG2 if x > 0 else 0.0
-
-
-def layer_key(layer: Layer, with_density: bool = True) -> tuple[Any, ...]:
-    """What the cost model sees of a layer (names, kind and padding do not change any cost)."""
-    key: tuple[Any, ...] = (layer.problem_dims, tuple(layer.stride), tuple(layer.dilation))
-    if with_density:
-        key += (layer.density.as_tuple(),)
-    return key
 
 
 def _stable_hash(obj: Any) -> int:

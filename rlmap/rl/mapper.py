@@ -16,10 +16,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlmap.model.costmodel import CostModel
-from rlmap.rl.env import MappingEnv, layer_key
+from rlmap.rl.env import MappingEnv
 from rlmap.search.base import NetworkResult, SearchResult, best_so_far
 from rlmap.spec.arch import Architecture
-from rlmap.spec.layer import Layer, Network
+from rlmap.spec.layer import Layer, Network, layer_key
+from rlmap.spec.layer import distinct_layers as spec_distinct_layers
 
 POOL = 256
 """Episodes run side by side at most (each holds one environment)."""
@@ -29,40 +30,42 @@ SAMPLE_TEMPERATURE = 1.5
 
 
 def distinct_layers(network: str | Network) -> list[Layer]:
-    """A network's layers with a cost-relevant shape not seen earlier in it (first occurrence kept)."""
+    """A network's (preset name or Network) layers with a cost-relevant shape not seen earlier in it."""
     from rlmap.spec.io import load_network
 
     net = load_network(network) if isinstance(network, str) else network
-    seen: set = set()
-    out = []
-    for layer in net.layers:
-        if layer_key(layer) not in seen:
-            seen.add(layer_key(layer))
-            out.append(layer)
-    return out
+    return spec_distinct_layers(net.layers)
 
 
 def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objective: str = "edp",
-               samples: int = 1, seed: int = 0, progress: Any = None, temperature: float = SAMPLE_TEMPERATURE) -> list[SearchResult]:
+               samples: int = 1, seed: int = 0, progress: Any = None, temperature: float = SAMPLE_TEMPERATURE,
+               time_limit: float | None = None) -> list[SearchResult]:
     """Map each layer with `policy` (rlmap.agents.Policy): greedy, or the best of `samples` episodes.
 
     Samples after the first are drawn from softmax(logits / temperature) over the allowed actions.
     progress: optional callable(done_episodes, total_episodes) for a progress bar.
+    time_limit: seconds for the whole call; past it the sampled (non-greedy) episodes still running are
+    dropped and no new ones start, so every layer keeps its greedy episode and the best sample finished.
     """
     if temperature <= 0:
         raise ValueError("temperature must be > 0")
     if samples < 1:
         raise ValueError("samples must be >= 1")
     jobs = [(i, k) for i, _ in enumerate(layers) for k in range(samples)]
-    values: list[list[float]] = [[math.inf] * samples for _ in layers]
+    values: list[list[float | None]] = [[None] * samples for _ in layers]  # None: not run (time limit)
     best: list[dict[str, Any] | None] = [None] * len(layers)
     t0 = time.perf_counter()
+    deadline = t0 + (math.inf if time_limit is None else time_limit)
     rng = np.random.default_rng(seed)
     envs = [MappingEnv(arch=arch, objective=objective, layers=list(layers[:1]), reference="none",
                        max_levels=policy.max_levels) for _ in range(min(POOL, len(jobs)))]
     done = 0
     for start in range(0, len(jobs), len(envs)):
         batch = jobs[start:start + len(envs)]
+        if time.perf_counter() > deadline:
+            batch = [job for job in batch if job[1] == 0]  # greedy episodes only
+            if not batch:
+                continue
         live = list(range(len(batch)))
         obs = np.zeros((len(batch), envs[0].obs_size), dtype=np.float32)
         masks = np.zeros((len(batch), envs[0].n_actions), dtype=bool)
@@ -70,6 +73,10 @@ def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objecti
             obs[b], info = envs[b].reset(options={"layer": layers[i]})
             masks[b] = info["action_mask"]
         while live:
+            if time.perf_counter() > deadline and any(batch[b][1] > 0 for b in live):
+                live = [b for b in live if batch[b][1] == 0]
+                if not live:
+                    break
             logits = policy.logits(obs[live], masks[live])
             still = []
             for row, b in enumerate(live):
@@ -99,10 +106,13 @@ def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objecti
         info = best[i]
         # the full Cost breakdown of the winner (one more evaluation, not counted: the env scored it already)
         cost = CostModel(layers[i], arch).evaluate(info["mapping"]) if info is not None else None
+        ran = [v for v in values[i] if v is not None]
+        notes: dict[str, Any] = {"greedy": values[i][0], "samples": samples}
+        if len(ran) < samples:
+            notes["stopped"] = f"time limit {time_limit:g} s reached: best of {len(ran)} of {samples} samples"
         results.append(SearchResult(mapper="policy", objective=objective, mapping=info["mapping"] if info else None,
-                                    cost=cost, evaluations=samples, curve=best_so_far(np.array(values[i])),
-                                    seconds=seconds / max(len(layers), 1),
-                                    notes={"greedy": values[i][0], "samples": samples}))
+                                    cost=cost, evaluations=len(ran), curve=best_so_far(np.array(ran, dtype=float)),
+                                    seconds=seconds / max(len(layers), 1), notes=notes))
     return results
 
 
@@ -129,7 +139,9 @@ class PolicyMapper:
         self.policy = policy
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1, seed: int = 0,
-               model: Any = None) -> SearchResult:
+               model: Any = None, time_limit: float | None = None) -> SearchResult:
+        """The best of `budget` policy samples (1 = greedy); with `time_limit` (seconds), of those finished then
+        (the greedy episode always finishes)."""
         policy = self.policy
         if policy is None:  # the shipped policy, loaded once per process and architecture
             if arch.name not in _SHIPPED:
@@ -137,7 +149,8 @@ class PolicyMapper:
 
                 _SHIPPED[arch.name] = load_policy(None, arch.name)
             policy = _SHIPPED[arch.name]
-        return map_layers(policy, [layer], arch, objective, samples=max(1, budget), seed=seed)[0]
+        return map_layers(policy, [layer], arch, objective, samples=max(1, budget), seed=seed,
+                          time_limit=time_limit)[0]
 
 
 _SHIPPED: dict[str, Any] = {}

@@ -52,25 +52,28 @@ class AnnealingMapper:
         self.mutation_weights = mutation_weights
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None) -> SearchResult:
-        check_args(objective, budget)
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+        check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
         ops = Operators(space, self.mutation_weights)
         rng = np.random.default_rng(seed)
-        ev = BudgetedEvaluator(space, objective, budget)
+        ev = BudgetedEvaluator(space, objective, budget, time_limit=time_limit, started=started)
         C, k = self.chains, self.neighbours
 
         # start: the best of uniform fanout-repaired draws, drawn again until one is valid
         n0 = max(1, min(budget, max(16, C, int(self.start_frac * budget))))
         starts: list[Genome] = []
         start_v: list[np.ndarray] = []
-        while not ev.exhausted:
-            g = ops.random(n0, rng)
+        drawn = 0
+        while not ev.exhausted:  # in slices, so that a time limit is checked between them
+            g = ops.random(min(n0 - drawn, ev.SLICE) if drawn < n0 else n0, rng)
             v = _clean(ev.score(g))
             starts.append(g)
             start_v.append(v)
-            if np.isfinite(v).any():
+            drawn += len(g)
+            if drawn >= n0 and np.isfinite(np.concatenate(start_v)).any():
                 break
         pool, pool_v = Genome.concat(starts), np.concatenate(start_v)
         if not np.isfinite(pool_v).any():

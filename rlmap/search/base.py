@@ -38,10 +38,13 @@ class SearchResult:
 
 
 class Mapper(Protocol):
+    """Every mapper: `budget` evaluations at most (the optimal mapper ignores it); with `time_limit`
+    (wall-clock seconds for the call) it stops there with its best so far and says so in notes["stopped"]."""
+
     name: str
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None) -> SearchResult: ...
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult: ...
 
 
 def best_so_far(values: np.ndarray) -> np.ndarray:

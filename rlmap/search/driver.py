@@ -8,7 +8,7 @@ from typing import Any, Callable
 from rlmap.search.base import NetworkResult, SearchResult
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
-from rlmap.spec.layer import Layer, Network
+from rlmap.spec.layer import Layer, Network, layer_key
 
 
 def _random() -> Any:
@@ -74,17 +74,22 @@ def _resolve(mapper: MapperSpec) -> Any:
     raise SpecError(f"expected a mapper name, factory or instance, got {type(mapper).__name__}", "mapper")
 
 
-def _map_one(args: tuple[MapperSpec, Layer, Architecture, str, int, int]) -> SearchResult:
-    mapper, layer, arch, objective, budget, seed = args
-    return _resolve(mapper).search(layer, arch, objective, budget=budget, seed=seed)
+def _map_one(args: tuple[MapperSpec, Layer, Architecture, str, int, int, float | None]) -> SearchResult:
+    mapper, layer, arch, objective, budget, seed, time_limit = args
+    limit = {} if time_limit is None else {"time_limit": time_limit}  # mappers without the option still work
+    return _resolve(mapper).search(layer, arch, objective, budget=budget, seed=seed, **limit)
 
 
 def map_network(network: Network, arch: Architecture, mapper: MapperSpec, objective: str = "edp",
-                budget: int = 1000, seed: int = 0, processes: int = 1, progress: bool = True) -> NetworkResult:
-    """Map each layer (in parallel processes if asked); same seed, same result, whatever `processes`.
+                budget: int = 1000, seed: int = 0, processes: int = 1, progress: bool = True,
+                time_limit: float | None = None) -> NetworkResult:
+    """Map each distinct layer once (in parallel processes if asked) and report it for every layer of its
+    shape; same seed, same result, whatever `processes`.
 
-    Layer i is searched with seed `layer_seed(seed, i)`; workers are spawned (not forked), so the
-    parent's threads (torch, BLAS) cannot deadlock them.
+    Layers are the same when `rlmap.spec.layer.layer_key` says so (the cost model cannot tell them apart);
+    the first of them (index i) is searched with seed `layer_seed(seed, i)`.  `time_limit` is wall-clock
+    seconds per distinct layer.  Workers are spawned (not forked), so the parent's threads (torch, BLAS)
+    cannot deadlock them.
     """
     import multiprocessing
     import time
@@ -93,7 +98,10 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     label = getattr(_resolve(mapper), "name", str(mapper))  # fails early on a bad name
-    jobs = [(mapper, layer, arch, objective, budget, layer_seed(seed, i)) for i, layer in enumerate(network.layers)]
+    keys = [layer_key(layer) for layer in network.layers]
+    first = {key: i for i, key in reversed(list(enumerate(keys)))}  # key -> index of its first layer
+    jobs = [(mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit)
+            for i, layer in enumerate(network.layers) if first[keys[i]] == i]
     results: list[SearchResult | None] = [None] * len(jobs)
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -111,6 +119,7 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
                     bar.advance(task)
+    by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
     return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                         layers=list(network.layers), results=[r for r in results if r is not None],
-                         seconds=time.perf_counter() - t0)
+                         layers=list(network.layers), results=[by_key[key] for key in keys if key in by_key],
+                         seconds=time.perf_counter() - t0, extra={"distinct_layers": len(jobs)})

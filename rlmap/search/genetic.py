@@ -226,13 +226,14 @@ class GeneticMapper:
         return max(2, min(budget, int(np.clip(budget // 40, 16, 100))))
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None) -> SearchResult:
-        check_args(objective, budget)
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+        check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
         ops = Operators(space, self.mutation_weights)
         rng = np.random.default_rng(seed)
-        ev = BudgetedEvaluator(space, objective, budget)
+        ev = BudgetedEvaluator(space, objective, budget, time_limit=time_limit, started=started)
         P = self.population_size(budget)
         pop = ops.random(P, rng)
         fit = _fitness(ev.score(pop))

@@ -11,6 +11,8 @@ acceptance typical of Eyeriss that hides ~50 evaluations behind each one reporte
 it scores, records the evaluation order for the best-so-far curve, keeps the best mapping, and caches
 scores by the mapping's *effective* form (factors plus the order of the loops whose factor is > 1), so a
 search that proposes a mapping it has already scored gets the cached value without spending budget.
+It also holds the optional wall-clock limit: past it the evaluator reads as exhausted, so every mapper
+stops at its next check with the best mapping so far, and the result says so (notes["stopped"]).
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import MappingBatch
 
 
-def check_args(objective: str, budget: int) -> None:
+def check_args(objective: str, budget: int, time_limit: float | None = None) -> None:
     if objective not in OBJECTIVES:
         raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
         raise SpecError(f"budget must be a positive number of evaluations, got {budget!r}")
+    if time_limit is not None and not time_limit > 0:
+        raise SpecError(f"time limit must be a positive number of seconds, got {time_limit!r}")
+
+
+def time_limit_note(time_limit: float) -> str:
+    """How a result stopped by its wall-clock limit says so (notes["stopped"])."""
+    return f"time limit {time_limit:g} s reached: best so far"
 
 
 def make_space(layer: Layer, arch: Architecture, model: CostModel | None) -> MapSpace:
@@ -75,8 +84,21 @@ def _group_sorted(space: MapSpace, slots: np.ndarray) -> np.ndarray:
 class BudgetedEvaluator:
     """Scores genomes with the vectorised cost model, never more than `budget` in all."""
 
-    def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True) -> None:
+    SLICE = 4096
+    """Most mappings scored per cost-model call; between two calls the time limit is checked."""
+
+    SLICE_SECONDS = 0.1
+    """With a time limit, slices shrink so that one takes about this long (a slow cost model gets small ones)."""
+
+    def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True,
+                 time_limit: float | None = None, started: float | None = None) -> None:
         self.space = space
+        self.time_limit = time_limit
+        self.deadline = (time.perf_counter() if started is None else started) + (
+            np.inf if time_limit is None else time_limit)
+        self.timed_out = False
+        self._slice = self.SLICE if time_limit is None else 64  # grows after the first call on a fast model
+        self.seconds_per_evaluation: float | None = None
         self.objective = objective
         self.budget = int(budget)
         self.used = 0
@@ -92,15 +114,29 @@ class BudgetedEvaluator:
     def remaining(self) -> int:
         return self.budget - self.used
 
+    def affordable(self) -> int:
+        """Evaluations the budget and the time left still allow (the time by the last slice's pace)."""
+        if self.time_limit is None or self.seconds_per_evaluation is None:
+            return self.remaining
+        left = max(self.deadline - time.perf_counter(), 0.0)
+        return int(min(self.remaining, max(1.0, left / max(self.seconds_per_evaluation, 1e-9))))
+
     @property
     def exhausted(self) -> bool:
-        return self.used >= self.budget
+        """The budget is spent, or the time limit has passed."""
+        if self.used >= self.budget:
+            return True
+        if time.perf_counter() > self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
     def score(self, g: Genome) -> np.ndarray:
         """Objective per genome (inf if invalid).
 
-        Mappings already scored come from the cache at no cost; new ones are evaluated in order until the
-        budget runs out, and any left beyond it come back as NaN (not scored; the caller stops).
+        Mappings already scored come from the cache at no cost; new ones are evaluated in order, in slices
+        of at most `SLICE` (fewer when the model is slow and there is a time limit), until the budget runs
+        out or (after the first slice) the time limit passes; any left come back as NaN (not scored; the
+        caller stops).
         """
         B = len(g)
         out = np.full(B, np.nan)
@@ -109,8 +145,11 @@ class BudgetedEvaluator:
         batch = self.space.decode(g)
         if self.cache is None:
             n = min(B, self.remaining)
-            if n > 0:
-                out[:n] = self._evaluate(g.take(slice(0, n)), batch.take(slice(0, n)))
+            s0 = 0
+            while s0 < n and not (s0 and self.exhausted):
+                part = slice(s0, min(n, s0 + self._slice))
+                out[part] = self._evaluate(g.take(part), batch.take(part))
+                s0 = part.stop
             return out
         keys = effective_keys(self.space, g, batch)
         todo: list[int] = []
@@ -127,18 +166,24 @@ class BudgetedEvaluator:
             elif len(todo) < self.remaining:
                 first[k] = i
                 todo.append(i)
-        if todo:
-            idx = np.array(todo)
+        s0 = 0
+        while s0 < len(todo) and not (s0 and self.exhausted):
+            idx = np.array(todo[s0:s0 + self._slice])
+            s0 += len(idx)
             vals = self._evaluate(g.take(idx), batch.take(idx))
             out[idx] = vals
-            for i, v in zip(todo, vals):
+            for i, v in zip(idx, vals):
                 self.cache[keys[i]] = float(v)
         dups = np.flatnonzero(dup_of >= 0)
         out[dups] = out[dup_of[dups]]
         return out
 
     def _evaluate(self, g: Genome, batch: MappingBatch) -> np.ndarray:
+        t0 = time.perf_counter()
         bc = self.space.model.evaluate_batch(batch)
+        if self.time_limit is not None:  # size the next slice to take about SLICE_SECONDS
+            self.seconds_per_evaluation = (time.perf_counter() - t0) / max(len(batch), 1)
+            self._slice = int(min(self.SLICE, max(1, self.SLICE_SECONDS / max(self.seconds_per_evaluation, 1e-9))))
         vals = np.where(bc.valid, bc.objective(self.objective), np.inf).astype(np.float64)
         self.used += len(vals)
         self.valid_count += int(bc.valid.sum())
@@ -161,6 +206,8 @@ class BudgetedEvaluator:
         info: dict[str, Any] = {"valid_evaluations": self.valid_count}
         if self.cache is not None:
             info["cache_hits"] = self.cache_hits
+        if self.timed_out and self.used < self.budget:
+            info["stopped"] = time_limit_note(self.time_limit)
         info.update(notes or {})
         return SearchResult(mapper=mapper, objective=self.objective, mapping=mapping, cost=cost,
                             evaluations=self.used, curve=best_so_far(values),
@@ -176,12 +223,13 @@ class RandomMapper:
         self.batch = batch
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None) -> SearchResult:
-        check_args(objective, budget)
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+        check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
         rng = np.random.default_rng(seed)
-        ev = BudgetedEvaluator(space, objective, budget, cache=False)
+        ev = BudgetedEvaluator(space, objective, budget, cache=False, time_limit=time_limit, started=started)
         while not ev.exhausted:
             ev.score(space.random_genomes(min(self.batch, ev.remaining), rng))
         return ev.result(self.name, started)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -130,6 +130,30 @@ class Layer(BaseModel):
 
     def shape_str(self) -> str:
         return "x".join(f"{d}{v}" for d, v in zip("NKCPQRS", (self.N, self.K, self.C, self.P, self.Q, self.R, self.S)))
+
+
+def layer_key(layer: Layer, with_density: bool = True) -> tuple[Any, ...]:
+    """What the cost model reads of a layer: two layers with equal keys cost the same for every mapping.
+
+    Names, kind, padding and repeat change no cost.  `with_density=False` drops the densities, for
+    architectures whose cost does not depend on them (no compressed format, no sparse compute).
+    """
+    key: tuple[Any, ...] = (layer.problem_dims, tuple(layer.stride), tuple(layer.dilation))
+    if with_density:
+        key += (layer.density.as_tuple(),)
+    return key
+
+
+def distinct_layers(layers: Iterable[Layer]) -> list[Layer]:
+    """The layers whose `layer_key` was not seen earlier in `layers` (first occurrence kept, order kept)."""
+    seen: set[tuple[Any, ...]] = set()
+    out = []
+    for layer in layers:
+        key = layer_key(layer)
+        if key not in seen:
+            seen.add(key)
+            out.append(layer)
+    return out
 
 
 class Network(BaseModel):

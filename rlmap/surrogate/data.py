@@ -38,7 +38,7 @@ from rlmap.model.costmodel import fingerprint as costmodel_fingerprint  # stored
 from rlmap.search.mapspace import Genome, MapSpace
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
-from rlmap.spec.layer import Layer
+from rlmap.spec.layer import Layer, layer_key
 from rlmap.spec.mapping import Mapping, MappingBatch
 from rlmap.spec.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, RELEVANCE_MATRIX, TENSORS, P, Q, R, S
 
@@ -53,11 +53,6 @@ SOURCES = ("uniform", "repaired", "ga", "sa", "local")
 
 LAYER_KINDS = ("conv", "depthwise", "pointwise", "gemm", "matmul")
 FORMATS = ("uncompressed", "bitmask", "rle", "coordinate")
-
-
-def layer_key(layer: Layer) -> tuple:
-    """What the cost model sees of a layer: two layers with equal keys cost the same for every mapping."""
-    return (layer.problem_dims, tuple(layer.stride), tuple(layer.dilation), layer.density.as_tuple())
 
 
 # ============================================================================ backends

@@ -85,16 +85,18 @@ class SurrogateMapper:
         return self._model
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None) -> SearchResult:
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
+        """`budget` true evaluations at most; with `time_limit` (seconds), stop there with the best so far
+        (the first round of true evaluations is always made)."""
         from rlmap.surrogate.data import capacity_repair, structural_valid
 
-        check_args(objective, budget)
+        check_args(objective, budget, time_limit)
         started = time.perf_counter()
         sm = self.reward_model
         space = make_space(layer, arch, model)
         ops = Operators(space)
         rng = np.random.default_rng(seed)
-        ev = BudgetedEvaluator(space, objective, budget)
+        ev = BudgetedEvaluator(space, objective, budget, time_limit=time_limit, started=started)
         stats = {"predictions": 0, "rounds": 0}
         evaluated: set[bytes] = set()
 
@@ -118,7 +120,8 @@ class SurrogateMapper:
             capacity_repair(space, g, rng)
             v = predict(g)
             islands.append(_survivors(space, g, v, P))
-        islands = [self._evolve(space, ops, pop, val, self.generations, predict, rng) for pop, val in islands]
+        islands = [self._evolve(space, ops, pop, val, self.generations, predict, rng, ev.deadline)
+                   for pop, val in islands]
 
         # ---------------------------------------------------------------- 2. rounds of true evaluations
         first = max(1, min(budget, int(math.ceil(self.first_round * budget))))
@@ -150,8 +153,9 @@ class SurrogateMapper:
             elite_g, elite_v = elite_g.take(keep), elite_v[keep]
             if ev.exhausted:
                 break
-            n_next = min(per_round, ev.remaining)
-            picks = self._next_round(space, ops, islands, elite_g, elite_v, n_next, predict, rng, evaluated)
+            n_next = min(per_round, ev.affordable())
+            picks = self._next_round(space, ops, islands, elite_g, elite_v, n_next, predict, rng, evaluated,
+                                     ev.deadline)
         from rlmap.surrogate.model import SurrogateRewardModel
 
         notes: dict[str, Any] = {"surrogate_predictions": stats["predictions"], "rounds": stats["rounds"],
@@ -166,11 +170,14 @@ class SurrogateMapper:
 
     # ------------------------------------------------------------------ helpers
     def _evolve(self, space: MapSpace, ops: Operators, pop: Genome, val: np.ndarray, generations: int, predict: Any,
-                rng: np.random.Generator) -> tuple[Genome, np.ndarray]:
+                rng: np.random.Generator, deadline: float = math.inf) -> tuple[Genome, np.ndarray]:
+        """`generations` of surrogate-scored evolution (fewer if the wall clock passes `deadline`)."""
         P = len(pop)
         if P == 0:
             return pop, val
         for _ in range(generations):
+            if time.perf_counter() > deadline:
+                break
             pa = _tournament(val, P, rng)
             pb = _tournament(val, P, rng)
             a, b = pop.take(pa), pop.take(pb)
@@ -184,7 +191,7 @@ class SurrogateMapper:
 
     def _next_round(self, space: MapSpace, ops: Operators, islands: list[tuple[Genome, np.ndarray]], elite_g: Genome,
                     elite_v: np.ndarray, n: int, predict: Any, rng: np.random.Generator,
-                    evaluated: set[bytes]) -> Genome:
+                    evaluated: set[bytes], deadline: float = math.inf) -> Genome:
         finite = np.isfinite(elite_v)
         cands: list[Genome] = []
         vals: list[np.ndarray] = []
@@ -202,7 +209,8 @@ class SurrogateMapper:
             new_islands = []
             for pop, val in islands:
                 pop2, val2 = _survivors(space, Genome.concat([pop, eg]), np.concatenate([val, ev_pred]), len(pop))
-                new_islands.append(self._evolve(space, ops, pop2, val2, self.round_generations, predict, rng))
+                new_islands.append(self._evolve(space, ops, pop2, val2, self.round_generations, predict, rng,
+                                                deadline))
             islands[:] = new_islands
         for pop, val in islands:
             cands.append(pop)
