@@ -233,6 +233,71 @@ def test_export_command(tiny_net, tmp_path):
                                 "permutation": "SRQPCMN"}
 
 
+# ----------------------------------------------------------------------------- Timeloop / AccelForge mappings in
+def test_eval_and_import_mapping_read_timeloop_and_accelforge_files(tiny_net, tmp_path):
+    from rlmap.interop.export import export
+
+    arch = load_architecture("eyeriss")
+    layer = load_network(str(tiny_net)).layer("conv")
+    m = conv_mapping(spad_k=4)
+    cost = CostModel(layer, arch).evaluate(m)
+    af_cost = CostModel(layer, arch.model_copy(update={"semantics": "accelforge"})).evaluate(m)
+    assert af_cost.energy > cost.energy  # the halo along the DRAM loops: AccelForge refetches whole tiles
+    export("timeloop", layer, arch, m, tmp_path / "tl")
+    export("accelforge", layer, arch, m, tmp_path / "af")
+    for fmt, path in (("timeloop", tmp_path / "tl" / "mapping.yaml"), ("accelforge", tmp_path / "af" / "mapping.yaml")):
+        r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path), "--layer", "conv")
+        assert r.exit_code == 0, r.output
+        assert f"({fmt} format), semantics timeloop" in r.stdout and f"energy       {cost.energy:.6g} pJ" in r.stdout
+        r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path), "--layer", "conv",
+                   "--semantics", "accelforge")
+        assert r.exit_code == 0 and f"energy       {af_cost.energy:.6g} pJ" in r.stdout
+        # a two-layer network: Timeloop and AccelForge files name no layer
+        r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path))
+        assert r.exit_code == 2 and f"is a {fmt} mapping, which names no layer; pass --layer" in one_line_error(r.stderr)
+        out = tmp_path / f"{fmt}.rlmap.yaml"
+        r = invoke("import-mapping", str(path), "-n", str(tiny_net), "-a", "eyeriss", "-l", "conv", "-o", str(out))
+        assert r.exit_code == 0, r.output
+        assert f"({fmt} format)" in r.stderr + r.stdout and f"wrote {out}" in r.stdout
+        r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(out))  # names its layer
+        assert r.exit_code == 0 and f"energy       {cost.energy:.6g} pJ" in r.stdout
+    r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(out), "--semantics", "maestro")
+    assert r.exit_code == 2 and "--semantics" in one_line_error(r.stderr)
+    r = invoke("import-mapping", str(tmp_path / "tl" / "mapping.yaml"), "-n", str(tiny_net), "-a", "eyeriss",
+               "-l", "conv", "--workload", str(tmp_path / "af" / "workload.yaml"))
+    assert r.exit_code == 2 and "--workload: applies to AccelForge mappings" in one_line_error(r.stderr)
+    # without -o the rlmap YAML goes to stdout
+    r = invoke("import-mapping", str(tmp_path / "af" / "mapping.yaml"), "-n", str(tiny_net), "-a", "eyeriss",
+               "-l", "conv")
+    assert r.exit_code == 0 and yaml.safe_load(r.stdout)["levels"][0]["name"] == "DRAM"
+
+
+def test_import_mapping_says_what_is_not_expressible(tiny_net, tmp_path):
+    """An AccelForge LoopTree giving the GLB's inputs and outputs different tiles: one line naming the file,
+    the loop and the two tensors."""
+    path = tmp_path / "af.yaml"
+    path.write_text(textwrap.dedent("""\
+        mapping:
+          nodes:
+          - !Storage {tensors: [I, W, O], component: DRAM}
+          - !Temporal {rank_variable: k, tile_shape: 1}
+          - !Storage {tensors: [O], component: GLB}
+          - !Temporal {rank_variable: p, tile_shape: 1}
+          - !Storage {tensors: [I], component: GLB}
+          - !Temporal {rank_variable: c, tile_shape: 1}
+          - !Temporal {rank_variable: q, tile_shape: 1}
+          - !Storage {tensors: [I, W, O], component: spad}
+          - !Temporal {rank_variable: r, tile_shape: 1}
+          - !Temporal {rank_variable: s, tile_shape: 1}
+          - !Compute {einsum: conv, component: MAC}
+        """))
+    r = invoke("import-mapping", str(path), "-n", str(tiny_net), "-a", "eyeriss", "-l", "conv")
+    assert r.exit_code == 2
+    line = one_line_error(r.stderr)
+    assert line.startswith(f"error: {path}: loop temporal p (tile_shape 1) is below the storage of outputs at GLB and "
+                           "above the storage of inputs at GLB")
+
+
 # ----------------------------------------------------------------------------- import
 MODEL_PY = textwrap.dedent("""\
     import torch

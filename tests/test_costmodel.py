@@ -183,6 +183,77 @@ def test_spatial_multicast_and_reduction_by_hand():
     assert cost.energy == pytest.approx(1200 + 480 + 48 + 60 + 8)
 
 
+# ----------------------------------------------------------------------------- modelling semantics
+def _both(layer: Layer, arch: Architecture, m: Mapping):
+    """(timeloop, accelforge) costs of one mapping; the architecture differs only in `semantics`."""
+    return tuple(CostModel(layer, arch.model_copy(update={"semantics": s})).evaluate(m)
+                 for s in ("timeloop", "accelforge"))
+
+
+def _same_except(a, b, differ: set[tuple[str, int, int]]) -> None:
+    """Every read/write count equal, except the (kind, level, tensor) entries in `differ`, which must differ."""
+    for kind in ("reads", "writes"):
+        for lvl, (ra, rb) in enumerate(zip(getattr(a, kind), getattr(b, kind))):
+            for v in range(3):
+                assert (ra[v] != rb[v]) == ((kind, lvl, v) in differ), (kind, lvl, v, ra[v], rb[v])
+
+
+def test_semantics_rule1_halo_reuse():
+    """Issue 12, rule 1.  Conv1D P=4, R=3 (6 input rows); DRAM loops P=4 over 3-row tiles (buffer loop R=3).
+    timeloop: the window slides 1 row per P step: 3 + 3*1 = 6 DRAM input reads (every row once);
+    accelforge: every fetch moves the whole 3-row tile: 4 * 3 = 12.  The buffer fills equal the reads."""
+    tl, af = _both(CONV1D, two_level(), make_mapping(2, {(0, P): 4, (1, R): 3}))
+    assert (tl.reads[0][INPUTS], tl.writes[1][INPUTS]) == (6, 6)
+    assert (af.reads[0][INPUTS], af.writes[1][INPUTS]) == (12, 12)
+    _same_except(tl, af, {("reads", 0, INPUTS), ("writes", 1, INPUTS)})
+    assert af.energy - tl.energy == pytest.approx(6 * 100 + 6 * 3)
+
+
+def test_semantics_rule2_window_multicast():
+    """Issue 12, rule 2.  Conv1D P=2, R=2 with P and R both on X of a 4-wide fanout: each child needs one
+    input row, rows p + r = 0, 1, 1, 2.  timeloop: the union {0, 1, 2} is read once: 3;
+    accelforge: one read per child window: 4.  The fills (one row per child) are 4 under both."""
+    layer = Layer(name="c1", K=1, C=1, P=2, R=2)
+    arch = Architecture(name="x4", levels=[
+        MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=4)),
+        MemoryLevel(name="Buf", read_energy=2.0, write_energy=3.0)], compute=Compute(mac_energy=1.0))
+    tl, af = _both(layer, arch, make_mapping(2, spatial_x={(0, P): 2, (0, R): 2}))
+    assert (tl.reads[0][INPUTS], af.reads[0][INPUTS]) == (3, 4)
+    assert tl.writes[1][INPUTS] == af.writes[1][INPUTS] == 4
+    _same_except(tl, af, {("reads", 0, INPUTS)})
+
+
+def test_semantics_rule3_partial_sum_refill():
+    """Issue 12, rule 3.  K=1, C=4, P=5: DRAM loops C=2 (outer) then P=5, and unrolls C=2 on X (spatial
+    reduction: both buffers accumulate the same output).  Outputs DRAM -> Buf: N_fetch = 10, N_distinct = 5,
+    so 5 partial sums come back from DRAM.  timeloop: they are written once (one child takes the old sum,
+    the other starts from zero): Buf output writes 5 + 20 MAC updates = 25; accelforge: both children are
+    refilled, 2 * 5 + 20 = 30.  DRAM reads the 5 partial sums and takes 10 reduced updates under both."""
+    layer = Layer(name="red", K=1, C=4, P=5)
+    arch = Architecture(name="x2", levels=[
+        MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=2)),
+        MemoryLevel(name="Buf", read_energy=2.0, write_energy=3.0)], compute=Compute(mac_energy=1.0))
+    m = make_mapping(2, {(0, C): 2, (0, P): 5}, spatial_x={(0, C): 2}, orders={0: (C, P)})
+    tl, af = _both(layer, arch, m)
+    assert (tl.reads[0][OUTPUTS], tl.writes[0][OUTPUTS]) == (af.reads[0][OUTPUTS], af.writes[0][OUTPUTS]) == (5, 10)
+    assert (tl.writes[1][OUTPUTS], af.writes[1][OUTPUTS]) == (25, 30)
+    assert tl.reads[1][OUTPUTS] == af.reads[1][OUTPUTS] == 20 + 2 * (10 - 5)  # drains + MAC-side psum reads
+    _same_except(tl, af, {("writes", 1, OUTPUTS)})
+
+
+def test_semantics_default_and_yaml():
+    """`semantics` defaults to timeloop (today's behaviour), round-trips through YAML and rejects typos."""
+    from rlmap.spec.errors import SpecError
+    from rlmap.spec.io import dump_model, parse_model
+
+    arch = load_architecture("eyeriss")
+    assert arch.semantics == "timeloop" and "semantics" not in dump_model(arch)
+    data = dump_model(arch) | {"semantics": "accelforge"}
+    assert parse_model(Architecture, data, "a.yaml").semantics == "accelforge"
+    with pytest.raises(SpecError, match="semantics"):
+        parse_model(Architecture, dump_model(arch) | {"semantics": "maestro"}, "a.yaml")
+
+
 # ----------------------------------------------------------------------------- sampler
 def prime_factors(n: int) -> list[int]:
     out, p = [], 2
@@ -277,9 +348,10 @@ def _arch(name: str) -> Architecture:
     return load_architecture(name)
 
 
+@pytest.mark.parametrize("semantics", ["timeloop", "accelforge"])
 @pytest.mark.parametrize("arch_name,layer", AGREEMENT_CASES, ids=[f"{a}-{l.name}" for a, l in AGREEMENT_CASES])
-def test_batch_agrees_with_scalar(arch_name, layer):
-    arch = _arch(arch_name)
+def test_batch_agrees_with_scalar(arch_name, layer, semantics):
+    arch = _arch(arch_name).model_copy(update={"semantics": semantics})
     model = CostModel(layer, arch)
     rng = random.Random(f"{arch_name}/{layer.name}")  # str seeds are deterministic (not hash()-based)
     valid, pool = [], []

@@ -103,6 +103,16 @@ def test_optimal_equals_brute_force(i: int, arch_name: str, objective: str) -> N
     assert lb <= truth * (1 + 1e-12)
 
 
+@pytest.mark.parametrize("i,arch_name,objective", CASES[1::8])
+def test_optimal_equals_brute_force_under_accelforge_semantics(i: int, arch_name: str, objective: str) -> None:
+    """The pruning is exact under the `accelforge` rules too (no halo credit, one window per child)."""
+    layer = random_layer(np.random.default_rng(2000 + i), i)
+    arch = Architecture.model_validate({**ARCHS[arch_name], "semantics": "accelforge"})
+    result = OptimalMapper().search(layer, arch, objective)
+    assert result.proven_optimal
+    assert result.best == pytest.approx(brute_force(layer, arch, objective), rel=1e-9)
+
+
 PRESET_CASES = [(i, arch, obj) for i in range(4) for arch in ("simba", "tpu_like") for obj in ("energy", "edp", "latency")]
 
 

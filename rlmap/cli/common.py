@@ -101,19 +101,60 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+MAPPING_HELP = ("mapping YAML file: rlmap's own, a Timeloop mapping or an AccelForge LoopTree mapping "
+                "(the format is detected)")
+SEMANTICS_HELP = "modelling semantics, timeloop or accelforge (default: the architecture's `semantics`)"
+WORKLOAD_HELP = ("AccelForge workload YAML whose Einsum names the LoopTree's rank variables and tensors "
+                 "(default: rlmap's names n g k c p q r s and I W O)")
+
+
+def with_semantics(arch: Architecture, semantics: Optional[str]) -> Architecture:
+    """The architecture with --semantics applied (None keeps its own)."""
+    from rlmap.spec.arch import SEMANTICS
+
+    if semantics is None:
+        return arch
+    key = semantics.strip().lower()
+    if key not in SEMANTICS:
+        raise SpecError(f"unknown semantics {semantics!r} (expected one of {', '.join(SEMANTICS)})", "--semantics")
+    return arch.model_copy(update={"semantics": key})
+
+
 def mapping_problem(network: str, arch: str, mapping: Path, layer: Optional[str]):  # noqa: ANN202
     """(layer, architecture, Mapping) from the eval/export options; the layer may come from the file."""
+    lyr, a, m, _ = load_any_mapping(network, arch, mapping, layer)
+    return lyr, a, m
+
+
+def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str],
+                     workload: Optional[Path] = None):  # noqa: ANN201
+    """(layer, architecture, Mapping, format) from a mapping file in rlmap's, Timeloop's or AccelForge's format
+    (detected).  The layer comes from --layer, else from an rlmap file, else the network's only layer;
+    `workload` (AccelForge) names the LoopTree's rank variables and tensors."""
+    from rlmap.interop import mapping_import as mi
+
     net, a, _ = load_problem(network, arch, None)
-    m, file_layer = io.load_mapping(mapping, a)
-    lname = layer if layer is not None else file_layer
+    fmt, data = mi.read_mapping_file(mapping)
+    lname = layer if layer is not None else mi.file_layer_name(fmt, data)
     if lname is None:
-        raise SpecError("names no layer; pass --layer", str(mapping))
-    if layer is None:
+        if len(net.layers) != 1:
+            what = "names no layer" if fmt == "rlmap" else f"is a {fmt} mapping, which names no layer"
+            raise SpecError(f"{what}; pass --layer", str(mapping))
+        lyr = net.layers[0]
+    elif layer is None:
         try:
-            return find_layer(net, lname), a, m
+            lyr = find_layer(net, lname)
         except SpecError:
             raise SpecError(f"names layer {lname!r}, which network {net.name!r} does not have", str(mapping)) from None
-    return find_layer(net, lname), a, m
+    else:
+        lyr = find_layer(net, lname)
+    names = None
+    if workload is not None:
+        if fmt != "accelforge":
+            raise SpecError(f"applies to AccelForge mappings; {mapping} is a {fmt} mapping", "--workload")
+        _, wl = mi.read_yaml_document(workload)
+        names = mi.names_from_workload(wl, lyr, mi.compute_einsum(data), where=str(workload))
+    return lyr, a, mi.mapping_from(fmt, data, lyr, a, str(mapping), names), fmt
 
 
 def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],

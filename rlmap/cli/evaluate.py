@@ -9,7 +9,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from rlmap.cli.common import TENSOR_SHORT, console, fmt, fmt_int, mapping_problem
+from rlmap.cli.common import TENSOR_SHORT, console, fmt, fmt_int, load_any_mapping, with_semantics
+from rlmap.cli.common import MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP
 from rlmap.spec.errors import SpecError
 from rlmap.spec.problem import TENSORS
 
@@ -17,18 +18,23 @@ from rlmap.spec.problem import TENSORS
 def eval_cmd(
     network: str = typer.Option(..., "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option(..., "--arch", "-a", help="architecture preset or YAML file"),
-    mapping: Path = typer.Option(..., "--mapping", "-m", help="mapping YAML file (as written by rlmap)"),
-    layer: Optional[str] = typer.Option(None, "--layer", "-l", help="layer name (default: the one the file names)"),
+    mapping: Path = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP),
+    layer: Optional[str] = typer.Option(None, "--layer", "-l",
+                                        help="layer name (default: the one an rlmap file names, or the network's only layer)"),
+    semantics: Optional[str] = typer.Option(None, "--semantics", help=SEMANTICS_HELP),
+    workload: Optional[Path] = typer.Option(None, "--workload", help=WORKLOAD_HELP),
 ) -> None:
     """Score one mapping with the analytical cost model: energy, cycles, EDP and per-level accesses."""
     from rlmap.model.costmodel import CostModel
 
-    lyr, a, m = mapping_problem(network, arch, mapping, layer)
+    lyr, a, m, source = load_any_mapping(network, arch, mapping, layer, workload)
+    a = with_semantics(a, semantics)
     cost = CostModel(lyr, a).evaluate(m)
     if not cost.valid:
         raise SpecError(f"invalid mapping: {cost.reason}", str(mapping))
     out = console()
     out.print(f"layer        {lyr.name} ({lyr.kind} {lyr.shape_str()}, groups {lyr.groups}) on {a.name}")
+    out.print(f"mapping      {mapping} ({source} format), semantics {a.semantics}")
     out.print(f"MACs         {cost.macs:,}")
     out.print(f"energy       {fmt(cost.energy)} pJ ({fmt(cost.energy / 1e6)} µJ)")
     out.print(f"cycles       {fmt(cost.cycles)} (compute {fmt(cost.compute_cycles)})")
@@ -56,3 +62,4 @@ def eval_cmd(
               fmt(cost.compute_cycles))
     t.add_row("total", *([""] * 6), fmt(cost.energy), "100.0%", fmt(cost.cycles))
     out.print(t)
+

@@ -1,4 +1,5 @@
-"""`rlmap import` (a PyTorch model -> network YAML) and `rlmap export` (a mapping -> Timeloop / AccelForge files)."""
+"""`rlmap import` (a PyTorch model -> network YAML), `rlmap export` (a mapping -> Timeloop / AccelForge files) and
+`rlmap import-mapping` (a Timeloop / AccelForge mapping -> rlmap's mapping YAML)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import typer
 from rich import box
 from rich.table import Table
 
-from rlmap.cli.common import console, gmacs, mapping_problem
+from rlmap.cli.common import (MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP, console, gmacs, load_any_mapping,
+                              mapping_problem, with_semantics)
+from rlmap.cli.common import fmt as fmt_num
 from rlmap.spec import io
 from rlmap.spec.errors import SpecError
+from rlmap.spec.problem import DIMS
 
 
 def import_cmd(
@@ -66,12 +70,16 @@ def import_cmd(
 def export_cmd(
     network: str = typer.Option(..., "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option(..., "--arch", "-a", help="architecture preset or YAML file"),
-    mapping: Path = typer.Option(..., "--mapping", "-m", help="mapping YAML file (as written by rlmap)"),
+    mapping: Path = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP),
     fmt: str = typer.Option(..., "--format", "-f", help="timeloop or accelforge"),
     output: Path = typer.Option(..., "-o", "--output", help="directory to write the files into"),
-    layer: Optional[str] = typer.Option(None, "--layer", "-l", help="layer name (default: the one the file names)"),
+    layer: Optional[str] = typer.Option(None, "--layer", "-l",
+                                        help="layer name (default: the one an rlmap file names, or the network's only layer)"),
 ) -> None:
-    """Write a mapping (with its problem and architecture) as Timeloop or AccelForge input files."""
+    """Write a mapping (with its problem and architecture) as Timeloop or AccelForge input files.
+
+    AccelForge evaluates the files to rlmap's numbers under `semantics: accelforge`, printed after export.
+    """
     from rlmap.interop import export
     from rlmap.model.costmodel import CostModel
 
@@ -87,3 +95,57 @@ def export_cmd(
     out.print(f"exported layer {lyr.name} on {a.name} for {key}:")
     for p in paths:
         out.print(f"  {p}")
+    for note in export.export_notes(key, lyr, a):
+        out.print(f"note: {note}")
+    if key == "accelforge":
+        af = CostModel(lyr, with_semantics(a, "accelforge")).evaluate(m)
+        out.print(f"rlmap under accelforge semantics (what AccelForge computes for these files): energy "
+                  f"{fmt_num(af.energy)} pJ, cycles {fmt_num(af.cycles)}")
+
+
+def import_mapping_cmd(
+    mapping: Path = typer.Argument(..., metavar="FILE", help="Timeloop or AccelForge mapping YAML (or rlmap's own)"),
+    network: str = typer.Option(..., "--network", "-n", help="network preset or YAML file"),
+    arch: str = typer.Option(..., "--arch", "-a", help="architecture preset or YAML file"),
+    layer: Optional[str] = typer.Option(None, "--layer", "-l",
+                                        help="layer name (default: the network's only layer)"),
+    workload: Optional[Path] = typer.Option(None, "--workload", help=WORKLOAD_HELP),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="rlmap mapping YAML to write (default: print it)"),
+    semantics: Optional[str] = typer.Option(None, "--semantics", help=SEMANTICS_HELP),
+) -> None:
+    """Convert a Timeloop or AccelForge mapping into rlmap's mapping YAML, or say precisely what rlmap cannot express.
+
+    The format is detected; the mapping is checked against the layer and the architecture and scored.
+    """
+    from rlmap.interop.export import dump_yaml
+    from rlmap.model.costmodel import CostModel
+
+    lyr, a, m, source = load_any_mapping(network, arch, mapping, layer, workload)
+    a = with_semantics(a, semantics)
+    cost = CostModel(lyr, a).evaluate(m)
+    if not cost.valid:
+        raise SpecError(f"invalid mapping: {cost.reason}", str(mapping))
+    out = console(stderr=output is None)
+    out.print(f"read {mapping} ({source} format) for layer {lyr.name} on {a.name}")
+    for lvl, level in enumerate(a.levels):
+        parts = [f"{kind} " + " ".join(f"{d}{f}" for d, f in row.items())
+                 for kind, row in (("T", _row(m.temporal[lvl])), ("X", _row(m.spatial_x[lvl])),
+                                   ("Y", _row(m.spatial_y[lvl]))) if row]
+        order = "".join(DIMS[d] for d in m.order[lvl] if m.temporal[lvl][d] > 1)
+        out.print(f"  {level.name:12s} {'  '.join(parts) or '-'}" + (f"  (order {order})" if len(order) > 1 else ""))
+    out.print(f"energy {fmt_num(cost.energy)} pJ, cycles {fmt_num(cost.cycles)}, EDP {fmt_num(cost.edp)} "
+              f"({a.semantics} semantics)")
+    data = m.to_dict(a, lyr)
+    data["source"] = f"{source}: {mapping}"
+    if output is None:
+        typer.echo(dump_yaml(data), nl=False)
+    else:
+        if output.exists() and output.is_dir():
+            raise SpecError("is a directory, expected a YAML file path", str(output))
+        io.write_yaml(data, output)
+        out.print(f"wrote {output}")
+
+
+def _row(row: tuple[int, ...]) -> dict[str, int]:
+    return {DIMS[d]: f for d, f in enumerate(row) if f > 1}

@@ -1,10 +1,13 @@
 """Export an rlmap (layer, architecture, mapping) to Timeloop and AccelForge input files.
 
+The importers (rlmap/interop/mapping_import.py) read both formats back; the names both sides use
+(dimensions, tensors, components) are defined here once.
+
 Timeloop (classic, v0.4 YAML)
 -----------------------------
 `to_timeloop` returns four YAML documents: the problem (`problem:`), the mapping (`mapping:`), the
 architecture (`architecture:`, v0.4 `nodes:` style) and an energy reference table (`ERT:`) that pins
-the per-access energies to rlmap's numbers; `from_timeloop` reads the mapping back.
+the per-access energies to rlmap's numbers.
 
 * Dimension names.  For groups == 1 the problem is Timeloop's standard CNN layer (the `cnn_layer`
   shape of the Timeloop-Accelergy exercises): dims C, M, R, S, N, P, Q with coefficients Wstride,
@@ -14,61 +17,65 @@ the per-access energies to rlmap's numbers; `from_timeloop` reads the mapping ba
   For groups > 1 there is no standard shape, so a custom one adds a G dimension that indexes all
   three tensors, with C and M *per group* (exactly rlmap's problem_dims).
 * Loop order.  Timeloop permutation strings list loops **innermost first** ("little-endian (i.e.
-  inner-to-outer) order", Timeloop mapping docs, timeloop.csail.mit.edu .../input-formats/mapping:
-  `permutation: RPK` is `for k: for p: for r:`); rlmap orders are outermost first, so they are
-  reversed on the way out and back.  Every directive lists every dimension (Timeloop requires one
-  loop per dimension per sub-nest; unused ones have factor 1).
+  inner-to-outer) order", Timeloop mapping docs: `permutation: RPK` is `for k: for p: for r:`); rlmap
+  orders are outermost first, so they are reversed on the way out and back.  Every directive lists
+  every dimension (Timeloop requires one loop per dimension per sub-nest; unused ones have factor 1).
 * Spatial.  rlmap's spatial factors of level l fan out to the instances of level l+1, which is what a
-  Timeloop spatial directive targeting the parent level l means.  The permutation lists the X dims
-  first, then the Y dims, then the factor-1 dims; `split` = number of X dims (positions < split go
-  along meshX).  A dimension unrolled on *both* X and Y of one level has no single Timeloop factor
-  and is refused.
+  Timeloop spatial directive targeting level l means.  A one-axis fanout is one spatial directive (`split`
+  = the number of dims for X, 0 for Y).  A two-axis fanout (x > 1 and y > 1) is written as two spatial
+  levels, the way Timeloop's own eyeriss_like example splits its 14 x 12 array with a DummyBuffer: a
+  storage level `<level>_dummy_y` that keeps nothing (bypasses every tensor, temporal factors 1) sits
+  between the X mesh and the Y mesh; level l's spatial directive carries the X factors and the dummy's
+  the Y factors.  So a dimension unrolled on both X and Y of one level -- which the mappers produce
+  often and a single Timeloop directive cannot hold (one factor per dimension) -- is written exactly.
+  The dummy changes no count: a level that keeps nothing moves no data, and its loops and fanout count
+  toward the pair around it.
 * Bypass.  One `type: bypass` directive per level, with Timeloop's data-space names
   Weights/Inputs/Outputs, copied from the architecture's `keeps`.
-* Round trip.  `from_timeloop(to_timeloop(m)) == m`, except that for groups == 1 the G loop (always
-  factor 1, no Timeloop name) comes back outermost in each level's order; it iterates once, so the
-  mapping is equivalent.
-* Architecture assumptions (documented in the file header too): one storage component per rlmap
-  level (depth = words per instance, width = datawidth = word_bits, block_size 1, so one access is
-  one word and the ERT energy is rlmap's per-word energy); a partitioned capacity becomes one buffer
-  of the summed depth, since Timeloop has no per-tensor partitions (NVlabs/timeloop issue #190);
-  rlmap's combined read+write bandwidth is written as `shared_bandwidth`; fanouts become `!Container`
-  nodes with meshX/meshY; per-axis dimension restrictions are not expressed (dims allowed on neither
-  axis get a factor-1 constraint); sparse formats and the compute SAF are not exported.  The ERT table
-  names (`system.<level>`) must match the flattened names your Accelergy version produces.
+* Architecture assumptions (in the file header too): one storage component per rlmap level (depth =
+  words per instance, width = datawidth = word_bits, block_size 1, so one access is one word and the
+  ERT energy is rlmap's per-word energy); a partitioned capacity becomes one buffer of the summed depth,
+  since Timeloop has no per-tensor partitions (NVlabs/timeloop issue #190); rlmap's combined read+write
+  bandwidth is written as `shared_bandwidth`; fanouts become `!Container` nodes with meshX/meshY;
+  per-axis dimension restrictions are not expressed (dims allowed on neither axis get a factor-1
+  constraint); sparse formats and the compute SAF are not exported.  The ERT table names
+  (`system.<level>`) must match the flattened names your Accelergy version produces.
 
-AccelForge (LoopTree mapping)
------------------------------
+AccelForge (LoopTree mapping), checked against AccelForge 1.0.467
+-----------------------------------------------------------------
 `to_accelforge` returns the mapping (`mapping: {nodes: [...]}`), architecture (`arch: {nodes: ...}`)
-and Einsum workload (`workload:`).  Syntax follows the AccelForge repository's examples and tests
-(Accelergy-Project/accelforge: tests/input_files/table7/*.yaml, examples/arches/*.yaml,
-accelforge/frontend/mapping/mapping.py):
+and Einsum workload (`workload:`).  AccelForge evaluates the files to rlmap's numbers under the
+`accelforge` semantics (every per-level, per-tensor access, energy and latency; tests/test_accelforge.py
+and tests/data/accelforge_reference.json).
 
-* Mapping nodes, outermost first: `!Storage {tensors, component}`, `!Temporal {rank_variable,
-  tile_shape}`, `!Spatial {rank_variable, tile_shape, name: X|Y, component: <fanout container>}`,
-  `!Compute {einsum, component}`.  `tile_shape` is the tile *size* left after the loop (the product
-  of that rank's factors inside it), not the loop bound.  Loops with factor 1 and ranks of size 1 are
-  left out.
-* Storage placement sets bypass (a tensor has no node at a level that does not keep it) and reuse.
-  LoopTree refetches a tile under every loop above its Storage node, whereas rlmap (like Timeloop)
-  keeps a child tile across parent loops that do not index it.  So each Storage node is placed as
-  high as it can go: right below the innermost loop above its level that either indexes the tensor
-  or is spatial (a node must sit below the fanout that replicates it), and below the Storage nodes
-  of every memory above it (AccelForge's default force_memory_hierarchy_order).  Tile sizes do not
-  change (only loops that do not index the tensor move below it).
-* Architecture: `!Memory` per level (size in bits, `tensors: {keep: ...}`, read/write actions with
-  rlmap's per-word energy and bits_per_action = word_bits, latency 0), a partitioned level becomes
-  one `!Memory` per tensor (`<level>_<tensor>`, as AccelForge's own Eyeriss example does), a fanout
-  becomes `!Container <level>_fanout` with `spatial: [{name: X, fanout}, {name: Y, fanout}]` and a
-  `loop_bounds` constraint for restricted dims, the MACs a `!Compute`.  Latency: a bandwidth-limited
-  memory gets `total_latency: (read_actions + write_actions) / bw / clock_hz` and the MAC one cycle
-  per compute action, following the Eyeriss example; padding, sparse formats and SAFs are not
-  exported (densities are, in the workload).
+* Loop nest, outermost first: per level, its spatial loops (`!Spatial`, X then Y, `component:
+  <level>_fanout`) and then its temporal loops in rlmap's order (`!Temporal`).  `tile_shape` is the tile
+  size left after the loop (the product of that rank's factors inside it).  Loops with factor 1 are left
+  out.  Spatial and temporal loops commute in AccelForge's model; spatial first keeps every loop that
+  indexes a tensor above that tensor's storage nodes below the fanout.
+* Storage placement, tensor by tensor.  LoopTree refetches a storage node's tile on every iteration of
+  every loop above it, whereas rlmap (like Timeloop) keeps a child tile across the parent's loops that do
+  not index the tensor.  So the node of tensor v at level c goes right below the innermost temporal loop
+  of the levels above c that indexes v (and below v's node one level up); the loops after it do not
+  index v and run inside the node's lifetime.  Other tensors' nodes and spatial loops are no barrier
+  (AccelForge analyses each tensor on its own and re-attaches spatial loops above the first node below
+  their fanout).  Tile sizes do not change.  Bypass: a tensor has no node at a level that does not keep it.
+* Architecture: `!Memory` per level (size in bits, `tensors: {keep: ...}`, read/write energy per action,
+  `bits_per_action` = word_bits so one action is one level word, action `throughput: inf`); a
+  partitioned level is one `!Memory` of the summed size, because rlmap's bandwidth is one read+write
+  budget per level instance while an AccelForge latency expression sees only its own memory's actions
+  (per-tensor memories would give each partition the whole bandwidth; rlmap checks the partitions'
+  capacities itself), a fanout a `!Container <level>_fanout` with `spatial: [{name: X, fanout}, ...]` and a
+  `loop_bounds` constraint for restricted dims, the MACs a `!Compute` at one MAC per cycle.  Latency: a
+  bandwidth-limited memory gets `total_latency: sum(a.n_calls for a in actions) / bw / clock_hz` (its
+  busiest instance's accesses over its bandwidth, seconds); the MAC `throughput` is the clock; leak
+  power and area are 0, so no component model (hwcomponents, CACTI) is consulted.  Component names are
+  identifiers; a name AccelForge reserves (`global_...`) gets the prefix `mem_`.
 * Workload: one Einsum named after the layer (non-identifier characters replaced by `_`) over rank
-  variables n, g, k, c, p, q, r, s (g only when groups > 1), with the sliding-window input
-  projection `H: sh*p + dh*r`, `W: sw*q + dw*s`.
-
-This is a best-effort translation: neither tool was run on the output here.
+  variables n, g, k, c, p, q, r, s (g only when groups > 1), tensors I, W, O with the sliding-window input
+  projection `H: sh*p + dh*r`, `W: sw*q + dw*s` (padding is part of the input's extent, as in rlmap).
+  AccelForge 1.0.467 has no sparsity model: densities, storage formats and compute SAFs are not
+  exported (the files describe the dense layer; `export` says so).
 """
 
 from __future__ import annotations
@@ -77,59 +84,20 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
+from rlmap.interop.yaml_tags import Tagged, dump_yaml, load_tagged_yaml
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import Mapping
-from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSOR_INDEX, TENSORS
+from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSORS
 
 __all__ = [
-    "Tagged", "dump_yaml", "load_tagged_yaml", "to_timeloop", "from_timeloop", "to_accelforge",
-    "export", "FORMATS",
+    "Tagged", "dump_yaml", "load_tagged_yaml", "to_timeloop", "to_accelforge", "export", "export_notes",
+    "FORMATS", "TL_DIM", "TL_TENSOR", "TL_DUMMY_SUFFIX", "AF_TENSOR", "AF_COMPUTE", "af_memories", "af_fanout",
+    "af_rank",
 ]
 
 FORMATS = ("timeloop", "accelforge")
-
-# ----------------------------------------------------------------------------- YAML with tags
-class Tagged(dict):
-    """A YAML mapping written with a local tag, e.g. ``!Storage {tensors: [...], component: GLB}``."""
-
-    def __init__(self, tag: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.tag = tag if tag.startswith("!") else f"!{tag}"
-
-    def __repr__(self) -> str:
-        return f"{self.tag}{dict.__repr__(self)}"
-
-
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:  # never write &id001 anchors
-        return True
-
-
-_Dumper.add_representer(Tagged, lambda d, node: d.represent_mapping(node.tag, dict(node)))
-
-
-class _TaggedLoader(yaml.SafeLoader):
-    pass
-
-
-_TaggedLoader.add_multi_constructor(
-    "!", lambda loader, suffix, node: Tagged("!" + suffix, loader.construct_mapping(node, deep=True)))
-
-
-def dump_yaml(data: Any, header: str = "") -> str:
-    """YAML text of `data` (Tagged dicts written with their tag), preceded by `header` as comments."""
-    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
-    lines = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.strip().splitlines()) if header else ""
-    return lines + text
-
-
-def load_tagged_yaml(text: str) -> Any:
-    """Parse YAML that may contain local tags (`!Storage`, `!Component`, ...) into Tagged dicts."""
-    return yaml.load(text, Loader=_TaggedLoader)  # noqa: S506 - SafeLoader subclass
 
 
 # ----------------------------------------------------------------------------- shared helpers
@@ -138,37 +106,26 @@ def _fmt_num(x: float) -> int | float:
     return int(x) if float(x).is_integer() else float(x)
 
 
-def _loops(mapping: Mapping) -> list[tuple[str, int, int, int]]:
-    """The nest outermost first as (kind, level, dim, factor), kind in {'T', 'X', 'Y'}; factors > 1 only."""
-    out = []
-    for lvl in range(mapping.n_levels):
-        for d in mapping.order[lvl]:
-            if mapping.temporal[lvl][d] > 1:
-                out.append(("T", lvl, d, mapping.temporal[lvl][d]))
-        for d in range(N_DIMS):
-            if mapping.spatial_x[lvl][d] > 1:
-                out.append(("X", lvl, d, mapping.spatial_x[lvl][d]))
-        for d in range(N_DIMS):
-            if mapping.spatial_y[lvl][d] > 1:
-                out.append(("Y", lvl, d, mapping.spatial_y[lvl][d]))
-    return out
-
-
 def _check(layer: Layer, arch: Architecture, mapping: Mapping) -> None:
     mapping.check_structure(layer, arch)  # raises InvalidMappingError (a SpecError) naming level and dim
 
 
 # ----------------------------------------------------------------------------- Timeloop
 TL_TENSOR = {"inputs": "Inputs", "weights": "Weights", "outputs": "Outputs"}
-_TL_TO_RLMAP_TENSOR = {v: k for k, v in TL_TENSOR.items()}
 TL_DIM = {"N": "N", "G": "G", "K": "M", "C": "C", "P": "P", "Q": "Q", "R": "R", "S": "S"}
 """rlmap dimension -> Timeloop dimension name (rlmap K is Timeloop's M)."""
+TL_DUMMY_SUFFIX = "_dummy_y"
+"""`<level>_dummy_y`: the storage level that keeps nothing and splits a two-axis fanout into X then Y."""
 
 
 def _tl_dims(layer: Layer) -> list[str]:
     """rlmap dim names present in the Timeloop shape, in the shape's listing order."""
     order = ["C", "K", "R", "S", "N", "P", "Q"]
     return (["G"] if layer.groups > 1 else []) + order
+
+
+def _two_axis(level: Any) -> bool:
+    return level.fanout.x > 1 and level.fanout.y > 1
 
 
 def _tl_problem(layer: Layer) -> dict[str, Any]:
@@ -196,9 +153,18 @@ def _tl_factors(names: list[str], row: tuple[int, ...]) -> str:
     return " ".join(f"{TL_DIM[d]}={row[DIMS.index(d)]}" for d in names)
 
 
+def _tl_spatial(target: str, names: list[str], row: tuple[int, ...], axis: str) -> dict[str, Any]:
+    """One spatial directive putting every dim of `row` on one mesh axis (X: split = all, Y: split = 0)."""
+    used = [d for d in names if row[DIMS.index(d)] > 1]
+    perm = used + [d for d in names if d not in used]
+    return {"target": target, "type": "spatial", "factors": _tl_factors(names, row),
+            "permutation": "".join(TL_DIM[d] for d in perm), "split": len(perm) if axis == "X" else 0}
+
+
 def _tl_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str, Any]:
     names = _tl_dims(layer)
     used = {DIMS.index(d) for d in names}
+    ones = (1,) * N_DIMS
     directives: list[dict[str, Any]] = []
     for lvl, level in enumerate(arch.levels):
         order = [d for d in mapping.order[lvl] if d in used]  # outermost first
@@ -208,29 +174,26 @@ def _tl_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
             "permutation": "".join(TL_DIM[DIMS[d]] for d in reversed(order)),  # innermost first
         })
         sx, sy = mapping.spatial_x[lvl], mapping.spatial_y[lvl]
-        if level.fanout.size > 1 or any(f > 1 for f in sx + sy):
-            both = [DIMS[d] for d in range(N_DIMS) if sx[d] > 1 and sy[d] > 1]
-            if both:
-                raise SpecError(
-                    f"dimension {both[0]} is unrolled on both X and Y; a Timeloop spatial directive has one "
-                    f"factor per dimension, so this mapping cannot be written for Timeloop",
-                    f"level {level.name}")
-            xs = [d for d in names if sx[DIMS.index(d)] > 1]
-            ys = [d for d in names if sy[DIMS.index(d)] > 1]
-            rest = [d for d in names if d not in xs and d not in ys]
-            row = tuple(max(a, b) for a, b in zip(sx, sy))
-            directives.append({
-                "target": level.name, "type": "spatial",
-                "factors": _tl_factors(names, row),
-                "permutation": "".join(TL_DIM[d] for d in xs + ys + rest),
-                "split": len(xs),
-            })
+        fan = level.fanout
+        if _two_axis(level):
+            dummy = level.name + TL_DUMMY_SUFFIX
+            directives.append(_tl_spatial(level.name, names, sx, "X"))
+            directives.append({"target": dummy, "type": "temporal", "factors": _tl_factors(names, ones),
+                               "permutation": "".join(TL_DIM[d] for d in names)})
+            directives.append(_tl_spatial(dummy, names, sy, "Y"))
+        elif fan.x > 1 or any(f > 1 for f in sx):
+            directives.append(_tl_spatial(level.name, names, sx, "X"))
+        elif fan.y > 1 or any(f > 1 for f in sy):
+            directives.append(_tl_spatial(level.name, names, sy, "Y"))
     for level in arch.levels:
         directives.append({
             "target": level.name, "type": "bypass",
             "keep": [TL_TENSOR[t] for t in TENSORS if t in level.keeps],
             "bypass": [TL_TENSOR[t] for t in TENSORS if t not in level.keeps],
         })
+        if _two_axis(level):
+            directives.append({"target": level.name + TL_DUMMY_SUFFIX, "type": "bypass", "keep": [],
+                               "bypass": [TL_TENSOR[t] for t in TENSORS]})
     return {"mapping": directives}
 
 
@@ -241,6 +204,22 @@ def _tl_arch(arch: Architecture, layer: Layer) -> tuple[dict[str, Any], dict[str
                                            "global_cycle_seconds": 1e-9 / arch.clock_ghz})]
     tables: list[dict[str, Any]] = []
     L = arch.n_levels
+
+    def table(name: str, read: float, write: float) -> None:
+        tables.append({"name": f"system.{name}", "actions": [
+            {"name": "read", "arguments": None, "energy": _fmt_num(read)},
+            {"name": "write", "arguments": None, "energy": _fmt_num(write)},
+            {"name": "idle", "arguments": None, "energy": 0}]})
+
+    def container(name: str, spatial: dict[str, int], fan: Any) -> Tagged:
+        cont = Tagged("!Container", name=name, spatial=spatial)
+        if fan.x_dims or fan.y_dims:
+            allowed = set(fan.x_dims or DIMS) | set(fan.y_dims or DIMS)
+            banned = [d for d in _tl_dims(layer) if d not in allowed]
+            if banned:
+                cont["constraints"] = {"spatial": {"factors": [f"{TL_DIM[d]}=1" for d in banned]}}
+        return cont
+
     for lvl, level in enumerate(arch.levels):
         cap = level.capacity
         attrs: dict[str, Any] = {"width": level.word_bits, "datawidth": level.word_bits, "block_size": 1}
@@ -257,25 +236,21 @@ def _tl_arch(arch: Architecture, layer: Layer) -> tuple[dict[str, Any], dict[str
         if isinstance(cap, dict):
             comp["attributes"]["rlmap_partitions"] = {TL_TENSOR[t]: w for t, w in cap.items()}
         nodes.append(comp)
-        tables.append({"name": f"system.{level.name}", "actions": [
-            {"name": "read", "arguments": None, "energy": _fmt_num(level.read_energy)},
-            {"name": "write", "arguments": None, "energy": _fmt_num(level.write_energy)},
-            {"name": "idle", "arguments": None, "energy": 0}]})
+        table(level.name, level.read_energy, level.write_energy)
         fan = level.fanout
         if fan.size > 1:
             child = arch.levels[lvl + 1].name if lvl + 1 < L else "mac"
-            spatial: dict[str, int] = {}
-            if fan.x > 1:
-                spatial["meshX"] = fan.x
-            if fan.y > 1:
-                spatial["meshY"] = fan.y
-            cont = Tagged("!Container", name=f"{child}_array", spatial=spatial)
-            if fan.x_dims or fan.y_dims:
-                allowed = set(fan.x_dims or DIMS) | set(fan.y_dims or DIMS)
-                banned = [d for d in _tl_dims(layer) if d not in allowed]
-                if banned:
-                    cont["constraints"] = {"spatial": {"factors": [f"{TL_DIM[d]}=1" for d in banned]}}
-            nodes.append(cont)
+            if _two_axis(level):
+                dummy = level.name + TL_DUMMY_SUFFIX
+                nodes.append(container(f"{child}_columns", {"meshX": fan.x}, fan))
+                nodes.append(Tagged("!Component", name=dummy, **{"class": "storage"},
+                                    attributes={"depth": 1, "width": level.word_bits, "datawidth": level.word_bits,
+                                                "block_size": 1},
+                                    constraints={"dataspace": {"keep": [], "bypass": [TL_TENSOR[t] for t in TENSORS]}}))
+                table(dummy, 0, 0)
+                nodes.append(container(f"{child}_array", {"meshY": fan.y}, fan))
+            else:
+                nodes.append(container(f"{child}_array", {"meshX": fan.x} if fan.x > 1 else {"meshY": fan.y}, fan))
     nodes.append(Tagged("!Component", name="mac", **{"class": "intmac"},
                         attributes={"datawidth": arch.data_bits}))
     tables.append({"name": "system.mac", "actions": [
@@ -288,8 +263,7 @@ def _tl_arch(arch: Architecture, layer: Layer) -> tuple[dict[str, Any], dict[str
 def to_timeloop(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str, dict]:
     """Timeloop input documents keyed by file stem: 'problem', 'mapping', 'arch', 'ERT'.
 
-    Raises SpecError (InvalidMappingError) if the mapping does not fit the layer and architecture,
-    or if it unrolls one dimension on both X and Y of a level (not expressible in Timeloop).
+    Raises SpecError (InvalidMappingError) if the mapping does not fit the layer and architecture.
     """
     _check(layer, arch, mapping)
     arch_doc, ert_doc = _tl_arch(arch, layer)
@@ -301,134 +275,37 @@ def to_timeloop(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
     }
 
 
-def _parse_tl_factors(raw: Any, where: str) -> dict[int, int]:
-    """'R=1 S=3 M=16' (or a list of 'X=n' strings, or a dict) -> {rlmap dim index: factor}."""
-    if isinstance(raw, dict):
-        items = [(str(k), v) for k, v in raw.items()]
-    else:
-        parts = raw.split() if isinstance(raw, str) else list(raw) if isinstance(raw, list) else None
-        if parts is None:
-            raise SpecError(f"factors must be a string like 'R=1 S=3', got {raw!r}", where)
-        items = []
-        for p in parts:
-            m = re.fullmatch(r"\s*([A-Za-z]+)\s*=\s*(-?\d+)\s*", str(p))
-            if not m:
-                raise SpecError(f"bad factor {p!r} (expected DIM=INT)", where)
-            items.append((m.group(1), int(m.group(2))))
-    out: dict[int, int] = {}
-    for name, f in items:
-        d = _tl_dim_index(name, where)
-        if not isinstance(f, int) or isinstance(f, bool) or f <= 0:
-            raise SpecError(f"factor of {name} must be a positive integer, got {f!r}", where)
-        out[d] = f
-    return out
-
-
-def _tl_dim_index(name: str, where: str) -> int:
-    key = name.strip().upper()
-    rl = {"M": "K", "K": "K"}.get(key, key)
-    if rl not in DIMS:
-        raise SpecError(f"unknown dimension {name!r} (Timeloop names: N, G, M, C, P, Q, R, S)", where)
-    return DIMS.index(rl)
-
-
-def _parse_tl_perm(raw: Any, where: str) -> list[int]:
-    names = list(raw) if isinstance(raw, str) else raw
-    if not isinstance(names, list):
-        raise SpecError(f"permutation must be a string of dimension letters, got {raw!r}", where)
-    idx = [_tl_dim_index(str(n), where) for n in names if str(n).strip()]
-    if len(set(idx)) != len(idx):
-        raise SpecError(f"permutation {raw!r} repeats a dimension", where)
-    return idx
-
-
-def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture) -> Mapping:
-    """Read a Timeloop mapping (the `mapping:` document or its directive list) back into a Mapping.
-
-    Factors not listed are 1; dims missing from a permutation go outermost (they iterate once when
-    their factor is 1).  Bypass directives must agree with the architecture's `keeps` (rlmap fixes
-    bypass per architecture).  The result is checked against the layer and architecture.
-    """
-    where = "timeloop mapping"
-    directives = mapping_yaml.get("mapping") if isinstance(mapping_yaml, dict) else mapping_yaml
-    if not isinstance(directives, list):
-        raise SpecError("expected a 'mapping:' list of directives", where)
-    L = arch.n_levels
-    temporal = [[1] * N_DIMS for _ in range(L)]
-    sx = [[1] * N_DIMS for _ in range(L)]
-    sy = [[1] * N_DIMS for _ in range(L)]
-    order: list[tuple[int, ...]] = [tuple(range(N_DIMS)) for _ in range(L)]
-    seen: set[tuple[int, str]] = set()
-    names = [lvl.name for lvl in arch.levels]
-    for i, dv in enumerate(directives):
-        here = f"{where}[{i}]"
-        if not isinstance(dv, dict):
-            raise SpecError("expected a dict", here)
-        target, kind = dv.get("target"), dv.get("type", "temporal")
-        if target not in names:
-            raise SpecError(f"target {target!r} is not a level of architecture {arch.name!r} (levels: {', '.join(names)})",
-                            here)
-        lvl = names.index(target)
-        here = f"{here} ({target} {kind})"
-        if kind not in ("temporal", "spatial", "bypass"):
-            raise SpecError(f"unknown directive type {kind!r} (expected temporal, spatial or bypass)", here)
-        if (lvl, kind) in seen:
-            raise SpecError("duplicate directive for this level", here)
-        seen.add((lvl, kind))
-        if kind == "bypass":
-            keep = {_tensor(t, here) for t in dv.get("keep") or []}
-            bypass = {_tensor(t, here) for t in dv.get("bypass") or []}
-            kept = set(arch.levels[lvl].keeps)
-            if keep - kept or bypass & kept:
-                raise SpecError(
-                    f"keep/bypass {sorted(keep)}/{sorted(bypass)} disagrees with the architecture, which keeps "
-                    f"{sorted(kept)} here (rlmap fixes bypass per architecture)", here)
-            continue
-        factors = _parse_tl_factors(dv.get("factors", ""), here)
-        perm = _parse_tl_perm(dv.get("permutation", ""), here)
-        if kind == "temporal":
-            for d, f in factors.items():
-                temporal[lvl][d] = f
-            outer_first = list(reversed(perm))
-            order[lvl] = tuple([d for d in range(N_DIMS) if d not in outer_first] + outer_first)
-        else:
-            split = dv.get("split", len(perm))
-            if not isinstance(split, int) or isinstance(split, bool) or split < 0:
-                raise SpecError(f"split must be a non-negative integer, got {split!r}", here)
-            pos = {d: k for k, d in enumerate(perm)}
-            for d, f in factors.items():
-                if f == 1:
-                    continue
-                if d not in pos:
-                    raise SpecError(f"dimension {TL_DIM[DIMS[d]]} has a spatial factor but is not in the permutation",
-                                    here)
-                (sx if pos[d] < split else sy)[lvl][d] = f
-    m = Mapping(
-        temporal=tuple(tuple(r) for r in temporal),
-        spatial_x=tuple(tuple(r) for r in sx),
-        spatial_y=tuple(tuple(r) for r in sy),
-        order=tuple(order),
-    )
-    m.check_structure(layer, arch)
-    return m
-
-
-def _tensor(name: Any, where: str) -> str:
-    key = str(name)
-    if key in _TL_TO_RLMAP_TENSOR:
-        return _TL_TO_RLMAP_TENSOR[key]
-    if key.lower() in TENSOR_INDEX:
-        return key.lower()
-    raise SpecError(f"unknown data space {name!r} (expected Weights, Inputs or Outputs)", where)
-
-
 # ----------------------------------------------------------------------------- AccelForge
-AF_TENSOR = TL_TENSOR
+AF_TENSOR = {"inputs": "I", "weights": "W", "outputs": "O"}
+"""rlmap tensor -> AccelForge tensor name (the short names: `Inputs`/`Outputs` are AccelForge set names)."""
 AF_COMPUTE = "MAC"
 
 
-def _af_rank(d: int) -> str:
+def af_rank(d: int) -> str:
+    """AccelForge rank variable of rlmap dimension d (lower-case dim letter)."""
     return DIMS[d].lower()
+
+
+def _af_name(name: str) -> str:
+    """An identifier AccelForge accepts as a component name (`global_...` is reserved for its globals)."""
+    ident = re.sub(r"\W+", "_", name).strip("_") or "level"
+    if ident[0].isdigit() or ident.startswith("global_") or ident == "global":
+        ident = f"mem_{ident}"
+    return ident
+
+
+def af_fanout(level_name: str) -> str:
+    """The `!Container` holding level `level_name`'s spatial fanout."""
+    return _af_name(f"{level_name}_fanout")
+
+
+def af_memories(arch: Architecture) -> list[tuple[str, int, tuple[str, ...]]]:
+    """(component name, level, tensors) per AccelForge memory, outermost first: one per level.
+
+    A partitioned level is one memory too (size = the partitions' sum): rlmap's bandwidth is one budget
+    per level instance, and an AccelForge latency expression sees only its own memory's actions.
+    """
+    return [(_af_name(level.name), lvl, tuple(level.keeps)) for lvl, level in enumerate(arch.levels)]
 
 
 def _einsum_name(layer: Layer) -> str:
@@ -436,48 +313,42 @@ def _einsum_name(layer: Layer) -> str:
     return name if not name[0].isdigit() else f"L{name}"
 
 
-def _memories(arch: Architecture) -> list[tuple[str, int, tuple[str, ...]]]:
-    """(component name, level, tensors) per AccelForge memory, outermost first."""
+def _af_loops(mapping: Mapping) -> list[tuple[str, int, int, int]]:
+    """The nest outermost first as (kind, level, dim, factor), kind in {'X', 'Y', 'T'}: per level its spatial
+    loops (X then Y), then its temporal loops in order; factors > 1 only."""
     out = []
-    for lvl, level in enumerate(arch.levels):
-        if isinstance(level.capacity, dict):
-            for t in TENSORS:
-                if t in level.keeps:
-                    out.append((f"{level.name}_{t}", lvl, (t,)))
-        else:
-            out.append((level.name, lvl, tuple(level.keeps)))
+    for lvl in range(mapping.n_levels):
+        for kind, mat in (("X", mapping.spatial_x), ("Y", mapping.spatial_y)):
+            out += [(kind, lvl, d, mat[lvl][d]) for d in range(N_DIMS) if mat[lvl][d] > 1]
+        out += [("T", lvl, d, mapping.temporal[lvl][d]) for d in mapping.order[lvl] if mapping.temporal[lvl][d] > 1]
     return out
 
 
 def _af_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str, Any]:
-    loops = _loops(mapping)
+    loops = _af_loops(mapping)
     remaining = list(layer.problem_dims)
     loop_nodes: list[Tagged] = []
     for kind, lvl, d, f in loops:
         remaining[d] //= f
         if kind == "T":
-            loop_nodes.append(Tagged("!Temporal", rank_variable=_af_rank(d), tile_shape=remaining[d]))
+            loop_nodes.append(Tagged("!Temporal", rank_variable=af_rank(d), tile_shape=remaining[d]))
         else:
-            loop_nodes.append(Tagged("!Spatial", rank_variable=_af_rank(d), tile_shape=remaining[d],
-                                     name=kind, component=f"{arch.levels[lvl].name}_fanout"))
+            loop_nodes.append(Tagged("!Spatial", rank_variable=af_rank(d), tile_shape=remaining[d],
+                                     name=kind, component=af_fanout(arch.levels[lvl].name)))
     assert all(r == 1 for r in remaining), "check_structure guarantees the factors multiply out"
 
-    # slot s = position before loop s (0 = top, len(loops) = just above the compute)
+    # slot s = just before loop s (0 = the top, len(loops) = just above the compute)
     placed: list[tuple[int, int, str, str]] = []  # (slot, memory rank, component, tensor)
-    prev_bound = 0
-    for rank, (comp, lvl, tensors) in enumerate(_memories(arch)):
-        bound_here = prev_bound
+    parent_slot: dict[str, int] = {}
+    for rank, (comp, lvl, tensors) in enumerate(af_memories(arch)):
         for t in tensors:
             v = TENSORS.index(t)
-            slot = prev_bound
+            slot = parent_slot.get(t, 0)
             for i, (kind, l2, d, _f) in enumerate(loops):
-                if l2 >= lvl:
-                    break
-                if kind != "T" or d in RELEVANT[v]:
+                if l2 < lvl and kind == "T" and d in RELEVANT[v]:
                     slot = max(slot, i + 1)
+            parent_slot[t] = slot
             placed.append((slot, rank, comp, t))
-            bound_here = max(bound_here, slot)
-        prev_bound = bound_here
     placed.sort(key=lambda x: (x[0], x[1]))
 
     nodes: list[Tagged] = []
@@ -497,33 +368,27 @@ def _af_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
 
 
 def _af_keep(tensors: Iterable[str]) -> str:
-    ts = list(tensors)
-    if set(ts) == set(TENSORS):
-        return "All"
-    return " | ".join(AF_TENSOR[t] for t in ts)
+    return " | ".join(AF_TENSOR[t] for t in tensors)
 
 
 def _af_arch(arch: Architecture) -> dict[str, Any]:
     hz = arch.clock_ghz * 1e9
     nodes: list[Tagged] = []
-    mems = _memories(arch)
+    mems = af_memories(arch)
     for lvl, level in enumerate(arch.levels):
         for comp, l2, tensors in mems:
             if l2 != lvl:
                 continue
             cap = level.capacity
-            words = None if cap is None else cap if isinstance(cap, int) else cap[tensors[0]]
+            words = None if cap is None else cap if isinstance(cap, int) else sum(cap.values())
             mem = Tagged("!Memory", name=comp,
                          size="inf" if words is None else words * level.word_bits,
-                         leak_power=0, area=0,
-                         tensors={"keep": _af_keep(tensors)},
-                         actions=[
-                             {"name": "read", "energy": _fmt_num(level.read_energy),
-                              "bits_per_action": level.word_bits, "latency": 0},
-                             {"name": "write", "energy": _fmt_num(level.write_energy),
-                              "bits_per_action": level.word_bits, "latency": 0}])
+                         leak_power=0, area=0, bits_per_action=level.word_bits,
+                         tensors={"keep": _af_keep(tensors)})
             if level.bandwidth is not None:
-                mem["total_latency"] = f"(read_actions + write_actions) / {_fmt_num(level.bandwidth)} / {hz:g}"
+                mem["total_latency"] = f"sum(a.n_calls for a in actions) / {_fmt_num(level.bandwidth)} / {hz:g}"
+            mem["actions"] = [{"name": "read", "energy": _fmt_num(level.read_energy), "throughput": "inf"},
+                              {"name": "write", "energy": _fmt_num(level.write_energy), "throughput": "inf"}]
             nodes.append(mem)
         fan = level.fanout
         if fan.size > 1:
@@ -536,10 +401,9 @@ def _af_arch(arch: Architecture) -> dict[str, Any]:
                     expr = " | ".join(d.lower() for d in allowed)
                     entry["loop_bounds"] = [{"expression": f"~({expr})", "operator": "==", "value": 1}]
                 spatial.append(entry)
-            nodes.append(Tagged("!Container", name=f"{level.name}_fanout", spatial=spatial))
+            nodes.append(Tagged("!Container", name=af_fanout(level.name), spatial=spatial))
     nodes.append(Tagged("!Compute", name=AF_COMPUTE, leak_power=0, area=0,
-                        total_latency=f"compute_actions / {hz:g}",
-                        actions=[{"name": "compute", "energy": _fmt_num(arch.compute.mac_energy), "latency": 0}]))
+                        actions=[{"name": "compute", "energy": _fmt_num(arch.compute.mac_energy), "throughput": hz}]))
     return {"arch": {"nodes": nodes}}
 
 
@@ -560,18 +424,18 @@ def _af_workload(layer: Layer, data_bits: int) -> dict[str, Any]:
     workload: dict[str, Any] = {
         "iteration_space_shape": space,
         "bits_per_value": {"All": data_bits},
+        "einsums": [{
+            "name": _einsum_name(layer),
+            "tensor_accesses": [
+                {"name": AF_TENSOR["inputs"], "projection": {"N": "n", **g, "C": "c", "H": _affine(sh, "p", dh, "r"),
+                                                             "W": _affine(sw, "q", dw, "s")}},
+                {"name": AF_TENSOR["weights"], "projection": {**g, "K": "k", "C": "c", "R": "r", "S": "s"}},
+                {"name": AF_TENSOR["outputs"], "projection": {"N": "n", **g, "K": "k", "P": "p", "Q": "q"},
+                 "output": True},
+            ],
+            "renames": {"input": AF_TENSOR["inputs"], "weight": AF_TENSOR["weights"], "output": AF_TENSOR["outputs"]},
+        }],
     }
-    if not layer.density.is_dense:
-        workload["densities"] = {AF_TENSOR[t]: getattr(layer.density, t) for t in TENSORS}
-    workload["einsums"] = [{
-        "name": _einsum_name(layer),
-        "tensor_accesses": [
-            {"name": "Weights", "projection": {**g, "K": "k", "C": "c", "R": "r", "S": "s"}},
-            {"name": "Inputs", "projection": {"N": "n", **g, "C": "c", "H": _affine(sh, "p", dh, "r"),
-                                              "W": _affine(sw, "q", dw, "s")}},
-            {"name": "Outputs", "projection": {"N": "n", **g, "K": "k", "P": "p", "Q": "q"}, "output": True},
-        ],
-    }]
     return {"workload": workload}
 
 
@@ -591,16 +455,34 @@ _HEADERS = {
     "timeloop": (
         "Exported by rlmap for Timeloop (v0.4 input format); layer {layer} on architecture {arch}.\n"
         "rlmap K (output channels) = Timeloop M. Permutations are innermost loop first.\n"
+        "A two-axis fanout is two spatial levels: <level>_dummy_y keeps nothing and carries the Y factors.\n"
         "Energies: per word access, given in ERT.yaml (run timeloop-model with it instead of Accelergy\n"
         "estimation; table names may need your Accelergy version's flattened component names).\n"
         "Approximations: partitioned buffers -> one buffer of the summed depth; bandwidth -> shared_bandwidth;\n"
         "sparse formats / SAF not exported. See rlmap/interop/export.py for details."),
     "accelforge": (
-        "Exported by rlmap for AccelForge; layer {layer} on architecture {arch}.\n"
+        "Exported by rlmap for AccelForge (checked with 1.0.467); layer {layer} on architecture {arch}.\n"
         "LoopTree mapping outermost first; tile_shape = tile size left after the loop.\n"
-        "Memory size in bits; energies per word access (bits_per_action = word bits).\n"
-        "Not exported: padding, sparse formats, SAFs. See rlmap/interop/export.py for details."),
+        "Memory size in bits; energies per action, one action = one word of the level.\n"
+        "Evaluates to rlmap's numbers under `semantics: accelforge`. Dense only (AccelForge has no sparsity).\n"
+        "See rlmap/interop/export.py for details."),
 }
+
+
+def export_notes(fmt: str, layer: Layer, arch: Architecture) -> list[str]:
+    """What the files of `fmt` leave out for this layer and architecture (one line each; empty if nothing)."""
+    notes = []
+    sparse_arch = arch.compute.sparse != "none" or any(
+        f != "uncompressed" for lvl in arch.levels for f in lvl.formats.values())
+    if not layer.density.is_dense or sparse_arch:
+        what = "AccelForge 1.0.467 has no sparsity model" if fmt == "accelforge" else "rlmap does not export them"
+        notes.append(f"densities, storage formats and compute SAF are not exported ({what}): the files describe "
+                     "the dense layer")
+    if any(isinstance(lvl.capacity, dict) for lvl in arch.levels):
+        why = ("Timeloop has no per-tensor partitions" if fmt == "timeloop" else
+               "rlmap's bandwidth is one budget per level")
+        notes.append(f"partitioned capacities are written as one buffer of the summed size ({why})")
+    return notes
 
 
 def export(fmt: str, layer: Layer, arch: Architecture, mapping: Mapping, out_dir: str | Path) -> list[Path]:
@@ -625,4 +507,3 @@ def tile_shapes(mapping_nodes: list[Any]) -> list[tuple[str, str, int]]:
     """(tag, rank_variable, tile_shape) of every loop node: a small helper for inspection and tests."""
     return [(n.tag, n["rank_variable"], n["tile_shape"]) for n in mapping_nodes
             if isinstance(n, Tagged) and n.tag in ("!Temporal", "!Spatial")]
-

@@ -15,7 +15,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from rlmap.model.kernel import FMT_CODES, REL, KernelStatic, evaluate_kernel
+from rlmap.model.kernel import FMT_CODES, REL, KernelStatic, evaluate_kernel, window_union
+from rlmap.model.semantics import RULES, Rules
 from rlmap.spec.arch import Architecture, MemoryLevel
 from rlmap.spec.errors import InvalidMappingError, SpecError
 from rlmap.spec.layer import Layer
@@ -139,7 +140,8 @@ REASON_CODES = {0: "valid", 1: "factors do not multiply to the layer's dimension
 class CostModel:
     """A layer bound to an architecture; build once, evaluate many mappings."""
 
-    def __init__(self, layer: Layer, arch: Architecture) -> None:
+    def __init__(self, layer: Layer, arch: Architecture, rules: Rules | None = None) -> None:
+        """`rules` overrides the architecture's semantics rule by rule (to measure what each rule changes)."""
         self.layer = layer
         self.arch = arch
         self.dims: tuple[int, ...] = layer.problem_dims
@@ -149,6 +151,8 @@ class CostModel:
         self.dh, self.dw = layer.dilation
         self.density = layer.density.as_tuple()
         self.data_bits = arch.data_bits
+        self.semantics = arch.semantics
+        self.rules = RULES[arch.semantics] if rules is None else rules
         self.keeps = [[TENSORS[v] in lvl.keeps for v in range(N_TENSORS)] for lvl in arch.levels]
         # For each tensor, the (parent, child) pairs of consecutive levels keeping it; child L = the MACs.
         self.chains: list[list[tuple[int, int]]] = []
@@ -216,7 +220,10 @@ class CostModel:
             allow_x=np.array(self.allow_x, dtype=np.bool_), allow_y=np.array(self.allow_y, dtype=np.bool_),
             fans_between=np.array(self.fans_between, dtype=np.bool_),
             scalars=np.array([self.phi, 1.0 if self.skip else 0.0, self.mac_energy, float(self.macs),
-                              float(self.num_pes), float(self.data_bits), float(RLE_RUN_BITS)]))
+                              float(self.num_pes), float(self.data_bits), float(RLE_RUN_BITS)]),
+            rules=self.rules.as_array(),
+            max_span=max(Layer.input_extent(self.dims[P], self.dims[R], self.sh, self.dh),
+                         Layer.input_extent(self.dims[Q], self.dims[S], self.sw, self.dw)))
 
     # ------------------------------------------------------------------ one mapping
     def evaluate(self, m: Mapping) -> Cost:
@@ -255,8 +262,9 @@ class CostModel:
         evaluate_kernel(temporal, spatial_x, spatial_y, order, k.dims, k.geom, k.keeps, k.chain_p, k.chain_c,
                         k.n_pairs, k.word_scale, k.read_e, k.write_e, k.bandwidth, k.fmt, k.fmt_const, k.density,
                         k.cap_kind, k.cap_val, k.fan_x, k.fan_y, k.allow_x, k.allow_y, k.fans_between, k.scalars,
-                        REL, relax, detail, out["energy"], out["cycles"], out["utilization"], out["compute_cycles"],
-                        out["level_cycles"], out["reason"], out["reads"], out["writes"], out["tiles"])
+                        k.rules, k.max_span, REL, relax, detail, out["energy"], out["cycles"], out["utilization"],
+                        out["compute_cycles"], out["level_cycles"], out["reason"], out["reads"], out["writes"],
+                        out["tiles"])
         return out
 
     def _new_outputs(self, B: int, detail: bool) -> dict[str, np.ndarray]:
@@ -367,22 +375,23 @@ class CostModel:
                     nfetch, last_loop, distinct = state[c]
                     ec = E[c]
                 F = fps[c][v]
-                U = F
+                U = F  # words one parent read serves: the children's tiles, multicast where shared
                 split_h = split_w = False
                 if self.fans_between[p][c]:
-                    spc = ec
-                    for lvl in range(p, c):
-                        spc = [a * b for a, b in zip(spc, sp[lvl])]
-                    if v == INPUTS:
-                        # the children's windows span from the first to the last index each window dim reaches
-                        spc = list(spc)
-                        for d in _WINDOW_DIMS:
-                            spc[d] = ec[d] + sum((sp[i][d] - 1) * E[i + 1][d] for i in range(p, c))
-                        split_h = spc[P] != ec[P] or spc[R] != ec[R]
-                        split_w = spc[Q] != ec[Q] or spc[S] != ec[S]
-                    U = footprint(v, spc, sh, sw, dh, dw)
-                else:
-                    spc = ec
+                    spread = [math.prod(sp[lvl][d] for lvl in range(p, c)) for d in range(N_DIMS)]
+                    if v != INPUTS:
+                        U = footprint(v, [e * n for e, n in zip(ec, spread)], sh, sw, dh, dw)
+                    elif self.rules.window_multicast:
+                        # rule 2 on: the union of the children's windows, rows and columns apart
+                        terms_h = self._axis_terms(p, c, P, R, sp, E)
+                        terms_w = self._axis_terms(p, c, Q, S, sp, E)
+                        split_h, split_w = bool(terms_h), bool(terms_w)
+                        uh = _union(Layer.input_extent(ec[P], ec[R], sh, dh), terms_h)
+                        uw = _union(Layer.input_extent(ec[Q], ec[S], sw, dw), terms_w)
+                        U = ec[N] * spread[N] * ec[G] * spread[G] * ec[C] * spread[C] * uh * uw
+                    else:
+                        # rule 2 off: one window per child position, shared only across irrelevant dims
+                        U = F * math.prod(spread[d] for d in range(N_DIMS) if RELEVANCE_MATRIX[v][d])
                 if c == L:
                     scale_p = self.phi * self.word_scale[p]
                 else:
@@ -392,25 +401,28 @@ class CostModel:
                     reads[p][v] += refetch * scale_p
                     writes[p][v] += used[p] * nfetch * U * scale_p
                     if c < L:
-                        writes[c][v] += refetch * self.word_scale[c]
+                        if self.rules.reduced_psum_fill:  # rule 3 on: one child takes the old partial sum
+                            writes[c][v] += refetch * self.word_scale[c]
+                        else:  # rule 3 off: every child instance is refilled
+                            writes[c][v] += used[c] * (nfetch - distinct) * F * self.word_scale[c]
                         reads[c][v] += used[c] * nfetch * F * self.word_scale[c]
                     continue
                 hu = hc = 1.0
-                if v == INPUTS and last_loop is not None and last_loop[1] in self._halo_coef:
+                if (v == INPUTS and self.rules.halo_reuse and last_loop is not None
+                        and last_loop[1] in self._halo_coef):  # rule 1
                     j, d, f = last_loop
                     step = ec[d] * self._halo_coef[d]
                     for lvl in range(j, c):
                         step *= sp[lvl][d]
                     if d == P or d == R:
                         ext_c = (ec[P] - 1) * sh + (ec[R] - 1) * dh + 1
-                        ext_u = (spc[P] - 1) * sh + (spc[R] - 1) * dh + 1
                     else:
                         ext_c = (ec[Q] - 1) * sw + (ec[S] - 1) * dw + 1
-                        ext_u = (spc[Q] - 1) * sw + (spc[S] - 1) * dw + 1
                     hc = (1 + (f - 1) * min(ext_c, step) / ext_c) / f
-                    # a spatially split window axis: the parent refetches the whole union (no halo credit)
+                    # a spatially split window axis: the parent refetches the whole union (no halo credit);
+                    # otherwise the union's window along the axis is the children's own
                     if not (split_h if (d == P or d == R) else split_w):
-                        hu = (1 + (f - 1) * min(ext_u, step) / ext_u) / f
+                        hu = hc
                 reads[p][v] += used[p] * nfetch * U * hu * scale_p
                 if c < L:
                     writes[c][v] += used[c] * nfetch * F * hc * fmt_f[c][v] * self.word_scale[c]
@@ -429,6 +441,17 @@ class CostModel:
             macs=self.macs, effective_macs=eff_macs, utilization=used[L] / self.num_pes, reads=reads, writes=writes,
             level_energy=level_energy, level_cycles=level_cycles, mac_energy=mac_e, tiles=tiles,
         )
+
+    def _axis_terms(self, p: int, c: int, da: int, db: int, sp: list, E: list) -> list[tuple[int, int]]:
+        """(count, step in input rows) of every spatial unroll of window dims da (P|Q) and db (R|S) between
+        levels p and c: the children's windows along that axis start at every sum of k * step, k < count."""
+        coef = self._halo_coef
+        terms = []
+        for i in range(p, c):
+            for d in (da, db):
+                if sp[i][d] > 1:
+                    terms.append((sp[i][d], coef[d] * E[i + 1][d]))
+        return terms
 
     def tile_check(self, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For tile extents E (levels >= L, dims, B): the format factors (L, tensors, B) and a mask of
@@ -499,8 +522,16 @@ class CostModel:
 
 
 _ALL_DIMS = frozenset(range(N_DIMS))
-_WINDOW_DIMS = (P, Q, R, S)
 _ONES = (1,) * N_DIMS
+
+
+def _union(ext: int, terms: list[tuple[int, int]]) -> float:
+    """Rows covered by windows of `ext` rows starting at every sum of k * step (k < count) over `terms`:
+    the compiled `window_union` (one implementation for both paths)."""
+    counts = np.array([float(n) for n, _ in terms] or [0.0])
+    steps = np.array([float(g) for _, g in terms] or [0.0])
+    span = 1 + sum((n - 1) * g for n, g in terms)
+    return float(window_union(float(ext), counts, steps, len(terms), np.zeros(span + 1, dtype=np.bool_)))
 
 
 

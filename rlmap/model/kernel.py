@@ -1,8 +1,10 @@
 """Compiled (numba) form of the cost model's formulas, for speed: one loop over mappings.
 
-It mirrors `CostModel._evaluate_python` (the readable reference) statement by statement; the tests
-check that both give the same numbers on thousands of mappings.  `CostModel` packs the static
-layer/architecture data into arrays once (`KernelStatic`) and calls `evaluate_kernel`.
+It mirrors `CostModel.evaluate_reference` (the readable reference) statement by statement; the tests
+check that both give the same numbers on thousands of mappings, under both modelling semantics.
+`CostModel` packs the static layer/architecture data into arrays once (`KernelStatic`), the semantics as
+rule flags (rlmap/model/semantics.py), and calls `evaluate_kernel`.  `window_union` is the one
+implementation of the multicast union along a window axis; the reference calls it too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from rlmap.model.semantics import HALO_REUSE, REDUCED_PSUM_FILL, WINDOW_MULTICAST
 from rlmap.spec.problem import INPUTS, OUTPUTS, RELEVANCE_MATRIX, WEIGHTS, C, G, K, N, P, Q, R, S
 
 FMT_CODES = {"uncompressed": 0, "bitmask": 1, "rle": 2, "coordinate": 3}
@@ -43,6 +46,8 @@ class KernelStatic:
     allow_y: np.ndarray
     fans_between: np.ndarray  # (L+1, L+1) bool
     scalars: np.ndarray  # phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits
+    rules: np.ndarray  # (3,) bool: the semantics' rule flags (rlmap.model.semantics.Rules.as_array)
+    max_span: int  # longest input axis (rows or columns of the padded input): scratch for window_union
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -54,6 +59,59 @@ def _footprint(v: int, e: np.ndarray, sh: float, sw: float, dh: float, dw: float
     if v == WEIGHTS:
         return e[G] * e[K] * e[C] * e[R] * e[S]
     return e[N] * e[G] * e[K] * e[P] * e[Q]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def window_union(ext: float, counts: np.ndarray, steps: np.ndarray, n: int, mark: np.ndarray) -> float:
+    """Rows (or columns) covered by the union of windows `ext` long that start at every sum
+    k_0*steps[0] + ... + k_{n-1}*steps[n-1], 0 <= k_t < counts[t]: what children spread along one input axis
+    by n spatial unrolls hold together.  Exact (a gap between windows is not counted); `mark` is scratch
+    at least as long as the span of the starts."""
+    if n == 0:
+        return ext
+    if n == 1:
+        return ext + (counts[0] - 1.0) * min(ext, steps[0])
+    span = 1
+    total_starts = 1
+    for t in range(n):
+        span += int((counts[t] - 1.0) * steps[t])
+        total_starts *= int(counts[t])
+    for i in range(span):
+        mark[i] = False
+    for k in range(total_starts):
+        r = k
+        s = 0
+        for t in range(n):
+            c = int(counts[t])
+            s += (r % c) * int(steps[t])
+            r //= c
+        mark[s] = True
+    e = int(ext)
+    covered = 0
+    end = 0  # first row past the windows seen so far
+    for i in range(span):
+        if mark[i]:
+            covered += e if i >= end else i + e - end
+            end = i + e
+    return float(covered)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _axis_terms(p: int, c: int, da: int, db: int, ca: float, cb: float, SP: np.ndarray, E: np.ndarray,
+                counts: np.ndarray, steps: np.ndarray) -> int:
+    """The spatial unrolls of window dims da (P or Q, coefficient ca = stride) and db (R or S, cb = dilation)
+    between levels p and c, as (count, step in input rows) terms of window_union; returns how many."""
+    n = 0
+    for i in range(p, c):
+        if SP[i, da] > 1.0:
+            counts[n] = SP[i, da]
+            steps[n] = ca * E[i + 1, da]
+            n += 1
+        if SP[i, db] > 1.0:
+            counts[n] = SP[i, db]
+            steps[n] = cb * E[i + 1, db]
+            n += 1
+    return n
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -105,13 +163,21 @@ def _fits_capacity(lvl: int, words: np.ndarray, keeps: np.ndarray, cap_kind: np.
 def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001, ANN201
                     dims, geom, keeps, chain_p, chain_c, n_pairs, word_scale, read_e, write_e, bandwidth, fmt,
                     fmt_const, density, cap_kind, cap_val, fan_x, fan_y, allow_x, allow_y, fans_between, scalars,
-                    rel, relax, detail, energy, cycles, util, comp_cycles, level_cycles, reason, reads, writes, tiles):
+                    rules, max_span, rel, relax, detail, energy, cycles, util, comp_cycles, level_cycles, reason,
+                    reads, writes, tiles):
     """Score B mappings; results go into the output arrays (reason 0 = valid, 1 factors, 2 fanout,
-    3 capacity, 4 order).  With `detail` the per-level breakdown (reads, writes, tiles) is written too."""
+    3 capacity, 4 order).  With `detail` the per-level breakdown (reads, writes, tiles) is written too.
+    `rules` are the semantics' flags (rlmap.model.semantics)."""
     B, L, D = temporal.shape
     sh, sw, dh, dw = geom[0], geom[1], geom[2], geom[3]
     phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits = (scalars[0], scalars[1], scalars[2], scalars[3],
                                                                   scalars[4], scalars[5], scalars[6])
+    halo_reuse = rules[HALO_REUSE]
+    window_multicast = rules[WINDOW_MULTICAST]
+    reduced_psum_fill = rules[REDUCED_PSUM_FILL]
+    t_counts = np.empty(2 * L)  # window_union terms of one axis
+    t_steps = np.empty(2 * L)
+    mark = np.zeros(max_span + 1, dtype=np.bool_)
     T = np.empty((L, D))
     SP = np.empty((L, D))
     E = np.ones((L + 1, D))
@@ -275,20 +341,23 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                 split_h = False
                 split_w = False
                 if fans_between[p, c]:
-                    for d in range(D):
-                        spc[d] = ec[d] * (SPsuf[p, d] / SPsuf[c, d])
-                    if v == INPUTS:
-                        for d in (P, Q, R, S):
-                            s = ec[d]
-                            for i in range(p, c):
-                                s += (SP[i, d] - 1.0) * E[i + 1, d]
-                            spc[d] = s
-                        split_h = spc[P] != ec[P] or spc[R] != ec[R]
-                        split_w = spc[Q] != ec[Q] or spc[S] != ec[S]
-                    U = _footprint(v, spc, sh, sw, dh, dw)
-                else:
-                    for d in range(D):
-                        spc[d] = ec[d]
+                    if v != INPUTS:
+                        for d in range(D):
+                            spc[d] = ec[d] * (SPsuf[p, d] / SPsuf[c, d])
+                        U = _footprint(v, spc, sh, sw, dh, dw)
+                    elif window_multicast:  # the union of the children's windows, axis by axis
+                        nh = _axis_terms(p, c, P, R, sh, dh, SP, E, t_counts, t_steps)
+                        uh = window_union((ec[P] - 1.0) * sh + (ec[R] - 1.0) * dh + 1.0, t_counts, t_steps, nh, mark)
+                        nw = _axis_terms(p, c, Q, S, sw, dw, SP, E, t_counts, t_steps)
+                        uw = window_union((ec[Q] - 1.0) * sw + (ec[S] - 1.0) * dw + 1.0, t_counts, t_steps, nw, mark)
+                        split_h = nh > 0
+                        split_w = nw > 0
+                        U = (ec[N] * (SPsuf[p, N] / SPsuf[c, N]) * ec[G] * (SPsuf[p, G] / SPsuf[c, G])
+                             * ec[C] * (SPsuf[p, C] / SPsuf[c, C]) * uh * uw)
+                    else:  # one window per child position: multicast over irrelevant dims only
+                        for d in range(D):
+                            if rel[v, d]:
+                                U *= SPsuf[p, d] / SPsuf[c, d]
                 if c == L:
                     scale_p = phi * word_scale[p]
                 else:
@@ -298,12 +367,15 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                     rd[p, v] += refetch * scale_p
                     wr[p, v] += used[p] * nfetch * U * scale_p
                     if c < L:
-                        wr[c, v] += refetch * word_scale[c]
+                        if reduced_psum_fill:
+                            wr[c, v] += refetch * word_scale[c]
+                        else:
+                            wr[c, v] += used[c] * (nfetch - distinct) * F * word_scale[c]
                         rd[c, v] += used[c] * nfetch * F * word_scale[c]
                     continue
                 hu = 1.0
                 hc = 1.0
-                if v == INPUTS and has:
+                if v == INPUTS and has and halo_reuse:
                     j = st_lvl[v, c]
                     for cand in (P, Q, R, S):
                         if relax:
@@ -320,15 +392,14 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                         step = ec[d] * coef * (SPsuf[j, d] / SPsuf[c, d])
                         if d == P or d == R:
                             ext_c = (ec[P] - 1.0) * sh + (ec[R] - 1.0) * dh + 1.0
-                            ext_u = (spc[P] - 1.0) * sh + (spc[R] - 1.0) * dh + 1.0
                             split = split_h
                         else:
                             ext_c = (ec[Q] - 1.0) * sw + (ec[S] - 1.0) * dw + 1.0
-                            ext_u = (spc[Q] - 1.0) * sw + (spc[S] - 1.0) * dw + 1.0
                             split = split_w
-                        hc = min(hc, (1.0 + (f - 1.0) * min(ext_c, step) / ext_c) / f)
-                        if not split:
-                            hu = min(hu, (1.0 + (f - 1.0) * min(ext_u, step) / ext_u) / f)
+                        h = (1.0 + (f - 1.0) * min(ext_c, step) / ext_c) / f
+                        hc = min(hc, h)
+                        if not split:  # the union's window along this axis is the children's own
+                            hu = min(hu, h)
                 rd[p, v] += used[p] * nfetch * U * hu * scale_p
                 if c < L:
                     wr[c, v] += used[c] * nfetch * F * hc * fmt_f[c, v] * word_scale[c]

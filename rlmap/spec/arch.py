@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rlmap.spec.problem import DIMS, TENSORS, parse_dim, parse_tensor
 
 Format = Literal["uncompressed", "bitmask", "rle", "coordinate"]
+Semantics = Literal["timeloop", "accelforge"]
+SEMANTICS: tuple[str, ...] = ("timeloop", "accelforge")
+"""Modelling semantics the cost model can follow (rlmap/model/semantics.py holds their rules)."""
 
 
 class Fanout(BaseModel):
@@ -123,6 +126,10 @@ class Architecture(BaseModel):
     source: str = ""
     data_bits: int = Field(16, gt=0, description="bits per data element")
     clock_ghz: float = Field(1.0, gt=0.0)
+    semantics: Semantics = Field(
+        "timeloop", description="modelling rules of the cost model: 'timeloop' (sliding-window halo reuse, "
+        "window multicast as the union of the children's windows, reduced partial-sum refills) or 'accelforge' "
+        "(AccelForge's LoopTree model); docs/costmodel.md, 'Modelling semantics'")
     levels: list[MemoryLevel] = Field(min_length=1)
     compute: Compute
 

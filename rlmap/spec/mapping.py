@@ -49,6 +49,12 @@ class Mapping:
             out += [self.temporal[lvl][dim], self.spatial_x[lvl][dim], self.spatial_y[lvl][dim]]
         return out
 
+    def nest_key(self) -> tuple:
+        """What the loop nest means: the factors and, per level, the order of the loops with factor > 1.
+        Two mappings with equal keys differ at most in where factor-1 loops sit (which changes nothing)."""
+        loops = tuple(tuple(d for d in self.order[lvl] if self.temporal[lvl][d] > 1) for lvl in range(self.n_levels))
+        return self.temporal, self.spatial_x, self.spatial_y, loops
+
     def to_arrays(self) -> "MappingBatch":
         """A batch of one, for the vectorised cost model."""
         return MappingBatch(
