@@ -74,15 +74,30 @@ def _resolve(mapper: MapperSpec) -> Any:
     raise SpecError(f"expected a mapper name, factory or instance, got {type(mapper).__name__}", "mapper")
 
 
-def _map_one(args: tuple[MapperSpec, Layer, Architecture, str, int, int, float | None]) -> SearchResult:
-    mapper, layer, arch, objective, budget, seed, time_limit = args
-    limit = {} if time_limit is None else {"time_limit": time_limit}  # mappers without the option still work
-    return _resolve(mapper).search(layer, arch, objective, budget=budget, seed=seed, **limit)
+def accepts_initial(mapper: Any) -> bool:
+    """Whether a mapper's search takes warm-start mappings (`initial=`)."""
+    import inspect
+
+    try:
+        return "initial" in inspect.signature(mapper.search).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+Job = tuple[MapperSpec, Layer, Architecture, str, int, int, "float | None", "list[Any] | None"]
+
+
+def _map_one(args: Job) -> SearchResult:
+    mapper, layer, arch, objective, budget, seed, time_limit, initial = args
+    kw: dict[str, Any] = {} if time_limit is None else {"time_limit": time_limit}  # mappers without it still work
+    if initial:
+        kw["initial"] = initial
+    return _resolve(mapper).search(layer, arch, objective, budget=budget, seed=seed, **kw)
 
 
 def map_network(network: Network, arch: Architecture, mapper: MapperSpec, objective: str = "edp",
                 budget: int = 1000, seed: int = 0, processes: int = 1, progress: bool = True,
-                time_limit: float | None = None) -> NetworkResult:
+                time_limit: float | None = None, warm_start: Any = None) -> NetworkResult:
     """Map each distinct layer once (in parallel processes if asked) and report it for every layer of its
     shape; same seed, same result, whatever `processes`.
 
@@ -90,6 +105,12 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     the first of them (index i) is searched with seed `layer_seed(seed, i)`.  `time_limit` is wall-clock
     seconds per distinct layer.  Workers are spawned (not forked), so the parent's threads (torch, BLAS)
     cannot deadlock them.
+
+    `warm_start` (True or a `rlmap.search.warmstart.ReplayBuffer`, e.g. one backed by a file): layers are
+    searched in network order, `processes` at a time, each seeded with the adapted best mappings of the
+    nearest layers already in the buffer, and each one's best mapping joins the buffer.  Results then depend
+    on `processes` (a layer can only use layers of earlier waves).  Mappers whose search takes no `initial`
+    (the policy) run cold; extra["warm_start"] says which happened.
     """
     import multiprocessing
     import time
@@ -97,17 +118,46 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    label = getattr(_resolve(mapper), "name", str(mapper))  # fails early on a bad name
+    from rlmap.search.warmstart import ReplayBuffer
+
+    resolved = _resolve(mapper)  # fails early on a bad name
+    label = getattr(resolved, "name", str(mapper))
     keys = [layer_key(layer) for layer in network.layers]
     first = {key: i for i, key in reversed(list(enumerate(keys)))}  # key -> index of its first layer
-    jobs = [(mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit)
-            for i, layer in enumerate(network.layers) if first[keys[i]] == i]
+    jobs: list[Job] = [(mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit, None)
+                       for i, layer in enumerate(network.layers) if first[keys[i]] == i]
     results: list[SearchResult | None] = [None] * len(jobs)
+    buffer = None
+    if warm_start is not None and warm_start is not False and accepts_initial(resolved):
+        buffer = warm_start if isinstance(warm_start, ReplayBuffer) else ReplayBuffer()
     t0 = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{label} on {network.name}", total=len(jobs))
-        if processes <= 1 or len(jobs) <= 1:
+        if buffer is not None:
+            wave = max(1, processes)
+            ctx = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(max_workers=wave, mp_context=ctx) if wave > 1 else None
+            try:
+                for w0 in range(0, len(jobs), wave):
+                    idx = range(w0, min(w0 + wave, len(jobs)))
+                    for i in idx:
+                        j = jobs[i]
+                        jobs[i] = j[:7] + (buffer.seeds(j[1], arch, objective, seed=j[5]),)
+                    bar.update(task, description=f"{label} (warm): {jobs[idx[0]][1].name}")
+                    done = (list(pool.map(_map_one, [jobs[i] for i in idx])) if pool is not None
+                            else [_map_one(jobs[i]) for i in idx])
+                    for i, r in zip(idx, done):
+                        r.notes["warm_start_seeds"] = len(jobs[i][7] or [])
+                        results[i] = r
+                        buffer.add(jobs[i][1], arch, objective, [r.mapping])
+                        bar.advance(task)
+            finally:
+                if pool is not None:
+                    pool.shutdown()
+            if buffer.path is not None:
+                buffer.save()
+        elif processes <= 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):
                 bar.update(task, description=f"{label}: {job[1].name}")
                 results[i] = _map_one(job)
@@ -122,4 +172,5 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
     return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
                          layers=list(network.layers), results=[by_key[key] for key in keys if key in by_key],
-                         seconds=time.perf_counter() - t0, extra={"distinct_layers": len(jobs)})
+                         seconds=time.perf_counter() - t0,
+                         extra={"distinct_layers": len(jobs), "warm_start": buffer is not None})

@@ -12,14 +12,22 @@ Operators (shared with the annealing mapper):
   (move one loop of a level to another position).  Order moves only touch loops with a factor > 1, the
   only ones the cost model can tell apart;
 * repair -- a spatial slot whose primes exceed its fanout gives random copies back to the temporal slot
-  of the same level until it fits.  This is structural (no cost-model call, like Timeloop's map-space
-  pruning by fanout) and cannot break a capacity, since that level's tile is unchanged.  Capacity is not
-  repaired: an offspring that overflows a buffer is scored like any other mapping (one counted
-  evaluation) and gets an infinite objective, so selection drops it.
+  of the same level until it fits (structural, like Timeloop's map-space pruning by fanout); then
+  *capacity repair* (rlmap.search.repair.capacity_repair): a genome whose tiles overflow a buffer sends
+  random prime copies out to DRAM until it fits.  Both are spec checks that compute no energy or latency,
+  so they are not counted as evaluations (the surrogate mapper uses the same convention).
+
+Why capacity repair (measured, issue 16): without it a move of one big prime (a ViT layer's 197 tokens)
+inward overflows a buffer, the offspring is invalid, and a population that converged with that prime at
+DRAM cannot leave: GA-1000 on ViT fc1 / Eyeriss ended 2,000x apart between seeds.  With it, such a move
+comes with the other primes it displaces, and the spread falls to < 2x.  For diversity a fraction
+`immigrant_rate` of each generation's offspring are fresh uniform genomes (capacity-repaired too), and
+survivors are distinct mappings, so the population cannot collapse onto one point.
 
 Budget accounting: every mapping the cost model scores is one evaluation, the initial population
-included.  The initial population is drawn uniformly (`MapSpace.random_genomes`) and fanout-repaired,
-not taken from `MapSpace.sample`, whose rejection sampling would spend uncounted evaluations.  An
+included.  The initial population is drawn uniformly (`MapSpace.random_genomes`) and repaired, not taken
+from `MapSpace.sample`, whose rejection sampling would spend uncounted evaluations.  With warm-start
+mappings (`initial`), those and mutants of them fill up to half of the initial population.  An
 offspring equal (in effect) to a mapping already scored takes the cached score and costs nothing.
 
 Selection is (mu + lambda) with elitism: parents by tournament, the next population the best distinct
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -38,8 +47,11 @@ from rlmap.model.costmodel import CostModel
 from rlmap.search.base import SearchResult
 from rlmap.search.mapspace import TEMPORAL, Genome, MapSpace
 from rlmap.search.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
+from rlmap.search.repair import capacity_repair
+from rlmap.search.warmstart import initial_genomes
 from rlmap.spec.arch import Architecture
 from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
 
 MOVE_ANY, MOVE_NEAR, SWAP, ORDER_SWAP, REORDER = range(5)
 MUTATIONS = ("move", "move-near", "swap", "order-swap", "reorder")
@@ -77,10 +89,12 @@ class Operators:
                     self.limits.append((3 * lvl + k, math.log(lim) + 1e-9))
 
     # ------------------------------------------------------------------ initial genomes
-    def random(self, n: int, rng: np.random.Generator) -> Genome:
-        """Uniform genomes (MapSpace.random_genomes), fanout-repaired."""
+    def random(self, n: int, rng: np.random.Generator, capacity: bool = False) -> Genome:
+        """Uniform genomes (MapSpace.random_genomes), fanout-repaired (and capacity-repaired if asked)."""
         g = self.space.random_genomes(n, rng)
         self.repair(g, rng)
+        if capacity:
+            capacity_repair(self.space, g, rng)
         return g
 
     # ------------------------------------------------------------------ repair
@@ -202,6 +216,25 @@ class Operators:
         return rows[~ok]
 
 
+def seeded_population(ops: Operators, n: int, rng: np.random.Generator, seeds: Genome, capacity: bool = True,
+                      seeded_frac: float = 0.5) -> Genome:
+    """`n` genomes: the warm-start seeds, 1-2-move mutants of them up to `seeded_frac` of n, the rest uniform."""
+    n_seeded = min(len(seeds), n)
+    if n_seeded == 0:
+        return ops.random(n, rng, capacity=capacity)
+    parts = [seeds.take(slice(0, n_seeded))]
+    n_mut = max(0, int(seeded_frac * n) - n_seeded)
+    if n_mut:
+        mut = ops.mutate(seeds.take(rng.integers(n_seeded, size=n_mut)), rng, rng.integers(1, 3, size=n_mut))
+        if capacity:
+            capacity_repair(ops.space, mut, rng)
+        parts.append(mut)
+    rest = n - n_seeded - n_mut
+    if rest:
+        parts.append(ops.random(rest, rng, capacity=capacity))
+    return Genome.concat(parts)
+
+
 def _fitness(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), np.inf, values)
 
@@ -213,8 +246,11 @@ class GeneticMapper:
 
     def __init__(self, population: int | None = None, tournament: int = 3,
                  crossover_rate: float = 0.7, extra_move_rate: float = 0.5,
-                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS) -> None:
+                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS, repair_capacity: bool = True,
+                 immigrant_rate: float = 0.1) -> None:
         self.population = population
+        self.immigrant_rate = immigrant_rate
+        self.repair_capacity = repair_capacity
         self.tournament = tournament
         self.crossover_rate = crossover_rate
         self.extra_move_rate = extra_move_rate
@@ -226,8 +262,10 @@ class GeneticMapper:
         return max(2, min(budget, int(np.clip(budget // 40, 16, 100))))
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
-        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
+               initial: Sequence[Mapping] | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far.
+        `initial`: warm-start mappings for this layer (rlmap.search.warmstart), seeding the population."""
         check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
@@ -235,7 +273,7 @@ class GeneticMapper:
         rng = np.random.default_rng(seed)
         ev = BudgetedEvaluator(space, objective, budget, time_limit=time_limit, started=started)
         P = self.population_size(budget)
-        pop = ops.random(P, rng)
+        pop = seeded_population(ops, P, rng, initial_genomes(space, initial, rng), capacity=self.repair_capacity)
         fit = _fitness(ev.score(pop))
         generations = stalls = 0
         while not ev.exhausted and stalls < 50:
@@ -255,7 +293,14 @@ class GeneticMapper:
         kids = ops.crossover(a, b, rng)
         kids = Genome(np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order))
         moves = rng.geometric(1 - self.extra_move_rate, size=n) if self.extra_move_rate > 0 else np.ones(n, np.int64)
-        return ops.mutate(ops.repair(kids, rng), rng, moves)
+        kids = ops.mutate(ops.repair(kids, rng), rng, moves)
+        fresh = np.flatnonzero(rng.random(n) < self.immigrant_rate)  # diversity: fresh uniform genomes
+        if len(fresh):
+            new = ops.random(len(fresh), rng)
+            kids.slots[fresh], kids.order[fresh] = new.slots, new.order
+        if self.repair_capacity:
+            capacity_repair(ops.space, kids, rng)
+        return kids
 
     def _tournament(self, fit: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         cand = rng.integers(len(fit), size=(n, self.tournament))

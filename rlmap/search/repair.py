@@ -1,0 +1,77 @@
+"""Structural validity and repair of genomes: spec checks that compute no energy or latency.
+
+`structural_valid` checks factors, loop orders, fanouts and tile capacities -- the spec's legality, no
+cost -- so it is not a cost-model evaluation and the search mappers do not count it against a budget.
+`capacity_repair` pushes prime copies out to the outermost temporal slot (DRAM) until every tile fits:
+with the fanout repair of rlmap.search.genetic.Operators it turns any genome into a valid mapping
+whenever the layer fits at all (the everything-in-DRAM mapping is valid whenever one element of each
+tensor fits every level).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlmap.model.costmodel import CostModel
+from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.spec.mapping import MappingBatch
+from rlmap.spec.problem import N_DIMS
+
+
+def structural_valid(model: CostModel, b: MappingBatch) -> np.ndarray:
+    """Mask of mappings whose factors, loop orders, spatial fanouts and tile capacities are legal.
+
+    Pure spec checks (layer dims, the architecture's fanouts and capacities); no energy or latency is
+    computed, so this is not a cost-model evaluation.
+    """
+    B = len(b)
+    if B == 0:
+        return np.zeros(0, dtype=bool)
+    T = b.temporal.astype(np.float64)
+    SX = b.spatial_x.astype(np.float64)
+    SY = b.spatial_y.astype(np.float64)
+    L = model.L
+    ok = np.ones(B, dtype=bool)
+    order = b.order
+    ok &= (np.sort(order, axis=2) == np.arange(N_DIMS)).all(axis=(1, 2))
+    for lvl in range(L):
+        ok &= SX[:, lvl].prod(axis=1) <= model.fan_x[lvl]
+        ok &= SY[:, lvl].prod(axis=1) <= model.fan_y[lvl]
+        ax = ~np.array(model.allow_x[lvl])
+        ay = ~np.array(model.allow_y[lvl])
+        if ax.any():
+            ok &= ~(SX[:, lvl, ax] > 1).any(axis=1)
+        if ay.any():
+            ok &= ~(SY[:, lvl, ay] > 1).any(axis=1)
+    TS = T * SX * SY  # (B, L, D)
+    E = np.ones((L + 1, N_DIMS, B))
+    for lvl in range(L - 1, -1, -1):
+        E[lvl] = E[lvl + 1] * TS[:, lvl].T
+    ok &= (E[0] == np.array(model.dims, dtype=np.float64)[:, None]).all(axis=0)
+    _, over = model.tile_check(E)
+    return ok & ~over
+
+
+
+def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid: np.ndarray | None = None) -> np.ndarray:
+    """In place: rows whose tiles overflow a buffer get random prime copies moved to the outermost
+    temporal slot (DRAM) until they fit.  Returns the validity mask afterwards."""
+    model = space.model
+    if valid is None:
+        valid = structural_valid(model, space.decode(g))
+    for _ in range(space.n_genes + 1):
+        bad = np.flatnonzero(~valid)
+        if len(bad) == 0:
+            break
+        inner = g.slots[bad] != 0
+        has = inner.any(axis=1)
+        if not has.any():
+            break
+        r = rng.random(inner.shape) * inner
+        pick = np.argmax(r, axis=1)
+        rows = bad[has]
+        g.slots[rows, pick[has]] = 0
+        valid[rows] = structural_valid(model, space.decode(g.take(rows)))
+    return valid
+
+
