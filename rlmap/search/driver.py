@@ -35,7 +35,14 @@ def _optimal() -> Any:
     return OptimalMapper()
 
 
-MAPPERS: dict[str, Callable[[], Any]] = {"random": _random, "ga": _ga, "sa": _sa, "optimal": _optimal}
+def _marvel() -> Any:
+    from rlmap.search.marvel import MarvelMapper
+
+    return MarvelMapper()
+
+
+MAPPERS: dict[str, Callable[[], Any]] = {"random": _random, "ga": _ga, "sa": _sa, "optimal": _optimal,
+                                         "marvel": _marvel}
 """Mappers by name.  Packages above search add theirs with `register_mapper` when imported (rlmap.surrogate:
 "surrogate", rlmap.rl: "policy"); `import rlmap` imports both, so every name is there."""
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -247,8 +248,9 @@ class GeneticMapper:
     def __init__(self, population: int | None = None, tournament: int = 3,
                  crossover_rate: float = 0.7, extra_move_rate: float = 0.5,
                  mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS, repair_capacity: bool = True,
-                 immigrant_rate: float = 0.1) -> None:
+                 immigrant_rate: float = 0.1, constraint: Any = None) -> None:
         self.population = population
+        self.constraint = constraint  # apply(genome) in place, .target slot and .movable genes for capacity repair
         self.immigrant_rate = immigrant_rate
         self.repair_capacity = repair_capacity
         self.tournament = tournament
@@ -274,6 +276,8 @@ class GeneticMapper:
         ev = BudgetedEvaluator(space, objective, budget, time_limit=time_limit, started=started)
         P = self.population_size(budget)
         pop = seeded_population(ops, P, rng, initial_genomes(space, initial, rng), capacity=self.repair_capacity)
+        if self.constraint is not None:
+            pop = self._finish(ops, pop, rng)
         fit = _fitness(ev.score(pop))
         generations = stalls = 0
         while not ev.exhausted and stalls < 50:
@@ -298,9 +302,17 @@ class GeneticMapper:
         if len(fresh):
             new = ops.random(len(fresh), rng)
             kids.slots[fresh], kids.order[fresh] = new.slots, new.order
+        return self._finish(ops, kids, rng)
+
+    def _finish(self, ops: Operators, g: Genome, rng: np.random.Generator) -> Genome:
+        """The search's constraint (if any: Marvel's fixed off-chip part), then capacity repair."""
+        c = self.constraint
+        if c is not None:
+            c.apply(g)
         if self.repair_capacity:
-            capacity_repair(ops.space, kids, rng)
-        return kids
+            capacity_repair(ops.space, g, rng, target=c.target if c is not None else 0,
+                            movable=c.movable if c is not None else None)
+        return g
 
     def _tournament(self, fit: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         cand = rng.integers(len(fit), size=(n, self.tournament))

@@ -53,9 +53,11 @@ def structural_valid(model: CostModel, b: MappingBatch) -> np.ndarray:
 
 
 
-def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid: np.ndarray | None = None) -> np.ndarray:
-    """In place: rows whose tiles overflow a buffer get random prime copies moved to the outermost
-    temporal slot (DRAM) until they fit.  Returns the validity mask afterwards."""
+def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid: np.ndarray | None = None,
+                    target: int = 0, movable: np.ndarray | None = None) -> np.ndarray:
+    """In place: rows whose tiles overflow a buffer get random prime copies moved out to slot `target`
+    (default 0, the outermost temporal slot: DRAM) until they fit.  Only copies inside `target` (slot >
+    target) and, if given, with `movable[gene]` set are moved.  Returns the validity mask afterwards."""
     model = space.model
     if valid is None:
         valid = structural_valid(model, space.decode(g))
@@ -63,15 +65,15 @@ def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid:
         bad = np.flatnonzero(~valid)
         if len(bad) == 0:
             break
-        inner = g.slots[bad] != 0
+        inner = g.slots[bad] > target
+        if movable is not None:
+            inner &= movable[None, :]
         has = inner.any(axis=1)
         if not has.any():
             break
         r = rng.random(inner.shape) * inner
         pick = np.argmax(r, axis=1)
         rows = bad[has]
-        g.slots[rows, pick[has]] = 0
+        g.slots[rows, pick[has]] = target
         valid[rows] = structural_valid(model, space.decode(g.take(rows)))
     return valid
-
-

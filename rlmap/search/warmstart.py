@@ -11,8 +11,8 @@ layer with the same shape is at 0, a layer with twice the channels at 1, and a d
 from a dense one of the same size (its G is large, its K and C are 1).  The `neighbours` nearest
 entries (ties: the most recent first) give their mappings.
 
-**Adaptation.**  A stored mapping's factors are re-split to the new dims, dimension by dimension: each
-slot (temporal / spatial X / spatial Y of each level) keeps the *share* of the dim's log-size it had
+**Adaptation.**  A stored mapping's factors are re-split to the new dims, dimension by dimension (a dim
+of the same size keeps its split exactly): each slot (temporal / spatial X / spatial Y of each level) keeps the *share* of the dim's log-size it had
 (f_slot = n_src^share); the new dim's prime factors are dealt out largest first, each to the allowed slot
 furthest below its target log-size.  Loop orders pass through unchanged.  The result is then repaired to
 validity: fanout repair (over-full spatial slots give primes back to their level's temporal slot) and
@@ -63,6 +63,9 @@ def adapt_factors(src: np.ndarray, src_dims: Sequence[int], dims: Sequence[int],
     out = np.ones_like(src)
     for d, n in enumerate(dims):
         if n == 1:
+            continue
+        if src_dims[d] == n:  # same size: the same split
+            out[d] = src[d]
             continue
         slots = np.flatnonzero(allowed[d])
         if src_dims[d] > 1:
