@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from rlmap.model.costmodel import CostModel
-from rlmap.search.marvel import MarvelMapper, OffChipConstraint, offchip_candidates, offchip_words, stationary_orders
 from rlmap.search.mapspace import MapSpace
+from rlmap.search.marvel import MarvelMapper, OffChipConstraint, offchip_candidates, offchip_words, stationary_orders
 from rlmap.search.optimal import OptimalMapper
 from rlmap.spec.io import load_architecture, load_network
 from rlmap.spec.layer import Layer

@@ -70,7 +70,7 @@ def test_buffer_nearest_and_file_round_trip(tmp_path, eyeriss):
         layer = net.layer(name)
         buf.add(layer, eyeriss, "edp", [GeneticMapper().search(layer, eyeriss, budget=100, seed=1).mapping])
     near = buf.nearest(net.layer("layer4.1.conv1..layer4.1.conv2"), eyeriss, "edp")
-    assert [e.layer.name for _, e in near][0] == "layer4.0.conv2" and near[0][0] == 0
+    assert near[0][1].layer.name == "layer4.0.conv2" and near[0][0] == 0
     assert buf.nearest(net.layer("layer4.1.conv1..layer4.1.conv2"), eyeriss, "energy") == []  # other objective: nothing
     path = tmp_path / "buf.json"
     buf.save(path)

@@ -37,7 +37,6 @@ members of parents and offspring together.  The population size follows the budg
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +47,7 @@ from rlmap.model.costmodel import CostModel
 from rlmap.search.base import SearchResult
 from rlmap.search.mapspace import TEMPORAL, Genome, MapSpace
 from rlmap.search.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
-from rlmap.search.repair import capacity_repair
+from rlmap.search.repair import capacity_repair, fanout_limits, fanout_repair, random_true
 from rlmap.search.warmstart import initial_genomes
 from rlmap.spec.arch import Architecture
 from rlmap.spec.layer import Layer
@@ -57,12 +56,6 @@ from rlmap.spec.mapping import Mapping
 MOVE_ANY, MOVE_NEAR, SWAP, ORDER_SWAP, REORDER = range(5)
 MUTATIONS = ("move", "move-near", "swap", "order-swap", "reorder")
 DEFAULT_MUTATION_WEIGHTS = (0.25, 0.25, 0.2, 0.15, 0.15)
-
-
-def _random_true(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, a uniformly chosen True column (0 where none) and whether the row had one."""
-    r = rng.random(mask.shape) * mask
-    return np.argmax(r, axis=1), mask.any(axis=1)
 
 
 class Operators:
@@ -83,11 +76,7 @@ class Operators:
             gid += [k] * a
         self.gene_group = np.array(gid, dtype=np.int64)
         self.n_groups = len(space.groups)
-        self.limits = []  # (slot, log limit) for every spatial slot that exists
-        for lvl, level in enumerate(space.arch.levels):
-            for k, lim in ((1, level.fanout.x), (2, level.fanout.y)):
-                if lim > 1 and self.allowed[:, 3 * lvl + k].any():
-                    self.limits.append((3 * lvl + k, math.log(lim) + 1e-9))
+        self.limits = fanout_limits(space)
 
     # ------------------------------------------------------------------ initial genomes
     def random(self, n: int, rng: np.random.Generator, capacity: bool = False) -> Genome:
@@ -101,20 +90,7 @@ class Operators:
     # ------------------------------------------------------------------ repair
     def repair(self, g: Genome, rng: np.random.Generator) -> Genome:
         """In place: move random prime copies out of over-full spatial slots to the level's temporal slot."""
-        if g.slots.shape[1] == 0:
-            return g
-        slots = g.slots
-        for s, lim in self.limits:
-            temporal = 3 * (s // 3) + TEMPORAL
-            while True:
-                in_s = slots == s
-                over = (in_s * self.log_prime).sum(axis=1) > lim
-                if not over.any():
-                    break
-                rows = np.flatnonzero(over)
-                pick, _ = _random_true(in_s[rows], rng)
-                slots[rows, pick] = temporal
-        return g
+        return fanout_repair(self.space, g, rng, self.limits)
 
     # ------------------------------------------------------------------ crossover
     def crossover(self, a: Genome, b: Genome, rng: np.random.Generator) -> Genome:
@@ -160,7 +136,7 @@ class Operators:
             other = g.slots[gene_rows[sr]]  # (m, G)
             mask = ((self.gene_dim[None, :] != d[sr, None]) & (other != cur[sr, None])
                     & self.allowed[d[sr][:, None], other] & self.allowed[self.gene_dim[None, :], cur[sr, None]])
-            j, ok = _random_true(mask, rng)
+            j, ok = random_true(mask, rng)
             sr, j = sr[ok], j[ok]
             g.slots[gene_rows[sr], i[sr]] = g.slots[gene_rows[sr], j]
             g.slots[gene_rows[sr], j] = cur[sr]
@@ -176,7 +152,7 @@ class Operators:
                 near_mask = mask & close
                 use = near & near_mask.any(axis=1)
                 mask[use] = near_mask[use]
-            s, ok = _random_true(mask, rng)
+            s, ok = random_true(mask, rng)
             g.slots[gene_rows[mr[ok]], i[mr[ok]]] = s[ok]
 
     def active_loops(self, g: Genome) -> np.ndarray:
@@ -194,14 +170,14 @@ class Operators:
         order = g.order[rows]  # (m, L, D)
         act = self.active_loops(g.take(rows))
         active = np.take_along_axis(act, order, axis=2)  # by loop position
-        lvl, ok = _random_true(active.sum(axis=2) >= 2, rng)
+        lvl, ok = random_true(active.sum(axis=2) >= 2, rng)
         if not ok.any():
             return rows
         ar = np.arange(m)
         pos = active[ar, lvl]  # (m, D)
-        a, _ = _random_true(pos, rng)
+        a, _ = random_true(pos, rng)
         pos[ar, a] = False
-        b, _ = _random_true(pos, rng)
+        b, _ = random_true(pos, rng)
         row = order[ar, lvl]  # (m, D)
         D = row.shape[1]
         p = np.arange(D)[None, :]

@@ -10,12 +10,50 @@ tensor fits every level).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rlmap.model.costmodel import CostModel
-from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.search.mapspace import TEMPORAL, Genome, MapSpace
 from rlmap.spec.mapping import MappingBatch
 from rlmap.spec.problem import N_DIMS
+
+
+def random_true(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, a uniformly chosen True column (0 where none) and whether the row had one."""
+    r = rng.random(mask.shape) * mask
+    return np.argmax(r, axis=1), mask.any(axis=1)
+
+
+def fanout_limits(space: MapSpace) -> list[tuple[int, float]]:
+    """(slot, log fanout) of every spatial slot that exists in the map space."""
+    out = []
+    for lvl, level in enumerate(space.arch.levels):
+        for k, lim in ((1, level.fanout.x), (2, level.fanout.y)):
+            if lim > 1 and space.allowed[:, 3 * lvl + k].any():
+                out.append((3 * lvl + k, math.log(lim) + 1e-9))
+    return out
+
+
+def fanout_repair(space: MapSpace, g: Genome, rng: np.random.Generator,
+                  limits: list[tuple[int, float]] | None = None) -> Genome:
+    """In place: move random prime copies out of over-full spatial slots to the level's temporal slot."""
+    if g.slots.shape[1] == 0:
+        return g
+    log_prime = np.log(space.gene_prime.astype(np.float64))
+    slots = g.slots
+    for s, lim in fanout_limits(space) if limits is None else limits:
+        temporal = 3 * (s // 3) + TEMPORAL
+        while True:
+            in_s = slots == s
+            over = (in_s * log_prime).sum(axis=1) > lim
+            if not over.any():
+                break
+            rows = np.flatnonzero(over)
+            pick, _ = random_true(in_s[rows], rng)
+            slots[rows, pick] = temporal
+    return g
 
 
 def structural_valid(model: CostModel, b: MappingBatch) -> np.ndarray:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.search.repair import capacity_repair, fanout_repair
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import InvalidMappingError, SpecError
 from rlmap.spec.factors import prime_factors
@@ -84,9 +85,6 @@ def adapt_factors(src: np.ndarray, src_dims: Sequence[int], dims: Sequence[int],
 
 def adapt(mappings: Sequence[tuple[Mapping, Layer]], space: MapSpace, rng: np.random.Generator) -> Genome:
     """Genomes for `space` from mappings of other layers (same architecture), repaired to validity."""
-    from rlmap.search.genetic import Operators
-    from rlmap.search.repair import capacity_repair
-
     if not mappings:
         return Genome(np.zeros((0, space.n_genes), dtype=np.int64), np.zeros((0, space.L, N_DIMS), dtype=np.int64))
     L = space.L
@@ -98,7 +96,7 @@ def adapt(mappings: Sequence[tuple[Mapping, Layer]], space: MapSpace, rng: np.ra
     batch = MappingBatch(temporal=arr[..., 0].copy(), spatial_x=arr[..., 1].copy(), spatial_y=arr[..., 2].copy(),
                          order=np.array([m.order for m, _ in mappings], dtype=np.int64))
     g = space.encode(batch)
-    Operators(space).repair(g, rng)
+    fanout_repair(space, g, rng)
     capacity_repair(space, g, rng)
     return g
 
