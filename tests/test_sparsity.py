@@ -53,9 +53,10 @@ def test_sparsity_aware_search_reports_robust_and_single(case):
     # the robust mapping is valid at every density; its worst ratio is what the search minimised
     assert np.isfinite(rob["worst"]) and rob["worst"] == pytest.approx(max(rob["ratio_per_density"].values()))
     # the single-density mapping seeds the robust search, so the robust worst case can only be better;
-    # at its own density the single one is the reference itself
+    # references are the best found per density, so no ratio is below 1
     assert rob["worst"] <= single["worst"] * (1 + 1e-12)
-    assert single["ratio_per_density"]["(0.5, 0.2, 1.0)"] == pytest.approx(1.0)
+    assert min(rob["ratio_per_density"].values()) >= 1 - 1e-12
+    assert min(single["ratio_per_density"].values()) >= 1 - 1e-12
     for d, ref in res.notes["references"].items():
         m = CostModel(at_density(layer, float(d)), arch).evaluate(res.mapping)
         assert m.valid

@@ -1,4 +1,5 @@
-"""`rlmap search`: map every layer of a network with a search mapper (random, ga, sa, optimal, surrogate, policy)."""
+"""`rlmap search`: map every layer of a network with a search mapper (random, ga, sa, marvel, optimal, surrogate,
+policy), optionally warm-started (replay buffer) and sparsity-aware (--densities)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from rlmap.spec.layer import Network
 def search_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
-    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, optimal, surrogate or policy (the shipped policy; --budget = samples)"),
+    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, marvel (decoupled off-chip/on-chip), optimal, "
+                               "surrogate or policy (the shipped policy; --budget = samples)"),
     budget: int = typer.Option(2000, "--budget", help="cost-model evaluations per layer (policy: samples; "
                                "optimal: not used, it runs until proven or --time-limit)"),
     time_limit: Optional[float] = typer.Option(
@@ -30,6 +32,21 @@ def search_cmd(
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
+    warm_start: Optional[bool] = typer.Option(
+        None, "--warm-start/--no-warm-start",
+        help="seed each layer's search with the adapted best mappings of the nearest layers mapped before it "
+             "(default: on for a whole network, off with --layer; the policy always runs cold)"),
+    warm_start_file: Optional[Path] = typer.Option(
+        None, "--warm-start-file", metavar="JSON",
+        help="replay buffer kept across runs: read if it exists, written back with this run's layers"),
+    densities: Optional[str] = typer.Option(
+        None, "--densities", metavar="D1,D2,..",
+        help="sparsity-aware search: one mapping robust over these input densities (e.g. 0.2,0.5,1.0, or "
+             "0.2:0.3,1.0:0.7 with probabilities); needs a search mapper (random, ga, sa, marvel)"),
+    robust: str = typer.Option("worst", "--robust", help="with --densities: minimise the worst or the expected "
+                               "ratio to each density's own best"),
+    density_tensor: str = typer.Option("inputs", "--density-tensor", help="with --densities: the tensor whose "
+                                       "density varies (inputs, weights or outputs)"),
 ) -> None:
     """Map every layer of a network with a classical mapper; per-layer table and network totals."""
     from rlmap.model.costmodel import OBJECTIVES
@@ -50,13 +67,67 @@ def search_cmd(
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
-    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
-                      time_limit=time_limit)
+    if warm_start is None:
+        warm_start = one is None or warm_start_file is not None
+    buffer = None
+    if warm_start:
+        from rlmap.search.warmstart import ReplayBuffer
+
+        buffer = ReplayBuffer(path=warm_start_file)
+    elif warm_start_file is not None:
+        raise SpecError("needs warm start (drop --no-warm-start)", "--warm-start-file")
+    the_mapper: object = mapper
+    if densities is not None:
+        from rlmap.search.sparsity import MODES, SparsityAwareMapper, parse_densities
+
+        if robust not in MODES:
+            raise SpecError(f"unknown mode {robust!r} (expected one of {', '.join(MODES)})", "--robust")
+        if mapper.strip().lower() not in ("random", "ga", "sa", "marvel"):
+            raise SpecError(f"--densities needs a search mapper (random, ga, sa, marvel), not {mapper!r}", "--mapper")
+        dens, probs = parse_densities(densities)
+        the_mapper = SparsityAwareMapper(get_mapper(mapper), dens, probs, mode=robust, tensor=density_tensor)
+    res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
+                      time_limit=time_limit, warm_start=buffer)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
     seeded = "" if exhaustive else f", seed {seed}"
     meta = {"mapper": mapper, **({} if exhaustive else {"budget": budget, "seed": seed}),
             **({} if time_limit is None else {"time_limit_s": time_limit})}
-    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
+    warm = ", warm-started" if res.extra.get("warm_start") else ""
+    if densities is not None:
+        meta.update({"densities": densities, "robust": robust, "density_tensor": density_tensor})
+    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}{warm}",
                           output, meta, hint="raise --time-limit" if exhaustive else "raise --budget or use --mapper ga")
+    if densities is not None:
+        _density_report(res)
+
+
+def _density_report(res: object) -> None:
+    """Per layer: the robust mapping's and the single-density mapping's ratio to each density's reference."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    results = getattr(res, "results")
+    first = next((r for r in results if "robust" in r.notes), None)
+    if first is None:
+        return
+    keys = list(first.notes["robust"]["ratio_per_density"])
+    dens = [str(d) for d in first.notes["densities"]]
+    t = Table(box=box.SIMPLE_HEAD, title=f"objective / each density's own best ({first.notes['mode']} case "
+                                         f"optimised; single = best for density {first.notes['single_density']})")
+    t.add_column("layer")
+    for d in dens:
+        t.add_column(f"robust @{d}", justify="right")
+    for d in dens:
+        t.add_column(f"single @{d}", justify="right")
+    seen = set()
+    for layer, r in zip(getattr(res, "layers"), results):
+        if id(r) in seen or "robust" not in r.notes:
+            continue
+        seen.add(id(r))
+        cells = [f"{r.notes['robust']['ratio_per_density'][k]:.3f}" for k in keys]
+        cells += [f"{r.notes['single']['ratio_per_density'][k]:.3f}" for k in keys]
+        t.add_row(layer.name, *cells)
+    Console().print(t)

@@ -21,7 +21,8 @@ overflows when the data is denser) is invalid.
 Budget: one robust evaluation scores the mapping at K densities, so it counts as K cost-model evaluations
 (the robust phase gets (rest of budget) / K mappings).  The result's mapping, cost (at the layer's own
 density) and notes["densities"] report the robust mapping and the single-density mapping (the best for
-the layer's own density, or the densest if that is not in the set) against every density's reference.
+the layer's own density, or the densest if that is not in the set) against every density's reference,
+updated to the robust mapping's objective where that is better (so every reported ratio is >= 1).
 """
 
 from __future__ import annotations
@@ -162,6 +163,10 @@ class SparsityAwareMapper:
         single_k = (self.densities.index(own) if own in self.densities
                     else int(np.argmax(self.densities)))
         single = refs[single_k].mapping
+        if robust is not None:  # a reference is the best found for its density by either phase
+            at = [mod.evaluate_batch(robust.to_arrays()).objective(objective)[0] for mod in models]
+            ref_vals = [min(r, a) if np.isfinite(a) else r for r, a in zip(ref_vals, at)]
+            robust_model = RobustModel(models, ref_vals, objective, self.mode, self.probs)
         report = {name: robust_model.report(m) for name, m in (("robust", robust), ("single", single))
                   if m is not None}
         cost = CostModel(layer, arch).evaluate(robust) if robust is not None else None
