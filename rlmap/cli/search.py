@@ -11,6 +11,7 @@ import typer
 
 from rlmap.cli.common import load_problem, report_network_result
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
+from rlmap.search.base import NetworkResult
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Network
 
@@ -103,13 +104,13 @@ def search_cmd(
         _density_report(res)
 
 
-def _density_report(res: object) -> None:
+def _density_report(res: NetworkResult) -> None:
     """Per layer: the robust mapping's and the single-density mapping's ratio to each density's reference."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    results = getattr(res, "results")
+    results = res.results
     first = next((r for r in results if "robust" in r.notes), None)
     if first is None:
         return
@@ -123,7 +124,7 @@ def _density_report(res: object) -> None:
     for d in dens:
         t.add_column(f"single @{d}", justify="right")
     seen = set()
-    for layer, r in zip(getattr(res, "layers"), results):
+    for layer, r in zip(res.layers, results):
         if id(r) in seen or "robust" not in r.notes:
             continue
         seen.add(id(r))
