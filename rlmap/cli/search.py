@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from rlmap.cli.common import load_problem, report_network_result
-from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.search.base import NetworkResult
+from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Network
 
