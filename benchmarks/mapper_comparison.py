@@ -206,11 +206,15 @@ def part_spread(args: argparse.Namespace, out: dict[str, Any]) -> None:
         net = distinct(load_network(net_name), args.spread_layers)
         arch = load_architecture(arch_name)
         for la in net.layers:
-            for cls in (GeneticMapper, AnnealingMapper):
-                b = [cls().search(la, arch, "edp", 1000, seed=layer_seed(s, 0)).best for s in range(5)]
-                rows.append({"network": net_name, "arch": arch_name, "layer": la.name, "mapper": cls.name,
+            variants = [("ga", GeneticMapper()), ("sa", AnnealingMapper())]
+            if args.spread_baseline:  # the mappers as they were before the fix: no capacity repair, no immigrants
+                variants += [("ga-before", GeneticMapper(repair_capacity=False, immigrant_rate=0.0)),
+                             ("sa-before", AnnealingMapper(repair_capacity=False))]
+            for label, mapper in variants:
+                b = [mapper.search(la, arch, "edp", 1000, seed=layer_seed(s, 0)).best for s in range(5)]
+                rows.append({"network": net_name, "arch": arch_name, "layer": la.name, "mapper": label,
                              "worst_over_best": max(b) / min(b), "best": b})
-    for m in ("ga", "sa"):
+    for m in dict.fromkeys(r["mapper"] for r in rows):
         sel = [r for r in rows if r["mapper"] == m]
         worst = max(sel, key=lambda r: r["worst_over_best"])
         over = sum(r["worst_over_best"] >= 2 for r in sel)
@@ -290,6 +294,7 @@ def main() -> None:
     ap.add_argument("--sparse-layers", type=int, default=4)
     ap.add_argument("--sparse-budget", type=int, default=6000)
     ap.add_argument("--spread-layers", type=int, default=4)
+    ap.add_argument("--spread-baseline", action="store_true", help="also run GA/SA without the robustness fixes")
     ap.add_argument("--out", default="docs/mapper_comparison")
     args = ap.parse_args()
     args.networks = [n for n in args.networks.split(",") if n]
