@@ -50,7 +50,7 @@ def import_cmd(
     io.save_network(result.network, output)
     out = console()
     net = result.network
-    t = Table(title=f"{net.name}: {len(net.layers)} layers, {gmacs(net.macs)} GMACs", box=box.SIMPLE_HEAVY,
+    t = Table(title=f"{net.name}: {len(net.layers)} layers, {gmacs(net.macs)}", box=box.SIMPLE_HEAVY,
               title_justify="left")
     for col in ("layer", "kind", "N", "K", "C", "P", "Q", "R", "S", "groups", "stride", "MACs"):
         t.add_column(col, justify="left" if col in ("layer", "kind") else "right")
