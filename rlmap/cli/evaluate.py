@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from rlmap.cli.common import TENSOR_SHORT, console, fmt, load_any_mapping, with_semantics
+from rlmap.cli.common import console, fmt, load_any_mapping, with_semantics
 from rlmap.cli.common import MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP
 from rlmap.spec.errors import SpecError
 

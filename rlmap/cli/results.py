@@ -126,12 +126,15 @@ def build_summary(res: Any, arch: Architecture, meta: dict[str, Any], mapping_fi
     }
 
 
-def build_run(res: Any, argv: list[str] | None = None) -> dict[str, Any]:
+COMMAND: list[str] = []
+"""The arguments of the running `rlmap` command (set by rlmap.cli.app.run; sys.argv[1:] when empty)."""
+
+
+def build_run(res: Any, args: list[str] | None = None) -> dict[str, Any]:
     """run.json's content: how and when this result was made, and how long it took."""
-    argv = list(sys.argv if argv is None else argv)
-    prog = Path(argv[0]).name if argv else "rlmap"
+    args = list(args if args is not None else (COMMAND or sys.argv[1:]))
     return {
-        "command": shlex.join(["rlmap" if prog in ("rlmap", "__main__.py", "-c") else prog, *argv[1:]]),
+        "command": shlex.join(["rlmap", *args]),
         "cwd": os.getcwd(),
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],

@@ -5,7 +5,6 @@ Registered by rlmap.cli.app; torch and Stable-Baselines3 are imported only when 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -113,7 +112,7 @@ def train_cmd(
         run_dir = output
         out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {arch}: {', '.join(train_nets)} + "
                   f"{cfg.agent.env.synthetic:.0%} synthetic layers; held out: {', '.join(held) or 'none'}")
-    res = train(cfg, run_dir, resume=resume is not None, progress=sys.stderr.isatty())
+    res = train(cfg, run_dir, resume=resume is not None, progress=True)
     state = ("finished" if res.finished else
              f"{'interrupted' if res.interrupted else 'stopped by --time-limit'}; continue with "
              f"`rlmap train --resume {run_dir}`")

@@ -50,11 +50,17 @@ class PlainProgress:
         self._t0 = time.monotonic()
 
     # -- rich.progress.Progress subset
-    def add_task(self, description: str, total: float | None = None, **fields: Any) -> int:
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields: Any) -> int:
         with self._lock:
             tid = len(self.tasks)
-            self.tasks[tid] = _Task(description, total, fields=dict(fields))
+            self.tasks[tid] = _Task(description, total, completed, fields=dict(fields))
         return tid
+
+    def start(self) -> None:
+        self.__enter__()
+
+    def stop(self) -> None:
+        self.__exit__(None, None, None)
 
     def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
                description: str | None = None, advance: float | None = None, **fields: Any) -> None:
