@@ -117,7 +117,7 @@ def test_network_table_fits_80_columns_without_cutting_numbers(tiny: Path) -> No
     arch = load_architecture("eyeriss")
     res = map_network(net, arch, "random", "edp", budget=60, seed=0, progress=False)
     buf = io.StringIO()
-    Console(file=buf, width=80, color_system=None).print(network_table(res, arch.energy_unit, "title"))
+    Console(file=buf, width=80, color_system=None).print(network_table(res, arch.energy_unit))
     text = buf.getvalue()
     assert "…" not in text
     assert max(len(line) for line in text.splitlines()) <= 80

@@ -165,7 +165,8 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
 
     out = console()
     unit = energy_unit(arch)
-    out.print(network_table(res, unit, title))
+    out.print(title, soft_wrap=True)
+    out.print(network_table(res, unit))
     missing = [lyr.name for lyr, r in zip(res.layers, res.results) if r.cost is None]
     if missing:
         out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"

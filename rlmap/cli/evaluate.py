@@ -41,6 +41,6 @@ def eval_cmd(
     out.print(f"EDP          {fmt(cost.edp)} {unit}*cycles")
     out.print(f"utilization  {cost.utilization * 100:.2f} % of {a.num_pes:,} PEs")
     out.print(f"energy/MAC   {fmt(cost.energy / max(cost.macs, 1))} {unit}")
-    t = eval_table(cost, a)
+    t = eval_table(cost, a, out.width)
     out.print(t)
 

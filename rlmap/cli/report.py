@@ -163,17 +163,20 @@ def convergence_figure(runs: list[dict[str, Any]], labels: list[str]) -> str:
     fig, axes = plt.subplots(1, len(runs), figsize=(max(6.0, 4.2 * len(runs)), 3.2), squeeze=False, sharey=True)
     for ax, run, label in zip(axes[0], runs, labels):
         drawn = 0
+        seen: set[str] = set()
         for k, row in enumerate(run["layers"]):
             curve = row.get("curve") or []
             b = best.get(row["layer"], math.nan)
-            if not curve or not b > 0:
+            shape = json.dumps(row.get("shape"), sort_keys=True)  # layers of one shape were searched once
+            if not curve or not b > 0 or shape in seen:
                 continue
+            seen.add(shape)
             xs = [p[0] for p in curve]
             ys = [p[1] / b for p in curve]
             ax.step(xs, ys, where="post", lw=0.9, alpha=0.75, color=COLORS[k % len(COLORS)])
             ax.plot(xs[-1:], ys[-1:], "o", ms=2.5, color=COLORS[k % len(COLORS)])
             drawn += 1
-        ax.set_title(f"{label} ({drawn} layers)", fontsize=9, loc="left")
+        ax.set_title(f"{label} ({drawn} distinct layers)", fontsize=9, loc="left")
         ax.set_xlabel("cost-model evaluations", fontsize=8)
         ax.set_yscale("log")
         ax.tick_params(labelsize=7)

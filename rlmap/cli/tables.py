@@ -36,6 +36,11 @@ def eng(x: float, digits: int = 4) -> str:
     return f"{x:.{digits - 1}e}"
 
 
+def exact(x: float) -> str:
+    """Integers with thousands separators, other numbers with six significant digits."""
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:.6g}"
+
+
 def count(n: float, unit: str) -> str:
     """A count with a unit that fits: '1,024 MACs', '23.59 MMACs', '1.814 GMACs' (never '0.000 GMACs')."""
     if abs(n) < 1e4:
@@ -100,10 +105,10 @@ def name_column(table: Table, header: str, min_width: int = 8) -> None:
     table.add_column(header, justify="left", overflow="fold", min_width=min_width)
 
 
-def network_table(res: Any, unit: str, title: str) -> Table:
+def network_table(res: Any, unit: str) -> Table:
     """Per-layer table of a NetworkResult: energy, cycles, EDP, utilisation, evaluations (and 'optimal' when
-    the optimal mapper ran), sized for an 80-column terminal."""
-    t = new_table(title)
+    the optimal mapper ran), sized for an 80-column terminal.  No title: rich would wrap it to the table's width."""
+    t = new_table()
     name_column(t, "layer")
     num_column(t, "×")
     for header in (f"energy\n{unit}", "cycles", "EDP", "util\n%", "evals"):
@@ -125,9 +130,17 @@ def network_table(res: Any, unit: str, title: str) -> Table:
     return t
 
 
-def eval_table(cost: Any, arch: Any) -> Table:
+EXACT_WIDTH = 120
+"""Consoles at least this wide get exact numbers in `rlmap eval`'s table (access counts in words, 6 digits);
+narrower ones SI-prefixed numbers, so the table fits 80 columns."""
+
+
+def eval_table(cost: Any, arch: Any, width: int = EXACT_WIDTH) -> Table:
     """`rlmap eval`'s table: reads and writes of each tensor at each level, energy, share and bandwidth cycles."""
     from rlmap.spec.problem import TENSORS
+
+    num = exact if width >= EXACT_WIDTH else eng  # access counts
+    val = (lambda x: f"{x:.6g}") if width >= EXACT_WIDTH else eng  # energies and cycles
 
     short = {"inputs": "I", "weights": "W", "outputs": "O"}
     t = new_table("accesses (words of each level) and energy")
@@ -142,10 +155,10 @@ def eval_table(cost: Any, arch: Any) -> Table:
         cells = []
         for v in range(len(TENSORS)):
             kept = TENSORS[v] in lvl.keeps
-            cells += [eng(cost.reads[i][v]) if kept else "-", eng(cost.writes[i][v]) if kept else "-"]
+            cells += [num(cost.reads[i][v]) if kept else "-", num(cost.writes[i][v]) if kept else "-"]
         cyc = cost.level_cycles[i] if i < len(cost.level_cycles) else 0.0
-        t.add_row(lvl.name, *cells, eng(cost.level_energy[i]), f"{cost.level_energy[i] / total * 100:.1f}",
-                  eng(cyc) if lvl.bandwidth is not None else "-")
-    t.add_row("MAC", *([""] * 6), eng(cost.mac_energy), f"{cost.mac_energy / total * 100:.1f}", eng(cost.compute_cycles))
-    t.add_row("total", *([""] * 6), eng(cost.energy), "100.0", eng(cost.cycles))
+        t.add_row(lvl.name, *cells, val(cost.level_energy[i]), f"{cost.level_energy[i] / total * 100:.1f}",
+                  val(cyc) if lvl.bandwidth is not None else "-")
+    t.add_row("MAC", *([""] * 6), val(cost.mac_energy), f"{cost.mac_energy / total * 100:.1f}", val(cost.compute_cycles))
+    t.add_row("total", *([""] * 6), val(cost.energy), "100.0", val(cost.cycles))
     return t
