@@ -273,7 +273,7 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
         f"<img alt='per-layer energy, latency, EDP and utilisation' src='data:image/png;base64,{per_layer_figure(runs, labels)}'>",
         "<h2>Energy by memory level</h2>",
         f"<img alt='energy by level' src='data:image/png;base64,{breakdown_figure(runs, labels, 'level')}'>",
-        "<h2>Energy by tensor</h2>",
+        "<h2>Energy by tensor (memory reads and writes; the MACs' energy is in the level breakdown)</h2>",
         f"<img alt='energy by tensor' src='data:image/png;base64,{breakdown_figure(runs, labels, 'tensor')}'>",
         "<h2>Search convergence</h2>",
         "<p class='meta'>Best-so-far objective after each cost-model evaluation, per layer, divided by the best any "
