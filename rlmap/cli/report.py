@@ -257,10 +257,11 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
     meta = []
     for r, label in zip(runs, labels):
         run = r.get("run", {})
+        macs = sum(int(row.get("shape", {}).get("macs", 0)) * int(row.get("repeat", 1)) for row in r["layers"])
         line = (f"<b>{html.escape(label)}</b>: <code>{html.escape(run.get('command', '(command not recorded)'))}</code>"
                 f" — rlmap {html.escape(str(r.get('rlmap_version', '?')))}"
                 f"{', ' + html.escape(run['timestamp']) if run.get('timestamp') else ''}, "
-                f"{count(sum(int(row.get('shape', {}).get('macs', 0)) * int(row.get('repeat', 1)) for row in r['layers']), 'MACs')}, "
+                f"{count(macs, 'MACs')}, "
                 f"semantics {html.escape(str(r.get('semantics', '?')))}, folder <code>{html.escape(r['_folder'])}</code>")
         meta.append(f"<p class='meta'>{line}</p>")
     note = ("" if len(units) == 1 else
@@ -287,7 +288,7 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
 
 
 def report_cmd(
-    results: list[Path] = typer.Argument(..., help="results folders written by `rlmap search -o` or `rlmap map -o` "
+    results: list[Path] = typer.Argument(..., metavar="RESULTS_DIR", help="results folders written by `rlmap search -o` or `rlmap map -o` "
                                          "(or their summary.json); several are compared side by side"),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write"),
     title: Optional[str] = typer.Option(None, "--title", help="page title (default: the networks and architectures)"),
