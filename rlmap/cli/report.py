@@ -262,7 +262,8 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
                 f" — rlmap {html.escape(str(r.get('rlmap_version', '?')))}"
                 f"{', ' + html.escape(run['timestamp']) if run.get('timestamp') else ''}, "
                 f"{count(macs, 'MACs')}, "
-                f"semantics {html.escape(str(r.get('semantics', '?')))}, folder <code>{html.escape(r['_folder'])}</code>")
+                f"semantics {html.escape(str(r.get('semantics', '?')))}, "
+                f"folder <code>{html.escape(r['_folder'])}</code>")
         meta.append(f"<p class='meta'>{line}</p>")
     note = ("" if len(units) == 1 else
             f"<p class='meta'><b>note:</b> the runs use different energy units ({', '.join(units)}).</p>")
@@ -271,7 +272,8 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
         f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>", *meta, note,
         "<h2>Totals (with repeats)</h2>", totals_table(runs, labels),
         "<h2>Per layer: energy, latency, EDP, utilisation</h2>",
-        f"<img alt='per-layer energy, latency, EDP and utilisation' src='data:image/png;base64,{per_layer_figure(runs, labels)}'>",
+        f"<img alt='per-layer energy, latency, EDP and utilisation' "
+        f"src='data:image/png;base64,{per_layer_figure(runs, labels)}'>",
         "<h2>Energy by memory level</h2>",
         f"<img alt='energy by level' src='data:image/png;base64,{breakdown_figure(runs, labels, 'level')}'>",
         "<h2>Energy by tensor (memory reads and writes; the MACs' energy is in the level breakdown)</h2>",
@@ -288,7 +290,8 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
 
 
 def report_cmd(
-    results: list[Path] = typer.Argument(..., metavar="RESULTS_DIR", help="results folders written by `rlmap search -o` or `rlmap map -o` "
+    results: list[Path] = typer.Argument(..., metavar="RESULTS_DIR",
+                                         help="results folders written by `rlmap search -o` or `rlmap map -o` "
                                          "(or their summary.json); several are compared side by side"),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write"),
     title: Optional[str] = typer.Option(None, "--title", help="page title (default: the networks and architectures)"),

@@ -71,7 +71,8 @@ def curve_steps(curve: np.ndarray, evaluations: int, notes: dict[str, Any] | Non
     if len(values) == 0:
         return []
     at = (notes or {}).get("curve_evaluations")  # the optimal mapper: one point per chunk of tilings
-    evals = np.asarray(at, dtype=np.int64) if at is not None and len(at) == len(values) else np.arange(1, len(values) + 1)
+    given = at is not None and len(at) == len(values)
+    evals = np.asarray(at, dtype=np.int64) if given else np.arange(1, len(values) + 1)
     finite = np.isfinite(values)
     keep = finite & np.concatenate([[True], values[1:] < values[:-1]])
     steps = [[int(e), float(v)] for e, v in zip(evals[keep], values[keep])]
@@ -98,9 +99,11 @@ def layer_row(layer: Any, r: Any, arch: Architecture, mapping_file: str | None) 
         "found": True, "energy": float(c.energy), "cycles": float(c.cycles), "edp": float(c.edp),
         "utilization": float(c.utilization), "compute_cycles": float(c.compute_cycles),
         "proven_optimal": bool(r.proven_optimal),
-        "energy_by_level": {lvl.name: float(e) for lvl, e in zip(arch.levels, c.level_energy)} | {"MAC": float(c.mac_energy)},
+        "energy_by_level": {**{lvl.name: float(e) for lvl, e in zip(arch.levels, c.level_energy)},
+                            "MAC": float(c.mac_energy)},
         "energy_by_tensor": {t: float(sum(row_[v] for row_ in by_lt)) for v, t in enumerate(TENSORS)},
-        "energy_by_level_tensor": {lvl.name: dict(zip(TENSORS, map(float, row_))) for lvl, row_ in zip(arch.levels, by_lt)},
+        "energy_by_level_tensor": {lvl.name: dict(zip(TENSORS, map(float, row_)))
+                                   for lvl, row_ in zip(arch.levels, by_lt)},
         "mapping": mapping_file,
         "curve": curve_steps(r.curve, r.evaluations, r.notes),
     })
@@ -121,7 +124,8 @@ def build_summary(res: Any, arch: Architecture, meta: dict[str, Any], mapping_fi
         "energy_unit": str(getattr(arch, "energy_unit", "pJ")), "semantics": arch.semantics,
         "levels": [lvl.name for lvl in arch.levels], "tensors": list(TENSORS), "num_pes": int(arch.num_pes),
         "layers": [layer_row(lyr, r, arch, mapping_files.get(lyr.name)) for lyr, r in zip(res.layers, res.results)],
-        "total": {"energy": float(res.energy), "cycles": float(res.cycles), "edp": float(res.edp), "macs": int(res.macs)},
+        "total": {"energy": float(res.energy), "cycles": float(res.cycles), "edp": float(res.edp),
+                  "macs": int(res.macs)},
         "run": RUN,
     }
 

@@ -159,6 +159,7 @@ def eval_table(cost: Any, arch: Any, width: int = EXACT_WIDTH) -> Table:
         cyc = cost.level_cycles[i] if i < len(cost.level_cycles) else 0.0
         t.add_row(lvl.name, *cells, val(cost.level_energy[i]), f"{cost.level_energy[i] / total * 100:.1f}",
                   val(cyc) if lvl.bandwidth is not None else "-")
-    t.add_row("MAC", *([""] * 6), val(cost.mac_energy), f"{cost.mac_energy / total * 100:.1f}", val(cost.compute_cycles))
+    t.add_row("MAC", *([""] * 6), val(cost.mac_energy), f"{cost.mac_energy / total * 100:.1f}",
+              val(cost.compute_cycles))
     t.add_row("total", *([""] * 6), val(cost.energy), "100.0", val(cost.cycles))
     return t

@@ -110,7 +110,8 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
         """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
         nonlocal evaluations
         evaluations += r.evaluations
-        bar.update(task, advance=1, info=f"{evaluations:,} evaluations; {job[1].name}: best {objective} {r.best:.4g}")
+        bar.update(task, advance=1,
+                   info=f"{evaluations:,} evaluations; finished {job[1].name}: best {objective} {r.best:.4g}")
 
     with progress_bar(enabled=progress) as bar:
         task = bar.add_task(f"{label} on {network.name}", total=len(jobs), info="")
