@@ -69,7 +69,10 @@ class TrimmedLines:
         return len(text)
 
     def flush(self) -> None:
-        self.stream.flush()  # a partial line waits for its newline (its trailing blanks may be padding)
+        if self._pending:  # rich ends each print with a newline; anything else is written as it is
+            self.stream.write(self._pending)
+            self._pending = ""
+        self.stream.flush()
 
     def isatty(self) -> bool:
         return False
