@@ -191,7 +191,7 @@ def part_sparsity(args: argparse.Namespace, out: dict[str, Any]) -> None:
         row["single_density"] = own
         row["single"] = [CostModel(at_density(la, d), arch).evaluate(single).edp / r.best for d, r in zip(dens, refs)]
         rows.append(row)
-        f = lambda xs: " ".join("inf" if not math.isfinite(x) else f"{x:.3f}" for x in xs)  # noqa: E731
+        f = lambda xs: " ".join("inf" if not math.isfinite(x) else f"{x:.3f}" for x in xs)
         print(f"sparsity {la.name}: robust(worst) {f(row['worst_robust'])} | robust(expected) "
               f"{f(row['expected_robust'])} | single@{own} {f(row['single'])}  (densities {dens}, / own optimum)")
     out["sparsity"] = {"densities": dens, "budget": args.sparse_budget, "rows": rows}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -99,7 +98,10 @@ def analyze_cmd(
     out.print(t)
 
     curves: dict[str, Any] = {}
-    with _progress(len(names) * seeds, sys.stderr.isatty()) as (bar, task):
+    from rlmap.search.progress import progress_bar
+
+    with progress_bar(enabled=True) as bar:
+        task = bar.add_task("search curves", total=len(names) * seeds, info="")
         for name in names:
             runs, secs, skipped = [], [], ""
             for s in range(seeds):
@@ -143,22 +145,6 @@ def analyze_cmd(
 
 def _finite(x: Any) -> Any:
     return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
-class _progress:
-    def __init__(self, total: int, enabled: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), disable=not enabled, transient=True)
-        self.total = total
-
-    def __enter__(self) -> tuple[Any, Any]:
-        self.p.__enter__()
-        return self.p, self.p.add_task("curves", total=self.total)
-
-    def __exit__(self, *exc: object) -> None:
-        self.p.__exit__(*exc)
 
 
 def _plots(output: Path, data: dict[str, Any]) -> None:

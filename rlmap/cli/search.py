@@ -3,7 +3,6 @@ policy), optionally warm-started (replay buffer) and sparsity-aware (--densities
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -87,7 +86,7 @@ def search_cmd(
             raise SpecError(f"--densities needs a search mapper (random, ga, sa, marvel), not {mapper!r}", "--mapper")
         dens, probs = parse_densities(densities)
         the_mapper = SparsityAwareMapper(get_mapper(mapper), dens, probs, mode=robust, tensor=density_tensor)
-    res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
+    res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
                       time_limit=time_limit, warm_start=buffer)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
@@ -107,8 +106,9 @@ def search_cmd(
 def _density_report(res: NetworkResult) -> None:
     """Per layer: the robust mapping's and the single-density mapping's ratio to each density's reference."""
     from rich import box
-    from rich.console import Console
     from rich.table import Table
+
+    from rlmap.cli.common import console
 
     results = res.results
     first = next((r for r in results if "robust" in r.notes), None)
@@ -131,4 +131,4 @@ def _density_report(res: NetworkResult) -> None:
         cells = [f"{r.notes['robust']['ratio_per_density'][k]:.3f}" for k in keys]
         cells += [f"{r.notes['single']['ratio_per_density'][k]:.3f}" for k in keys]
         t.add_row(layer.name, *cells)
-    Console().print(t)
+    console().print(t)

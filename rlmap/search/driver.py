@@ -123,7 +123,7 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     import time
     from concurrent.futures import as_completed
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rlmap.search.progress import progress_bar
 
     from rlmap.search.warmstart import ReplayBuffer
 
@@ -138,9 +138,17 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     if warm_start is not None and warm_start is not False and accepts_initial(resolved):
         buffer = warm_start if isinstance(warm_start, ReplayBuffer) else ReplayBuffer()
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{label} on {network.name}", total=len(jobs))
+    evaluations = 0
+
+    def done(bar: Any, task: Any, job: tuple, r: SearchResult) -> None:
+        """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
+        nonlocal evaluations
+        evaluations += r.evaluations
+        bar.update(task, advance=1,
+                   info=f"{evaluations:,} evaluations; finished {job[1].name}: best {objective} {r.best:.4g}")
+
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task(f"{label} on {network.name}", total=len(jobs), info="")
         if buffer is not None:
             wave = max(1, processes)
             ctx = multiprocessing.get_context("spawn")
@@ -151,14 +159,14 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
                     for i in idx:
                         j = jobs[i]
                         jobs[i] = j[:7] + (buffer.seeds(j[1], arch, objective, seed=j[5]),)
-                    bar.update(task, description=f"{label} (warm): {jobs[idx[0]][1].name}")
-                    done = (list(pool.map(_map_one, [jobs[i] for i in idx])) if pool is not None
-                            else [_map_one(jobs[i]) for i in idx])
-                    for i, r in zip(idx, done):
+                    bar.update(task, description=f"{label} on {network.name} (warm): {jobs[idx[0]][1].name}")
+                    finished = (list(pool.map(_map_one, [jobs[i] for i in idx])) if pool is not None
+                                else [_map_one(jobs[i]) for i in idx])
+                    for i, r in zip(idx, finished):
                         r.notes["warm_start_seeds"] = len(jobs[i][7] or [])
                         results[i] = r
                         buffer.add(jobs[i][1], arch, objective, [r.mapping])
-                        bar.advance(task)
+                        done(bar, task, jobs[i], r)
             finally:
                 if pool is not None:
                     pool.shutdown()
@@ -166,16 +174,16 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
                 buffer.save()
         elif processes <= 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):
-                bar.update(task, description=f"{label}: {job[1].name}")
+                bar.update(task, description=f"{label} on {network.name}: {job[1].name}")
                 results[i] = _map_one(job)
-                bar.advance(task)
+                done(bar, task, job, results[i])
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx) as pool:
                 futures = {pool.submit(_map_one, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
-                    bar.advance(task)
+                    done(bar, task, jobs[futures[fut]], results[futures[fut]])
     by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
     return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
                          layers=list(network.layers), results=[by_key[key] for key in keys if key in by_key],
