@@ -159,7 +159,7 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
                     for i in idx:
                         j = jobs[i]
                         jobs[i] = j[:7] + (buffer.seeds(j[1], arch, objective, seed=j[5]),)
-                    bar.update(task, description=f"{label} on {network.name} (warm): {jobs[idx[0]][1].name}")
+                    bar.update(task, description=f"{label} on {network.name}: {jobs[idx[0]][1].name}")
                     finished = (list(pool.map(_map_one, [jobs[i] for i in idx])) if pool is not None
                                 else [_map_one(jobs[i]) for i in idx])
                     for i, r in zip(idx, finished):
