@@ -14,6 +14,8 @@ from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Network
 
+PANEL = "Warm start and sparsity-aware search"
+
 
 def search_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file"),
@@ -33,19 +35,19 @@ def search_cmd(
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
     warm_start: Optional[bool] = typer.Option(
-        None, "--warm-start/--no-warm-start",
+        None, "--warm-start/--no-warm-start", rich_help_panel=PANEL,
         help="seed each layer's search with the adapted best mappings of the nearest layers mapped before it "
              "(default: on for a whole network, off with --layer; the policy always runs cold)"),
     warm_start_file: Optional[Path] = typer.Option(
-        None, "--warm-start-file", metavar="JSON",
+        None, "--warm-start-file", metavar="JSON", rich_help_panel=PANEL,
         help="replay buffer kept across runs: read if it exists, written back with this run's layers"),
     densities: Optional[str] = typer.Option(
-        None, "--densities", metavar="D1,D2,..",
+        None, "--densities", metavar="D1,D2,..", rich_help_panel=PANEL,
         help="sparsity-aware search: one mapping robust over these input densities (e.g. 0.2,0.5,1.0, or "
              "0.2:0.3,1.0:0.7 with probabilities); needs a search mapper (random, ga, sa, marvel)"),
-    robust: str = typer.Option("worst", "--robust", help="with --densities: minimise the worst or the expected "
+    robust: str = typer.Option("worst", "--robust", rich_help_panel=PANEL, help="with --densities: minimise the worst or the expected "
                                "ratio to each density's own best"),
-    density_tensor: str = typer.Option("inputs", "--density-tensor", help="with --densities: the tensor whose "
+    density_tensor: str = typer.Option("inputs", "--density-tensor", rich_help_panel=PANEL, help="with --densities: the tensor whose "
                                        "density varies (inputs, weights or outputs)"),
 ) -> None:
     """Map every layer of a network with a classical mapper; per-layer table and network totals."""
