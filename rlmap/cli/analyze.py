@@ -103,14 +103,16 @@ def analyze_cmd(
     with progress_bar(enabled=True) as bar:
         task = bar.add_task("search curves", total=len(names) * seeds, info="")
         for name in names:
-            runs, secs, skipped = [], [], ""
-            for s in range(seeds):
-                bar.update(task, description=f"{name} seed {s}")
+            runs: list[np.ndarray] = []
+            secs: list[float] = []
+            skipped = ""
+            for run_i in range(seeds):
+                bar.update(task, description=f"{name} seed {run_i}")
                 try:
-                    r = get_mapper(name).search(lay, a, objective, budget=budget, seed=seed + s)
+                    r = get_mapper(name).search(lay, a, objective, budget=budget, seed=seed + run_i)
                 except (SpecError, ImportError, FileNotFoundError, KeyError) as exc:
                     skipped = str(exc).splitlines()[0]
-                    bar.advance(task, seeds - s)
+                    bar.advance(task, seeds - run_i)
                     break
                 runs.append(r.curve)
                 secs.append(r.seconds)

@@ -50,12 +50,12 @@ def variants(space: MapSpace, base: Genome, axis: str, n: int, rng: np.random.Ge
     for r in range(n):
         for _ in range(32):  # a gene with somewhere to go on this axis
             i = int(rng.integers(space.n_genes))
-            d, cur = space.gene_dim[i], int(g.slots[r, i])
+            d, cur = int(space.gene_dim[i]), int(g.slots[r, i])
             kind, lvl = cur % 3, cur // 3
             if axis == "tiling":
                 if kind != TEMPORAL:
                     continue
-                opts = [3 * lv + TEMPORAL for lv in range(space.L) if lv != lvl and allowed[d, 3 * lv + TEMPORAL]]
+                opts: list[int] = [3 * lv + TEMPORAL for lv in range(space.L) if lv != lvl and allowed[d, 3 * lv + TEMPORAL]]
             else:  # parallelism
                 if kind == TEMPORAL:
                     opts = [3 * lvl + k for k in (SPATIAL_X, SPATIAL_Y) if allowed[d, 3 * lvl + k]]

@@ -104,11 +104,11 @@ def onchip_fits(model: CostModel, bounds: np.ndarray) -> np.ndarray:
     ok = np.ones(len(bounds), dtype=bool)
     shared: dict[int, np.ndarray] = {}
     for v in range(N_TENSORS):
-        lvl = next((lv for lv in range(1, model.L) if model.keeps[lv][v]), None)
-        cap = model.capacity[lvl] if lvl is not None else None
+        lvl = next((lv for lv in range(1, model.L) if model.keeps[lv][v]), -1)
+        cap = model.capacity[lvl] if lvl >= 0 else None
         if cap is None:
             continue
-        instances = float(np.prod([model.fan_x[lv] * model.fan_y[lv] for lv in range(lvl)]))
+        instances = float(np.prod([float(model.fan_x[lv] * model.fan_y[lv]) for lv in range(lvl)]))
         words = footprint(v, tile, model.sh, model.sw, model.dh, model.dw) * model.word_scale[lvl] / instances
         if cap[0] == "shared":
             shared[lvl] = shared.get(lvl, 0.0) + words

@@ -167,7 +167,8 @@ class ReplayBuffer:
         g = adapt([(m, e.layer) for _, e in near for m in e.mappings], space, np.random.default_rng(seed))
         out: list[Mapping] = []
         seen = set()
-        for m in space.decode(g):
+        batch = space.decode(g)
+        for m in (batch[i] for i in range(len(batch))):
             k = m.nest_key()
             if k not in seen:
                 seen.add(k)
