@@ -132,3 +132,14 @@ def test_seed_spread_on_a_prime_sized_layer(cls, eyeriss):
     off = {"repair_capacity": False, **({"immigrant_rate": 0.0} if cls is GeneticMapper else {})}
     raw = [cls(**off).search(VIT_FC1, eyeriss, budget=1000, seed=s).best for s in range(5)]
     assert max(raw) / min(raw) > 100
+
+
+def test_surrogate_scores_the_seed_first(eyeriss):
+    pytest.importorskip("torch")
+    from rlmap.surrogate.search import SurrogateMapper
+
+    layer = load_network("mobilenetv2").layer("block14.project")
+    opt = OptimalMapper().search(layer, eyeriss, time_limit=60)
+    res = SurrogateMapper().search(layer, eyeriss, budget=40, seed=0, initial=[opt.mapping])
+    assert res.curve[0] == pytest.approx(opt.best, rel=1e-9) and res.best == pytest.approx(opt.best, rel=1e-9)
+    assert res.evaluations <= 40
