@@ -13,7 +13,8 @@ irrelevant to it reuse the tile on chip), so
     words(v) = footprint(v, tile) x prod(bounds of the DRAM loops at or outside v's innermost relevant loop)
 
 with outputs written that many times and read back that many times less once (partial sums).  The tile
-footprints are `rlmap.model.costmodel.footprint` (sliding-window input halo included).  This is exactly
+footprints are `rlmap.model.costmodel.footprint` (sliding-window input halo included), times the stored
+words per dense word of the tensor's format at that level (compressed sparse tensors).  This is exactly
 the DRAM-level read/write count of rlmap's cost model for dense tensors when the first on-chip level
 keeps every tensor and input windows do not overlap; where they do (R > stride) the cost model also
 reuses the overlap of neighbouring tiles, so the distinct-block count is a slight upper bound
@@ -39,6 +40,7 @@ best candidate, seeded with its best mapping.  The result is the best mapping fo
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmap.model.costmodel import CostModel, footprint
+from rlmap.model.costmodel import CostModel, footprint, format_factor
 from rlmap.search.base import SearchResult, best_so_far
 from rlmap.search.genetic import GeneticMapper
 from rlmap.search.mapspace import TEMPORAL, Genome, MapSpace
@@ -88,11 +90,18 @@ def offchip_words(model: CostModel, bounds: np.ndarray, order: np.ndarray,
         has = active.any(axis=1)
         last = np.where(has, N_DIMS - 1 - np.argmax(active[:, ::-1], axis=1), 0)
         fetches = np.where(has, cum[np.arange(B), last], 1.0)
-        words = footprint(v, tile, sh, sw, dh, dw) * fetches
+        fp = footprint(v, tile, sh, sw, dh, dw)
+        words = fp * fetches
         if v == OUTPUTS:  # written once per fetch, read back for every write but the first of each element
             words = 2 * words - footprint(v, dims, sh, sw, dh, dw)
-        total += words
+        total += words * stored_fraction(model, 0, v, fp)
     return total
+
+
+def stored_fraction(model: CostModel, lvl: int, v: int, tile: Any) -> Any:
+    """Stored words per dense word of tensor v at a level (its compressed format and density; 1 if dense)."""
+    f = model.fmt_const[lvl][v]
+    return f if f is not None else format_factor(model.formats[lvl][v], model.density[v], tile, model.data_bits)
 
 
 def onchip_fits(model: CostModel, bounds: np.ndarray) -> np.ndarray:
@@ -109,7 +118,8 @@ def onchip_fits(model: CostModel, bounds: np.ndarray) -> np.ndarray:
         if cap is None:
             continue
         instances = float(np.prod([float(model.fan_x[lv] * model.fan_y[lv]) for lv in range(lvl)]))
-        words = footprint(v, tile, model.sh, model.sw, model.dh, model.dw) * model.word_scale[lvl] / instances
+        fp = footprint(v, tile, model.sh, model.sw, model.dh, model.dw)
+        words = fp * model.word_scale[lvl] * stored_fraction(model, lvl, v, fp / instances) / instances
         if cap[0] == "shared":
             shared[lvl] = shared.get(lvl, 0.0) + words
             ok &= shared[lvl] <= cap[1] + 1e-9
@@ -127,8 +137,9 @@ class OffChipCandidate:
 
 
 def offchip_candidates(model: CostModel, n: int, max_tilings: int = 200_000,
-                       rng: np.random.Generator | None = None) -> tuple[list[OffChipCandidate], int]:
-    """The `n` least-traffic off-chip candidates whose on-chip tile fits level 1; and how many were scored.
+                       rng: np.random.Generator | None = None, slack: float = 0.25) -> tuple[list[OffChipCandidate], int]:
+    """`n` off-chip candidates that fit on chip, within `slack` of the least traffic, spread over the traffic
+    ranking; and how many tilings were scored.
 
     Every combination of divisors is scored when there are at most `max_tilings` (else a uniform sample)."""
     divs = [np.array(divisors(n_d), dtype=np.int64) for n_d in model.dims]
@@ -141,22 +152,18 @@ def offchip_candidates(model: CostModel, n: int, max_tilings: int = 200_000,
         F = np.unique(F, axis=0)
     F = F[onchip_fits(model, F)]
     orders = stationary_orders()
-    kept = list(range(N_TENSORS))
-    words = np.stack([offchip_words(model, F, o, kept) for o in orders], axis=1)  # (B, 3)
-    # the least-traffic tilings of each DRAM order in turn (round robin), so that every dataflow is tried
-    ranked = [np.argsort(words[:, o], kind="stable") for o in range(len(orders))]
-    out: list[OffChipCandidate] = []
-    seen: set[tuple[int, ...]] = set()
-    for j in range(len(F)):
-        for o in sorted(range(len(orders)), key=lambda o: words[ranked[o][j], o]):
-            b = int(ranked[o][j])
-            key = tuple(int(x) for x in F[b]) + (o,)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(OffChipCandidate(key[:-1], tuple(int(x) for x in orders[o]), STATIONARY[o], float(words[b, o])))
-            if len(out) >= n:
-                return out, len(F)
+    words = np.stack([offchip_words(model, F, o) for o in orders], axis=1)  # (B, 3)
+    best_o = np.argmin(words, axis=1)  # each tiling with its best DRAM order (first of equals)
+    best_w = words[np.arange(len(F)), best_o]
+    if len(F) == 0:
+        return [], 0
+    # eligible: within `slack` of the least traffic; ranked by traffic, then fewer DRAM iterations
+    ok = np.flatnonzero(best_w <= (1 + slack) * best_w.min())
+    rank = ok[np.lexsort((F[ok].prod(axis=1), best_w[ok]))]
+    # n candidates spread evenly over the ranking (the best always first), for diverse on-chip tiles
+    pick = np.unique(np.linspace(0, len(rank) - 1, min(n, len(rank))).round().astype(int))
+    out = [OffChipCandidate(tuple(int(x) for x in F[b]), tuple(int(x) for x in orders[best_o[b]]),
+                            STATIONARY[best_o[b]], float(best_w[b])) for b in rank[pick]]
     return out, len(F)
 
 
@@ -187,7 +194,7 @@ class MarvelMapper:
 
     name = "marvel"
 
-    def __init__(self, candidates: int = 6, explore_frac: float = 0.5, max_tilings: int = 200_000) -> None:
+    def __init__(self, candidates: int = 16, explore_frac: float = 0.5, max_tilings: int = 200_000) -> None:
         self.candidates = candidates
         self.explore_frac = explore_frac
         self.max_tilings = max_tilings
@@ -202,44 +209,52 @@ class MarvelMapper:
         if arch.n_levels < 2:  # nothing on chip to decouple: plain GA
             return GeneticMapper().search(layer, arch, objective, budget, seed, space.model, time_limit, initial)
         rng = np.random.default_rng(seed)
-        cands, scored = offchip_candidates(space.model, min(self.candidates, budget), self.max_tilings, rng)
+        n_cand = max(1, min(self.candidates, int(self.explore_frac * budget) // 64))
+        cands, scored = offchip_candidates(space.model, n_cand, self.max_tilings, rng)
         t_off = time.perf_counter() - started
         if not cands:  # no on-chip tile fits level 1 (only possible with bypassing levels): full-space GA
             res = GeneticMapper().search(layer, arch, objective, budget, seed, space.model, time_limit, initial)
             res.mapper = self.name
             res.notes["marvel"] = "no off-chip candidate fits level 1: full-space GA"
             return res
-        explore = max(len(cands), int(self.explore_frac * budget))
-        shares = [explore // len(cands) + (i < explore % len(cands)) for i in range(len(cands))]
         best: SearchResult | None = None
         best_cand = cands[0]
         values: list[np.ndarray] = []
         evaluations = 0
-        per: list[dict[str, Any]] = []
         stopped = ""
-        for i, (cand, share) in enumerate(zip(cands, shares)):
-            left = None if time_limit is None else time_limit - (time.perf_counter() - started)
-            if share == 0 or (left is not None and left <= 0):
-                break
-            ga = GeneticMapper(constraint=OffChipConstraint(space, cand))
-            r = ga.search(layer, arch, objective, share, int(rng.integers(2**31)), space.model, left, initial)
+        alive = list(range(len(cands)))
+        champion: dict[int, SearchResult] = {}
+        explore = int(self.explore_frac * budget)
+        rounds = max(1, math.ceil(math.log2(len(cands)))) if len(cands) > 1 else 1
+        deadline = math.inf if time_limit is None else started + time_limit
+
+        def run(i: int, n_eval: int) -> None:
+            nonlocal best, best_cand, evaluations, stopped
+            left = None if time_limit is None else deadline - time.perf_counter()
+            if n_eval <= 0 or (left is not None and left <= 0):
+                return
+            seeds = list(initial or ()) + ([champion[i].mapping] if i in champion and champion[i].mapping else [])
+            r = GeneticMapper(constraint=OffChipConstraint(space, cands[i])).search(
+                layer, arch, objective, n_eval, int(rng.integers(2**31)), space.model, left, seeds)
             evaluations += r.evaluations
             values.append(r.curve)
-            per.append({"bounds": list(cand.bounds), "stationary": cand.stationary, "offchip_words": cand.words,
-                        "best": r.best})
             stopped = str(r.notes.get("stopped", stopped))
+            if i not in champion or r.best < champion[i].best:
+                champion[i] = r
             if best is None or r.best < best.best:
-                best, best_cand = r, cand
-        left = None if time_limit is None else time_limit - (time.perf_counter() - started)
-        if best is not None and best.mapping is not None and budget > evaluations and (left is None or left > 0):
-            # the rest of the budget refines the best candidate, starting from its best mapping
-            ga = GeneticMapper(constraint=OffChipConstraint(space, best_cand))
-            r = ga.search(layer, arch, objective, budget - evaluations, int(rng.integers(2**31)), space.model, left,
-                          [best.mapping])
-            evaluations += r.evaluations
-            values.append(r.curve)
-            if r.best < best.best:
-                best = r
+                best, best_cand = r, cands[i]
+
+        # successive halving over the candidates: every round shares explore/rounds, the better half goes on
+        for _ in range(rounds):
+            share = explore // rounds // max(len(alive), 1)
+            for i in alive:
+                run(i, share)
+            alive = sorted(alive, key=lambda i: champion[i].best if i in champion else math.inf)
+            alive = alive[:max(1, len(alive) // 2)]
+        # the rest of the budget refines the best candidate, starting from its best mapping
+        run(cands.index(best_cand), budget - evaluations)
+        per = [{"bounds": list(c.bounds), "stationary": c.stationary, "offchip_words": c.words,
+                "best": champion[i].best if i in champion else None} for i, c in enumerate(cands)]
         curve = best_so_far(np.concatenate(values)) if values else np.zeros(0)
         notes: dict[str, Any] = {"offchip_tilings_scored": scored, "offchip_seconds": t_off, "candidates": per,
                                  "layout": "not searched: the cost model charges DRAM per word"}
