@@ -98,6 +98,8 @@ def part_comparison(args: argparse.Namespace, out: dict[str, Any]) -> None:
         runs: list[tuple[str, int, Any]] = []
         for budget in args.budgets:
             for m in args.mappers:
+                if m == "surrogate" and budget > args.surrogate_max_budget:
+                    continue
                 for warm in (False, True):
                     label = f"{m}{' warm' if warm else ''}"
                     try:
@@ -288,6 +290,8 @@ def main() -> None:
     ap.add_argument("--budgets", default="100,1000,10000")
     ap.add_argument("--max-layers", type=int, default=0, help="evenly chosen distinct layers per network (0 = all)")
     ap.add_argument("--optimal-time", type=float, default=30.0)
+    ap.add_argument("--surrogate-max-budget", type=int, default=1000,
+                    help="the surrogate mapper only up to this budget (its screening makes 10,000 slow)")
     ap.add_argument("--warm-networks", default="resnet50,mobilenetv2")
     ap.add_argument("--warm-budget", type=int, default=2000)
     ap.add_argument("--warm-seeds", type=int, default=1)
