@@ -184,7 +184,9 @@ def part_sparsity(args: argparse.Namespace, out: dict[str, Any]) -> None:
         refs = [OptimalMapper().search(at_density(la, d), arch, "edp", time_limit=args.optimal_time) for d in dens]
         row: dict[str, Any] = {"layer": la.name, "proven": [r.proven_optimal for r in refs]}
         for mode in ("worst", "expected"):
-            res = SparsityAwareMapper(GeneticMapper(), dens, mode=mode).search(la, arch, "edp", args.sparse_budget, 0)
+            ref_mapper = OptimalMapper(time_limit=args.optimal_time) if args.sparse_reference == "optimal" else None
+            res = SparsityAwareMapper(GeneticMapper(), dens, mode=mode, reference=ref_mapper).search(
+                la, arch, "edp", args.sparse_budget, 0)
             for name, m in (("robust", res.mapping),):
                 row[f"{mode}_{name}"] = [CostModel(at_density(la, d), arch).evaluate(m).edp / r.best
                                          for d, r in zip(dens, refs)]
@@ -317,6 +319,8 @@ def main() -> None:
     ap.add_argument("--warm-seeds", type=int, default=1)
     ap.add_argument("--sparse-layers", type=int, default=4)
     ap.add_argument("--sparse-budget", type=int, default=6000)
+    ap.add_argument("--sparse-reference", default="ga", choices=("ga", "optimal"),
+                    help="per-density references inside the robust search: GA (half the budget) or the optimal mapper")
     ap.add_argument("--spread-layers", type=int, default=4)
     ap.add_argument("--spread-baseline", action="store_true", help="also run GA/SA without the robustness fixes")
     ap.add_argument("--out", default="docs/mapper_comparison")
