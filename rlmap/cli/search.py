@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from rlmap.cli.common import load_problem, report_network_result
+from rlmap.cli.execution import open_backend, ray_option
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Network
@@ -28,6 +29,7 @@ def search_cmd(
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
+    ray: Optional[str] = ray_option(),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
 ) -> None:
@@ -50,8 +52,12 @@ def search_cmd(
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
-    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
-                      time_limit=time_limit)
+    if output is not None and output.exists() and not output.is_dir():
+        raise SpecError("exists and is not a directory", str(output))
+    resume_dir = output / ".tasks" if output is not None else None  # finished layers; a rerun resumes from them
+    with open_backend(processes, ray) as backend:
+        res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
+                          time_limit=time_limit, backend=backend, resume_dir=resume_dir)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
@@ -60,3 +66,7 @@ def search_cmd(
             **({} if time_limit is None else {"time_limit_s": time_limit})}
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
                           output, meta, hint="raise --time-limit" if exhaustive else "raise --budget or use --mapper ga")
+    if resume_dir is not None:
+        from rlmap.execution import ResultStore
+
+        ResultStore(resume_dir).clear()  # the summary is written: nothing left to resume
