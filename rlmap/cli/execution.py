@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 RAY_HELP = ("run the tasks on Ray: 'auto' joins the cluster this machine belongs to or starts a local one; "
@@ -11,12 +9,12 @@ RAY_HELP = ("run the tasks on Ray: 'auto' joins the cluster this machine belongs
             "(-j then caps the tasks in flight; needs pip install 'rlmap[ray]'; see docs/distributed.md)")
 
 
-def ray_option() -> Optional[str]:
+def ray_option() -> str | None:
     """`--ray` as a typer option default (one definition for every command)."""
     return typer.Option(None, "--ray", metavar="auto|ADDRESS", help=RAY_HELP)
 
 
-def open_backend(processes: int, ray: Optional[str], quiet: bool = False):  # noqa: ANN201
+def open_backend(processes: int, ray: str | None, quiet: bool = False):
     """The backend for -j/--ray; says on stderr where the tasks run when it is not this machine's processes."""
     from rlmap.cli.common import console
     from rlmap.execution import backend_from_options

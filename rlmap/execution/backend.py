@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Self
 
 from rlmap.execution.store import ResultStore, task_key
 from rlmap.spec.errors import SpecError
@@ -40,10 +41,10 @@ class Backend(ABC):
     def close(self) -> None:
         """Release what the backend started (a local Ray instance); joined clusters are left running."""
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -82,7 +83,7 @@ class LocalBackend(Backend):
                 raise
 
 
-def backend_from_options(processes: int = 1, ray: Optional[str] = None, env: bool = True) -> Backend:
+def backend_from_options(processes: int = 1, ray: str | None = None, env: bool = True) -> Backend:
     """The backend a command's options ask for: `--ray auto|ADDRESS` (or RLMAP_RAY_ADDRESS when `env`) gives a
     RayBackend, whose in-flight tasks `-j` caps when > 1; otherwise the local backend with `processes`."""
     address = ray if ray is not None else (os.environ.get(RAY_ADDRESS_ENV) or None if env else None)

@@ -9,7 +9,8 @@ so workers need no YAML files -- only rlmap installed (same version) on their Py
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from rlmap.execution.backend import Backend, TaskFn
 from rlmap.spec.errors import SpecError
@@ -53,7 +54,7 @@ class RayBackend(Backend):
 
     name = "ray"
 
-    def __init__(self, address: str = "auto", max_in_flight: Optional[int] = None, num_cpus: Optional[int] = None,
+    def __init__(self, address: str = "auto", max_in_flight: int | None = None, num_cpus: int | None = None,
                  retries: int = TASK_RETRIES) -> None:
         self.address = address
         self.max_in_flight = max_in_flight
