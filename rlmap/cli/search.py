@@ -55,7 +55,7 @@ def search_cmd(
     if output is not None and output.exists() and not output.is_dir():
         raise SpecError("exists and is not a directory", str(output))
     resume_dir = output / ".tasks" if output is not None else None  # finished layers; a rerun resumes from them
-    with open_backend(processes, ray) as backend:
+    with open_backend(processes, ray, resume_dir) as backend:
         res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
                           time_limit=time_limit, backend=backend, resume_dir=resume_dir)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
