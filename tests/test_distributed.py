@@ -298,3 +298,31 @@ def test_dataset_shards_on_ray_equal_the_local_ones(cluster, tmp_path: Path) -> 
     assert len(ResultStore(tmp_path / "shards").keys()) == 3  # one atomically written file per shard
     for field in ("layer_idx", "temporal", "spatial_x", "spatial_y", "order", "energy", "cycles", "source"):
         assert (getattr(local, field) == getattr(remote, field)).all(), field
+
+
+def test_tune_sweep_runs_ordinary_training_runs_and_reports_the_best(cluster, tmp_path: Path, capfd) -> None:
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "agent": "maskable_ppo", "metric": "rlmap/edp_ratio", "mode": "min", "seeds": [0, 1],
+        "search": {"hyperparams.learning_rate": 3e-4, "hyperparams.n_steps": 32, "hyperparams.batch_size": 64,
+                   "hyperparams.n_epochs": 1, "n_envs": 2},
+        "train": {"networks": ["resnet18"], "eval_networks": [], "timesteps": 128, "checkpoint_every": 64}}))
+    out = tmp_path / "sweep"
+    assert run(["train", "--tune", str(sweep), "--ray", cluster["address"], "-o", str(out)]) == 0
+    res = json.loads((out / "sweep.json").read_text())
+    assert sorted(t["seed"] for t in res["trials"]) == [0, 1]
+    for t in res["trials"]:
+        run_dir = Path(t["run_dir"])
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert cfg["seed"] == t["seed"] and cfg["agent"]["hyperparams"]["learning_rate"] == 3e-4
+        assert (run_dir / "model.zip").is_file() and (run_dir / "checkpoints" / "last.zip").is_file()
+        acc = EventAccumulator(str(next((run_dir / "tensorboard").rglob("events.out.tfevents.*")).parent))
+        acc.Reload()
+        assert acc.Scalars("rlmap/edp_ratio")[-1].value == pytest.approx(t["metric"], rel=1e-6)  # its own log
+        assert t["timesteps"] >= 128
+    assert res["best"]["metric"] == min(t["metric"] for t in res["trials"])
+    assert f"best: {res['best']['trial']}" in capfd.readouterr().out
+    assert list(cluster["home"].iterdir()) == []
