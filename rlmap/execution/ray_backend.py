@@ -1,7 +1,7 @@
 """Ray Core backend: each task is a Ray task (1 CPU), retried by Ray when its worker process or node dies.
 
 `--ray auto` joins the cluster this machine belongs to (`ray start` was run here) or, when there is none, starts a
-local one for this command and stops it at the end; `--ray HOST:PORT` (or `ray://HOST:10001` for Ray Client) joins
+local one for this command and stops it at the end; `--ray local` always starts that private local instance; `--ray HOST:PORT` (or `ray://HOST:10001` for Ray Client) joins
 that cluster.  Task arguments are shipped by Ray's object store: the Layer and Architecture objects themselves,
 so workers need no YAML files -- only rlmap installed (same version) on their Python.
 """
@@ -75,6 +75,11 @@ class RayBackend(Backend):
         was_connected = ray.is_initialized()
         if was_connected:
             pass  # the caller already connected this process (ray.init): use that
+        elif self.address == "local":  # a private instance for this command, even when a cluster is running here
+            _private_token()
+            ray.init(address="local", num_cpus=self.num_cpus, runtime_env=env, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+            self._started = True
         elif self.address == "auto":
             try:
                 ray.init(address="auto", runtime_env=env, log_to_driver=False, configure_logging=False)
