@@ -117,6 +117,16 @@ def test_backend_from_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert backend_from_options(1, env=False).name == "local"
 
 
+@pytest.mark.parametrize(("address", "needle"), [("127.0.0.1:1", "cannot join the Ray cluster at 127.0.0.1:1"),
+                                                  ("nonsense", "expected auto, local, HOST:PORT")])
+def test_a_bad_ray_address_is_one_line_at_once(address: str, needle: str, capfd) -> None:
+    t0 = time.monotonic()
+    assert run([*JOB, "--ray", address]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: --ray: ") and needle in err and err.count("\n") == 1
+    assert time.monotonic() - t0 < 30  # Ray alone would retry for minutes
+
+
 def test_a_search_killed_as_a_whole_resumes_to_the_same_files(tmp_path: Path, baseline, capfd) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rlmap", *JOB, "-j", "1", "-o", str(out)],

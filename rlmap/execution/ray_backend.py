@@ -40,6 +40,27 @@ def _private_token() -> None:
             pass
 
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a cluster's address to accept a connection before saying it cannot be joined (Ray itself
+retries for minutes)."""
+
+
+def _reachable(address: str) -> None:
+    """SpecError at once when nothing listens at HOST:PORT (or ray://HOST:PORT)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise SpecError(f"expected auto, local, HOST:PORT or ray://HOST:PORT, got {address!r}", "--ray")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as exc:
+        raise SpecError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc.strerror or exc})",
+                        "--ray") from None
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -89,6 +110,7 @@ class RayBackend(Backend):
                          configure_logging=False)
                 self._started = True
         else:
+            _reachable(self.address)
             try:
                 ray.init(address=self.address, runtime_env=env, log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
