@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rlmap.execution.backend import Backend, TaskFn
+from rlmap.execution.base import Backend, TaskFn
 from rlmap.spec.errors import SpecError
 
 TASK_RETRIES = 3
