@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -56,7 +55,7 @@ def search_cmd(
         raise SpecError("exists and is not a directory", str(output))
     resume_dir = output / ".tasks" if output is not None else None  # finished layers; a rerun resumes from them
     with open_backend(processes, ray, resume_dir) as backend:
-        res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
+        res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
                           time_limit=time_limit, backend=backend, resume_dir=resume_dir)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""

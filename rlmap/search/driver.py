@@ -113,10 +113,9 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     """
     import time
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from rlmap.execution import LocalBackend, ResultStore, run_tasks
     from rlmap.execution.store import task_key
+    from rlmap.search.progress import progress_bar
 
     label = getattr(_resolve(mapper), "name", str(mapper))  # fails early on a bad name
     jobs: list[tuple[MapperSpec, Layer, Architecture, str, int, int, float | None]] = []
@@ -133,11 +132,19 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     run_on = backend if backend is not None else LocalBackend(processes)
     name = problems[0][0].name if len(problems) == 1 else f"{len(problems)} problems"
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{label} on {name}", total=len(jobs))
-        results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys,
-                            on_result=lambda i, r, cached: bar.advance(task))
+    evaluations = 0
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task(f"{label} on {name}", total=len(jobs), info="")
+
+        def done(i: int, r: SearchResult, cached: bool) -> None:
+            """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
+            nonlocal evaluations
+            evaluations += r.evaluations
+            how = "read back" if cached else "finished"
+            bar.update(task, advance=1,
+                       info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}")
+
+        results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
     seconds = time.perf_counter() - t0
     out = []
     for p, (network, arch, _seed) in enumerate(problems):
