@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from rlmap.execution import Backend
 
-RAY_HELP = ("run the tasks on Ray: 'auto' joins the cluster this machine belongs to or starts a local one; "
+RAY_HELP = ("run the tasks on Ray: ADDRESS 'auto' joins the cluster this machine belongs to or starts a local one; "
             "'local' always starts a private local one; "
             "HOST:PORT (or ray://HOST:10001) joins that cluster; default: $RLMAP_RAY_ADDRESS, else local processes "
             "(-j then caps the tasks in flight; needs pip install 'rlmap[ray]'; see docs/distributed.md)")
@@ -18,7 +18,7 @@ RAY_HELP = ("run the tasks on Ray: 'auto' joins the cluster this machine belongs
 
 def ray_option() -> Any:
     """`--ray` as a typer option default (one definition for every command)."""
-    return typer.Option(None, "--ray", metavar="auto|ADDRESS", help=RAY_HELP)
+    return typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP)
 
 
 def open_backend(processes: int, ray: str | None, resume_dir: Path | None = None, quiet: bool = False) -> Backend:

@@ -133,16 +133,20 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     name = problems[0][0].name if len(problems) == 1 else f"{len(problems)} problems"
     t0 = time.perf_counter()
     evaluations = 0
+    serial = run_on.workers <= 1  # one task at a time, in order: the bar can name the layer being searched
     with progress_bar(enabled=progress) as bar:
-        task = bar.add_task(f"{label} on {name}", total=len(jobs), info="")
+        task = bar.add_task(f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""),
+                            total=len(jobs), info="")
 
         def done(i: int, r: SearchResult, cached: bool) -> None:
             """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
             nonlocal evaluations
             evaluations += r.evaluations
             how = "read back" if cached else "finished"
+            extra = {"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"} if serial else {}
             bar.update(task, advance=1,
-                       info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}")
+                       info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
+                       **extra)
 
         results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
     seconds = time.perf_counter() - t0
