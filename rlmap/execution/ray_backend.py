@@ -33,7 +33,7 @@ def _private_token() -> None:
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
         try:  # Ray caches the mode it read when `address="auto"` was tried: make it read the environment again
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]
 
             Config.initialize("")
         except (ImportError, AttributeError):  # another Ray version: it reads the environment when it starts

@@ -164,19 +164,19 @@ def run_sweep(sweep_path: str | Path, out: str | Path, backend: Any) -> dict[str
         run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=2)))
     grid = tuner.fit()
-    trials = []
-    for r in grid:
-        m = r.metrics or {}
+    trials: list[dict[str, Any]] = []
+    for r in (grid[i] for i in range(len(grid))):
+        m, conf = r.metrics or {}, r.config or {}
         trials.append({"trial": Path(m.get("run_dir", r.path)).name, "run_dir": m.get("run_dir"),
-                       "seed": r.config.get("seed"), "config": {k: v for k, v in r.config.items() if k != "seed"},
+                       "seed": conf.get("seed"), "config": {k: v for k, v in conf.items() if k != "seed"},
                        "metric": m.get(sweep.metric), "timesteps": m.get("timesteps"),
                        "error": None if r.error is None else str(r.error).strip().splitlines()[-1]})
-    trials.sort(key=lambda t: t["trial"])
+    trials.sort(key=lambda t: str(t["trial"]))
     scored = [t for t in trials if isinstance(t["metric"], (int, float))]
     if not scored:
         raise SpecError(f"no trial reported {sweep.metric!r} (see {out / 'tune'}); errors: "
                         + "; ".join(str(t["error"]) for t in trials if t["error"]), str(sweep_path))
-    best = (min if sweep.mode == "min" else max)(scored, key=lambda t: t["metric"])
+    best = (min if sweep.mode == "min" else max)(scored, key=lambda t: float(t["metric"]))
     summary = {"sweep": str(sweep_path), "metric": sweep.metric, "mode": sweep.mode, "trials": trials, "best": best}
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

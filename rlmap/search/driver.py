@@ -119,7 +119,7 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
 
     label = getattr(_resolve(mapper), "name", str(mapper))  # fails early on a bad name
     jobs: list[tuple[MapperSpec, Layer, Architecture, str, int, int, float | None]] = []
-    owners: list[tuple[int, str]] = []  # (problem, layer key) of each job
+    owners: list[tuple[int, Any]] = []  # (problem, layer key) of each job
     for p, (network, arch, seed) in enumerate(problems):
         keys = [layer_key(layer) for layer in network.layers]
         first = {key: i for i, key in reversed(list(enumerate(keys)))}  # key -> index of its first layer
@@ -152,7 +152,7 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     seconds = time.perf_counter() - t0
     out = []
     for p, (network, arch, _seed) in enumerate(problems):
-        by_key = {key: r for (q, key), r in zip(owners, results) if q == p and r is not None}
+        by_key: dict[Any, SearchResult] = {key: r for (q, key), r in zip(owners, results) if q == p and r is not None}
         distinct = sum(1 for q, _ in owners if q == p)
         out.append(NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
                                  layers=list(network.layers),
