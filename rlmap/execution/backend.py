@@ -36,15 +36,18 @@ class LocalBackend(Backend):
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(self.processes, len(args)), mp_context=ctx) as pool:
-            futures = {pool.submit(fn, a): i for i, a in enumerate(args)}
-            try:
-                for fut in as_completed(futures):
-                    yield futures[fut], fut.result()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        pool = ProcessPoolExecutor(max_workers=min(self.processes, len(args)), mp_context=ctx)
+        futures = {pool.submit(fn, a): i for i, a in enumerate(args)}
+        try:
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        except BaseException:  # Ctrl-C or a failed task: stop now, not after the running tasks finish
+            workers = list(getattr(pool, "_processes", {}).values())  # the processes this pool started
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in workers:
+                proc.terminate()
+            raise
+        pool.shutdown(wait=True)
 
 
 def backend_from_options(processes: int = 1, ray: str | None = None, env: bool = True) -> Backend:
