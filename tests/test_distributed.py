@@ -110,6 +110,23 @@ def test_backend_from_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert backend_from_options(1, env=False).name == "local"
 
 
+def test_many_problems_form_one_pool_with_the_answers_of_separate_runs() -> None:
+    from rlmap.search.driver import map_network, map_networks
+    from rlmap.spec.io import load_architecture, load_network
+    from rlmap.spec.layer import Network
+
+    net = load_network("resnet18")
+    net = Network(name="head", layers=net.layers[:4])
+    problems = [(net, load_architecture(a), s) for a in ("eyeriss", "simba") for s in (0, 1)]
+    counted = _Interrupting()
+    pooled = map_networks(problems + problems[:1], "ga", budget=100, backend=counted, progress=False)
+    assert len(counted.ran) == 4 * len({layer.name for layer in net.layers})  # duplicate problem run once
+    for (n, a, s), res in zip(problems + problems[:1], pooled):
+        alone = map_network(n, a, "ga", budget=100, seed=s, progress=False)
+        assert res.arch == a.name and [r.best for r in res.results] == [r.best for r in alone.results]
+    assert [r.best for r in pooled[0].results] != [r.best for r in pooled[1].results]  # seeds are not ignored
+
+
 @pytest.mark.parametrize(("address", "needle"), [("127.0.0.1:1", "cannot join the Ray cluster at 127.0.0.1:1"),
                                                   ("nonsense", "expected auto, local, HOST:PORT")])
 def test_a_bad_ray_address_is_one_line_at_once(address: str, needle: str, capfd) -> None:

@@ -128,7 +128,7 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
                 jobs.append((mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit))
                 owners.append((p, keys[i]))
     store = ResultStore(resume_dir) if resume_dir is not None else None
-    tkeys = [task_key("map_layer", *job) for job in jobs] if store is not None else None
+    tkeys = [task_key("map_layer", *job) for job in jobs]  # equal tasks (a problem given twice) run once
     run_on = backend if backend is not None else LocalBackend(processes)
     name = problems[0][0].name if len(problems) == 1 else f"{len(problems)} problems"
     t0 = time.perf_counter()
