@@ -28,6 +28,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rlmap import __version__
+
+        typer.echo(f"rlmap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print rlmap's version and exit")) -> None:
+    """Map DNN layers onto spatial accelerators: inspect presets, import models, evaluate and export mappings."""
+
+
 app.command("list")(user_errors(list_cmd))
 app.add_typer(show_app, name="show")
 app.command("import")(user_errors(import_cmd))
