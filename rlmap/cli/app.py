@@ -8,6 +8,7 @@ A new command goes in its own module here and is registered below with `app.comm
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Optional
 
@@ -63,6 +64,7 @@ def _mount_surrogate(real: bool) -> None:
         from rlmap.cli.surrogate import surrogate_app
     else:
         surrogate_app = typer.Typer(no_args_is_help=True)
+        surrogate_app._rlmap_stub = True  # type: ignore[attr-defined]
 
         @surrogate_app.command("dataset")
         def _stub() -> None:  # pragma: no cover - replaced before it can run
@@ -79,7 +81,10 @@ def run(argv: Optional[list[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]
-    if not any(g.name == "surrogate" for g in app.registered_groups):
+    mounted = next((g for g in app.registered_groups if g.name == "surrogate"), None)
+    if mounted is None or (args[0] == "surrogate" and getattr(mounted.typer_instance, "_rlmap_stub", False)):
+        if mounted is not None:  # called in-process again (tests): swap the stub for the real commands
+            app.registered_groups.remove(mounted)
         _mount_surrogate(real=args[0] == "surrogate")
     try:
         rv = app(args=args, prog_name="rlmap", standalone_mode=False)
@@ -101,6 +106,17 @@ def run(argv: Optional[list[str]] = None) -> int:
         return exc.exit_code or 1
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("error: aborted", err=True)
+        return 1
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(error_line(f"{where}{exc.strerror or exc}"), err=True)
+        return 2
+    except Exception as exc:  # a bug, not the user's mistake: one line, the traceback on request
+        if os.environ.get("RLMAP_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        typer.echo(error_line(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); "
+                              "please report it, with the traceback RLMAP_DEBUG=1 prints"), err=True)
         return 1
 
 

@@ -63,7 +63,8 @@ class AnnealingMapper:
         C, k = self.chains, self.neighbours
 
         # start: the best of uniform fanout-repaired draws, drawn again until one is valid
-        n0 = max(1, min(budget, max(16, C, int(self.start_frac * budget))))
+        # (at most one cost-model slice: 2 % of a huge budget must not be allocated up front)
+        n0 = max(1, min(budget, ev.SLICE, max(16, C, int(self.start_frac * budget))))
         starts: list[Genome] = []
         start_v: list[np.ndarray] = []
         drawn = 0

@@ -29,6 +29,13 @@ from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import MappingBatch
+from rlmap.spec.problem import N_DIMS
+
+
+MAX_BUDGET = 100_000_000
+"""Most cost-model evaluations one search may be given per layer: every evaluation's value is kept for the
+convergence curve (8 bytes each, 0.8 GB at this bound), and at the cost model's pace (roughly 1e5-1e6
+evaluations/s) it is already minutes to hours per layer; --time-limit bounds a run by time instead."""
 
 
 def check_args(objective: str, budget: int, time_limit: float | None = None) -> None:
@@ -36,6 +43,8 @@ def check_args(objective: str, budget: int, time_limit: float | None = None) -> 
         raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
         raise SpecError(f"budget must be a positive number of evaluations, got {budget!r}")
+    if budget > MAX_BUDGET:
+        raise SpecError(f"budget must be at most {MAX_BUDGET:,} evaluations per layer, got {budget:,}")
     if time_limit is not None and not time_limit > 0:
         raise SpecError(f"time limit must be a positive number of seconds, got {time_limit!r}")
 
@@ -195,15 +204,30 @@ class BudgetedEvaluator:
             self.best_order = g.order[i].copy()
         return vals
 
+    def _outermost_fallback(self) -> dict[str, Any]:
+        """No draw was valid (huge layers: almost every random tiling overflows a buffer): score the mapping with
+        every loop at the outermost level, whose inner tiles are single words.  It is valid whenever any mapping
+        is, so a search returns empty-handed only for a layer that fits nowhere.  Counted: budget + 1 at most."""
+        g = Genome(np.zeros((1, self.space.n_genes), dtype=np.int64),
+                   np.broadcast_to(np.arange(N_DIMS), (1, self.space.L, N_DIMS)).copy())
+        batch = self.space.decode(g)
+        valid = bool(np.isfinite(self._evaluate(g, batch))[0])
+        if valid:
+            return {"fallback": "no sampled mapping was valid; kept the all-outermost one (every loop in DRAM)"}
+        return {"unmappable": self.space.model.evaluate(batch[0]).reason}
+
     def result(self, mapper: str, started: float, notes: dict[str, Any] | None = None) -> SearchResult:
         """The SearchResult: best mapping re-scored by the scalar (reference) cost model."""
+        info: dict[str, Any] = {}
+        if not np.isfinite(self.best_value) and not self.timed_out:
+            info.update(self._outermost_fallback())
         values = np.concatenate(self.values) if self.values else np.zeros(0)
         mapping = cost = None
         if self.best_slots is not None and np.isfinite(self.best_value):
             best = Genome(self.best_slots[None, :], self.best_order[None, :, :])
             mapping = self.space.decode(best)[0]
             cost = self.space.model.evaluate(mapping)
-        info: dict[str, Any] = {"valid_evaluations": self.valid_count}
+        info["valid_evaluations"] = self.valid_count
         if self.cache is not None:
             info["cache_hits"] = self.cache_hits
         if self.timed_out and self.used < self.budget:
