@@ -10,7 +10,7 @@ from rlmap.cli.app import run
 from rlmap.model.costmodel import CostModel
 from rlmap.search.driver import get_mapper, layer_seed, map_network
 from rlmap.spec.errors import SpecError
-from rlmap.spec.io import load_architecture, load_mapping, load_network
+from rlmap.spec.io import envs_dir, load_architecture, load_mapping, load_network
 from rlmap.spec.layer import Network
 
 
@@ -78,13 +78,44 @@ def test_cli_search_bad_input_is_one_line_exit_2(args, needle, capsys) -> None:
     assert err.startswith("error:") and needle in err and "\n" not in err
 
 
-def test_cli_search_reports_a_layer_without_valid_mapping(tmp_path, capsys) -> None:
-    # ~1 % of uniformly random conv1 mappings fit Eyeriss's spads: 5 draws almost surely find none
+def test_cli_search_falls_back_to_the_all_outermost_mapping_when_no_draw_is_valid(tmp_path, capsys) -> None:
+    # ~1 % of uniformly random conv1 mappings fit Eyeriss's spads: 5 draws almost surely find none; the
+    # mapping with every loop in DRAM (single-word inner tiles) is valid, so it is reported, counted as a 6th
     rc = run(["search", "--network", "resnet18", "--mapper", "random", "--budget", "5", "--layer", "conv1",
-              "--seed", "0"])
+              "--seed", "0", "-o", str(tmp_path / "out")])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "no valid mapping found" in out and "totals are infinite" in out
+    assert "no valid mapping found" not in out and "kept the all-outermost one" in out
+    row = json.loads((tmp_path / "out" / "summary.json").read_text())["layers"][0]
+    assert row["evaluations"] == 6
+    arch = load_architecture("eyeriss")
+    mapping, _ = load_mapping(tmp_path / "out" / "mappings" / "conv1.yaml", arch)
+    assert all(f == 1 for lvl in range(1, arch.n_levels) for f in mapping.temporal[lvl])  # every loop in DRAM
+    assert all(f == 1 for m in (mapping.spatial_x, mapping.spatial_y) for row_ in m for f in row_)
+
+
+def test_cli_search_reports_a_layer_that_fits_nowhere(tmp_path, capsys) -> None:
+    """A spad of 2 shared words cannot hold one word of each of its 3 tensors: no mapping exists, and the hint
+    says so instead of asking for a bigger budget."""
+    import yaml
+
+    data = yaml.safe_load((envs_dir() / "arch" / "eyeriss.yaml").read_text())
+    data["levels"][-1]["capacity"] = 2
+    data["levels"][-1]["keeps"] = ["inputs", "weights", "outputs"]
+    (tmp_path / "tiny_spad.yaml").write_text(yaml.safe_dump(data))
+    rc = run(["search", "--network", "resnet18", "--arch", str(tmp_path / "tiny_spad.yaml"), "--mapper", "ga",
+              "--budget", "50", "--layer", "conv1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "no valid mapping found" in out and "no mapping fits the architecture" in out
+    assert "--mapper ga" not in out and "--budget" not in out
+
+
+def test_search_hint_never_suggests_the_mapper_that_ran() -> None:
+    from rlmap.cli.search import search_hint
+
+    assert "--mapper ga" not in search_hint("ga") and "--mapper ga" in search_hint("random")
+    assert search_hint("optimal") == "raise --time-limit"
 
 
 def test_cli_search_optimal_time_limit_and_title(capsys) -> None:
