@@ -80,14 +80,14 @@ def test_cli_search_bad_input_is_one_line_exit_2(args, needle, capsys) -> None:
 
 def test_cli_search_falls_back_to_the_all_outermost_mapping_when_no_draw_is_valid(tmp_path, capsys) -> None:
     # ~1 % of uniformly random conv1 mappings fit Eyeriss's spads: 5 draws almost surely find none; the
-    # mapping with every loop in DRAM (single-word inner tiles) is valid, so it is reported, counted as a 6th
+    # budget's last evaluation then goes to the mapping with every loop in DRAM (single-word inner tiles), valid
     rc = run(["search", "--network", "resnet18", "--mapper", "random", "--budget", "5", "--layer", "conv1",
               "--seed", "0", "-o", str(tmp_path / "out")])
     assert rc == 0
     out = capsys.readouterr().out
     assert "no valid mapping found" not in out and "kept the all-outermost one" in out
     row = json.loads((tmp_path / "out" / "summary.json").read_text())["layers"][0]
-    assert row["evaluations"] == 6
+    assert row["evaluations"] == 5
     arch = load_architecture("eyeriss")
     mapping, _ = load_mapping(tmp_path / "out" / "mappings" / "conv1.yaml", arch)
     assert all(f == 1 for lvl in range(1, arch.n_levels) for f in mapping.temporal[lvl])  # every loop in DRAM
@@ -149,3 +149,19 @@ def test_cli_search_bad_time_limit(capsys) -> None:
     assert run(["search", "--network", "resnet18", "--time-limit", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --time-limit:") and "\n" not in err
+
+
+@pytest.mark.parametrize("mapper", ["random", "ga", "sa"])
+def test_a_huge_layer_is_mapped_not_reported_unmappable(mapper) -> None:
+    """K = 10^12: random tilings all overflow a buffer, but the all-DRAM mapping is valid and is returned,
+    within the budget; K = 2^70 cannot be modelled (int64) and is refused when the layer is read."""
+    from rlmap.spec.io import load_layer
+
+    layer = load_layer({"name": "fc", "kind": "gemm", "K": 10**12, "C": 16, "P": 4})
+    arch = load_architecture("eyeriss")
+    res = get_mapper(mapper).search(layer, arch, "edp", budget=100, seed=0)
+    assert res.evaluations == 100 and res.cost is not None and res.cost.valid
+    assert res.cost.macs == 10**12 * 16 * 4 and "fallback" in res.notes
+    assert CostModel(layer, arch).evaluate(res.mapping).edp == res.cost.edp
+    with pytest.raises(SpecError, match="less than or equal to 1099511627776"):
+        load_layer({"name": "fc", "kind": "gemm", "K": 2**70, "C": 16, "P": 4})

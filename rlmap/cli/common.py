@@ -239,7 +239,13 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
             raise SpecError(f"applies to AccelForge mappings; {mapping} is a {fmt} mapping", "--workload")
         _, wl = mi.read_yaml_document(workload)
         names = mi.names_from_workload(wl, lyr, mi.compute_einsum(data), where=str(workload))
-    return lyr, a, mi.mapping_from(fmt, data, lyr, a, str(mapping), names), fmt
+    try:
+        m = mi.mapping_from(fmt, data, lyr, a, str(mapping), names)
+    except SpecError as exc:  # e.g. factors that do not multiply to this layer's dimensions: name the file
+        if exc.where is not None:
+            raise
+        raise SpecError(f"invalid mapping for layer {lyr.name!r}: {exc.message}", str(mapping)) from None
+    return lyr, a, m, fmt
 
 
 def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],

@@ -118,6 +118,7 @@ class BudgetedEvaluator:
         self.best_value = np.inf
         self.best_slots: np.ndarray | None = None
         self.best_order: np.ndarray | None = None
+        self.fell_back = False  # the last evaluation went to the all-outermost mapping (see _evaluate)
 
     @property
     def remaining(self) -> int:
@@ -188,6 +189,21 @@ class BudgetedEvaluator:
         return out
 
     def _evaluate(self, g: Genome, batch: MappingBatch) -> np.ndarray:
+        """Score a slice; when it spends the budget's last evaluation and nothing valid was found (huge layers,
+        where almost every random tiling overflows a buffer), that last evaluation goes to the all-outermost
+        mapping instead, so a search comes back empty-handed only for a layer no mapping fits.  Its value is
+        returned in the last draw's place; the budget is spent then, so no search acts on it again."""
+        n = len(batch)
+        if n == 0 or self.used + n < self.budget or np.isfinite(self.best_value):
+            return self._score(g, batch)
+        head = self._score(g.take(slice(0, n - 1)), batch.take(slice(0, n - 1))) if n > 1 else np.zeros(0)
+        if np.isfinite(self.best_value):
+            return np.concatenate([head, self._score(g.take(slice(n - 1, n)), batch.take(slice(n - 1, n)))])
+        self.fell_back = True
+        last = self._outermost()
+        return np.concatenate([head, self._score(last, self.space.decode(last))])
+
+    def _score(self, g: Genome, batch: MappingBatch) -> np.ndarray:
         t0 = time.perf_counter()
         bc = self.space.model.evaluate_batch(batch)
         if self.time_limit is not None:  # size the next slice to take about SLICE_SECONDS
@@ -204,23 +220,21 @@ class BudgetedEvaluator:
             self.best_order = g.order[i].copy()
         return vals
 
-    def _outermost_fallback(self) -> dict[str, Any]:
-        """No draw was valid (huge layers: almost every random tiling overflows a buffer): score the mapping with
-        every loop at the outermost level, whose inner tiles are single words.  It is valid whenever any mapping
-        is, so a search returns empty-handed only for a layer that fits nowhere.  Counted: budget + 1 at most."""
-        g = Genome(np.zeros((1, self.space.n_genes), dtype=np.int64),
-                   np.broadcast_to(np.arange(N_DIMS), (1, self.space.L, N_DIMS)).copy())
-        batch = self.space.decode(g)
-        valid = bool(np.isfinite(self._evaluate(g, batch))[0])
-        if valid:
-            return {"fallback": "no sampled mapping was valid; kept the all-outermost one (every loop in DRAM)"}
-        return {"unmappable": self.space.model.evaluate(batch[0]).reason}
+    def _outermost(self) -> Genome:
+        """Every prime copy in slot 0 (the outermost temporal loop), loops in canonical order: inner tiles are
+        single words, so this mapping is valid whenever any mapping of the layer is."""
+        return Genome(np.zeros((1, self.space.n_genes), dtype=np.int64),
+                      np.broadcast_to(np.arange(N_DIMS), (1, self.space.L, N_DIMS)).copy())
 
     def result(self, mapper: str, started: float, notes: dict[str, Any] | None = None) -> SearchResult:
         """The SearchResult: best mapping re-scored by the scalar (reference) cost model."""
         info: dict[str, Any] = {}
-        if not np.isfinite(self.best_value) and not self.timed_out:
-            info.update(self._outermost_fallback())
+        if self.fell_back:
+            if np.isfinite(self.best_value):
+                info["fallback"] = "no sampled mapping was valid; kept the all-outermost one (every loop in DRAM)"
+            else:
+                outermost = self.space.decode(self._outermost())[0]
+                info["unmappable"] = self.space.model.evaluate(outermost).reason
         values = np.concatenate(self.values) if self.values else np.zeros(0)
         mapping = cost = None
         if self.best_slots is not None and np.isfinite(self.best_value):
