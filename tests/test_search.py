@@ -165,3 +165,35 @@ def test_a_huge_layer_is_mapped_not_reported_unmappable(mapper) -> None:
     assert CostModel(layer, arch).evaluate(res.mapping).edp == res.cost.edp
     with pytest.raises(SpecError, match="less than or equal to 1099511627776"):
         load_layer({"name": "fc", "kind": "gemm", "K": 2**70, "C": 16, "P": 4})
+
+
+def test_annealing_start_batch_is_bounded_for_huge_budgets() -> None:
+    """2 % of --budget 10^10 was 2*10^8 genomes allocated up front (22 GiB); now at most one cost-model slice."""
+    from rlmap.search.annealing import AnnealingMapper
+    from rlmap.search.random_search import BudgetedEvaluator
+
+    sa = AnnealingMapper()
+    assert sa.start_batch(1000) == 20 and sa.start_batch(10) == 10  # small budgets: as before (2 %, >= 16)
+    assert sa.start_batch(10**10) == BudgetedEvaluator.SLICE == 4096
+
+
+def test_mapping_file_names_are_unique_and_keep_unicode(tmp_path, capsys) -> None:
+    """Layers 'a b', 'a/b' and 'a_b' used to share one file and a Hangul name became '_1.yaml', while the
+    summary said every mapping was written."""
+    import yaml
+
+    names = ["a b", "a/b", "a_b", "층1", "A_B"]
+    net = {"name": "names", "layers": [{"name": n, "kind": "gemm", "K": 16, "C": 16, "P": 2 + i}
+                                       for i, n in enumerate(names)]}
+    (tmp_path / "names.yaml").write_text(yaml.safe_dump(net, allow_unicode=True))
+    out = tmp_path / "out"
+    assert run(["search", "-n", str(tmp_path / "names.yaml"), "--mapper", "random", "--budget", "50",
+                "-o", str(out)]) == 0
+    assert "(5 mappings)" in capsys.readouterr().out
+    files = sorted(p.name for p in (out / "mappings").iterdir())
+    assert files == sorted(["a_b.yaml", "a_b-2.yaml", "a_b-3.yaml", "층1.yaml", "A_B-4.yaml"])
+    rows = json.loads((out / "summary.json").read_text())["layers"]
+    assert [r["mapping"] for r in rows] == ["mappings/a_b.yaml", "mappings/a_b-2.yaml", "mappings/a_b-3.yaml",
+                                           "mappings/층1.yaml", "mappings/A_B-4.yaml"]
+    for r in rows:  # each file holds the mapping of the layer the summary says
+        assert yaml.safe_load((out / r["mapping"]).read_text())["layer"] == r["layer"]
