@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -83,7 +82,7 @@ def search_cmd(
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     if not exhaustive and key != "policy" and budget > MAX_BUDGET:
         raise SpecError(budget_refusal(budget, net, a, objective), "--budget")
-    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
+    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
                       time_limit=time_limit)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
