@@ -85,7 +85,7 @@ def test_cli_search_falls_back_to_the_all_outermost_mapping_when_no_draw_is_vali
               "--seed", "0", "-o", str(tmp_path / "out")])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "none valid" not in out and "kept the all-outermost one" in out
+    assert "none valid" not in out and "keeps the all-outermost one" in out
     row = json.loads((tmp_path / "out" / "summary.json").read_text())["layers"][0]
     assert row["evaluations"] == 5
     arch = load_architecture("eyeriss")

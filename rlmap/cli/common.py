@@ -272,8 +272,10 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
         out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
     fell = [lyr.name for lyr, r in zip(res.layers, res.results) if r.notes.get("fallback")]
     if fell:
-        out.print(f"note: {len(fell)} layer(s) ({', '.join(fell[:5])}{', ...' if len(fell) > 5 else ''}): no sampled "
-                  "mapping was valid; kept the all-outermost one (every loop in DRAM)", style="yellow", markup=False)
+        note = (f"note: no sampled mapping was valid for {len(fell)} layer(s); each keeps the all-outermost one "
+                f"(every loop in DRAM)")
+        named = f"{note}: {', '.join(fell)}"
+        out.print(named if len(named) <= 120 else note, style="yellow", markup=False)
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
     out.print(f"network total (with repeats): energy {eng(res.energy)} {unit}, cycles {eng(res.cycles)}, "
