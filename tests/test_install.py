@@ -143,3 +143,28 @@ def test_read_only_install_without_a_writable_home_runs_as_a_non_root_user(insta
              user="nobody")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "73,728" in r.stdout  # 16 x 8 x 8 x 8 x 3 x 3 MACs
+
+
+def test_numba_cache_falls_back_to_a_temporary_folder_then_to_no_cache(monkeypatch, capsys):
+    """The choice rlmap.model.jit makes before any kernel compiles, with the writable places faked."""
+    import rlmap.model.jit as jit
+
+    monkeypatch.setattr(jit.numba.config, "CACHE_DIR", "")
+    saved = os.environ.pop("NUMBA_CACHE_DIR", None)
+    try:
+        monkeypatch.setattr(jit, "_writable", lambda folder: True)  # beside the source: numba's own choice
+        assert jit._choose_cache() is True and "NUMBA_CACHE_DIR" not in os.environ
+        tmp = tempfile.gettempdir()
+        monkeypatch.setattr(jit, "_writable", lambda folder: str(folder).startswith(tmp))  # read-only install
+        assert jit._choose_cache() is True
+        assert os.environ["NUMBA_CACHE_DIR"].startswith(tmp) and jit.numba.config.CACHE_DIR.startswith(tmp)
+        os.environ.pop("NUMBA_CACHE_DIR")
+        monkeypatch.setattr(jit.numba.config, "CACHE_DIR", "")
+        monkeypatch.setattr(jit, "_writable", lambda folder: False)  # nowhere: compile uncached, say so once
+        assert jit._choose_cache() is False
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "NUMBA_CACHE_DIR" in err
+    finally:
+        os.environ.pop("NUMBA_CACHE_DIR", None)
+        if saved is not None:
+            os.environ["NUMBA_CACHE_DIR"] = saved
