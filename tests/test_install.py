@@ -127,7 +127,8 @@ def test_read_only_install_without_a_writable_home_runs_as_a_non_root_user(insta
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
     probe = _run([str(ro / "bin" / "python"), "-c", (
                   "import os, rlmap, rlmap.model.jit as j; "
-                  "print(os.access(os.path.dirname(rlmap.__file__), os.W_OK), j.CACHE, os.environ['NUMBA_CACHE_DIR'])")],
+                  "print(os.access(os.path.dirname(rlmap.__file__), os.W_OK), j.CACHE, "
+                  "os.environ['NUMBA_CACHE_DIR'])")],
                  cwd=work, env=env, user="nobody")
     assert probe.returncode == 0, probe.stderr
     writable, cache, folder = probe.stdout.split()
