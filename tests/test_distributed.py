@@ -137,6 +137,18 @@ def test_a_bad_ray_address_is_one_line_at_once(address: str, needle: str, capfd)
     assert time.monotonic() - t0 < 30  # Ray alone would retry for minutes
 
 
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--ray", "auto"], "error: --ray: applies to --tune sweeps"),
+    (["--tune", "no_such_sweep.yaml", "-o", "unused"], "error: no_such_sweep.yaml: no such sweep file"),
+    (["--tune", "agents/sweeps/example.yaml"], "error: -o: missing"),
+])
+def test_train_tune_user_errors_are_one_line(args: list[str], needle: str, capfd, monkeypatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert run(["train", *args]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith(needle) and err.count("\n") == 1, err
+
+
 def test_a_search_killed_as_a_whole_resumes_to_the_same_files(tmp_path: Path, baseline, capfd) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "rlmap", *JOB, "-j", "1", "-o", str(out)],
