@@ -110,7 +110,7 @@ def test_network_warm_start_seeds_later_layers(tmp_path, eyeriss):
     path = tmp_path / "ws.json"
     warm = map_network(net, eyeriss, "ga", budget=100, seed=0, progress=False, warm_start=ReplayBuffer(path=path))
     cold = map_network(net, eyeriss, "ga", budget=100, seed=0, progress=False)
-    assert warm.extra["warm_start"] and not cold.extra["warm_start"]
+    assert warm.extra["warm_start"] and not cold.extra.get("warm_start")
     seeds = [r.notes["warm_start_seeds"] for r in warm.results]
     assert seeds[0] == 0 and all(s >= 1 for s in seeds[1:])
     assert all(r.evaluations <= 100 for r in warm.results)

@@ -8,13 +8,40 @@ from typing import Optional
 
 import typer
 
-from rlmap.cli.common import load_problem, report_network_result
+from rlmap.cli.common import check_at_most, check_output_dir, check_positive, load_problem, report_network_result
+from rlmap.cli.execution import open_backend, ray_option
 from rlmap.search.base import NetworkResult
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
+from rlmap.search.random_search import MAX_BUDGET
 from rlmap.spec.errors import SpecError
+from rlmap.spec.arch import Architecture
 from rlmap.spec.layer import Network
 
 PANEL = "Warm start and sparsity-aware search"
+
+
+def budget_refusal(budget: int, net: Network, arch: Architecture, objective: str) -> str:
+    """Why a budget past MAX_BUDGET is refused, with the time it would take at the pace measured here."""
+    from rlmap.search.random_search import RandomMapper
+    from rlmap.spec.layer import distinct_layers
+
+    layers = distinct_layers(net.layers)
+    RandomMapper().search(layers[0], arch, objective, budget=256, seed=0)  # warm up (compiled kernel, caches)
+    probe = RandomMapper().search(layers[0], arch, objective, budget=4096, seed=0)
+    rate = probe.evaluations / max(probe.seconds, 1e-9)
+    days = budget * len(layers) / rate / 86400
+    return (f"{budget:,} evaluations per layer is more than {MAX_BUDGET:,}: at the {rate:,.0f} evaluations/s measured "
+            f"on {layers[0].name}, {len(layers)} distinct layer(s) would take about {days:.3g} days and keep "
+            f"{budget * 8 / 2**30:.3g} GiB of convergence curve per layer; give a smaller --budget or bound the run "
+            f"with --time-limit")
+
+
+def search_hint(mapper: str) -> str:
+    """What to try when a layer got no valid mapping (never the mapper the user already ran)."""
+    key = mapper.strip().lower()
+    if key == "optimal":
+        return "raise --time-limit"
+    return "raise --budget" + ("" if key == "ga" else " or use --mapper ga")
 
 
 def search_cmd(
@@ -32,6 +59,7 @@ def search_cmd(
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
+    ray: Optional[str] = ray_option(),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
     warm_start: Optional[bool] = typer.Option(
@@ -60,12 +88,17 @@ def search_cmd(
         raise SpecError(f"must be a positive number of evaluations, got {budget}", "--budget")
     if processes <= 0:
         raise SpecError(f"must be >= 1, got {processes}", "--processes")
-    if time_limit is not None and not time_limit > 0:
-        raise SpecError(f"must be a positive number of seconds, got {time_limit:g}", "--time-limit")
+    check_positive(time_limit, "--time-limit", "a positive number of seconds")
     get_mapper(mapper)
-    exhaustive = mapper.strip().lower() == "optimal"
+    key = mapper.strip().lower()
+    exhaustive = key == "optimal"
     if exhaustive and time_limit is None:
         time_limit = OPTIMAL_DEFAULT_LIMIT
+    if key == "policy":
+        from rlmap.rl.mapper import MAX_SAMPLES, SAMPLES_WHY
+
+        check_at_most(budget, MAX_SAMPLES, "--budget", f"for --mapper policy it counts samples; {SAMPLES_WHY}")
+    check_output_dir(output)
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
@@ -88,8 +121,13 @@ def search_cmd(
             raise SpecError(f"--densities needs a search mapper (random, ga, sa, marvel), not {mapper!r}", "--mapper")
         dens, probs = parse_densities(densities)
         the_mapper = SparsityAwareMapper(get_mapper(mapper), dens, probs, mode=robust, tensor=density_tensor)
-    res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
-                      time_limit=time_limit, warm_start=buffer)
+    if not exhaustive and key != "policy" and budget > MAX_BUDGET:
+        raise SpecError(budget_refusal(budget, net, a, objective), "--budget")
+    # finished layers; a rerun resumes from them (not for a sparsity-aware run: its mapper is an object)
+    resume_dir = output / ".tasks" if output is not None and densities is None else None
+    with open_backend(processes, ray, resume_dir) as backend:
+        res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
+                          time_limit=time_limit, backend=backend, resume_dir=resume_dir, warm_start=buffer)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
@@ -100,7 +138,11 @@ def search_cmd(
     if densities is not None:
         meta.update({"densities": densities, "robust": robust, "density_tensor": density_tensor})
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}{warm}",
-                          output, meta, hint="raise --time-limit" if exhaustive else "raise --budget or use --mapper ga")
+                          output, meta, hint=search_hint(mapper))
+    if resume_dir is not None:
+        from rlmap.execution import ResultStore
+
+        ResultStore(resume_dir).clear()  # the summary is written: nothing left to resume
     if densities is not None:
         _density_report(res)
 
