@@ -13,8 +13,8 @@ from rlmap.cli.execution import open_backend, ray_option
 from rlmap.search.base import NetworkResult
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.search.random_search import MAX_BUDGET
-from rlmap.spec.errors import SpecError
 from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Network
 
 PANEL = "Warm start and sparsity-aware search"

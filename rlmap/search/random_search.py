@@ -32,7 +32,6 @@ from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import Mapping, MappingBatch
 from rlmap.spec.problem import N_DIMS
 
-
 MAX_BUDGET = 100_000_000
 """Most cost-model evaluations one search may be given per layer: every evaluation's value is kept for the
 convergence curve (8 bytes each, 0.8 GB at this bound), and at the cost model's pace (roughly 1e5-1e6
