@@ -26,7 +26,13 @@ def _names(value: str, option: str) -> list[str]:
 
 def train_cmd(
     agent: str = typer.Option("maskable_ppo", "--agent", help="agents/NAME.yaml (maskable_ppo, ppo, a2c, dqn) or a YAML file"),
-    arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
+    arch: str = typer.Option("eyeriss", "--arch", "-a",
+                             help="architecture preset or YAML file; several comma-separated (one general policy)"),
+    generated: int = typer.Option(0, "--generated", help="add N generated architectures to training "
+                                  "(rlmap.hardware.generator, seeds --generated-seed ..; `rlmap generate` shows them)"),
+    generated_seed: int = typer.Option(1000, "--generated-seed", help="first generator seed of --generated"),
+    init: Optional[Path] = typer.Option(None, "--init", help="start from this policy's weights (fine-tuning): "
+                                        "a checkpoints/policy_X folder, a run folder or a model .zip"),
     networks: str = typer.Option(DEFAULT_TRAIN, "--networks", help="training networks, comma-separated"),
     eval_networks: str = typer.Option(DEFAULT_EVAL, "--eval-networks",
                                       help="held-out networks mapped greedily every --eval-every steps ('' = none)"),
@@ -88,7 +94,20 @@ def train_cmd(
                 raise SpecError(f"must be in [0, 1], got {value}", name)
         from rlmap.spec.io import load_architecture
 
-        load_architecture(arch)  # fail early on a bad --arch
+        arch_list = _names(arch, "--arch")
+        for a in arch_list:
+            try:
+                load_architecture(a)  # fail early on a bad --arch
+            except SpecError as exc:
+                raise SpecError(str(exc), "--arch") from None
+        if generated < 0 or generated_seed < 0:
+            raise SpecError("must be >= 0", "--generated" if generated < 0 else "--generated-seed")
+        if init is not None:
+            from rlmap.rl.checkpoint import load_policy
+
+            init_pol = load_policy(init)  # fail early on a bad --init
+            if init_pol.max_levels != 4:
+                raise SpecError("was trained with another observation layout", "--init")
         agent_cfg = load_agent_config(agent)
         env_updates = {k: v for k, v in (("synthetic", synthetic), ("random_density", random_density)) if v is not None}
         if env_updates:
@@ -98,13 +117,17 @@ def train_cmd(
         overlap = sorted(set(train_nets) & set(held))
         if overlap:
             raise SpecError(f"{', '.join(overlap)} cannot be both a training and a held-out network", "--eval-networks")
-        cfg = TrainConfig(agent_name=Path(agent).stem, agent=agent_cfg, arch=arch, objective=objective,
+        cfg = TrainConfig(agent_name=Path(agent).stem, agent=agent_cfg, arch=",".join(arch_list), objective=objective,
+                          generated=generated, generated_seed=generated_seed,
+                          init=str(init) if init is not None else None,
                           networks=train_nets, eval_networks=held, timesteps=timesteps,
                           n_envs=n_envs or agent_cfg.n_envs, seed=seed, eval_every=eval_every,
                           checkpoint_every=checkpoint_every, time_limit=time_limit * 60 if time_limit else None,
                           vec_env="subproc" if subproc else "dummy")
         run_dir = output
-        out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {arch}: {', '.join(train_nets)} + "
+        on = cfg.arch + (f" + {generated} generated (seeds {generated_seed}..{generated_seed + generated - 1})"
+                         if generated else "") + (f", starting from {init}" if init else "")
+        out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {on}: {', '.join(train_nets)} + "
                   f"{cfg.agent.env.synthetic:.0%} synthetic layers; held out: {', '.join(held) or 'none'}")
     res = train(cfg, run_dir, resume=resume is not None, progress=sys.stderr.isatty())
     state = ("finished" if res.finished else
