@@ -21,7 +21,8 @@ def generate_cmd(
     """Generate accelerators: 3-4 storage levels, 4x4..64x64 PE arrays, dataflow limits, shared or partitioned
     buffers, bandwidths, 45 nm energies that grow with capacity (docs/hardware.md), sometimes sparse features.
 
-    Training uses seeds 1000 and up (`rlmap train --generated N`); envs/generated holds seeds 0-7, held out, loadable by name (`--arch gen3`).
+    Training uses seeds 1000 and up (`rlmap train --generated N`); envs/generated holds seeds 0-7, held out,
+    loadable by name (`--arch gen3`).
     """
     import yaml
 

@@ -105,7 +105,10 @@ def train_cmd(
         if init is not None:
             from rlmap.rl.checkpoint import load_policy
 
-            init_pol = load_policy(init)  # fail early on a bad --init
+            try:
+                init_pol = load_policy(init)  # fail early on a bad --init
+            except SpecError as exc:
+                raise SpecError(str(exc), "--init") from None
             if init_pol.max_levels != 4:
                 raise SpecError("was trained with another observation layout", "--init")
         agent_cfg = load_agent_config(agent)
@@ -178,13 +181,20 @@ def map_cmd(
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     pol = load_policy(policy, arch if policy is None else None)
+    if policy is None:
+        from rlmap.rl.checkpoint import default_policy
+
+        console().print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(a.name)[1]}")
     objective = objective or pol.config.get("objective", "edp")
     if objective not in OBJECTIVES:
         raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})", "--objective")
     out = console()
     notes = []
-    if pol.arch_name != a.name and Path(pol.arch_name).stem != a.name:
-        notes.append(f"policy trained on {pol.arch_name}, mapping onto {a.name}")
+    from rlmap.rl.checkpoint import coverage_note
+
+    cover = coverage_note(pol, a.name)
+    if cover:
+        notes.append(cover)
     if objective != pol.config.get("objective", objective):
         notes.append(f"policy trained for {pol.config.get('objective')}, asked for {objective}")
     seen = sorted({net.name} & set(pol.trained_on))

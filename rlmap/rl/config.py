@@ -169,7 +169,8 @@ def training_architectures(cfg: TrainConfig) -> list[Any]:
 def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     e = cfg.agent.env
     archs = training_architectures(cfg)
-    return dict(arch=archs[0] if len(archs) == 1 else archs, objective=cfg.objective, networks=list(cfg.networks), synthetic=e.synthetic,
+    return dict(arch=archs[0] if len(archs) == 1 else archs, objective=cfg.objective, networks=list(cfg.networks),
+                synthetic=e.synthetic,
                 synthetic_pool=e.synthetic_pool, random_density=e.random_density, density_low=e.density_low,
                 density_grid=e.density_grid, reference=e.reference,
                 invalid_action_penalty=e.invalid_action_penalty, sampler_seed=cfg.seed)
