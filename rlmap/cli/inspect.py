@@ -49,7 +49,8 @@ def list_cmd() -> None:
     from rlmap.rl.config import load_run_config
     from rlmap.spec.io import checkpoints_dir
 
-    t = Table(title="Pretrained policies (checkpoints/; `rlmap map --arch NAME` picks the best measured one for NAME)", box=box.SIMPLE_HEAVY,
+    t = Table(title="Pretrained policies (checkpoints/; `rlmap map --arch NAME` picks the best measured one)",
+              box=box.SIMPLE_HEAVY,
               title_justify="left")
     for col in ("arch", "agent", "steps", "trained on"):
         t.add_column(col, justify="right" if col == "steps" else "left")
