@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated held-out architectures ({len(gen)}): greedy {geomean([r['greedy'] for r in gen]):.3f}, "
               f"best-{K} {geomean([r['sampled'] for r in gen]):.3f} (geomean of the per-architecture geomeans)")
     print("proven: layers whose optimal reference was proven within --optimal-time; b64<GA64: layers where "
-          f"best-of-{K} beats GA at {K} evaluations; net s: whole {args.timing_network} greedily, seconds")
+          f"best-of-{K} beats GA at {K} evaluations"
+          + (f"; net s: whole {args.timing_network} greedily, seconds" if args.timing_network else ""))
     for m in misses:
         print(f"  MISSED {m}")
     if not misses:
