@@ -52,16 +52,16 @@ def list_cmd() -> None:
     t = Table(title="Pretrained policies (checkpoints/; `rlmap map --arch NAME` picks the best measured one)",
               box=box.SIMPLE_HEAVY,
               title_justify="left")
-    for col in ("arch", "agent", "steps", "trained on"):
+    for col in ("policy", "architectures", "agent", "steps", "trained on"):
         t.add_column(col, justify="right" if col == "steps" else "left")
     for folder in sorted(checkpoints_dir().glob("policy_*")):
         try:
             cfg = load_run_config(folder)
             archs = cfg.arch + (f" + {cfg.generated} generated" if cfg.generated else "")
-            t.add_row(archs, cfg.agent_name, f"{trained_steps(folder / 'model.zip'):,}",
+            t.add_row(folder.name, archs, cfg.agent_name, f"{trained_steps(folder / 'model.zip'):,}",
                       ", ".join(cfg.networks) + (" + synthetic" if cfg.agent.env.synthetic > 0 else ""))
         except SpecError as exc:
-            t.add_row(folder.name, "-", "-", f"[red]{error_line(exc)}[/red]")
+            t.add_row(folder.name, "-", "-", "-", f"[red]{error_line(exc)}[/red]")
     out.print(t)
 
 
