@@ -687,8 +687,9 @@ class SampleSet:
         try:
             z = np.load(p, allow_pickle=False)
             header = json.loads(str(z["header"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise SpecError(f"not an rlmap surrogate dataset ({exc})", str(p)) from None
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # EOFError: an empty file
+            what = f"{type(exc).__name__}: {exc or 'empty'}"
+            raise SpecError(f"not an rlmap surrogate dataset ({what})", str(p)) from None
         if header.get("format") != "rlmap-surrogate-dataset":
             raise SpecError("not an rlmap surrogate dataset", str(p))
         from rlmap.spec.io import parse_model
@@ -873,8 +874,13 @@ def _run_job(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.ndarray, np.nd
 def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], samples_per_layer: int, seed: int = 0,
                      backend: str | CostBackend | None = None, workers: int = 1,
                      progress: Callable[[int, int, str], None] | None = None,
-                     meta: dict[str, Any] | None = None) -> SampleSet:
-    """Score `samples_per_layer` mappings for each (layer, networks, arch) item; see generate_layer_samples."""
+                     meta: dict[str, Any] | None = None, executor: Any = None,
+                     resume_dir: str | Path | None = None) -> SampleSet:
+    """Score `samples_per_layer` mappings for each (layer, networks, arch) item; see generate_layer_samples.
+
+    Each (layer, arch) item is one shard task with its own seed, run by `executor` (an rlmap.execution Backend;
+    default: `workers` local processes), so the data are the same on any backend.  With `resume_dir` every
+    finished shard is kept there (atomically) and a rerun after an interruption reads it back."""
     layers: list[Layer] = []
     nets: list[list[str]] = []
     archs: list[Architecture] = []
@@ -891,21 +897,22 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
             archs.append(arch)
         ai = archs.index(arch)
         jobs.append((li, ai, LayerJob(layer, arch, samples_per_layer, seed * 100_003 + i, backend)))
-    results: list[Any] = [None] * len(jobs)
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
+    from rlmap.execution import LocalBackend, ResultStore, run_tasks
+    from rlmap.execution.store import task_key
 
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers) as pool:
-            for k, res in enumerate(pool.imap(_run_job, [j[2] for j in jobs])):
-                results[k] = res
-                if progress:
-                    progress(k + 1, len(jobs), jobs[k][2].layer.name)
-    else:
-        for k, (_li, _ai, job) in enumerate(jobs):
-            results[k] = generate_layer_samples(job)
-            if progress:
-                progress(k + 1, len(jobs), job.layer.name)
+    store = ResultStore(resume_dir) if resume_dir is not None else None
+    shards = [j[2] for j in jobs]
+    keys = [task_key("dataset_shard", job) for job in shards] if store is not None else None
+    finished = 0
+
+    def tick(k: int, _res: Any, _cached: bool) -> None:
+        nonlocal finished
+        finished += 1
+        if progress:
+            progress(finished, len(jobs), shards[k].layer.name)
+
+    results = run_tasks(executor if executor is not None else LocalBackend(workers), _run_job, shards, store=store,
+                        keys=keys, on_result=tick)
     lidx, aidx, T, X, Y, O, E, Cy, Src = [], [], [], [], [], [], [], [], []
     calls = 0
     for (li, ai, _job), (b, e, c, s, st) in zip(jobs, results):

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rlmap.execution import ResultStore
 from rlmap.spec.errors import SpecError
 from rlmap.surrogate.data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
                                   SampleSet, generate_samples, layer_key, load_backend, network_layers,
@@ -60,6 +61,11 @@ def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    from rlmap.search.progress import PlainProgress
+
+    con = _console()
+    if not con.is_terminal:  # piped or CI: periodic plain lines instead of one bar at the end
+        return PlainProgress(stream=con.file, enabled=enabled)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=_console(), disable=not enabled,
                     transient=False)
@@ -68,7 +74,7 @@ def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
 # ============================================================================ dataset
 def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samples: int, out: str | Path,
                   synthetic: int = 0, seed: int = 0, backend: str | CostBackend | None = None, workers: int = 1,
-                  exclude: Sequence[str] | str | None = None, progress: bool = True) -> Path:
+                  exclude: Sequence[str] | str | None = None, progress: bool = True, executor: Any = None) -> Path:
     """Sample (layer, architecture, mapping) -> (energy, cycles) and save it as one compressed .npz.
 
     arch      -- architecture preset name(s) or YAML path(s); several = one dataset over all of them
@@ -78,6 +84,9 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     synthetic -- number of extra random realistic layers (conv/depthwise/pointwise/gemm/matmul)
     backend   -- 'builtin' (default), 'module:function' (a user's cost function), or a CostBackend
     workers   -- processes for the built-in backend (a user backend must be picklable for > 1)
+    executor  -- where the (layer, arch) shards run (an rlmap.execution Backend, e.g. Ray); default `workers`
+                 local processes.  Finished shards are kept in OUT/dataset.tasks/ until the file is written, so
+                 an interrupted build resumes from them.
     exclude   -- networks whose layer *shapes* must not appear (e.g. the held-out networks)
     Per layer the mix is: 30% random valid mappings, 50% genetic / annealing mapper trajectories (the good
     end over-represented), 20% neighbours of the best mappings (see rlmap.surrogate.data).
@@ -114,7 +123,7 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
         raise SpecError("no layers left to sample after --exclude")
     per_layer = max(8, math.ceil(samples / len(items)))
     be = load_backend(backend)
-    if workers > 1 and not isinstance(be, BuiltinBackend):
+    if (workers > 1 or executor is not None) and not isinstance(be, BuiltinBackend):
         import pickle
 
         try:
@@ -125,6 +134,9 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     if progress:
         con.print(f"sampling {len(items)} (layer, arch) pairs x {per_layer} mappings on {', '.join(a.name for a in archs)} "
                   f"with backend {be.name}" + (f" ({dropped} layers dropped: shapes of excluded networks)" if dropped else ""))
+    p = Path(out)
+    path = p if p.suffix == ".npz" else p / "dataset.npz"
+    resume_dir = path.with_suffix(".tasks")
     t0 = time.perf_counter()
     with _progress_bar("dataset", progress) as bar:
         task = bar.add_task("dataset", total=len(items), info="")
@@ -134,11 +146,10 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
 
         data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
                                 meta={"networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
-                                      "command_seed": seed})
+                                      "command_seed": seed}, executor=executor, resume_dir=resume_dir)
     data.meta["seconds"] = round(time.perf_counter() - t0, 1)
-    p = Path(out)
-    path = p if p.suffix == ".npz" else p / "dataset.npz"
     data.save(path)
+    ResultStore(resume_dir).clear()
     summary = {"path": str(path), "samples": len(data), "layers": len(data.layers), "archs": [a.name for a in data.archs],
                "networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
                "per_layer": per_layer, "sources": {s: int((data.source == i).sum()) for i, s in enumerate(SOURCES)},
