@@ -169,8 +169,8 @@ def map_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file (e.g. from rlmap import)"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
     policy: Optional[Path] = typer.Option(None, "--policy", "-p",
-                                          help="checkpoint folder or .zip (default: checkpoints/policy_ARCH or policy_general, "
-                                               "whichever measured better on --arch)"),
+                                          help="checkpoint folder or .zip (default: checkpoints/policy_ARCH or "
+                                               "policy_general, whichever measured better on --arch)"),
     samples: int = typer.Option(1, "--samples", "-k", help="1 = greedy; K = best of K policy samples (greedy first)"),
     objective: Optional[str] = typer.Option(None, "--objective", help="energy, latency or edp (default: the policy's)"),
     seed: int = typer.Option(0, "--seed", help="seed for the samples"),
