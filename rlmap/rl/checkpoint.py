@@ -147,7 +147,8 @@ def default_policy(arch: str) -> tuple[Path | None, str]:
     if qg is not None and (qs is None or qg < qs):
         return general, (f"general policy (measured greedy {qg:.3f} x optimal on {arch}, "
                          f"specialised {qs or 'unmeasured'})")
-    return special, "specialised policy" + (f" (measured greedy {qs:.3f} x optimal on {arch})" if qs else "")
+    vs = f", general {qg:.3f}" if qg is not None else ""
+    return special, "specialised policy" + (f" (measured greedy {qs:.3f} x optimal on {arch}{vs})" if qs else "")
 
 
 def trained_architectures(config: dict[str, Any]) -> list[str]:
