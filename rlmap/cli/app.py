@@ -19,7 +19,7 @@ from rlmap.cli.inspect import list_cmd, show_app
 from rlmap.cli.interop import export_cmd, import_cmd, import_mapping_cmd
 from rlmap.cli.rl import map_cmd, train_cmd
 from rlmap.cli.search import search_cmd
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import EXIT_INTERRUPTED, SpecError
 
 app = typer.Typer(
     name="rlmap",
@@ -83,7 +83,10 @@ def run(argv: Optional[list[str]] = None) -> int:
     except cx.ClickException as exc:
         typer.echo(error_line(exc.format_message()), err=True)
         return exc.exit_code or 1
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
+            typer.echo("interrupted", err=True)
+            return EXIT_INTERRUPTED
         typer.echo("error: aborted", err=True)
         return 1
 

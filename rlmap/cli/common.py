@@ -193,24 +193,37 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
         out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
+    partial = bool(res.extra.get("partial"))
+    if partial:
+        out.print(f"[yellow]interrupted: {res.extra.get('distinct_done', len(res.results))} of {distinct or '?'} "
+                  f"distinct layers mapped ({len(res.layers)} of {res.extra.get('total_layers', '?')} layers); "
+                  f"the totals below cover those only[/yellow]")
     out.print(f"network total (with repeats): energy {fmt(res.energy)} pJ, cycles {fmt(res.cycles)}, "
               f"EDP {fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
     if output is None:
         return
     if output.exists() and not output.is_dir():
         raise SpecError("exists and is not a directory", str(output))
-    mdir = output / "mappings"
+    if partial and not res.results:
+        out.print(f"nothing finished, so nothing written to {output}")
+        return
+    from rlmap.spec.outputs import staged_dir
+
     label = str(meta.get("mapper", res.mapper))
     written = 0
-    for lyr, r in zip(res.layers, res.results):
-        if r.mapping is None:
-            continue
-        written += 1
-        io.save_mapping(r.mapping, arch, mdir / f"{safe_name(lyr.name)}.yaml", lyr,
-                        extra={"network": res.network, "mapper": label, "objective": res.objective,
-                               "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
-    summary = {"network": res.network, "arch": res.arch, "objective": res.objective, **meta, "layers": rows,
-               "total": {"energy_pj": res.energy, "cycles": res.cycles, "edp": res.edp, "macs": res.macs}}
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    out.print(f"wrote {mdir}/ ({written} mappings) and {output / 'summary.json'}")
+    with staged_dir(output) as stage:  # replaces mappings/ and summary.json as a whole: no stale files stay
+        for lyr, r in zip(res.layers, res.results):
+            if r.mapping is None:
+                continue
+            written += 1
+            io.save_mapping(r.mapping, arch, stage / "mappings" / f"{safe_name(lyr.name)}.yaml", lyr,
+                            extra={"network": res.network, "mapper": label, "objective": res.objective,
+                                   "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
+        (stage / "mappings").mkdir(exist_ok=True)
+        summary = {"network": res.network, "arch": res.arch, "objective": res.objective, **meta,
+                   **({"partial": True, "layers_total": res.extra.get("total_layers")} if partial else {}),
+                   "layers": rows,
+                   "total": {"energy_pj": res.energy, "cycles": res.cycles, "edp": res.edp, "macs": res.macs}}
+        (stage / "summary.json").write_text(json.dumps(summary, indent=2))
+    out.print(f"wrote {output / 'mappings'}/ ({written} mappings) and {output / 'summary.json'}"
+              + (" (marked partial)" if partial else ""))

@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 
 DEFAULT_TRAIN = "resnet18,vgg16,gpt2_small"
 DEFAULT_EVAL = "mobilenetv2,mnasnet,bert_base"
@@ -174,10 +174,16 @@ def map_cmd(
     with Progress(TextColumn("[bold]policy"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("map", total=None)
-        res = map_network_with_policy(pol, net, a, objective, samples, seed,
-                                      progress=lambda d, t: bar.update(task, completed=d, total=t),
-                                      temperature=temperature)
+        try:
+            res = map_network_with_policy(pol, net, a, objective, samples, seed,
+                                          progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                          temperature=temperature)
+            interrupted = False
+        except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+            res, interrupted = exc.partial, True
     how = "greedy" if samples == 1 else f"best of {samples} samples"
     report_network_result(res, a, f"policy ({how}) on {net.name} / {a.name}, objective {objective}",
                           output, {"mapper": "policy", "samples": samples, "seed": seed, "temperature": temperature,
                                    "policy": str(pol.path), "policy_trained_on": pol.trained_on})
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -10,7 +10,7 @@ import typer
 
 from rlmap.cli.common import load_problem, report_network_result
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 from rlmap.spec.layer import Network
 
 
@@ -50,8 +50,12 @@ def search_cmd(
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
-    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
-                      time_limit=time_limit)
+    try:
+        res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
+                          time_limit=time_limit)
+        interrupted = False
+    except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+        res, interrupted = exc.partial, True
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
@@ -60,3 +64,5 @@ def search_cmd(
             **({} if time_limit is None else {"time_limit_s": time_limit})}
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
                           output, meta, hint="raise --time-limit" if exhaustive else "raise --budget or use --mapper ga")
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -55,8 +55,13 @@ def dataset_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
-    build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend, workers=workers,
-                  exclude=exclude)
+    from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted
+
+    try:
+        build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend,
+                      workers=workers, exclude=exclude)
+    except Interrupted:  # build_dataset has saved what was finished and said so
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @surrogate_app.command("train")

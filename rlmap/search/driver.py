@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from rlmap.search.base import NetworkResult, SearchResult
 from rlmap.spec.arch import Architecture
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.layer import Layer, Network, layer_key
 
 
@@ -74,6 +74,24 @@ def _resolve(mapper: MapperSpec) -> Any:
     raise SpecError(f"expected a mapper name, factory or instance, got {type(mapper).__name__}", "mapper")
 
 
+def _ignore_sigint() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group; only the parent acts on it (it stops the
+    workers), so a worker never prints a traceback or keeps running the queued layers."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued layers and end the workers now (shutdown alone waits for the running ones)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public terminate before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(timeout=2)
+
+
 def _map_one(args: tuple[MapperSpec, Layer, Architecture, str, int, int, float | None]) -> SearchResult:
     mapper, layer, arch, objective, budget, seed, time_limit = args
     limit = {} if time_limit is None else {"time_limit": time_limit}  # mappers without the option still work
@@ -89,7 +107,8 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     Layers are the same when `rlmap.spec.layer.layer_key` says so (the cost model cannot tell them apart);
     the first of them (index i) is searched with seed `layer_seed(seed, i)`.  `time_limit` is wall-clock
     seconds per distinct layer.  Workers are spawned (not forked), so the parent's threads (torch, BLAS)
-    cannot deadlock them.
+    cannot deadlock them.  Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` is
+    the NetworkResult of the layers finished by then (extra["partial"] = True).
     """
     import multiprocessing
     import time
@@ -107,19 +126,34 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{label} on {network.name}", total=len(jobs))
-        if processes <= 1 or len(jobs) <= 1:
-            for i, job in enumerate(jobs):
-                bar.update(task, description=f"{label}: {job[1].name}")
-                results[i] = _map_one(job)
-                bar.advance(task)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx) as pool:
-                futures = {pool.submit(_map_one, job): i for i, job in enumerate(jobs)}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
+        interrupted = False
+        try:
+            if processes <= 1 or len(jobs) <= 1:
+                for i, job in enumerate(jobs):
+                    bar.update(task, description=f"{label}: {job[1].name}")
+                    results[i] = _map_one(job)
                     bar.advance(task)
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                pool = ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx,
+                                           initializer=_ignore_sigint)
+                try:
+                    futures = {pool.submit(_map_one, job): i for i, job in enumerate(jobs)}
+                    for fut in as_completed(futures):
+                        results[futures[fut]] = fut.result()
+                        bar.advance(task)
+                except BaseException:
+                    _stop_pool(pool)
+                    raise
+                pool.shutdown()
+        except KeyboardInterrupt:
+            interrupted = True
     by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
-    return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                         layers=list(network.layers), results=[by_key[key] for key in keys if key in by_key],
-                         seconds=time.perf_counter() - t0, extra={"distinct_layers": len(jobs)})
+    done = [i for i, key in enumerate(keys) if key in by_key]
+    res = NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
+                        layers=[network.layers[i] for i in done], results=[by_key[keys[i]] for i in done],
+                        seconds=time.perf_counter() - t0, extra={"distinct_layers": len(jobs)})
+    if interrupted:
+        res.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
+        raise Interrupted(res, len(by_key), len(jobs))
+    return res
