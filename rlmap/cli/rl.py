@@ -51,7 +51,8 @@ def train_cmd(
     """
     from rlmap.cli.common import console
     from rlmap.model.costmodel import OBJECTIVES
-    from rlmap.rl.config import TrainConfig, load_agent_config, load_run_config
+    from rlmap.rl.config import CONFIG_FILE, TrainConfig, load_agent_config, load_run_config
+    from rlmap.rl.resume import resume_point
     from rlmap.rl.training import train
 
     out = console()
@@ -67,7 +68,10 @@ def train_cmd(
         updates["time_limit"] = time_limit * 60 if time_limit is not None else None
         cfg = cfg.model_copy(update=updates)
         run_dir = resume
-        out.print(f"resuming {run_dir} ({cfg.agent_name} on {cfg.arch}) up to {cfg.timesteps:,} steps")
+        point = resume_point(run_dir)
+        where = (f"from {point.describe(run_dir)}" if point is not None else
+                 "from step 0: it holds no intact checkpoint")
+        out.print(f"resuming {run_dir} ({cfg.agent_name} on {cfg.arch}) {where}, up to {cfg.timesteps:,} steps")
     else:
         if output is None:
             raise SpecError("missing: give -o runs/NAME for a new run (or --resume RUN)", "-o")
@@ -104,6 +108,8 @@ def train_cmd(
                           checkpoint_every=checkpoint_every, time_limit=time_limit * 60 if time_limit else None,
                           vec_env="subproc" if subproc else "dummy")
         run_dir = output
+        if (run_dir / CONFIG_FILE).exists() and resume_point(run_dir) is None:
+            out.print(f"{run_dir} holds a run that never reached a checkpoint: starting it over")
         out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {arch}: {', '.join(train_nets)} + "
                   f"{cfg.agent.env.synthetic:.0%} synthetic layers; held out: {', '.join(held) or 'none'}")
     res = train(cfg, run_dir, resume=resume is not None, progress=sys.stderr.isatty())
@@ -121,6 +127,8 @@ def train_cmd(
             f"{k.split('/')[1]} {v:.3f}" for k, v in h.items() if k.startswith("eval/") and k.count("/") == 2))
     out.print(f"policy: {run_dir / 'model.zip'}  (rlmap map --policy {run_dir}); "
               f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    if res.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)  # the checkpoint is saved, but the run did not finish
 
 
 def map_cmd(
