@@ -163,6 +163,10 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
     import json
 
     out = console()
+    if res.extra.get("partial") and not res.results:
+        out.print(f"[yellow]interrupted before any layer was mapped: nothing to report"
+                  f"{', nothing written to ' + str(output) if output is not None else ''}[/yellow]")
+        return
     t = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
     for col in ("layer", "repeat", "energy pJ", "cycles", "EDP", "util %", "evals", "optimal"):
         t.add_column(col, justify="left" if col == "layer" else "right")
@@ -204,9 +208,6 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
         return
     if output.exists() and not output.is_dir():
         raise SpecError("exists and is not a directory", str(output))
-    if partial and not res.results:
-        out.print(f"nothing finished, so nothing written to {output}")
-        return
     from rlmap.spec.outputs import staged_dir
 
     label = str(meta.get("mapper", res.mapper))
