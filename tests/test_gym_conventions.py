@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import rlmap  # noqa: F401  (registers rlmap/Mapping-v0)
+import rlmap.rl.env  # noqa: F401  (so that, before registration on `import rlmap`, each test fails on its own point)
 from rlmap.spec.io import load_network
 from rlmap.spec.layer import layer_key
 
@@ -70,8 +71,8 @@ def test_sb3_make_vec_env_trains_maskable_ppo() -> None:
 
 def test_reset_accepts_a_layer_name() -> None:
     env = gym.make(ENV, arch="eyeriss", networks=["resnet18", "vgg16", "resnet50"])
-    conv1 = next(l for l in load_network("resnet18").layers if l.name == "conv1")
-    fc50 = next(l for l in load_network("resnet50").layers if l.name == "fc")
+    conv1 = next(x for x in load_network("resnet18").layers if x.name == "conv1")
+    fc50 = next(x for x in load_network("resnet50").layers if x.name == "fc")
     for name, want in (("conv1", conv1), ("resnet18/conv1", conv1), ("resnet50/fc", fc50)):
         env.reset(seed=0, options={"layer": name})
         assert layer_key(env.unwrapped._layer) == layer_key(want), name

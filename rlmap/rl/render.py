@@ -31,7 +31,7 @@ def mapping_image(mapping: Mapping, level_names: Sequence[str], caption: Sequenc
     top = max(1.0, max(float(np.log2(np.asarray(mat, dtype=float)).max()) for _k, mat in kinds))
     axes = fig.subplots(1, 3, sharey=True)
     n_levels = len(level_names)
-    for ax, (kind, mat) in zip(axes, kinds):
+    for ax, (kind, mat) in zip(axes, kinds, strict=True):
         f = np.asarray(mat, dtype=float)[:n_levels]
         ax.imshow(np.log2(f), cmap="Blues", vmin=0.0, vmax=top, aspect="auto")
         for (lvl, d), v in np.ndenumerate(f):
