@@ -105,5 +105,6 @@ def eval_cmd(
                              include_seen=include_seen, backend=backend, workers=workers)
     print_eval(res)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2, default=float))
+        from rlmap.spec.outputs import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(res, indent=2, default=float))
