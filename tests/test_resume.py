@@ -87,11 +87,22 @@ def test_damaged_or_missing_last_zip_falls_back_to_the_newest_intact_step(traine
     assert f"from step {newest:,} (checkpoints/step_{newest}.zip; no last.zip)" in capsys.readouterr().out
 
 
+def test_a_last_zip_older_than_an_intact_step_file_is_passed_over(trained: Path, tmp_path: Path) -> None:
+    run_dir = _copy(trained, tmp_path / "run")
+    ck = run_dir / "checkpoints"
+    shutil.copyfile(ck / "step_512.zip", ck / "last.zip")  # killed between step_N.zip and its copy to last.zip
+    point = resume_point(run_dir)
+    assert point is not None and point.step == 1024 and point.path.name == "step_1024.zip"
+    assert point.describe(run_dir) == "step 1,024 (checkpoints/step_1024.zip; last.zip is older (step 512))"
+
+
 def test_resume_after_a_kill_logs_one_value_per_step(trained: Path, tmp_path: Path) -> None:
     run_dir = _copy(trained, tmp_path / "run")
     ck = run_dir / "checkpoints"
     # killed after logging up to step 1024 while its last checkpoint was step 512
     shutil.copyfile(ck / "step_512.zip", ck / "last.zip")
+    for newer in ("step_768.zip", "step_1024.zip"):
+        (ck / newer).unlink()
     logged = _values_per_step(run_dir)
     assert max(s for _t, s in logged) >= 1024
     cfg = load_run_config(run_dir).model_copy(update={"timesteps": 1536})

@@ -50,19 +50,25 @@ def step_files(ck: Path) -> list[tuple[int, Path]]:
 
 
 def resume_point(run: Path) -> ResumePoint | None:
-    """last.zip if it is intact, else the newest intact step_N.zip; None when the run has no usable checkpoint."""
+    """The newest intact checkpoint: last.zip, unless it is missing, damaged or older than an intact step_N.zip
+    (a kill between writing step_N.zip and copying it to last.zip); None when the run has none."""
     ck = run_checkpoints(run)
     skipped: list[str] = []
-    candidates = [ck / "last.zip"] + [p for _n, p in step_files(ck)]
-    for p in candidates:
-        if not p.exists():
-            if p.name == "last.zip":
-                skipped.append("no last.zip")
-            continue
+    last = ck / "last.zip"
+    last_step = checkpoint_step(last) if last.exists() else None
+    if last_step is None:
+        skipped.append("last.zip is damaged" if last.exists() else "no last.zip")
+    for n, p in step_files(ck):
+        if last_step is not None and n <= last_step:
+            break
         step = checkpoint_step(p)
         if step is not None:
+            if last_step is not None:
+                skipped.append(f"last.zip is older (step {last_step:,})")
             return ResumePoint(p, step, skipped)
         skipped.append(f"{p.name} is damaged")
+    if last_step is not None:
+        return ResumePoint(last, last_step, [s for s in skipped if s.endswith("damaged")])
     return None
 
 
