@@ -25,16 +25,15 @@ STOP_S = 10.0
 """Seconds from SIGINT to exit the tests allow (it is about 1 s; the margin is for a loaded CI machine)."""
 
 AFTER_PROGRESS = """
-import sys, rich.progress as rp
-_advance, _update = rp.Progress.advance, rp.Progress.update
-def _marked_advance(self, *a, **k):
-    _advance(self, *a, **k)
-    print("@@done", file=sys.stderr, flush=True)
-def _marked_update(self, *a, **k):
-    _update(self, *a, **k)
-    if k.get("completed"):
-        print("@@done", file=sys.stderr, flush=True)
-rp.Progress.advance, rp.Progress.update = _marked_advance, _marked_update
+import sys, rich.progress as rp, rlmap.search.progress as pp
+def _marking(update):
+    def marked(self, *a, **k):
+        update(self, *a, **k)
+        if k.get("completed") or k.get("advance"):
+            print("@@done", file=sys.stderr, flush=True)
+    return marked
+rp.Progress.update = _marking(rp.Progress.update)
+pp.PlainProgress.update = _marking(pp.PlainProgress.update)
 """
 """Marks each piece of work done, after the command has stored it: the progress bars are told then
 (search: one distinct layer; map: one batch of episodes; surrogate dataset: one (layer, arch) pair)."""

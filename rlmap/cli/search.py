@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -51,8 +50,7 @@ def search_cmd(
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     try:
-        res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
-                          time_limit=time_limit)
+        res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True, time_limit=time_limit)
         interrupted = False
     except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
         res, interrupted = exc.partial, True

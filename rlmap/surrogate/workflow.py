@@ -61,6 +61,11 @@ def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    from rlmap.search.progress import PlainProgress
+
+    con = _console()
+    if not con.is_terminal:  # piped or CI: periodic plain lines instead of one bar at the end
+        return PlainProgress(stream=con.file, enabled=enabled)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=_console(), disable=not enabled,
                     transient=False)
@@ -129,19 +134,19 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
         con.print(f"sampling {len(items)} (layer, arch) pairs x {per_layer} mappings on {', '.join(a.name for a in archs)} "
                   f"with backend {be.name}" + (f" ({dropped} layers dropped: shapes of excluded networks)" if dropped else ""))
     t0 = time.perf_counter()
-    with _progress_bar("dataset", progress) as bar:
-        task = bar.add_task("dataset", total=len(items), info="")
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with _progress_bar("dataset", progress) as bar:
+            task = bar.add_task("dataset", total=len(items), info="")
 
-        def tick(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, info=name)
+            def tick(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, info=name)
 
-        try:
             data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
                                     meta={"networks": net_names, "synthetic": synthetic,
                                           "excluded_networks": excl_names, "command_seed": seed})
-            interrupted = None
-        except Interrupted as exc:  # Ctrl-C: save the (layer, arch) items finished, marked partial
-            data, interrupted = exc.partial, exc
+        interrupted = None
+    except Interrupted as exc:  # Ctrl-C: save the (layer, arch) items finished, marked partial
+        data, interrupted = exc.partial, exc
     p = Path(out)
     path = p if p.suffix == ".npz" else p / "dataset.npz"
     if data is None:
