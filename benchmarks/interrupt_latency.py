@@ -67,7 +67,7 @@ COMMANDS = {
 
 
 def interrupt(args: list[str], cwd: Path) -> tuple[int, float, str]:
-    code = MARKER + f"\nfrom rlmap.cli.app import run\nsys.exit(run({args!r}))\n"
+    code = MARKER + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -77,7 +77,7 @@ def interrupt(args: list[str], cwd: Path) -> tuple[int, float, str]:
     t0 = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
     out, _err = proc.communicate(timeout=600)
-    said = next((ln.strip() for ln in out.splitlines() if ln.startswith("interrupted")), "(said nothing)")
+    said = next((ln.strip() for ln in out.splitlines() if "interrupted" in ln), "(said nothing)")
     return proc.returncode, time.monotonic() - t0, said
 
 

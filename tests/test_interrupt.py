@@ -56,7 +56,7 @@ t._callbacks = _marked
 def interrupt(args: list[str], marker: str, cwd: Path, timeout: float = 240) -> tuple[int, str, str, float]:
     """Run `rlmap ARGS` with `marker` installed, Ctrl-C its process group after the first "@@done";
     (exit code, stdout, stderr, seconds from SIGINT to exit).  Fails if any process of the group survives."""
-    code = marker + f"\nfrom rlmap.cli.app import run\nsys.exit(run({args!r}))\n"
+    code = marker + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True,

@@ -9,6 +9,7 @@ A new command goes in its own module here and is registered below with `app.comm
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Optional
 
@@ -108,5 +109,12 @@ def _param_name(exc: Any) -> str:
 
 def main() -> None:
     """Console-script entry point (`rlmap = "rlmap.cli:main"`)."""
-    sys.exit(run())
+    code = run()
+    if code == EXIT_INTERRUPTED:
+        # Ctrl-C: what was finished is written (atomically) and reported; skip the interpreter's teardown of
+        # torch, numba and friends (1-3 s), so the command stops when the user asked it to
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 

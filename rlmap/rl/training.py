@@ -245,6 +245,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             interrupted = True
             callbacks[3].stop_bar()
             callbacks[2].save()
+            model.logger.close()  # flush TensorBoard now: the CLI then exits without the interpreter's teardown
     try:
         venv.close()
     except (EOFError, OSError):  # subprocess environments that Ctrl-C has already ended
