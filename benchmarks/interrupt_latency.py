@@ -56,8 +56,8 @@ TINY_AGENT = ("algo: maskable_ppo\ninvalid_actions: mask\nn_envs: 2\n"
               "env: {synthetic: 0.0, reference: none}\n")
 
 COMMANDS = {
-    "search": ["search", "-n", "resnet50", "--mapper", "ga", "--budget", "100000", "-o", "out_search"],
-    "search-j2": ["search", "-n", "resnet50", "--mapper", "ga", "--budget", "100000", "-j", "2", "-o", "out_j2"],
+    "search": ["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000", "-o", "out_search"],
+    "search-j2": ["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000", "-j", "2", "-o", "out_j2"],
     "map": ["map", "-n", "resnet50", "--samples", "200", "-o", "out_map"],
     "dataset": ["surrogate", "dataset", "--arch", "eyeriss", "--networks", "resnet50", "--samples", "500000",
                 "-o", "out_dataset"],
