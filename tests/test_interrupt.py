@@ -68,6 +68,9 @@ def interrupt(args: list[str], marker: str, cwd: Path, timeout: float = 240) -> 
             err.append(line)
             if "@@done" in line or time.monotonic() > deadline:
                 break
+        if proc.poll() is not None:
+            raise AssertionError(f"ended (exit {proc.returncode}) before its first piece of work:\n"
+                                 + "".join(err)[-3000:] + proc.stderr.read()[-3000:])  # type: ignore[union-attr]
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         out, rest = proc.communicate(timeout=60)

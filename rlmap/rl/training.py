@@ -161,9 +161,12 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
                 self.bar.update(self.task, completed=min(self.num_timesteps, cfg.timesteps))
             self.stop_bar()
 
-        def stop_bar(self) -> None:
+        def stop_bar(self, interrupted: bool = False) -> None:
             if self.bar is not None:
-                self.bar.stop()
+                if interrupted:  # a plain progress bar then prints no "done" line
+                    self.bar.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+                else:
+                    self.bar.stop()
                 self.bar = None
 
     metrics = MappingMetricsCallback()
@@ -243,7 +246,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                         reset_num_timesteps=not resume)
         except KeyboardInterrupt:  # Ctrl-C: keep what was learnt, so --resume can go on from here
             interrupted = True
-            callbacks[3].stop_bar()
+            callbacks[3].stop_bar(interrupted=True)
             callbacks[2].save()
             model.logger.close()  # flush TensorBoard now: the CLI then exits without the interpreter's teardown
     try:
