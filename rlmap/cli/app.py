@@ -32,6 +32,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rlmap import __version__
+
+        typer.echo(f"rlmap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print rlmap's version and exit")) -> None:
+    """Map DNN layers onto spatial accelerators: inspect presets, import models, evaluate and export mappings."""
+
+
 app.command("list")(user_errors(list_cmd))
 app.add_typer(show_app, name="show")
 app.command("import")(user_errors(import_cmd))
@@ -52,6 +68,7 @@ def _mount_surrogate(real: bool) -> None:
         from rlmap.cli.surrogate import surrogate_app
     else:
         surrogate_app = typer.Typer(no_args_is_help=True)
+        surrogate_app._rlmap_stub = True  # type: ignore[attr-defined]
 
         @surrogate_app.command("dataset")
         def _stub() -> None:  # pragma: no cover - replaced before it can run
@@ -69,7 +86,10 @@ def run(argv: Optional[list[str]] = None) -> int:
     if not args:
         args = ["--help"]
     results.COMMAND[:] = args  # recorded in run.json
-    if not any(g.name == "surrogate" for g in app.registered_groups):
+    mounted = next((g for g in app.registered_groups if g.name == "surrogate"), None)
+    if mounted is None or (args[0] == "surrogate" and getattr(mounted.typer_instance, "_rlmap_stub", False)):
+        if mounted is not None:  # called in-process again (tests): swap the stub for the real commands
+            app.registered_groups.remove(mounted)
         _mount_surrogate(real=args[0] == "surrogate")
     try:
         rv = app(args=args, prog_name="rlmap", standalone_mode=False)
@@ -94,6 +114,17 @@ def run(argv: Optional[list[str]] = None) -> int:
             typer.echo("interrupted", err=True)
             return EXIT_INTERRUPTED
         typer.echo("error: aborted", err=True)
+        return 1
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(error_line(f"{where}{exc.strerror or exc}"), err=True)
+        return 2
+    except Exception as exc:  # a bug, not the user's mistake: one line, the traceback on request
+        if os.environ.get("RLMAP_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        typer.echo(error_line(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); "
+                              "please report it, with the traceback RLMAP_DEBUG=1 prints"), err=True)
         return 1
 
 

@@ -55,13 +55,15 @@ def train_cmd(
 
     Watch it with `tensorboard --logdir RUN/tensorboard`. Interrupted? `rlmap train --resume RUN` continues from the last checkpoint (saved every --checkpoint-every steps and on exit) with the saved config; --timesteps and --time-limit may be changed when resuming.
     """
-    from rlmap.cli.common import console
+    from rlmap.cli.common import (check_output_dir, check_positive, console, load_architecture_option,
+                                  load_network_option)
     from rlmap.model.costmodel import OBJECTIVES
     from rlmap.rl.config import CONFIG_FILE, TrainConfig, load_agent_config, load_run_config
     from rlmap.rl.resume import resume_point
     from rlmap.rl.training import train
 
     out = console()
+    check_positive(time_limit, "--time-limit", "a positive number of minutes")
     if resume is not None:
         if output is not None and Path(output) != resume:
             raise SpecError("give either -o (a new run) or --resume (an existing one)", "-o")
@@ -91,20 +93,20 @@ def train_cmd(
             raise SpecError(f"must be >= 1, got {n_envs}", "--n-envs")
         if eval_every < 0:
             raise SpecError(f"must be >= 0, got {eval_every}", "--eval-every")
-        if time_limit is not None and time_limit <= 0:
-            raise SpecError(f"must be positive, got {time_limit}", "--time-limit")
         for name, value in (("--synthetic", synthetic), ("--random-density", random_density)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise SpecError(f"must be in [0, 1], got {value}", name)
-        from rlmap.spec.io import load_architecture
-
-        load_architecture(arch)  # fail early on a bad --arch
+        check_output_dir(output)
+        load_architecture_option(arch)  # fail early on a bad --arch
         agent_cfg = load_agent_config(agent)
         env_updates = {k: v for k, v in (("synthetic", synthetic), ("random_density", random_density)) if v is not None}
         if env_updates:
             agent_cfg = agent_cfg.model_copy(update={"env": agent_cfg.env.model_copy(update=env_updates)})
         train_nets = _names(networks, "--networks")
         held = [n.strip() for n in eval_networks.split(",") if n.strip()]
+        for option, names in (("--networks", train_nets), ("--eval-networks", held)):
+            for n in names:
+                load_network_option(n, option)
         overlap = sorted(set(train_nets) & set(held))
         if overlap:
             raise SpecError(f"{', '.join(overlap)} cannot be both a training and a held-out network", "--eval-networks")
@@ -154,17 +156,19 @@ def map_cmd(
 
     Each mapping is scored by the analytical cost model; write them with -o and check any of them with `rlmap eval` or `rlmap export --format timeloop`.
     """
-    from rlmap.cli.common import console, load_problem, report_network_result
+    from rlmap.cli.common import (check_at_most, check_output_dir, check_positive, console, load_problem,
+                                  report_network_result)
     from rlmap.model.costmodel import OBJECTIVES
     from rlmap.rl.checkpoint import load_policy
-    from rlmap.rl.mapper import SAMPLE_TEMPERATURE, map_network_with_policy
+    from rlmap.rl.mapper import MAX_SAMPLES, SAMPLE_TEMPERATURE, SAMPLES_WHY, map_network_with_policy
     from rlmap.spec.layer import Network
 
     if samples <= 0:
         raise SpecError(f"must be >= 1, got {samples}", "--samples")
-    if temperature is not None and temperature <= 0:
-        raise SpecError(f"must be > 0, got {temperature}", "--temperature")
+    check_at_most(samples, MAX_SAMPLES, "--samples", SAMPLES_WHY)
+    check_positive(temperature, "--temperature", "a finite number > 0")
     temperature = temperature or SAMPLE_TEMPERATURE
+    check_output_dir(output)
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from rlmap.cli.common import console
+from rlmap.cli.common import check_at_most, check_output_dir, check_output_file, console
 from rlmap.surrogate.model import default_checkpoint
 from rlmap.surrogate.workflow import build_dataset, evaluate_surrogate, train_surrogate
 
@@ -39,6 +39,9 @@ def print_eval(result: dict[str, Any]) -> None:
               + f"; Spearman among each layer's best 10%: {result['top10pct_spearman_mean']:.3f}")
 
 
+MAX_DATASET_SAMPLES = 10_000_000
+"""Most scored mappings one `surrogate dataset` or `surrogate eval` run takes (they are held in memory)."""
+
 surrogate_app = typer.Typer(help="Learned surrogate cost models: build a dataset, train, evaluate.", no_args_is_help=True)
 
 
@@ -57,6 +60,8 @@ def dataset_cmd(
     """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
     from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted
 
+    check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "the dataset is built in memory before it is written")
+    (check_output_file if out.suffix == ".npz" else check_output_dir)(out, "-o")
     try:
         build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend,
                       workers=workers, exclude=exclude)
@@ -83,6 +88,9 @@ def train_cmd(
     import shlex
     import sys
 
+    check_output_dir(out, "-o")
+    if log_dir is not None:
+        check_output_dir(log_dir, "--log-dir")
     train_surrogate(data, out, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, depth=depth,
                     val_frac=val_frac, seed=seed, resume=resume, log_dir=log_dir, threads=threads,
                     command=shlex.join(sys.argv))
@@ -102,7 +110,10 @@ def eval_cmd(
     seed: int = typer.Option(12345, "--seed"),
 ) -> None:
     """Spearman of predicted vs true EDP per layer and median |log2 EDP error| on held-out networks."""
-    res = evaluate_surrogate(checkpoint or default_checkpoint(), networks, arch=arch, samples_per_layer=samples, seed=seed,
+    check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "every scored mapping is held in memory")
+    check_output_file(json_out, "--json")
+    res = evaluate_surrogate(checkpoint or default_checkpoint(), networks, arch=arch, samples_per_layer=samples,
+                             seed=seed,
                              include_seen=include_seen, backend=backend, workers=workers)
     print_eval(res)
     if json_out is not None:
