@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from rlmap.cli.execution import ray_option
 from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 
 DEFAULT_TRAIN = "resnet18,vgg16,gpt2_small"
@@ -50,6 +51,10 @@ def train_cmd(
     subproc: bool = typer.Option(False, "--subproc", help="run the environments in subprocesses (SubprocVecEnv)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder (runs/NAME); required unless --resume"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder from its last checkpoint"),
+    tune: Optional[Path] = typer.Option(None, "--tune", metavar="SWEEP.yaml",
+                                        help="Ray Tune sweep over the agent's hyperparameters and seeds (-o: the "
+                                             "sweep folder; see agents/sweeps/example.yaml and docs/distributed.md)"),
+    ray: Optional[str] = ray_option(),
 ) -> None:
     """Train a mapping policy; TensorBoard logs, checkpoints and config.yaml go to the run folder.
 
@@ -62,6 +67,12 @@ def train_cmd(
     from rlmap.rl.resume import resume_point
     from rlmap.rl.training import train
 
+    if ray is not None and tune is None:
+        raise SpecError("applies to --tune sweeps (one training run runs on this machine)", "--ray")
+    if tune is not None:
+        from rlmap.cli.tune import tune_cmd
+
+        return tune_cmd(tune, output, ray)
     out = console()
     check_positive(time_limit, "--time-limit", "a positive number of minutes")
     if resume is not None:

@@ -874,8 +874,13 @@ def _run_job(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.ndarray, np.nd
 def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], samples_per_layer: int, seed: int = 0,
                      backend: str | CostBackend | None = None, workers: int = 1,
                      progress: Callable[[int, int, str], None] | None = None,
-                     meta: dict[str, Any] | None = None) -> SampleSet:
+                     meta: dict[str, Any] | None = None, executor: Any = None,
+                     resume_dir: str | Path | None = None) -> SampleSet:
     """Score `samples_per_layer` mappings for each (layer, networks, arch) item; see generate_layer_samples.
+
+    Each (layer, arch) item is one shard task with its own seed, run by `executor` (an rlmap.execution Backend;
+    default: `workers` local processes), so the data are the same on any backend.  With `resume_dir` every
+    finished shard is kept there (atomically) and a rerun after an interruption reads it back.
 
     Ctrl-C raises rlmap.spec.errors.Interrupted whose `partial` is the SampleSet of the items finished by then
     (meta["partial"] = True), or None when none was.
@@ -896,25 +901,26 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
             archs.append(arch)
         ai = archs.index(arch)
         jobs.append((li, ai, LayerJob(layer, arch, samples_per_layer, seed * 100_003 + i, backend)))
-    results: list[Any] = [None] * len(jobs)
+    from rlmap.execution import LocalBackend, ResultStore, run_tasks
+    from rlmap.execution.store import task_key
+
+    store = ResultStore(resume_dir) if resume_dir is not None else None
+    shards = [j[2] for j in jobs]
+    keys = [task_key("dataset_shard", job) for job in shards] if store is not None else None
+    got: dict[int, Any] = {}  # what has finished, should Ctrl-C stop run_tasks
+
+    def tick(k: int, res: Any, _cached: bool) -> None:
+        got[k] = res
+        if progress:
+            progress(len(got), len(jobs), shards[k].layer.name)
+
     interrupted = False
     try:
-        if workers > 1 and len(jobs) > 1:
-            import multiprocessing as mp
-
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-            with ctx.Pool(workers, initializer=_ignore_sigint) as pool:  # leaving the block terminates workers
-                for k, res in enumerate(pool.imap(_run_job, [j[2] for j in jobs])):
-                    results[k] = res
-                    if progress:
-                        progress(k + 1, len(jobs), jobs[k][2].layer.name)
-        else:
-            for k, (_li, _ai, job) in enumerate(jobs):
-                results[k] = generate_layer_samples(job)
-                if progress:
-                    progress(k + 1, len(jobs), job.layer.name)
+        results = run_tasks(executor if executor is not None else LocalBackend(workers), _run_job, shards,
+                            store=store, keys=keys, on_result=tick)
     except KeyboardInterrupt:  # Ctrl-C: keep the (layer, arch) items finished so far
         interrupted = True
+        results = [got.get(k) for k in range(len(jobs))]
     done = [k for k, r in enumerate(results) if r is not None]
     if interrupted and not done:
         raise Interrupted(None, 0, len(jobs))
@@ -950,13 +956,6 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
     if interrupted:
         raise Interrupted(data, len(done), len(jobs))
     return data
-
-
-def _ignore_sigint() -> None:
-    """Pool initialiser: Ctrl-C reaches every worker too; only the parent acts on it (and ends the pool)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # ============================================================================ layers

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rlmap.execution import ResultStore
 from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.outputs import atomic_write, atomic_write_text
 from rlmap.surrogate.data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
@@ -74,7 +75,7 @@ def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
 # ============================================================================ dataset
 def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samples: int, out: str | Path,
                   synthetic: int = 0, seed: int = 0, backend: str | CostBackend | None = None, workers: int = 1,
-                  exclude: Sequence[str] | str | None = None, progress: bool = True) -> Path:
+                  exclude: Sequence[str] | str | None = None, progress: bool = True, executor: Any = None) -> Path:
     """Sample (layer, architecture, mapping) -> (energy, cycles) and save it as one compressed .npz.
 
     arch      -- architecture preset name(s) or YAML path(s); several = one dataset over all of them
@@ -84,6 +85,9 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     synthetic -- number of extra random realistic layers (conv/depthwise/pointwise/gemm/matmul)
     backend   -- 'builtin' (default), 'module:function' (a user's cost function), or a CostBackend
     workers   -- processes for the built-in backend (a user backend must be picklable for > 1)
+    executor  -- where the (layer, arch) shards run (an rlmap.execution Backend, e.g. Ray); default `workers`
+                 local processes.  Finished shards are kept in OUT/dataset.tasks/ until the file is written, so
+                 an interrupted build resumes from them.
     exclude   -- networks whose layer *shapes* must not appear (e.g. the held-out networks)
     Per layer the mix is: 30% random valid mappings, 50% genetic / annealing mapper trajectories (the good
     end over-represented), 20% neighbours of the best mappings (see rlmap.surrogate.data).
@@ -122,7 +126,7 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
         raise SpecError("no layers left to sample after --exclude")
     per_layer = max(8, math.ceil(samples / len(items)))
     be = load_backend(backend)
-    if workers > 1 and not isinstance(be, BuiltinBackend):
+    if (workers > 1 or executor is not None) and not isinstance(be, BuiltinBackend):
         import pickle
 
         try:
@@ -133,6 +137,9 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     if progress:
         con.print(f"sampling {len(items)} (layer, arch) pairs x {per_layer} mappings on {', '.join(a.name for a in archs)} "
                   f"with backend {be.name}" + (f" ({dropped} layers dropped: shapes of excluded networks)" if dropped else ""))
+    p = Path(out)
+    path = p if p.suffix == ".npz" else p / "dataset.npz"
+    resume_dir = path.with_suffix(".tasks")
     t0 = time.perf_counter()
     try:  # outside the bar, so that an interrupted bar does not print "done"
         with _progress_bar("dataset", progress) as bar:
@@ -143,17 +150,18 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
 
             data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
                                     meta={"networks": net_names, "synthetic": synthetic,
-                                          "excluded_networks": excl_names, "command_seed": seed})
+                                          "excluded_networks": excl_names, "command_seed": seed},
+                                    executor=executor, resume_dir=resume_dir)
         interrupted = None
     except Interrupted as exc:  # Ctrl-C: save the (layer, arch) items finished, marked partial
         data, interrupted = exc.partial, exc
-    p = Path(out)
-    path = p if p.suffix == ".npz" else p / "dataset.npz"
     if data is None:
         con.print(f"interrupted before any (layer, arch) pair finished: nothing written to {path}")
         raise interrupted  # type: ignore[misc]
     data.meta["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write(path, data.save)
+    if interrupted is None:
+        ResultStore(resume_dir).clear()  # kept after Ctrl-C: the same command resumes from the finished pairs
     summary = {"path": str(path), "samples": len(data), "layers": len(data.layers), "archs": [a.name for a in data.archs],
                "networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
                "per_layer": per_layer, "sources": {s: int((data.source == i).sum()) for i, s in enumerate(SOURCES)},
