@@ -24,7 +24,7 @@ from rlmap.cli.interop import export_cmd, import_cmd, import_mapping_cmd
 from rlmap.cli.report import report_cmd
 from rlmap.cli.rl import map_cmd, train_cmd
 from rlmap.cli.search import search_cmd
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import EXIT_INTERRUPTED, SpecError
 
 app = typer.Typer(
     name="rlmap",
@@ -111,7 +111,10 @@ def run(argv: Optional[list[str]] = None) -> int:
     except cx.ClickException as exc:
         typer.echo(error_line(exc.format_message()), err=True)
         return exc.exit_code or 1
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
+            typer.echo("interrupted", err=True)
+            return EXIT_INTERRUPTED
         typer.echo("error: aborted", err=True)
         return 1
     except OSError as exc:  # a file or folder the user named cannot be read or written
@@ -139,5 +142,12 @@ def _param_name(exc: Any) -> str:
 
 def main() -> None:
     """Console-script entry point (`rlmap = "rlmap.cli:main"`)."""
-    sys.exit(run())
+    code = run()
+    if code == EXIT_INTERRUPTED:
+        # Ctrl-C: what was finished is written (atomically) and reported; skip the interpreter's teardown of
+        # torch, numba and friends (1-3 s), so the command stops when the user asked it to
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from rlmap.cli.execution import ray_option
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 
 DEFAULT_TRAIN = "resnet18,vgg16,gpt2_small"
 DEFAULT_EVAL = "mobilenetv2,mnasnet,bert_base"
@@ -69,7 +69,8 @@ def train_cmd(
     from rlmap.cli.common import (check_output_dir, check_positive, console, load_architecture_option,
                                   load_network_option)
     from rlmap.model.costmodel import OBJECTIVES
-    from rlmap.rl.config import TrainConfig, load_agent_config, load_run_config
+    from rlmap.rl.config import CONFIG_FILE, TrainConfig, load_agent_config, load_run_config
+    from rlmap.rl.resume import resume_point
     from rlmap.rl.training import train
 
     if ray is not None and tune is None:
@@ -92,7 +93,10 @@ def train_cmd(
         updates["time_limit"] = time_limit * 60 if time_limit is not None else None
         cfg = cfg.model_copy(update=updates)
         run_dir = resume
-        out.print(f"resuming {run_dir} ({cfg.agent_name} on {cfg.arch}) up to {cfg.timesteps:,} steps")
+        point = resume_point(run_dir)
+        where = (f"from {point.describe(run_dir)}" if point is not None else
+                 "from step 0: it holds no intact checkpoint")
+        out.print(f"resuming {run_dir} ({cfg.agent_name} on {cfg.arch}) {where}, up to {cfg.timesteps:,} steps")
     else:
         if output is None:
             raise SpecError("missing: give -o runs/NAME for a new run (or --resume RUN)", "-o")
@@ -144,6 +148,8 @@ def train_cmd(
                           checkpoint_every=checkpoint_every, time_limit=time_limit * 60 if time_limit else None,
                           vec_env="subproc" if subproc else "dummy")
         run_dir = output
+        if (run_dir / CONFIG_FILE).exists() and resume_point(run_dir) is None:
+            out.print(f"{run_dir} holds a run that never reached a checkpoint: starting it over")
         on = cfg.arch + (f" + {generated} generated (seeds {generated_seed}..{generated_seed + generated - 1})"
                          if generated else "") + (f", starting from {init}" if init else "")
         out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {on}: {', '.join(train_nets)} + "
@@ -163,6 +169,8 @@ def train_cmd(
             f"{k.split('/')[1]} {v:.3f}" for k, v in h.items() if k.startswith("eval/") and k.count("/") == 2))
     out.print(f"policy: {run_dir / 'model.zip'}  (rlmap map --policy {run_dir}); "
               f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    if res.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)  # the checkpoint is saved, but the run did not finish
 
 
 def map_cmd(
@@ -223,12 +231,18 @@ def map_cmd(
         out.print(f"[yellow]note: {n}[/yellow]")
     from rlmap.search.progress import progress_bar
 
-    with progress_bar("[bold]policy") as bar:
-        task = bar.add_task(f"policy on {net.name}", total=None, info="")
-        res = map_network_with_policy(pol, net, a, objective, samples, seed,
-                                      progress=lambda d, t: bar.update(task, completed=d, total=t),
-                                      temperature=temperature)
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with progress_bar("[bold]policy") as bar:
+            task = bar.add_task(f"policy on {net.name}", total=None, info="")
+            res = map_network_with_policy(pol, net, a, objective, samples, seed,
+                                          progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                          temperature=temperature)
+        interrupted = False
+    except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+        res, interrupted = exc.partial, True
     how = "greedy" if samples == 1 else f"best of {samples} samples"
     report_network_result(res, a, f"policy ({how}) on {net.name} / {a.name}, objective {objective}",
                           output, {"mapper": "policy", "samples": samples, "seed": seed, "temperature": temperature,
                                    "policy": str(pol.path), "policy_trained_on": pol.trained_on})
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -11,8 +11,8 @@ from rlmap.cli.common import check_at_most, check_output_dir, check_positive, lo
 from rlmap.cli.execution import open_backend, ray_option
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.search.random_search import MAX_BUDGET
-from rlmap.spec.errors import SpecError
 from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 from rlmap.spec.layer import Network
 
 
@@ -86,8 +86,12 @@ def search_cmd(
         raise SpecError(budget_refusal(budget, net, a, objective), "--budget")
     resume_dir = output / ".tasks" if output is not None else None  # finished layers; a rerun resumes from them
     with open_backend(processes, ray, resume_dir) as backend:
-        res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
-                          time_limit=time_limit, backend=backend, resume_dir=resume_dir)
+        try:
+            res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
+                              time_limit=time_limit, backend=backend, resume_dir=resume_dir)
+            interrupted = False
+        except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+            res, interrupted = exc.partial, True
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
@@ -96,6 +100,10 @@ def search_cmd(
             **({} if time_limit is None else {"time_limit_s": time_limit})}
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
                           output, meta, hint=search_hint(mapper))
+    if interrupted:
+        if resume_dir is not None and res.results:
+            typer.echo(f"the same command resumes from the finished layers (kept in {resume_dir})", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if resume_dir is not None:
         from rlmap.execution import ResultStore
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlmap.spec.errors import SpecError, pydantic_message
 from rlmap.spec.io import agents_dir
+from rlmap.spec.outputs import atomic_write_text
 
 ALGOS: dict[str, tuple[str, str]] = {
     "maskable_ppo": ("sb3_contrib", "MaskablePPO"),
@@ -179,7 +180,7 @@ def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 # ============================================================================ run folders
 def save_config(cfg: TrainConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
 
 
 def load_run_config(out: Path) -> TrainConfig:

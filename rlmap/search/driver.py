@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlmap.search.base import NetworkResult, SearchResult
 from rlmap.spec.arch import Architecture
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.layer import Layer, Network, layer_key
 
 if TYPE_CHECKING:
@@ -96,9 +96,14 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     the first of them (index i) is searched with seed `layer_seed(seed, i)`.  `time_limit` is wall-clock
     seconds per distinct layer.  `backend` (default: `LocalBackend(processes)`) runs the tasks; with
     `resume_dir` each finished layer is kept there (atomically) and a rerun reads it back -- see map_networks.
+    Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` is the NetworkResult of the
+    layers finished by then (extra["partial"] = True).
     """
-    return map_networks([(network, arch, seed)], mapper, objective, budget, processes=processes, progress=progress,
-                        time_limit=time_limit, backend=backend, resume_dir=resume_dir)[0]
+    try:
+        return map_networks([(network, arch, seed)], mapper, objective, budget, processes=processes,
+                            progress=progress, time_limit=time_limit, backend=backend, resume_dir=resume_dir)[0]
+    except Interrupted as exc:
+        raise Interrupted(exc.partial[0], exc.done, exc.total) from None
 
 
 def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: MapperSpec, objective: str = "edp",
@@ -110,6 +115,8 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     `resume_dir`: every finished task lands there as its own file (temp file + os.replace), keyed by all of its
     inputs; tasks already there are read back instead of searched again, so an interrupted run resumes where
     it stopped, and nothing is lost or counted twice.  The caller removes the folder when it is done with it.
+    Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` lists the NetworkResults of the
+    layers finished by then (extra["partial"] = True).
     """
     import time
 
@@ -134,28 +141,40 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     t0 = time.perf_counter()
     evaluations = 0
     serial = run_on.workers <= 1  # one task at a time, in order: the bar can name the layer being searched
-    with progress_bar(enabled=progress) as bar:
-        task = bar.add_task(f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""),
-                            total=len(jobs), info="")
+    got: dict[int, SearchResult] = {}  # what has finished, should Ctrl-C stop run_tasks
+    interrupted = False
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with progress_bar(enabled=progress) as bar:
+            task = bar.add_task(f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""),
+                                total=len(jobs), info="")
 
-        def done(i: int, r: SearchResult, cached: bool) -> None:
-            """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
-            nonlocal evaluations
-            evaluations += r.evaluations
-            how = "read back" if cached else "finished"
-            extra = {"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"} if serial else {}
-            bar.update(task, advance=1,
-                       info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
-                       **extra)
+            def done(i: int, r: SearchResult, cached: bool) -> None:
+                """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
+                nonlocal evaluations
+                got[i] = r
+                evaluations += r.evaluations
+                how = "read back" if cached else "finished"
+                extra = ({"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"}
+                         if serial else {})
+                bar.update(task, advance=1,
+                           info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
+                           **extra)
 
-        results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
+            results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
+    except KeyboardInterrupt:
+        interrupted = True
+        results = [got.get(i) for i in range(len(jobs))]
     seconds = time.perf_counter() - t0
     out = []
     for p, (network, arch, _seed) in enumerate(problems):
         by_key: dict[Any, SearchResult] = {key: r for (q, key), r in zip(owners, results) if q == p and r is not None}
         distinct = sum(1 for q, _ in owners if q == p)
+        kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
         out.append(NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                                 layers=list(network.layers),
-                                 results=[by_key[layer_key(lyr)] for lyr in network.layers if layer_key(lyr) in by_key],
+                                 layers=kept, results=[by_key[layer_key(lyr)] for lyr in kept],
                                  seconds=seconds, extra={"distinct_layers": distinct}))
+        if interrupted:
+            out[-1].extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
+    if interrupted:
+        raise Interrupted(out, len(got), len(jobs))
     return out

@@ -65,11 +65,9 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def write_yaml(data: Any, path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w") as fh:
-        yaml.safe_dump(data, fh, sort_keys=False, default_flow_style=None, width=120)
-    return p
+    from rlmap.spec.outputs import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
 
 
 def parse_model(cls: type[ModelT], data: Any, where: str) -> ModelT:
