@@ -2,7 +2,7 @@
 
 One module per command group: common (shared helpers, errors, reports), inspect (list, show),
 interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), surrogate (surrogate ...),
-report (report: HTML page of results folders).
+report (report: HTML page of results folders), generate (generate).
 A new command goes in its own module here and is registered below with `app.command(NAME)(user_errors(fn))`.
 `run()` catches whatever escapes the commands, so no traceback reaches the user for a mistake of theirs.
 """
@@ -18,6 +18,7 @@ import typer
 from rlmap.cli import results
 from rlmap.cli.common import error_line, user_errors
 from rlmap.cli.evaluate import eval_cmd
+from rlmap.cli.generate import generate_cmd
 from rlmap.cli.inspect import list_cmd, show_app
 from rlmap.cli.interop import export_cmd, import_cmd, import_mapping_cmd
 from rlmap.cli.report import report_cmd
@@ -55,6 +56,7 @@ app.command("eval")(user_errors(eval_cmd))
 app.command("export")(user_errors(export_cmd))
 app.command("import-mapping")(user_errors(import_mapping_cmd))
 app.command("search")(user_errors(search_cmd))
+app.command("generate")(user_errors(generate_cmd))
 app.command("train")(user_errors(train_cmd))
 app.command("map")(user_errors(map_cmd))
 app.command("report")(user_errors(report_cmd))

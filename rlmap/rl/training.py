@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmap.rl.config import (CONFIG_FILE, POLICY_FILE, TrainConfig, algo_class, check_networks, env_kwargs,
+from rlmap.rl.config import (CONFIG_FILE, POLICY_FILE, TrainConfig, algo_class, arch_names, check_networks, env_kwargs,
                              policy_kwargs, run_checkpoints, save_config)
 from rlmap.rl.resume import step_files, clear_unfinished, resume_point, trim_tensorboard
 from rlmap.spec.errors import SpecError
@@ -83,7 +83,7 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             from rlmap.rl.mapper import distinct_layers
             from rlmap.spec.io import load_architecture
 
-            self.arch = load_architecture(cfg.arch)
+            self.arch = load_architecture(arch_names(cfg)[0])  # held-out networks on the first named arch
             self.layers = {n: distinct_layers(n) for n in cfg.eval_networks}
 
         def evaluate(self) -> dict[str, float]:
@@ -231,6 +231,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         venv.close()
         venv = _make_vec_env(cfg, seed_offset=model.num_timesteps)
         model.set_env(venv)
+    elif cfg.init is not None:  # fine-tuning: the weights (and optimiser state) of another run, a fresh counter
+        from rlmap.rl.checkpoint import _find_model
+
+        init_zip, _ = _find_model(Path(cfg.init))
+        model = cls.load(init_zip, env=venv, device="cpu", tensorboard_log=tb, seed=cfg.seed,
+                         custom_objects={"policy_kwargs": policy_kwargs(cfg.agent)}, **cfg.agent.hyperparams)
+        model.num_timesteps = 0
     else:
         model = cls("MlpPolicy", venv, seed=cfg.seed, verbose=verbose, tensorboard_log=tb, device="cpu",
                     policy_kwargs=policy_kwargs(cfg.agent), **cfg.agent.hyperparams)

@@ -99,6 +99,14 @@ def _preset_names(kind: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+GENERATED_DIR = "generated"
+"""envs/generated: generated architectures (rlmap.hardware.generator) kept out of training; loadable by name."""
+
+
+def list_generated() -> list[str]:
+    return _preset_names(GENERATED_DIR)
+
+
 def list_architectures() -> list[str]:
     return _preset_names("arch")
 
@@ -114,6 +122,8 @@ def _resolve(name_or_path: str, kind: str) -> Path:
     preset = envs_dir() / kind / f"{name_or_path}.yaml"
     if preset.exists():
         return preset
+    if kind == "arch" and (envs_dir() / GENERATED_DIR / f"{name_or_path}.yaml").exists():
+        return envs_dir() / GENERATED_DIR / f"{name_or_path}.yaml"  # the held-out generated set, e.g. gen3
     known = ", ".join(_preset_names(kind)) or "none"
     label = "architecture" if kind == "arch" else "network"
     raise SpecError(f"no {label} preset or file named {name_or_path!r} (presets: {known})")
