@@ -14,7 +14,7 @@ from rlmap.search.base import NetworkResult
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.search.random_search import MAX_BUDGET
 from rlmap.spec.arch import Architecture
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 from rlmap.spec.layer import Network
 
 PANEL = "Warm start and sparsity-aware search"
@@ -126,8 +126,12 @@ def search_cmd(
     # finished layers; a rerun resumes from them (not for a sparsity-aware run: its mapper is an object)
     resume_dir = output / ".tasks" if output is not None and densities is None else None
     with open_backend(processes, ray, resume_dir) as backend:
-        res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
-                          time_limit=time_limit, backend=backend, resume_dir=resume_dir, warm_start=buffer)
+        try:
+            res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
+                              time_limit=time_limit, backend=backend, resume_dir=resume_dir, warm_start=buffer)
+            interrupted = False
+        except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+            res, interrupted = exc.partial, True
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
@@ -139,6 +143,10 @@ def search_cmd(
         meta.update({"densities": densities, "robust": robust, "density_tensor": density_tensor})
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}{warm}",
                           output, meta, hint=search_hint(mapper))
+    if interrupted:
+        if resume_dir is not None and res.results:
+            typer.echo(f"the same command resumes from the finished layers (kept in {resume_dir})", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if resume_dir is not None:
         from rlmap.execution import ResultStore
 

@@ -61,13 +61,18 @@ def dataset_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
+    from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted
+
     check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "the dataset is built in memory before it is written")
     (check_output_file if out.suffix == ".npz" else check_output_dir)(out, "-o")
     if workers < 1:
         raise SpecError(f"must be >= 1, got {workers}", "--workers")
     with open_backend(workers, ray) as executor:
-        build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend,
-                      workers=workers, exclude=exclude, executor=executor if executor.name != "local" else None)
+        try:
+            build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend,
+                          workers=workers, exclude=exclude, executor=executor if executor.name != "local" else None)
+        except Interrupted:  # build_dataset has saved what was finished and said so
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @surrogate_app.command("train")
@@ -118,5 +123,6 @@ def eval_cmd(
                              include_seen=include_seen, backend=backend, workers=workers)
     print_eval(res)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2, default=float))
+        from rlmap.spec.outputs import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(res, indent=2, default=float))

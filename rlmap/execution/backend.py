@@ -36,7 +36,8 @@ class LocalBackend(Backend):
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self.processes, len(args)), mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=min(self.processes, len(args)), mp_context=ctx,
+                                   initializer=ignore_sigint)
         futures = {pool.submit(fn, a): i for i, a in enumerate(args)}
         try:
             for fut in as_completed(futures):
@@ -46,8 +47,18 @@ class LocalBackend(Backend):
             pool.shutdown(wait=False, cancel_futures=True)
             for proc in workers:
                 proc.terminate()
+            for proc in workers:
+                proc.join(timeout=2)
             raise
         pool.shutdown(wait=True)
+
+
+def ignore_sigint() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group; only the parent acts on it (it ends the
+    workers), so no worker prints a traceback or goes on with the queued tasks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def backend_from_options(processes: int = 1, ray: str | None = None, env: bool = True) -> Backend:

@@ -24,7 +24,13 @@ def _canonical(obj: Any) -> Any:
         return sorted(map(repr, obj))
     if isinstance(obj, type) or callable(obj):
         return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
-    return hashlib.sha256(pickle.dumps(obj, protocol=5)).hexdigest()
+    try:
+        return hashlib.sha256(pickle.dumps(obj, protocol=5)).hexdigest()
+    except (AttributeError, TypeError, pickle.PicklingError):
+        # an object pickle cannot reach (e.g. a class defined in a function): its type and its state
+        if not hasattr(obj, "__dict__"):
+            raise
+        return {"__object__": f"{type(obj).__module__}.{type(obj).__qualname__}", **vars(obj)}
 
 
 def task_key(*parts: Any) -> str:

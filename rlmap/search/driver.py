@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlmap.search.base import NetworkResult, SearchResult
 from rlmap.spec.arch import Architecture
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.layer import Layer, Network, layer_key
 
 if TYPE_CHECKING:
@@ -120,12 +120,18 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     `warm_start` (True or a `rlmap.search.warmstart.ReplayBuffer`, e.g. one backed by a file): see
     `map_network_warm`.  Mappers whose search takes no `initial` (the policy) run cold; extra["warm_start"]
     says which happened.
+
+    Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` is the NetworkResult of the
+    layers finished by then (extra["partial"] = True).
     """
     if warm_start is not None and warm_start is not False and accepts_initial(_resolve(mapper)):
         return map_network_warm(network, arch, mapper, objective, budget, seed, processes, progress, time_limit,
                                 backend, warm_start, resume_dir)
-    return map_networks([(network, arch, seed)], mapper, objective, budget, processes=processes, progress=progress,
-                        time_limit=time_limit, backend=backend, resume_dir=resume_dir)[0]
+    try:
+        return map_networks([(network, arch, seed)], mapper, objective, budget, processes=processes,
+                            progress=progress, time_limit=time_limit, backend=backend, resume_dir=resume_dir)[0]
+    except Interrupted as exc:
+        raise Interrupted(exc.partial[0], exc.done, exc.total) from None
 
 
 def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, objective: str, budget: int,
@@ -158,29 +164,37 @@ def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, o
     wave = max(1, run_on.workers)
     t0 = time.perf_counter()
     evaluations = 0
-    with progress_bar(enabled=progress) as bar:
-        task = bar.add_task(f"{label} on {network.name}", total=len(jobs), info="")
-        for w0 in range(0, len(jobs), wave):
-            idx = list(range(w0, min(w0 + wave, len(jobs))))
-            for i in idx:
-                j = jobs[i]
-                jobs[i] = j[:7] + (buffer.seeds(j[1], arch, objective, seed=j[5]),)
-            bar.update(task, description=f"{label} on {network.name}: {jobs[idx[0]][1].name}")
-            keys_w = [task_key("map_layer", *jobs[i]) for i in idx] if store is not None else None
-            for i, r in zip(idx, run_tasks(run_on, _map_one, [jobs[i] for i in idx], store=store, keys=keys_w)):
-                r.notes["warm_start_seeds"] = len(jobs[i][7] or [])
-                results[i] = r
-                buffer.add(jobs[i][1], arch, objective, [r.mapping])
-                evaluations += r.evaluations
-                bar.update(task, advance=1,
-                           info=f"{evaluations:,} evaluations; finished {jobs[i][1].name}: best {objective} {r.best:.4g}")
+    interrupted = False
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with progress_bar(enabled=progress) as bar:
+            task = bar.add_task(f"{label} on {network.name}", total=len(jobs), info="")
+            for w0 in range(0, len(jobs), wave):
+                idx = list(range(w0, min(w0 + wave, len(jobs))))
+                for i in idx:
+                    j = jobs[i]
+                    jobs[i] = j[:7] + (buffer.seeds(j[1], arch, objective, seed=j[5]),)
+                bar.update(task, description=f"{label} on {network.name}: {jobs[idx[0]][1].name}")
+                keys_w = [task_key("map_layer", *jobs[i]) for i in idx] if store is not None else None
+                for i, r in zip(idx, run_tasks(run_on, _map_one, [jobs[i] for i in idx], store=store, keys=keys_w)):
+                    r.notes["warm_start_seeds"] = len(jobs[i][7] or [])
+                    results[i] = r
+                    buffer.add(jobs[i][1], arch, objective, [r.mapping])
+                    evaluations += r.evaluations
+                    bar.update(task, advance=1,
+                               info=f"{evaluations:,} evaluations; finished {jobs[i][1].name}: best {objective} {r.best:.4g}")
+    except KeyboardInterrupt:
+        interrupted = True
     if buffer.path is not None:
         buffer.save()
     by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
-    return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                         layers=list(network.layers), results=[by_key[key] for key in keys if key in by_key],
-                         seconds=time.perf_counter() - t0,
-                         extra={"distinct_layers": len(jobs), "warm_start": True})
+    kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
+    res = NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective, layers=kept,
+                        results=[by_key[layer_key(lyr)] for lyr in kept], seconds=time.perf_counter() - t0,
+                        extra={"distinct_layers": len(jobs), "warm_start": True})
+    if interrupted:
+        res.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
+        raise Interrupted(res, len(by_key), len(jobs))
+    return res
 
 
 def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: MapperSpec, objective: str = "edp",
@@ -192,6 +206,8 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     `resume_dir`: every finished task lands there as its own file (temp file + os.replace), keyed by all of its
     inputs; tasks already there are read back instead of searched again, so an interrupted run resumes where
     it stopped, and nothing is lost or counted twice.  The caller removes the folder when it is done with it.
+    Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` lists the NetworkResults of the
+    layers finished by then (extra["partial"] = True).
     """
     import time
 
@@ -216,28 +232,40 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     t0 = time.perf_counter()
     evaluations = 0
     serial = run_on.workers <= 1  # one task at a time, in order: the bar can name the layer being searched
-    with progress_bar(enabled=progress) as bar:
-        task = bar.add_task(f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""),
-                            total=len(jobs), info="")
+    got: dict[int, SearchResult] = {}  # what has finished, should Ctrl-C stop run_tasks
+    interrupted = False
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with progress_bar(enabled=progress) as bar:
+            task = bar.add_task(f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""),
+                                total=len(jobs), info="")
 
-        def done(i: int, r: SearchResult, cached: bool) -> None:
-            """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
-            nonlocal evaluations
-            evaluations += r.evaluations
-            how = "read back" if cached else "finished"
-            extra = {"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"} if serial else {}
-            bar.update(task, advance=1,
-                       info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
-                       **extra)
+            def done(i: int, r: SearchResult, cached: bool) -> None:
+                """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
+                nonlocal evaluations
+                got[i] = r
+                evaluations += r.evaluations
+                how = "read back" if cached else "finished"
+                extra = ({"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"}
+                         if serial else {})
+                bar.update(task, advance=1,
+                           info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
+                           **extra)
 
-        results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
+            results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
+    except KeyboardInterrupt:
+        interrupted = True
+        results = [got.get(i) for i in range(len(jobs))]
     seconds = time.perf_counter() - t0
     out = []
     for p, (network, arch, _seed) in enumerate(problems):
         by_key: dict[Any, SearchResult] = {key: r for (q, key), r in zip(owners, results) if q == p and r is not None}
         distinct = sum(1 for q, _ in owners if q == p)
+        kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
         out.append(NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                                 layers=list(network.layers),
-                                 results=[by_key[layer_key(lyr)] for lyr in network.layers if layer_key(lyr) in by_key],
+                                 layers=kept, results=[by_key[layer_key(lyr)] for lyr in kept],
                                  seconds=seconds, extra={"distinct_layers": distinct}))
+        if interrupted:
+            out[-1].extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
+    if interrupted:
+        raise Interrupted(out, len(got), len(jobs))
     return out

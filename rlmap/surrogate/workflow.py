@@ -25,7 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlmap.execution import ResultStore
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
+from rlmap.spec.outputs import atomic_write, atomic_write_text
 from rlmap.surrogate.data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
                                   SampleSet, generate_samples, layer_key, load_backend, network_layers,
                                   synthetic_layers)
@@ -90,6 +91,8 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     exclude   -- networks whose layer *shapes* must not appear (e.g. the held-out networks)
     Per layer the mix is: 30% random valid mappings, 50% genetic / annealing mapper trajectories (the good
     end over-represented), 20% neighbours of the best mappings (see rlmap.surrogate.data).
+    Ctrl-C saves the pairs finished by then (meta and dataset.json say "partial") and raises
+    rlmap.spec.errors.Interrupted.
     """
     from rlmap.spec.io import load_architecture
 
@@ -138,28 +141,44 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     path = p if p.suffix == ".npz" else p / "dataset.npz"
     resume_dir = path.with_suffix(".tasks")
     t0 = time.perf_counter()
-    with _progress_bar("dataset", progress) as bar:
-        task = bar.add_task("dataset", total=len(items), info="")
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with _progress_bar("dataset", progress) as bar:
+            task = bar.add_task("dataset", total=len(items), info="")
 
-        def tick(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, info=name)
+            def tick(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, info=name)
 
-        data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
-                                meta={"networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
-                                      "command_seed": seed}, executor=executor, resume_dir=resume_dir)
+            data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
+                                    meta={"networks": net_names, "synthetic": synthetic,
+                                          "excluded_networks": excl_names, "command_seed": seed},
+                                    executor=executor, resume_dir=resume_dir)
+        interrupted = None
+    except Interrupted as exc:  # Ctrl-C: save the (layer, arch) items finished, marked partial
+        data, interrupted = exc.partial, exc
+    if data is None:
+        con.print(f"interrupted before any (layer, arch) pair finished: nothing written to {path}")
+        raise interrupted  # type: ignore[misc]
     data.meta["seconds"] = round(time.perf_counter() - t0, 1)
-    data.save(path)
-    ResultStore(resume_dir).clear()
+    atomic_write(path, data.save)
+    if interrupted is None:
+        ResultStore(resume_dir).clear()  # kept after Ctrl-C: the same command resumes from the finished pairs
     summary = {"path": str(path), "samples": len(data), "layers": len(data.layers), "archs": [a.name for a in data.archs],
                "networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
                "per_layer": per_layer, "sources": {s: int((data.source == i).sum()) for i, s in enumerate(SOURCES)},
                "seconds": data.meta["seconds"], "backend": be.name, "encoding_version": ENCODING_VERSION,
                "costmodel": data.meta.get("costmodel")}
-    path.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    if progress:
+    if interrupted is not None:
+        summary.update(partial=True, pairs_done=interrupted.done, pairs_total=interrupted.total)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(summary, indent=2))
+    if progress or interrupted is not None:
         size = path.stat().st_size / 1e6
+        if interrupted is not None:
+            con.print(f"interrupted: {interrupted.done} of {interrupted.total} (layer, arch) pairs finished; "
+                      "the dataset holds those only and is marked partial")
         con.print(f"wrote {len(data):,} samples of {len(data.layers)} layers to {path} ({size:.1f} MB) in {summary['seconds']} s; "
                   + ", ".join(f"{k} {v:,}" for k, v in summary["sources"].items()))
+    if interrupted is not None:
+        raise interrupted
     return path
 
 
