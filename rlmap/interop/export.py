@@ -93,7 +93,7 @@ from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSORS
 
 __all__ = [
     "Tagged", "dump_yaml", "load_tagged_yaml", "to_timeloop", "to_accelforge", "export", "export_notes",
-    "FORMATS", "TL_DIM", "TL_TENSOR", "TL_DUMMY_SUFFIX", "AF_TENSOR", "AF_COMPUTE", "af_memories", "af_fanout",
+    "accelforge_problem", "FORMATS", "TL_DIM", "TL_TENSOR", "TL_DUMMY_SUFFIX", "AF_TENSOR", "AF_COMPUTE", "af_memories", "af_fanout",
     "af_rank",
 ]
 
@@ -470,6 +470,12 @@ def to_accelforge(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[st
     _check(layer, arch, mapping)
     return {"mapping": _af_mapping(layer, arch, mapping), "arch": _af_arch(arch, mapping),
             "workload": _af_workload(layer, arch.data_bits)}
+
+
+def accelforge_problem(layer: Layer, arch: Architecture) -> dict[str, Any]:
+    """The architecture and workload documents without a mapping, for AccelForge's own mapper (TCM): a
+    level's `may_bypass` tensors are `may_keep` there, so the mapper decides their bypass too."""
+    return {"arch": _af_arch(arch), "workload": _af_workload(layer, arch.data_bits)}
 
 
 # ----------------------------------------------------------------------------- files

@@ -231,7 +231,7 @@ class OptimalMapper:
 
     def __init__(self, max_tilings: int = 50_000_000, time_limit: float | None = DEFAULT_TIME_LIMIT, chunk: int = 20_000,
                  sweep_chunk: int = 2_000, placement: bool = True, bypass: bool = True,
-                 max_placements: int = 200_000) -> None:
+                 max_placements: int = 20_000) -> None:
         """`placement` / `bypass`: search per-tensor tile placements / the architecture's bypass choices too
         (off: today's space, one tile per level and the architecture's keeps); `max_placements` caps the
         (order, placement) combinations scored for one tiling (beyond it the result is not proven)."""
@@ -560,7 +560,7 @@ class OptimalMapper:
         return out if out.any() else None
 
     def _level_choices(self, model: CostModel, lvl: int, T: tuple[int, ...], inner: tuple[int, ...],
-                       min_place: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       min_place: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(order, placement) candidates of one level, as arrays (n, D) and (n, tensors), from the level's
         temporal factors T and the extents `inner` below its loops (its spatial loops and the levels inside).
 
@@ -591,6 +591,9 @@ class OptimalMapper:
         if lvl == 0 or model.capacity[lvl] is None or fits(tuple(range(N_DIMS)), zero):
             orders = order_classes(mask, 0b111)
             return np.array(orders, dtype=np.int64), np.zeros((len(orders), N_TENSORS), dtype=np.int64)
+        n_cuts = [1 + sum(RELEVANCE_MATRIX[v][d] for d in active) if min_place[lvl, v] else 1 for v in range(N_TENSORS)]
+        if math.factorial(len(active)) * math.prod(n_cuts) > self.max_placements:
+            return None  # too many to enumerate: the tiling is left unresolved (not proven)
         out_o, out_p = [], []
         for perm in itertools.permutations(active):
             order = rest + perm
@@ -604,49 +607,82 @@ class OptimalMapper:
                 np.array(out_p, dtype=np.int64).reshape(-1, N_TENSORS))
 
     def _best_placed(self, model: CostModel, t: np.ndarray, sx: np.ndarray, sy: np.ndarray, objective: str,
-                     min_place: np.ndarray, cache: dict) -> tuple[float, Mapping | None, int, np.ndarray]:
+                     min_place: np.ndarray, cache: dict, deadline: float
+                     ) -> tuple[float, Mapping | None, int, np.ndarray, int]:
         """The best (orders, placements) of tilings (B, L, D) whose whole tiles overflow some level: every
-        combination of each tiling's `_level_choices` (cached in `cache` by what decides them), all scored in
-        one batch.  Returns (objective, mapping, evaluations, mask of the tilings not resolved because their
-        combinations exceed `max_placements`)."""
+        combination of each tiling's `_level_choices` (cached in `cache` by what decides them), scored in
+        batches of about `max_placements` rows.  Returns (objective, mapping, evaluations, mask of the tilings
+        not resolved because their combinations exceed `max_placements`, number of tilings done: fewer than B
+        when the deadline passed)."""
         L = model.L
-        parts_t, parts_o, parts_p = [], [], []
+        parts_t: list[np.ndarray] = []
+        parts_o: list[np.ndarray] = []
+        parts_p: list[np.ndarray] = []
         skipped = np.zeros(len(t), dtype=bool)
+        best_obj, best_map, evals, rows = math.inf, None, 0, 0
+
+        def flush() -> None:
+            nonlocal best_obj, best_map, evals, rows
+            which = np.concatenate(parts_t)
+            orders, place = np.concatenate(parts_o), np.concatenate(parts_p)
+            parts_t.clear(), parts_o.clear(), parts_p.clear()
+            rows = 0
+            cost = model.evaluate_batch(MappingBatch(t[which], sx[which], sy[which], orders, None, place))
+            obj = cost.objective(objective)
+            evals += len(which)
+            i = int(np.argmin(obj))
+            if obj[i] < best_obj:
+                b = which[i]
+                best_obj = float(obj[i])
+                best_map = MappingBatch(t[b:b + 1], sx[b:b + 1], sy[b:b + 1], orders[i:i + 1], None,
+                                        place[i:i + 1])[0]
+
+        SP = sx * sy
+        below = np.ones((len(t), L + 1, N_DIMS), dtype=np.int64)  # extents of each level's tile
+        for lvl in range(L - 1, -1, -1):
+            below[:, lvl] = below[:, lvl + 1] * t[:, lvl] * SP[:, lvl]
+        inner = SP * below[:, 1:]  # below each level's temporal loops
         for b in range(len(t)):
-            tables = []
-            inner = (1,) * N_DIMS
-            for lvl in range(L - 1, -1, -1):
-                inner_l = tuple(int(e * a * c) for e, a, c in zip(inner, sx[b, lvl], sy[b, lvl]))
-                T = tuple(int(f) for f in t[b, lvl])
-                key = (lvl, T, inner_l)
+            if time.perf_counter() > deadline:
+                return best_obj, best_map, evals, skipped, b
+            ids = []
+            for lvl in range(L):
+                if lvl == 0 or model.capacity[lvl] is None:  # whole tiles always: only the loops present matter
+                    key = (lvl, (t[b, lvl] > 1).tobytes(), b"")
+                else:
+                    key = (lvl, t[b, lvl].tobytes(), inner[b, lvl].tobytes())
                 table = cache.get(key)
+                if table is None and key not in cache:
+                    table = cache[key] = self._level_choices(model, lvl, tuple(int(f) for f in t[b, lvl]),
+                                                             tuple(int(e) for e in inner[b, lvl]), min_place)
+                ids.append(key)
                 if table is None:
-                    table = cache[key] = self._level_choices(model, lvl, T, inner_l, min_place)
-                tables.append(table)
-                inner = tuple(e * f for e, f in zip(inner_l, T))
-            tables.reverse()
-            sizes = [len(o) for o, _ in tables]
-            total = math.prod(sizes)
-            if total > self.max_placements:
+                    break
+            combo = cache.get(tuple(ids))
+            if combo is None:
+                tables = [cache[k] for k in ids]
+                if any(tb is None for tb in tables) or math.prod(len(o) for o, _ in tables) > self.max_placements:
+                    combo = cache[tuple(ids)] = (None, None)
+                else:
+                    sizes = [len(o) for o, _ in tables]
+                    idx = np.indices(sizes).reshape(L, -1)
+                    combo = cache[tuple(ids)] = (np.stack([tables[lvl][0][idx[lvl]] for lvl in range(L)], axis=1),
+                                                 np.stack([tables[lvl][1][idx[lvl]] for lvl in range(L)], axis=1))
+            if combo[0] is None:
                 skipped[b] = True
-            if total == 0 or total > self.max_placements:
                 continue
-            idx = np.indices(sizes).reshape(L, -1)
-            parts_o.append(np.stack([tables[lvl][0][idx[lvl]] for lvl in range(L)], axis=1))
-            parts_p.append(np.stack([tables[lvl][1][idx[lvl]] for lvl in range(L)], axis=1))
+            total = len(combo[0])
+            if total == 0:
+                continue
+            parts_o.append(combo[0])
+            parts_p.append(combo[1])
             parts_t.append(np.full(total, b))
-        if not parts_t:
-            return math.inf, None, 0, skipped
-        which = np.concatenate(parts_t)
-        orders, place = np.concatenate(parts_o), np.concatenate(parts_p)
-        cost = model.evaluate_batch(MappingBatch(t[which], sx[which], sy[which], orders, None, place))
-        obj = cost.objective(objective)
-        i = int(np.argmin(obj))
-        if not np.isfinite(obj[i]):
-            return math.inf, None, len(which), skipped
-        b = which[i]
-        best = MappingBatch(t[b:b + 1], sx[b:b + 1], sy[b:b + 1], orders[i:i + 1], None, place[i:i + 1])
-        return float(obj[i]), best[0], len(which), skipped
+            rows += total
+            if rows >= self.max_placements:
+                flush()
+        if parts_t:
+            flush()
+        return best_obj, best_map, evals, skipped, len(t)
 
     # ------------------------------------------------------------------ search
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int | None = None,
@@ -742,17 +778,19 @@ class OptimalMapper:
                             group = group[relaxed[group] < best_obj * (1 - 1e-9)]
                             if not len(group):
                                 break
-                            if time.perf_counter() > deadline:
-                                gen.throw(_Stopped("time", float(min(tbound[s0:].min(), relaxed[group].min()))))
-                            n_placed += len(group)
-                            obj, m, evals, skipped = self._best_placed(model_v, t[group], x[group], y[group],
-                                                                       objective, min_place, choice_cache)
+                            obj, m, evals, skipped, done = self._best_placed(
+                                model_v, t[group], x[group], y[group], objective, min_place, choice_cache, deadline)
+                            n_placed += done
                             placed_combos += evals
                             evaluations += evals
                             if skipped.any():
                                 unresolved = min(unresolved, float(relaxed[group[skipped]].min()))
                             if obj < best_obj:
                                 best_obj, best_map = obj, self._with_bypass(m, byp)
+                            if done < len(group):
+                                left = np.concatenate([relaxed[group[done:]], relaxed[overflow[g0 + self.placed_chunk:]]])
+                                gen.throw(_Stopped("time", float(min(tbound[s0 + self.sweep_chunk:].min(initial=np.inf),
+                                                                     left.min()))))
                     curve.append(best_obj)
                     curve_evals.append(evaluations)
             except _Stopped as stop:
