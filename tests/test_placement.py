@@ -297,3 +297,30 @@ def test_placement_and_bypass_beat_one_tile_per_level():
         assert old.proven_optimal and new.proven_optimal and new.best <= old.best * (1 + 1e-12)
         wins += new.best < old.best * (1 - 1e-6)
     assert wins >= 1
+
+
+def test_accelforge_and_timeloop_exports_read_back():
+    """Placed/bypassing mappings exported to AccelForge read back to mappings with the same counts (a tile
+    placed below loops that do not index it reads back at the equivalent higher position); bypass-only
+    mappings also go through Timeloop's format; Timeloop cannot hold per-tensor positions and says so."""
+    from rlmap.interop.export import to_accelforge, to_timeloop
+    from rlmap.interop.mapping_import import from_accelforge, from_timeloop
+
+    arch = three_level("accelforge")
+    n_placed = 0
+    for i, layer in enumerate(LAYERS):
+        model = CostModel(layer, arch)
+        for m in _random_placed(layer, arch, 15, 21 + i):
+            back = from_accelforge(to_accelforge(layer, arch, m)["mapping"], layer, arch)
+            a, b = model.evaluate(m), model.evaluate(back)
+            assert b.valid and back.bypass == m.bypass
+            np.testing.assert_allclose(b.reads, a.reads, rtol=1e-12)
+            np.testing.assert_allclose(b.writes, a.writes, rtol=1e-12)
+            np.testing.assert_allclose(b.tiles, a.tiles, rtol=1e-12)
+            n_placed += back.place is not None
+            if m.place is None:
+                assert from_timeloop(to_timeloop(layer, arch, m)["mapping"], layer, arch).nest_key() == m.nest_key()
+            else:
+                with pytest.raises(SpecError, match="cannot express"):
+                    to_timeloop(layer, arch, m)
+    assert n_placed >= 10
