@@ -43,11 +43,11 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=10.0, help="wall-clock seconds per layer (enforced)")
     ap.add_argument("--layers", type=int, default=0, help="only the first N distinct layers of each network (0 = all)")
     ap.add_argument("--all-layers", action="store_true", help="every layer, repeated shapes included")
-    ap.add_argument("--no-placement", action="store_true", help="one tile per level (the space before placements)")
+    ap.add_argument("--placement", action="store_true", help="search per-tensor tile placements too")
     args = ap.parse_args()
-    mapper = OptimalMapper(time_limit=args.time_limit, placement=not args.no_placement)
+    mapper = OptimalMapper(time_limit=args.time_limit, placement=args.placement)
     load_kernels()  # once per process, outside every clock (the mapper's own limit does not count it either)
-    space = "one tile per level" if args.no_placement else "per-tensor placements and bypass choices"
+    space = "per-tensor placements and bypass choices" if args.placement else "one tile per level, bypass choices"
     print(f"optimal mapper ({space}), time limit {args.time_limit:g} s per layer; {_load()} on {os.cpu_count()} cores")
     head = (f"{'network':<12} {'arch':<9} {'obj':<7} {'layer':<30} {'map space':>9} {'fit fanout':>10} "
             f"{'cut early':>9} {'visited':>9} {'swept':>8} {'placed':>8} {'seconds':>8} {'cpu s':>6} {'proven':>6} {'best/LB':>8} "

@@ -85,6 +85,7 @@ def main() -> None:
                     "indices; empty = none)")
     ap.add_argument("--time-limit", type=float, default=600.0, help="rlmap's optimal mapper limit per layer (s)")
     ap.add_argument("--objective", default="energy", choices=["energy", "latency", "edp"])
+    ap.add_argument("--no-placement", action="store_true", help="rlmap's mapper without per-tensor placements")
     args = ap.parse_args()
     why = unavailable_reason()
     if why:
@@ -95,7 +96,7 @@ def main() -> None:
         rn = distinct_layers(load_network("resnet50").layers)
         layers += [(layer, args.sweep_cap) for layer in (rn if args.resnet50 < 0 else rn[:args.resnet50])]
     load_kernels()
-    mapper = OptimalMapper(time_limit=args.time_limit)
+    mapper = OptimalMapper(time_limit=args.time_limit, placement=not args.no_placement)
     print(f"rlmap optimal vs AccelForge TCM, objective {args.objective}, architecture {arch.name} "
           f"(16x16 PEs, 128 KiB buffer, 64-word RF, RF may bypass every tensor); {_load()} on {os.cpu_count()} cores")
     head = (f"{'layer':<32} {'rlmap s':>8} {'proven':>6} {'rlmap (AF)':>12} {'TCM s':>8} {'TCM (AF)':>12} "

@@ -277,7 +277,7 @@ def test_optimal_equals_brute_force_over_placements_and_bypass(i, semantics, obj
 
     layer = PLACED_LAYERS[i]
     arch = Architecture.model_validate({**PLACED_ARCH, "semantics": semantics})
-    result = OptimalMapper(time_limit=None).search(layer, arch, objective)
+    result = OptimalMapper(time_limit=None, placement=True).search(layer, arch, objective)
     assert result.proven_optimal
     truth = brute_force_placed(layer, arch, objective)
     assert result.best == pytest.approx(truth, rel=1e-9)
@@ -293,7 +293,7 @@ def test_placement_and_bypass_beat_one_tile_per_level():
     wins = 0
     for layer in PLACED_LAYERS:
         old = OptimalMapper(time_limit=None, placement=False, bypass=False).search(layer, arch, "energy")
-        new = OptimalMapper(time_limit=None).search(layer, arch, "energy")
+        new = OptimalMapper(time_limit=None, placement=True).search(layer, arch, "energy")
         assert old.proven_optimal and new.proven_optimal and new.best <= old.best * (1 + 1e-12)
         wins += new.best < old.best * (1 - 1e-6)
     assert wins >= 1

@@ -189,7 +189,9 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
     (B, L, 3) are the mappings' per-tensor bypass flags and tile positions (rlmap.spec.mapping).
 
     With `relax` the capacity is checked with the given placements but the traffic is counted with every
-    tile at the top of its level (placement 0) and every fetch count at its minimum over all loop orders."""
+    tile at the top of its level (placement 0) and every fetch count at its minimum over all loop orders,
+    except that a tile given a placement > 0 whose whole tile alone overflows its level is fetched once
+    per iteration of every loop above the level (it must sit below one of its level's loops that index it)."""
     B, L, D = temporal.shape
     sh, sw, dh, dw = geom[0], geom[1], geom[2], geom[3]
     phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits = (scalars[0], scalars[1], scalars[2], scalars[3],
@@ -208,6 +210,8 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
     fmt_f = np.ones((L, 3))
     Ev = np.ones((L + 1, 3, D))  # per tensor tile extents (placement applied); Ev[L] = one MAC
     kp = np.zeros((L, 3), dtype=np.bool_)  # the mapping's keeps
+    must = np.zeros((L, 3), dtype=np.bool_)  # relax: a placeable tile whose whole tile alone overflows the level
+    cumall = np.ones(L + 1)  # relax: product of every temporal factor above each level
     kept = np.zeros(L + 1, dtype=np.int64)  # one tensor's keeping levels, then L
     ec = np.empty(D)
     lvl_words = np.zeros(3)
@@ -295,6 +299,9 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
                             Ev[lvl, v, d] = E[lvl, d]
                     _placed_tiles(lvl, Ev, sh, sw, dh, dw, kp, fmt, fmt_const, density, word_scale, data_bits,
                                   rle_bits, fps, fmt_f, lvl_words)
+                    for v in range(3):  # its tile must sit below a loop of the level that indexes it
+                        lim = cap_val[lvl, 0] if cap_kind[lvl] == 1 else cap_val[lvl, v]
+                        must[lvl, v] = place[b, lvl, v] > 0 and cap_kind[lvl] > 0 and lvl_words[v] > lim + 1e-9
         reason[b] = code
         if code != 0:
             energy[b] = np.inf
@@ -330,6 +337,7 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
                         dist *= rp
                     for d in range(D):
                         cum *= T[lvl, d]
+                    cumall[lvl + 1] = cum
                     st_nf[v, i] = nf
                     st_lvl[v, i] = llvl
                     st_dist[v, i] = dist
@@ -395,6 +403,11 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
                     nfetch = st_nf[v, i]
                     has = st_lvl[v, i] >= 0
                     distinct = st_dist[v, i]
+                    if relax and must[c, v]:
+                        # a loop of level c that indexes v sits above v's tile: every loop above level c refetches
+                        # it, and the smaller tiles add up to at least the whole one (`OptimalMapper.placeable`)
+                        nfetch = cumall[c]
+                        has = False
                     for d in range(D):
                         ec[d] = Ev[c, v, d]
                 F = fps[c, v]

@@ -230,11 +230,12 @@ class OptimalMapper:
     name = "optimal"
 
     def __init__(self, max_tilings: int = 50_000_000, time_limit: float | None = DEFAULT_TIME_LIMIT, chunk: int = 20_000,
-                 sweep_chunk: int = 2_000, placement: bool = True, bypass: bool = True,
+                 sweep_chunk: int = 2_000, placement: bool = False, bypass: bool = True,
                  max_placements: int = 20_000) -> None:
-        """`placement` / `bypass`: search per-tensor tile placements / the architecture's bypass choices too
-        (off: today's space, one tile per level and the architecture's keeps); `max_placements` caps the
-        (order, placement) combinations scored for one tiling (beyond it the result is not proven)."""
+        """`placement`: search per-tensor tile placements too (off by default: with them most real layers are
+        not proven within seconds, see docs/optimal_mapper.txt); `bypass`: search the architecture's bypass
+        choices (`may_bypass`; off: every level keeps all it may keep); `max_placements` caps the (order,
+        placement) combinations scored for one tiling (beyond it the result is not proven)."""
         self.placement = placement
         self.bypass = bypass
         self.placed_chunk = 64
@@ -570,41 +571,63 @@ class OptimalMapper:
         tile and every count are the same: equivalent), kept when the level's tiles fit."""
         active = [d for d in range(N_DIMS) if T[d] > 1]
         rest = tuple(d for d in range(N_DIMS) if T[d] <= 1)
-        E = [e * f for e, f in zip(inner, T)]
+        A = len(active)
+        keeps = model.keeps[lvl]
+        cap = model.capacity[lvl]
 
-        def fits(order: tuple[int, ...], pl: tuple[int, ...]) -> bool:
-            words = [0.0] * N_TENSORS
+        def words(ext: np.ndarray) -> np.ndarray:
+            """Stored words (tensors, n) of tiles with extents ext (D, n)."""
+            out = np.zeros((N_TENSORS, ext.shape[1]))
             for v in range(N_TENSORS):
-                if model.keeps[lvl][v]:
-                    ev = list(E)
-                    for d in order[:pl[v]]:
-                        ev[d] //= T[d]
-                    tile = float(footprint(v, ev, model.sh, model.sw, model.dh, model.dw))
+                if keeps[v]:
+                    tile = footprint(v, ext, model.sh, model.sw, model.dh, model.dw).astype(float)
                     f = model.fmt_const[lvl][v]
                     if f is None:
-                        f = float(format_factor(model.formats[lvl][v], model.density[v], tile, model.data_bits))
-                    words[v] = tile * model.word_scale[lvl] * f
-            return not model._capacity_reason(lvl, model.capacity[lvl], words, model.keeps[lvl])
+                        f = format_factor(model.formats[lvl][v], model.density[v], tile, model.data_bits)
+                    out[v] = tile * model.word_scale[lvl] * f
+            return out
 
-        zero = (0,) * N_TENSORS
+        whole = np.array([e * f for e, f in zip(inner, T)], dtype=np.int64)[:, None]
         mask = sum(1 << d for d in active)
-        if lvl == 0 or model.capacity[lvl] is None or fits(tuple(range(N_DIMS)), zero):
+        if lvl == 0 or cap is None or not model._capacity_reason(lvl, cap, list(words(whole)[:, 0]), keeps):
             orders = order_classes(mask, 0b111)
             return np.array(orders, dtype=np.int64), np.zeros((len(orders), N_TENSORS), dtype=np.int64)
         n_cuts = [1 + sum(RELEVANCE_MATRIX[v][d] for d in active) if min_place[lvl, v] else 1 for v in range(N_TENSORS)]
-        if math.factorial(len(active)) * math.prod(n_cuts) > self.max_placements:
+        if math.factorial(A) * math.prod(n_cuts) > self.max_placements:
             return None  # too many to enumerate: the tiling is left unresolved (not proven)
-        out_o, out_p = [], []
-        for perm in itertools.permutations(active):
-            order = rest + perm
-            cuts = [[0] + ([len(rest) + i + 1 for i, d in enumerate(perm) if RELEVANCE_MATRIX[v][d]]
-                           if min_place[lvl, v] else []) for v in range(N_TENSORS)]
-            for pl in itertools.product(*cuts):
-                if fits(order, pl):
-                    out_o.append(order)
-                    out_p.append(pl)
-        return (np.array(out_o, dtype=np.int64).reshape(-1, N_DIMS),
-                np.array(out_p, dtype=np.int64).reshape(-1, N_TENSORS))
+        perms = np.array(list(itertools.permutations(active)), dtype=np.int64).reshape(-1, A)
+        n = len(perms)
+        # ext[k]: extents of a tile below the first k loops of each order (D, n)
+        ext = np.repeat(whole, n, axis=1)
+        per_k = [words(ext)]
+        for k in range(A):
+            ext = ext.copy()
+            ext[perms[:, k], np.arange(n)] //= np.array(T)[perms[:, k]]
+            per_k.append(words(ext))
+        W = np.stack(per_k, axis=2)  # (tensors, n, A + 1)
+        rel = np.array(RELEVANCE_MATRIX, dtype=bool)
+        ok_cut = np.ones((N_TENSORS, n, A + 1), dtype=bool)
+        for v in range(N_TENSORS):
+            if min_place[lvl, v]:
+                ok_cut[v, :, 1:] = rel[v][perms]  # right below a loop that indexes v
+            else:
+                ok_cut[v, :, 1:] = False
+        k0, k1, k2 = np.meshgrid(np.arange(A + 1), np.arange(A + 1), np.arange(A + 1), indexing="ij")
+        k0, k1, k2 = k0.ravel(), k1.ravel(), k2.ravel()
+        ok = ok_cut[0][:, k0] & ok_cut[1][:, k1] & ok_cut[2][:, k2]  # (n, (A+1)^3)
+        w0, w1, w2 = W[0][:, k0], W[1][:, k1], W[2][:, k2]
+        if cap[0] == "shared":
+            ok &= w0 + w1 + w2 <= cap[1] + 1e-9
+        else:
+            for v, wv in enumerate((w0, w1, w2)):
+                if keeps[v]:
+                    ok &= wv <= cap[1][v] + 1e-9
+        pi, ci = np.nonzero(ok)
+        orders = np.concatenate([np.broadcast_to(np.array(rest, dtype=np.int64), (len(pi), len(rest))), perms[pi]],
+                                axis=1)
+        ks = np.stack([k0[ci], k1[ci], k2[ci]], axis=1)
+        place = np.where(ks > 0, ks + len(rest), 0)
+        return orders.astype(np.int64), place.astype(np.int64)
 
     def _best_placed(self, model: CostModel, t: np.ndarray, sx: np.ndarray, sy: np.ndarray, objective: str,
                      min_place: np.ndarray, cache: dict, deadline: float
@@ -718,6 +741,18 @@ class OptimalMapper:
         if cost.valid:
             best_obj, best_map = float(cost.objective(objective)), trivial
         pruned = np.zeros(1, dtype=np.int64)
+        warm_s = 0.0
+        if self.placement or (self.bypass and any(level.may_bypass for level in arch.levels)):
+            # warm start: the optimum with one tile per level and the architecture's keeps (fast to prove) is an
+            # incumbent the wider search must beat, so most of its placements are cut at once
+            plain = OptimalMapper(self.max_tilings, None, self.chunk, self.sweep_chunk, placement=False, bypass=False)
+            remaining = deadline - time.perf_counter()
+            if remaining > 0:
+                warm = plain.search(layer, arch, objective, model=model, time_limit=remaining)
+                evaluations += warm.evaluations
+                warm_s = warm.seconds
+                if warm.mapping is not None and warm.best < best_obj:
+                    best_obj, best_map = warm.best, warm.mapping
 
         curve: list[float] = [best_obj] if best_map is not None else []
         curve_evals: list[int] = [evaluations] if best_map is not None else []
@@ -820,7 +855,7 @@ class OptimalMapper:
         notes = {"fitting_tilings_seen": n_tilings, "tilings_swept": swept, "partial_tilings_pruned": int(pruned[0]),
                  "bypass_choices": len(variants), "bypass_choices_skipped": variants_skipped,
                  "bypass_choices_searched": min(stopped_at + 1, len(variants)) - variants_skipped,
-                 "tilings_placed": n_placed, "placement_combinations": placed_combos,
+                 "tilings_placed": n_placed, "placement_combinations": placed_combos, "warm_start_s": warm_s,
                  "placeable": [("inputs", "weights", "outputs")[v] for v in self.placeable(model)]
                  if self.placement else [],
                  "complete": complete, "stopped": why, "lower_bound": lb,
