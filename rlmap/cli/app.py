@@ -1,22 +1,26 @@
 """The `rlmap` command line: the root app only wires the command groups together.
 
 One module per command group: common (shared helpers, errors, reports), inspect (list, show),
-interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), surrogate (surrogate ...).
+interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), surrogate (surrogate ...),
+report (report: HTML page of results folders).
 A new command goes in its own module here and is registered below with `app.command(NAME)(user_errors(fn))`.
 `run()` catches whatever escapes the commands, so no traceback reaches the user for a mistake of theirs.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Optional
 
 import typer
 
+from rlmap.cli import results
 from rlmap.cli.common import error_line, user_errors
 from rlmap.cli.evaluate import eval_cmd
 from rlmap.cli.inspect import list_cmd, show_app
 from rlmap.cli.interop import export_cmd, import_cmd, import_mapping_cmd
+from rlmap.cli.report import report_cmd
 from rlmap.cli.rl import map_cmd, train_cmd
 from rlmap.cli.search import search_cmd
 from rlmap.spec.errors import SpecError
@@ -28,6 +32,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rlmap import __version__
+
+        typer.echo(f"rlmap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print rlmap's version and exit")) -> None:
+    """Map DNN layers onto spatial accelerators: inspect presets, import models, evaluate and export mappings."""
+
+
 app.command("list")(user_errors(list_cmd))
 app.add_typer(show_app, name="show")
 app.command("import")(user_errors(import_cmd))
@@ -37,6 +57,7 @@ app.command("import-mapping")(user_errors(import_mapping_cmd))
 app.command("search")(user_errors(search_cmd))
 app.command("train")(user_errors(train_cmd))
 app.command("map")(user_errors(map_cmd))
+app.command("report")(user_errors(report_cmd))
 
 _SURROGATE_HELP = "Train and evaluate a neural surrogate of the cost model (dataset, train, eval)."
 
@@ -47,6 +68,7 @@ def _mount_surrogate(real: bool) -> None:
         from rlmap.cli.surrogate import surrogate_app
     else:
         surrogate_app = typer.Typer(no_args_is_help=True)
+        surrogate_app._rlmap_stub = True  # type: ignore[attr-defined]
 
         @surrogate_app.command("dataset")
         def _stub() -> None:  # pragma: no cover - replaced before it can run
@@ -63,7 +85,11 @@ def run(argv: Optional[list[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]
-    if not any(g.name == "surrogate" for g in app.registered_groups):
+    results.COMMAND[:] = args  # recorded in run.json
+    mounted = next((g for g in app.registered_groups if g.name == "surrogate"), None)
+    if mounted is None or (args[0] == "surrogate" and getattr(mounted.typer_instance, "_rlmap_stub", False)):
+        if mounted is not None:  # called in-process again (tests): swap the stub for the real commands
+            app.registered_groups.remove(mounted)
         _mount_surrogate(real=args[0] == "surrogate")
     try:
         rv = app(args=args, prog_name="rlmap", standalone_mode=False)
@@ -85,6 +111,17 @@ def run(argv: Optional[list[str]] = None) -> int:
         return exc.exit_code or 1
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("error: aborted", err=True)
+        return 1
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(error_line(f"{where}{exc.strerror or exc}"), err=True)
+        return 2
+    except Exception as exc:  # a bug, not the user's mistake: one line, the traceback on request
+        if os.environ.get("RLMAP_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        typer.echo(error_line(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); "
+                              "please report it, with the traceback RLMAP_DEBUG=1 prints"), err=True)
         return 1
 
 

@@ -8,15 +8,14 @@ invalid mapping) prints ONE line, ``error: <where>: <message>``, to stderr and e
 from __future__ import annotations
 
 import functools
+import math
+import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from rlmap.spec import io
 from rlmap.spec.arch import Architecture
@@ -29,10 +28,10 @@ TENSOR_SHORT = {"inputs": "I", "weights": "W", "outputs": "O"}
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console on the *current* stdout/stderr (so test runners capture it); wide when not a tty."""
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    """A rich console on the *current* stdout/stderr (so test runners capture it); piped output is not padded."""
+    from rlmap.cli.tables import make_console
+
+    return make_console(stderr)
 
 
 def error_line(exc: BaseException | str) -> str:
@@ -61,6 +60,70 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# ----------------------------------------------------------------------------- option checks (before any work)
+def check_positive(value: float | None, option: str, what: str = "a positive number") -> None:
+    """A finite number > 0 (nan and inf are not), or None for 'not given'."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise SpecError(f"must be {what}, got {value:g}", option)
+
+
+def check_at_most(value: int, limit: int, option: str, why: str) -> None:
+    """Refuse a count past `limit` (what a run can finish and hold in memory), saying why."""
+    if value > limit:
+        raise SpecError(f"{value:,} is more than {limit:,}: {why}", option)
+
+
+def _check_creatable(path: Path, option: str, start: Path | None = None) -> None:
+    """The nearest existing folder at or above `start` (default `path`) is a writable folder, so `path` can be
+    created (else one line naming `option` and `path`)."""
+    start = path if start is None else start
+    for above in [start, *start.absolute().parents]:
+        if os.path.lexists(above):
+            if not above.is_dir():
+                raise SpecError(f"{above} is a file, so {path} cannot be created", f"{option} {path}")
+            if not os.access(above, os.W_OK | os.X_OK):
+                raise SpecError(f"{above} is not writable", f"{option} {path}")
+            return
+
+
+def check_output_dir(path: Optional[Path], option: str = "-o") -> None:
+    """Fail before the work, not after it: `path` must be (or be creatable as) a writable folder."""
+    if path is None:
+        return
+    if os.path.lexists(path) and not path.is_dir():
+        raise SpecError("exists and is not a directory", f"{option} {path}")
+    _check_creatable(path, option)
+
+
+def check_output_file(path: Optional[Path], option: str = "-o") -> None:
+    """Fail before the work: `path` must be a file path (not a folder) whose folder is or can be made writable."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise SpecError("is a directory, expected a file path", f"{option} {path}")
+    if os.path.lexists(path):
+        if not os.access(path, os.W_OK):
+            raise SpecError("exists and is not writable", f"{option} {path}")
+        return
+    _check_creatable(path, option, start=path.parent)
+
+
+def load_network_option(name: str, option: str = "--network") -> Network:
+    """io.load_network, with an unknown name blamed on the option it came from."""
+    try:
+        return io.load_network(name)
+    except SpecError as exc:
+        raise SpecError(exc.message, exc.where or option) from None
+
+
+def load_architecture_option(name: str, option: str = "--arch") -> Architecture:
+    """io.load_architecture, with an unknown name blamed on the option it came from."""
+    try:
+        return io.load_architecture(name)
+    except SpecError as exc:
+        raise SpecError(exc.message, exc.where or option) from None
+
+
 def find_layer(net: Network, name: str) -> Layer:
     """The layer called `name`; SpecError (naming --layer) listing a few valid names otherwise."""
     for layer in net.layers:
@@ -73,8 +136,8 @@ def find_layer(net: Network, name: str) -> Layer:
 
 def load_problem(network: str, arch: str, layer: Optional[str]) -> tuple[Network, Architecture, Optional[Layer]]:
     """Load the network and architecture named on the command line, and the layer if one is given."""
-    net = io.load_network(network)
-    a = io.load_architecture(arch)
+    net = load_network_option(network)
+    a = load_architecture_option(arch)
     return net, a, (find_layer(net, layer) if layer is not None else None)
 
 
@@ -87,7 +150,10 @@ def fmt_int(x: float) -> str:
 
 
 def gmacs(macs: int) -> str:
-    return f"{macs / 1e9:.3f}"
+    """A MAC count with a unit that fits the model: '3,136 MACs', '23.59 MMACs', '4.089 GMACs'."""
+    from rlmap.cli.tables import count
+
+    return count(macs, "MACs")
 
 
 def first_sentence(text: str, limit: int = 90) -> str:
@@ -98,7 +164,26 @@ def first_sentence(text: str, limit: int = 90) -> str:
 
 
 def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    """A file-name stem for `name`: letters and digits of every script kept, anything else (path separators,
+    spaces, control characters) becomes '_'; never empty, hidden or longer than 200 bytes."""
+    stem = re.sub(r"[^\w.-]+", "_", name).strip("._") or "layer"
+    return stem.encode()[:200].decode(errors="ignore")
+
+
+def mapping_file_names(names: list[str]) -> dict[str, str]:
+    """A distinct file name per layer name (also on case-insensitive file systems): 'a b', 'a/b' and 'a_b'
+    become a_b.yaml, a_b-2.yaml and a_b-3.yaml; summary.json records which layer went where."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        stem = candidate = safe_name(name)
+        n = 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{stem}-{n}"
+        taken.add(candidate.casefold())
+        out[name] = f"{candidate}.yaml"
+    return out
 
 
 MAPPING_HELP = ("mapping YAML file: rlmap's own, a Timeloop mapping or an AccelForge LoopTree mapping "
@@ -154,63 +239,62 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
             raise SpecError(f"applies to AccelForge mappings; {mapping} is a {fmt} mapping", "--workload")
         _, wl = mi.read_yaml_document(workload)
         names = mi.names_from_workload(wl, lyr, mi.compute_einsum(data), where=str(workload))
-    return lyr, a, mi.mapping_from(fmt, data, lyr, a, str(mapping), names), fmt
+    try:
+        m = mi.mapping_from(fmt, data, lyr, a, str(mapping), names)
+    except SpecError as exc:  # e.g. factors that do not multiply to this layer's dimensions: name the file
+        if exc.where is not None:
+            raise
+        raise SpecError(f"invalid mapping for layer {lyr.name!r}: {exc.message}", str(mapping)) from None
+    return lyr, a, m, fmt
 
 
 def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],
                           hint: str = "") -> None:
     """Per-layer table and network totals of a NetworkResult; with `output`, mappings (YAML) + summary.json."""
-    import json
+    from rlmap.cli.results import build_run, build_summary, write_results
+    from rlmap.cli.tables import energy_unit, eng, network_table
 
     out = console()
-    t = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
-    for col in ("layer", "repeat", "energy pJ", "cycles", "EDP", "util %", "evals", "optimal"):
-        t.add_column(col, justify="left" if col == "layer" else "right")
-    rows = []
-    missing = []
-    for lyr, r in zip(res.layers, res.results):
-        c = r.cost
-        if c is None:
-            missing.append(lyr.name)
-            t.add_row(lyr.name, str(lyr.repeat), "no valid mapping found", "", "", "", f"{r.evaluations:,}", "-")
-            rows.append({"layer": lyr.name, "repeat": lyr.repeat, "evaluations": r.evaluations, "found": False})
-            continue
-        gap = r.notes.get("gap_to_bound")  # the optimal mapper stopped by a limit: how far it may be off
-        proven = "proven" if r.proven_optimal else (f"within {gap:.3g}x" if gap is not None else "-")
-        t.add_row(lyr.name, str(lyr.repeat), fmt(c.energy), fmt(c.cycles), fmt(c.edp),
-                  f"{c.utilization * 100:.1f}", f"{r.evaluations:,}", proven)
-        rows.append({"layer": lyr.name, "repeat": lyr.repeat, "energy_pj": c.energy, "cycles": c.cycles,
-                     "edp": c.edp, "utilization": c.utilization, "evaluations": r.evaluations,
-                     "proven_optimal": r.proven_optimal, "seconds": r.seconds,
-                     **({"stopped": r.notes["stopped"]} if r.notes.get("stopped") else {})})
-    out.print(t)
+    unit = energy_unit(arch)
+    out.print(title, soft_wrap=True)
+    out.print(network_table(res, unit))
+    missing = [lyr.name for lyr, r in zip(res.layers, res.results) if r.cost is None]
     if missing:
-        out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
-                  f"{': ' + hint if hint else ''}; totals are infinite[/yellow]")
+        unfit = [f"{lyr.name} ({r.notes['unmappable']})" for lyr, r in zip(res.layers, res.results)
+                 if r.cost is None and r.notes.get("unmappable")]
+        if unfit:  # even every loop in DRAM does not fit: no budget or mapper helps
+            hint = f"no mapping fits the architecture: {', '.join(unfit)}"
+        out.print(f"{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
+                  f"{': ' + hint if hint else ''}; totals are infinite", style="yellow", markup=False)
     stopped = {id(r): (lyr.name, r.notes["stopped"]) for lyr, r in zip(res.layers, res.results) if r.notes.get("stopped")}
     if stopped:
         name, why = next(iter(stopped.values()))
         out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
+    fell = [lyr.name for lyr, r in zip(res.layers, res.results) if r.notes.get("fallback")]
+    if fell:
+        note = (f"note: no sampled mapping was valid for {len(fell)} layer(s); each keeps the all-outermost one "
+                f"(every loop in DRAM)")
+        named = f"{note}: {', '.join(fell)}"
+        out.print(named if len(named) <= 120 else note, style="yellow", markup=False)
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
-    out.print(f"network total (with repeats): energy {fmt(res.energy)} pJ, cycles {fmt(res.cycles)}, "
-              f"EDP {fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
+    out.print(f"network total (with repeats): energy {eng(res.energy)} {unit}, cycles {eng(res.cycles)}, "
+              f"EDP {eng(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
     if output is None:
         return
-    if output.exists() and not output.is_dir():
-        raise SpecError("exists and is not a directory", str(output))
+    check_output_dir(output)
     mdir = output / "mappings"
     label = str(meta.get("mapper", res.mapper))
-    written = 0
+    names = mapping_file_names([lyr.name for lyr, r in zip(res.layers, res.results) if r.mapping is not None])
+    files: dict[str, str] = {}
     for lyr, r in zip(res.layers, res.results):
         if r.mapping is None:
             continue
-        written += 1
-        io.save_mapping(r.mapping, arch, mdir / f"{safe_name(lyr.name)}.yaml", lyr,
+        rel = f"mappings/{names[lyr.name]}"
+        files[lyr.name] = rel
+        io.save_mapping(r.mapping, arch, output / rel, lyr,
                         extra={"network": res.network, "mapper": label, "objective": res.objective,
                                "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
-    summary = {"network": res.network, "arch": res.arch, "objective": res.objective, **meta, "layers": rows,
-               "total": {"energy_pj": res.energy, "cycles": res.cycles, "edp": res.edp, "macs": res.macs}}
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    out.print(f"wrote {mdir}/ ({written} mappings) and {output / 'summary.json'}")
+    write_results(output, build_summary(res, arch, meta, files), build_run(res))
+    out.print(f"wrote {mdir}/ ({len(files)} mappings), {output / 'summary.json'} and {output / 'run.json'}",
+              markup=False)

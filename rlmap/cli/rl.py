@@ -5,7 +5,6 @@ Registered by rlmap.cli.app; torch and Stable-Baselines3 are imported only when 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -24,8 +23,15 @@ def _names(value: str, option: str) -> list[str]:
     return names
 
 
+def _agent_names() -> list[str]:
+    """The shipped agent configs (agents/*.yaml), for --agent's help."""
+    from rlmap.spec.io import agents_dir
+
+    return sorted(p.stem for p in agents_dir().glob("*.yaml"))
+
+
 def train_cmd(
-    agent: str = typer.Option("maskable_ppo", "--agent", help="agents/NAME.yaml (maskable_ppo, ppo, a2c, dqn) or a YAML file"),
+    agent: str = typer.Option("maskable_ppo", "--agent", help=f"agents/NAME.yaml ({', '.join(_agent_names())}) or a YAML file"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
     networks: str = typer.Option(DEFAULT_TRAIN, "--networks", help="training networks, comma-separated"),
     eval_networks: str = typer.Option(DEFAULT_EVAL, "--eval-networks",
@@ -34,7 +40,7 @@ def train_cmd(
     random_density: Optional[float] = typer.Option(None, "--random-density",
                                                    help="share of episodes with random densities (sparse training)"),
     timesteps: Optional[int] = typer.Option(None, "--timesteps",
-                                            help="environment steps in all [default: 1000000; on --resume: the run's]"),
+                                            help="environment steps in all (default: 1,000,000; on --resume: the run's)"),
     n_envs: Optional[int] = typer.Option(None, "--n-envs", help="parallel environments (default: the agent config's)"),
     seed: int = typer.Option(0, "--seed"),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
@@ -49,12 +55,14 @@ def train_cmd(
 
     Watch it with `tensorboard --logdir RUN/tensorboard`. Interrupted? `rlmap train --resume RUN` continues from the last checkpoint (saved every --checkpoint-every steps and on exit) with the saved config; --timesteps and --time-limit may be changed when resuming.
     """
-    from rlmap.cli.common import console
+    from rlmap.cli.common import (check_output_dir, check_positive, console, load_architecture_option,
+                                  load_network_option)
     from rlmap.model.costmodel import OBJECTIVES
     from rlmap.rl.config import TrainConfig, load_agent_config, load_run_config
     from rlmap.rl.training import train
 
     out = console()
+    check_positive(time_limit, "--time-limit", "a positive number of minutes")
     if resume is not None:
         if output is not None and Path(output) != resume:
             raise SpecError("give either -o (a new run) or --resume (an existing one)", "-o")
@@ -81,20 +89,20 @@ def train_cmd(
             raise SpecError(f"must be >= 1, got {n_envs}", "--n-envs")
         if eval_every < 0:
             raise SpecError(f"must be >= 0, got {eval_every}", "--eval-every")
-        if time_limit is not None and time_limit <= 0:
-            raise SpecError(f"must be positive, got {time_limit}", "--time-limit")
         for name, value in (("--synthetic", synthetic), ("--random-density", random_density)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise SpecError(f"must be in [0, 1], got {value}", name)
-        from rlmap.spec.io import load_architecture
-
-        load_architecture(arch)  # fail early on a bad --arch
+        check_output_dir(output)
+        load_architecture_option(arch)  # fail early on a bad --arch
         agent_cfg = load_agent_config(agent)
         env_updates = {k: v for k, v in (("synthetic", synthetic), ("random_density", random_density)) if v is not None}
         if env_updates:
             agent_cfg = agent_cfg.model_copy(update={"env": agent_cfg.env.model_copy(update=env_updates)})
         train_nets = _names(networks, "--networks")
         held = [n.strip() for n in eval_networks.split(",") if n.strip()]
+        for option, names in (("--networks", train_nets), ("--eval-networks", held)):
+            for n in names:
+                load_network_option(n, option)
         overlap = sorted(set(train_nets) & set(held))
         if overlap:
             raise SpecError(f"{', '.join(overlap)} cannot be both a training and a held-out network", "--eval-networks")
@@ -106,7 +114,7 @@ def train_cmd(
         run_dir = output
         out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {arch}: {', '.join(train_nets)} + "
                   f"{cfg.agent.env.synthetic:.0%} synthetic layers; held out: {', '.join(held) or 'none'}")
-    res = train(cfg, run_dir, resume=resume is not None, progress=sys.stderr.isatty())
+    res = train(cfg, run_dir, resume=resume is not None, progress=True)
     state = ("finished" if res.finished else
              f"{'interrupted' if res.interrupted else 'stopped by --time-limit'}; continue with "
              f"`rlmap train --resume {run_dir}`")
@@ -140,17 +148,19 @@ def map_cmd(
 
     Each mapping is scored by the analytical cost model; write them with -o and check any of them with `rlmap eval` or `rlmap export --format timeloop`.
     """
-    from rlmap.cli.common import console, load_problem, report_network_result
+    from rlmap.cli.common import (check_at_most, check_output_dir, check_positive, console, load_problem,
+                                  report_network_result)
     from rlmap.model.costmodel import OBJECTIVES
     from rlmap.rl.checkpoint import load_policy
-    from rlmap.rl.mapper import SAMPLE_TEMPERATURE, map_network_with_policy
+    from rlmap.rl.mapper import MAX_SAMPLES, SAMPLE_TEMPERATURE, SAMPLES_WHY, map_network_with_policy
     from rlmap.spec.layer import Network
 
     if samples <= 0:
         raise SpecError(f"must be >= 1, got {samples}", "--samples")
-    if temperature is not None and temperature <= 0:
-        raise SpecError(f"must be > 0, got {temperature}", "--temperature")
+    check_at_most(samples, MAX_SAMPLES, "--samples", SAMPLES_WHY)
+    check_positive(temperature, "--temperature", "a finite number > 0")
     temperature = temperature or SAMPLE_TEMPERATURE
+    check_output_dir(output)
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
@@ -169,11 +179,10 @@ def map_cmd(
         notes.append(f"{net.name} was a training network of this policy (not zero-shot)")
     for n in notes:
         out.print(f"[yellow]note: {n}[/yellow]")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rlmap.search.progress import progress_bar
 
-    with Progress(TextColumn("[bold]policy"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("map", total=None)
+    with progress_bar("[bold]policy") as bar:
+        task = bar.add_task(f"policy on {net.name}", total=None, info="")
         res = map_network_with_policy(pol, net, a, objective, samples, seed,
                                       progress=lambda d, t: bar.update(task, completed=d, total=t),
                                       temperature=temperature)

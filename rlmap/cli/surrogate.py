@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from rlmap.cli.common import console
+from rlmap.cli.common import check_at_most, check_output_dir, check_output_file, console
 from rlmap.surrogate.model import default_checkpoint
 from rlmap.surrogate.workflow import build_dataset, evaluate_surrogate, train_surrogate
 
@@ -39,6 +39,9 @@ def print_eval(result: dict[str, Any]) -> None:
               + f"; Spearman among each layer's best 10%: {result['top10pct_spearman_mean']:.3f}")
 
 
+MAX_DATASET_SAMPLES = 10_000_000
+"""Most scored mappings one `surrogate dataset` or `surrogate eval` run takes (they are held in memory)."""
+
 surrogate_app = typer.Typer(help="Learned surrogate cost models: build a dataset, train, evaluate.", no_args_is_help=True)
 
 
@@ -55,6 +58,8 @@ def dataset_cmd(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
+    check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "the dataset is built in memory before it is written")
+    (check_output_file if out.suffix == ".npz" else check_output_dir)(out, "-o")
     build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend, workers=workers,
                   exclude=exclude)
 
@@ -78,6 +83,9 @@ def train_cmd(
     import shlex
     import sys
 
+    check_output_dir(out, "-o")
+    if log_dir is not None:
+        check_output_dir(log_dir, "--log-dir")
     train_surrogate(data, out, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, depth=depth,
                     val_frac=val_frac, seed=seed, resume=resume, log_dir=log_dir, threads=threads,
                     command=shlex.join(sys.argv))
@@ -85,7 +93,8 @@ def train_cmd(
 
 @surrogate_app.command("eval")
 def eval_cmd(
-    checkpoint: Path = typer.Option(default_checkpoint(), "--checkpoint", help="model.pt or its folder"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model.pt or its folder",
+                                              show_default="the shipped eyeriss surrogate"),
     networks: list[str] = typer.Option(..., "--networks", help="held-out networks (repeat or comma-separate)"),
     arch: str = typer.Option("eyeriss", "--arch"),
     samples: int = typer.Option(1000, "--samples", help="mappings per layer"),
@@ -96,7 +105,10 @@ def eval_cmd(
     seed: int = typer.Option(12345, "--seed"),
 ) -> None:
     """Spearman of predicted vs true EDP per layer and median |log2 EDP error| on held-out networks."""
-    res = evaluate_surrogate(checkpoint, networks, arch=arch, samples_per_layer=samples, seed=seed,
+    check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "every scored mapping is held in memory")
+    check_output_file(json_out, "--json")
+    res = evaluate_surrogate(checkpoint or default_checkpoint(), networks, arch=arch, samples_per_layer=samples,
+                             seed=seed,
                              include_seen=include_seen, backend=backend, workers=workers)
     print_eval(res)
     if json_out is not None:

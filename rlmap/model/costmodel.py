@@ -131,6 +131,13 @@ class BatchCost:
         return objective_value(self.energy, self.cycles, objective)
 
 
+def energy_by_level_tensor(cost: Cost, arch: Architecture) -> list[list[float]]:
+    """Energy of each level split by tensor, [level][tensor] (reads x read energy + writes x write energy);
+    each row sums to `cost.level_energy[level]`."""
+    return [[cost.reads[i][v] * lvl.read_energy + cost.writes[i][v] * lvl.write_energy for v in range(N_TENSORS)]
+            for i, lvl in enumerate(arch.levels)]
+
+
 REASON_CODES = {0: "valid", 1: "factors do not multiply to the layer's dimensions",
                 2: "spatial factors exceed a fanout or use a dimension the fanout forbids",
                 3: "a tile exceeds a level's capacity", 4: "a loop order is not a permutation",
@@ -235,7 +242,7 @@ class CostModel:
             packed = np.array((m.temporal, m.spatial_x, m.spatial_y, m.order), dtype=np.int64)
             tensors = np.array([[m.bypass_row(lvl) for lvl in range(len(m.temporal))],
                                 [m.place_row(lvl) for lvl in range(len(m.temporal))]], dtype=np.int64)
-        except ValueError:  # ragged: not even the right shape
+        except (ValueError, OverflowError):  # ragged, or a factor past int64: the reference words the reason
             return self.evaluate_reference(m)
         if packed.shape != (4, self.L, N_DIMS) or tensors.shape != (2, self.L, N_TENSORS):
             return self.evaluate_reference(m)

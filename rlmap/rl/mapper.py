@@ -19,11 +19,17 @@ from rlmap.model.costmodel import CostModel
 from rlmap.rl.env import MappingEnv
 from rlmap.search.base import NetworkResult, SearchResult, best_so_far
 from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer, Network, layer_key
 from rlmap.spec.layer import distinct_layers as spec_distinct_layers
 
 POOL = 256
 """Episodes run side by side at most (each holds one environment)."""
+
+MAX_SAMPLES = 100_000
+"""Most policy samples per layer: each is a whole episode (POOL run side by side), and the list of episodes to
+run is held in memory; a best-of-K far past the tuned K of docs/agents.md gains nothing a search mapper would not."""
+SAMPLES_WHY = f"each sample is a whole policy episode ({POOL} run side by side), so more would run for hours"
 
 SAMPLE_TEMPERATURE = 1.5
 """Default softmax temperature of the sampled episodes (see docs/agents.md for how it was chosen)."""
@@ -47,10 +53,10 @@ def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objecti
     time_limit: seconds for the whole call; past it the sampled (non-greedy) episodes still running are
     dropped and no new ones start, so every layer keeps its greedy episode and the best sample finished.
     """
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0")
-    if samples < 1:
-        raise ValueError("samples must be >= 1")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"samples must be between 1 and {MAX_SAMPLES:,}, got {samples}")
     jobs = [(i, k) for i, _ in enumerate(layers) for k in range(samples)]
     values: list[list[float | None]] = [[None] * samples for _ in layers]  # None: not run (time limit)
     best: list[dict[str, Any] | None] = [None] * len(layers)
@@ -145,6 +151,14 @@ class PolicyMapper:
         policy = self.policy
         if policy is None:  # the shipped policy, loaded once per process and architecture
             if arch.name not in _SHIPPED:
+                from rlmap.rl.checkpoint import shipped_policy
+                from rlmap.spec.io import checkpoints_dir
+
+                if shipped_policy(arch.name) is None:  # `search` has no --policy: say what does work
+                    have = sorted(p.name.removeprefix("policy_") for p in checkpoints_dir().glob("policy_*"))
+                    raise SpecError(f"no shipped policy for architecture {arch.name!r} (shipped: "
+                                    f"{', '.join(have) or 'none'}); for a policy you trained, use "
+                                    "`rlmap map --policy RUN`", "--mapper policy")
                 from rlmap.rl.checkpoint import load_policy
 
                 _SHIPPED[arch.name] = load_policy(None, arch.name)

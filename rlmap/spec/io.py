@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,24 +19,33 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def repo_dir() -> Path:
-    """The checkout the package lives in (envs/, agents/ and checkpoints/ sit beside rlmap/)."""
+    """The folder above the package: the checkout for an editable install (site-packages for a wheel)."""
     return Path(__file__).resolve().parents[2]
 
 
+def data_dir(name: str) -> Path:
+    """Where the data folder `name` (envs, agents or checkpoints) is: the copy a wheel ships inside the package
+    (`rlmap/_data/NAME`, put there by setup.py), else `NAME/` in the checkout (editable install)."""
+    shipped = resources.files("rlmap") / "_data" / name
+    if isinstance(shipped, Path) and shipped.is_dir():
+        return shipped
+    return repo_dir() / name
+
+
 def envs_dir() -> Path:
-    """The preset folder: $RLMAP_ENVS, else `envs/` beside the package (editable install / checkout)."""
+    """The preset folder: $RLMAP_ENVS, else the shipped `envs/`."""
     env = os.environ.get("RLMAP_ENVS")
-    return Path(env) if env else repo_dir() / "envs"
+    return Path(env) if env else data_dir("envs")
 
 
 def agents_dir() -> Path:
     """Agent hyperparameter configs (`agents/*.yaml`)."""
-    return repo_dir() / "agents"
+    return data_dir("agents")
 
 
 def checkpoints_dir() -> Path:
     """Shipped pretrained policies and surrogates (`checkpoints/`)."""
-    return repo_dir() / "checkpoints"
+    return data_dir("checkpoints")
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -687,8 +687,9 @@ class SampleSet:
         try:
             z = np.load(p, allow_pickle=False)
             header = json.loads(str(z["header"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise SpecError(f"not an rlmap surrogate dataset ({exc})", str(p)) from None
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # EOFError: an empty file
+            what = f"{type(exc).__name__}: {exc or 'empty'}"
+            raise SpecError(f"not an rlmap surrogate dataset ({what})", str(p)) from None
         if header.get("format") != "rlmap-surrogate-dataset":
             raise SpecError("not an rlmap surrogate dataset", str(p))
         from rlmap.spec.io import parse_model
