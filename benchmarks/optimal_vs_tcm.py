@@ -61,7 +61,7 @@ def run_tcm(layer: Layer, arch: Architecture, objective: str, cap: float) -> dic
     t0 = time.perf_counter()
     try:
         proc = subprocess.run([str(find_accelforge_python()), str(WORKER)], input=json.dumps(job), text=True,
-                              capture_output=True, timeout=cap)
+                              capture_output=True, timeout=cap, check=False)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"did not finish in {cap:g} s", "wall": time.perf_counter() - t0}
     wall = time.perf_counter() - t0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -381,7 +382,7 @@ class CostModel:
                     distinct *= loop[2]
                     nfetch = cum
                 state.append((nfetch, last, distinct))
-            for p, c in zip(kept[:-1], kept[1:]):
+            for p, c in itertools.pairwise(kept):
                 ec = Ev[c][v]
                 if c == L:
                     nfetch, last_loop, distinct = total_iters, None, state[-1][2]

@@ -774,7 +774,8 @@ class OptimalMapper:
             bound = self.partial_bound(space_v, model_v, objective)
             # a partial tiling is cut when no completion can beat the incumbent by more than rounding (1e-9):
             # ties are not explored, so the optimum is proven to that relative precision
-            gen = self.tilings(space_v, model_v, bound, lambda: best_obj * (1 - 1e-9), pruned, deadline, min_tile)
+            gen = self.tilings(space_v, model_v, bound, lambda: best_obj * (1 - 1e-9),  # noqa: B023 - the live incumbent
+                               pruned, deadline, min_tile)
             try:
                 for temporal, sx, sy, tbound in gen:
                     n_tilings += len(temporal)

@@ -275,7 +275,7 @@ def _parse_place(raw: Any, where: str) -> list[int]:
     return row
 
 
-def placement_problem(m: "Mapping", arch: Architecture) -> str:
+def placement_problem(m: Mapping, arch: Architecture) -> str:
     """Why the mapping's bypass/placement is not allowed on `arch` ('' if it is)."""
     for lvl, level in enumerate(arch.levels):
         byp, place = m.bypass_row(lvl), m.place_row(lvl)
