@@ -324,3 +324,20 @@ def test_accelforge_and_timeloop_exports_read_back():
                 with pytest.raises(SpecError, match="cannot express"):
                     to_timeloop(layer, arch, m)
     assert n_placed >= 10
+
+
+def test_placement_search_honours_the_time_limit():
+    """With placements the search is far from done after a second on a big layer: it returns within a second
+    of its limit, not proven, with a lower bound on the optimum below its best."""
+    import time
+
+    from rlmap.search.optimal import OptimalMapper, load_kernels
+    from rlmap.spec.io import load_architecture
+
+    load_kernels()
+    layer = Layer(name="big", K=256, C=256, P=28, Q=28, R=3, S=3, padding=1)
+    t0 = time.perf_counter()
+    result = OptimalMapper(time_limit=1.0, placement=True).search(layer, load_architecture("eyeriss"), "edp")
+    assert time.perf_counter() - t0 <= 2.0
+    assert not result.proven_optimal and "time limit 1 s reached: not proven" in result.notes["stopped"]
+    assert result.notes["lower_bound"] <= result.notes["bound"] <= result.best * (1 + 1e-12)
