@@ -341,3 +341,32 @@ def test_placement_search_honours_the_time_limit():
     assert time.perf_counter() - t0 <= 2.0
     assert not result.proven_optimal and "time limit 1 s reached: not proven" in result.notes["stopped"]
     assert result.notes["lower_bound"] <= result.notes["bound"] <= result.best * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("net,arch_name", [("resnet18", "eyeriss"), ("mobilenetv2", "simba")])
+def test_smallest_tile_capacity_test_matches_the_numpy_reference(net, arch_name):
+    """With `min_tile` (a placement may leave a level only its spatial loops' tile) the compiled expansion
+    keeps exactly the rows the readable test accepts, and at least every row that fits with whole tiles."""
+    from rlmap.search.optimal import OptimalMapper
+    from rlmap.search.tiling_kernel import expand_fitting
+    from rlmap.spec.io import load_architecture, load_network
+
+    arch = load_architecture(arch_name)
+    mapper = OptimalMapper()
+    rng = np.random.default_rng(4)
+    fan_size = np.array([float(level.fanout.size) for level in arch.levels])
+    min_tile = np.array([lvl > 0 and level.capacity is not None for lvl, level in enumerate(arch.levels)])
+    grew = 0
+    for layer in load_network(net).layers[::7]:
+        model = CostModel(layer, arch)
+        options = mapper._dim_options(MapSpace(layer, arch, model))
+        part = np.stack([np.stack([opts[rng.integers(len(opts))] for opts in options]) for _ in range(30)])
+        for d in range(len(DIMS)):
+            got, _ = expand_fitting(model, fan_size, part, options[d], d, min_tile=min_tile)
+            whole, _ = expand_fitting(model, fan_size, part, options[d], d)
+            full = np.repeat(part, len(options[d]), axis=0)
+            full[:, d, :] = np.tile(options[d], (len(part), 1))
+            assert np.array_equal(got, full[OptimalMapper._fits_numpy(model, full, min_tile)]), (layer.name, d)
+            assert {r.tobytes() for r in whole} <= {r.tobytes() for r in got}
+            grew += len(got) > len(whole)
+    assert grew > 0
