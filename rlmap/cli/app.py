@@ -2,7 +2,7 @@
 
 One module per command group: common (shared helpers, errors, reports), inspect (list, show),
 interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), surrogate (surrogate ...),
-report (report: HTML page of results folders).
+report (report: HTML page of results folders), generate (generate).
 A new command goes in its own module here and is registered below with `app.command(NAME)(user_errors(fn))`.
 `run()` catches whatever escapes the commands, so no traceback reaches the user for a mistake of theirs.
 """
@@ -18,12 +18,13 @@ import typer
 from rlmap.cli import results
 from rlmap.cli.common import error_line, user_errors
 from rlmap.cli.evaluate import eval_cmd
+from rlmap.cli.generate import generate_cmd
 from rlmap.cli.inspect import list_cmd, show_app
 from rlmap.cli.interop import export_cmd, import_cmd, import_mapping_cmd
 from rlmap.cli.report import report_cmd
 from rlmap.cli.rl import map_cmd, train_cmd
 from rlmap.cli.search import search_cmd
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import EXIT_INTERRUPTED, SpecError
 
 app = typer.Typer(
     name="rlmap",
@@ -55,6 +56,7 @@ app.command("eval")(user_errors(eval_cmd))
 app.command("export")(user_errors(export_cmd))
 app.command("import-mapping")(user_errors(import_mapping_cmd))
 app.command("search")(user_errors(search_cmd))
+app.command("generate")(user_errors(generate_cmd))
 app.command("train")(user_errors(train_cmd))
 app.command("map")(user_errors(map_cmd))
 app.command("report")(user_errors(report_cmd))
@@ -109,7 +111,10 @@ def run(argv: Optional[list[str]] = None) -> int:
     except cx.ClickException as exc:
         typer.echo(error_line(exc.format_message()), err=True)
         return exc.exit_code or 1
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
+            typer.echo("interrupted", err=True)
+            return EXIT_INTERRUPTED
         typer.echo("error: aborted", err=True)
         return 1
     except OSError as exc:  # a file or folder the user named cannot be read or written
@@ -137,5 +142,12 @@ def _param_name(exc: Any) -> str:
 
 def main() -> None:
     """Console-script entry point (`rlmap = "rlmap.cli:main"`)."""
-    sys.exit(run())
+    code = run()
+    if code == EXIT_INTERRUPTED:
+        # Ctrl-C: what was finished is written (atomically) and reported; skip the interpreter's teardown of
+        # torch, numba and friends (1-3 s), so the command stops when the user asked it to
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 

@@ -255,6 +255,10 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
     from rlmap.cli.tables import energy_unit, eng, network_table
 
     out = console()
+    if res.extra.get("partial") and not res.results:
+        out.print(f"[yellow]interrupted before any layer was mapped: nothing to report"
+                  f"{', nothing written to ' + str(output) if output is not None else ''}[/yellow]")
+        return
     unit = energy_unit(arch)
     out.print(title, soft_wrap=True)
     out.print(network_table(res, unit))
@@ -278,23 +282,34 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
         out.print(named if len(named) <= 120 else note, style="yellow", markup=False)
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
+    partial = bool(res.extra.get("partial"))
+    if partial:
+        out.print(f"[yellow]interrupted: {res.extra.get('distinct_done', len(res.results))} of {distinct or '?'} "
+                  f"distinct layers mapped ({len(res.layers)} of {res.extra.get('total_layers', '?')} layers); "
+                  f"the totals below cover those only[/yellow]")
     out.print(f"network total (with repeats): energy {eng(res.energy)} {unit}, cycles {eng(res.cycles)}, "
               f"EDP {eng(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
     if output is None:
         return
     check_output_dir(output)
-    mdir = output / "mappings"
+    from rlmap.spec.outputs import staged_dir
+
     label = str(meta.get("mapper", res.mapper))
     names = mapping_file_names([lyr.name for lyr, r in zip(res.layers, res.results) if r.mapping is not None])
     files: dict[str, str] = {}
-    for lyr, r in zip(res.layers, res.results):
-        if r.mapping is None:
-            continue
-        rel = f"mappings/{names[lyr.name]}"
-        files[lyr.name] = rel
-        io.save_mapping(r.mapping, arch, output / rel, lyr,
-                        extra={"network": res.network, "mapper": label, "objective": res.objective,
-                               "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
-    write_results(output, build_summary(res, arch, meta, files), build_run(res))
-    out.print(f"wrote {mdir}/ ({len(files)} mappings), {output / 'summary.json'} and {output / 'run.json'}",
-              markup=False)
+    with staged_dir(output) as stage:  # replaces mappings/, summary.json, run.json as a whole: nothing stale stays
+        for lyr, r in zip(res.layers, res.results):
+            if r.mapping is None:
+                continue
+            rel = f"mappings/{names[lyr.name]}"
+            files[lyr.name] = rel
+            io.save_mapping(r.mapping, arch, stage / rel, lyr,
+                            extra={"network": res.network, "mapper": label, "objective": res.objective,
+                                   "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
+        (stage / "mappings").mkdir(exist_ok=True)
+        summary = build_summary(res, arch, meta, files)
+        if partial:  # Ctrl-C: only the layers finished are in it
+            summary.update(partial=True, layers_total=res.extra.get("total_layers"))
+        write_results(stage, summary, build_run(res))
+    out.print(f"wrote {output / 'mappings'}/ ({len(files)} mappings), {output / 'summary.json'} and "
+              f"{output / 'run.json'}" + (" (marked partial)" if partial else ""), markup=False)

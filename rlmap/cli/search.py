@@ -8,10 +8,11 @@ from typing import Optional
 import typer
 
 from rlmap.cli.common import check_at_most, check_output_dir, check_positive, load_problem, report_network_result
+from rlmap.cli.execution import open_backend, ray_option
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.search.random_search import MAX_BUDGET
-from rlmap.spec.errors import SpecError
 from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 from rlmap.spec.layer import Network
 
 
@@ -53,6 +54,7 @@ def search_cmd(
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
+    ray: Optional[str] = ray_option(),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
 ) -> None:
@@ -82,8 +84,14 @@ def search_cmd(
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     if not exhaustive and key != "policy" and budget > MAX_BUDGET:
         raise SpecError(budget_refusal(budget, net, a, objective), "--budget")
-    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
-                      time_limit=time_limit)
+    resume_dir = output / ".tasks" if output is not None else None  # finished layers; a rerun resumes from them
+    with open_backend(processes, ray, resume_dir) as backend:
+        try:
+            res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
+                              time_limit=time_limit, backend=backend, resume_dir=resume_dir)
+            interrupted = False
+        except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+            res, interrupted = exc.partial, True
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
@@ -92,3 +100,11 @@ def search_cmd(
             **({} if time_limit is None else {"time_limit_s": time_limit})}
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
                           output, meta, hint=search_hint(mapper))
+    if interrupted:
+        if resume_dir is not None and res.results:
+            typer.echo(f"the same command resumes from the finished layers (kept in {resume_dir})", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if resume_dir is not None:
+        from rlmap.execution import ResultStore
+
+        ResultStore(resume_dir).clear()  # the summary is written: nothing left to resume

@@ -12,6 +12,8 @@ from typing import Any, Optional
 import typer
 
 from rlmap.cli.common import check_at_most, check_output_dir, check_output_file, console
+from rlmap.cli.execution import open_backend, ray_option
+from rlmap.spec.errors import SpecError
 from rlmap.surrogate.model import default_checkpoint
 from rlmap.surrogate.workflow import build_dataset, evaluate_surrogate, train_surrogate
 
@@ -54,14 +56,23 @@ def dataset_cmd(
     out: Path = typer.Option(Path("data/surrogate"), "-o", "--out", help="output folder (or .npz path)"),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="networks whose layer shapes must not be used (held-out)"),
     backend: str = typer.Option("builtin", "--backend", help="'builtin' or 'module:function' returning (energy, cycles)"),
-    workers: int = typer.Option(1, "--workers", help="worker processes"),
+    workers: int = typer.Option(1, "--workers", help="worker processes (with --ray: most shards in flight)"),
+    ray: Optional[str] = ray_option(),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
+    from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted
+
     check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "the dataset is built in memory before it is written")
     (check_output_file if out.suffix == ".npz" else check_output_dir)(out, "-o")
-    build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend, workers=workers,
-                  exclude=exclude)
+    if workers < 1:
+        raise SpecError(f"must be >= 1, got {workers}", "--workers")
+    with open_backend(workers, ray) as executor:
+        try:
+            build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend,
+                          workers=workers, exclude=exclude, executor=executor if executor.name != "local" else None)
+        except Interrupted:  # build_dataset has saved what was finished and said so
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @surrogate_app.command("train")
@@ -112,5 +123,6 @@ def eval_cmd(
                              include_seen=include_seen, backend=backend, workers=workers)
     print_eval(res)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2, default=float))
+        from rlmap.spec.outputs import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(res, indent=2, default=float))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlmap.spec.errors import SpecError, pydantic_message
 from rlmap.spec.io import agents_dir
+from rlmap.spec.outputs import atomic_write_text
 
 ALGOS: dict[str, tuple[str, str]] = {
     "maskable_ppo": ("sb3_contrib", "MaskablePPO"),
@@ -31,6 +32,8 @@ ALGOS: dict[str, tuple[str, str]] = {
     "dqn": ("stable_baselines3", "DQN"),
 }
 POLICY_FILE = "model.zip"
+GENERATED_TRAIN_SEED = 1000
+"""First generator seed of the generated training architectures; envs/generated (held out) uses seeds below it."""
 CONFIG_FILE = "config.yaml"
 
 
@@ -103,7 +106,11 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent_name: str
     agent: AgentConfig
-    arch: str = "eyeriss"
+    arch: str = Field("eyeriss", description="architecture preset or YAML file; several comma-separated")
+    generated: int = Field(0, ge=0, description="generated architectures added to the training set "
+                           "(rlmap.hardware.generator seeds generated_seed .. generated_seed + generated - 1)")
+    generated_seed: int = Field(GENERATED_TRAIN_SEED, ge=0)
+    init: Optional[str] = Field(None, description="checkpoint the weights start from (fine-tuning), not resumed")
     objective: Literal["energy", "latency", "edp"] = "edp"
     networks: list[str] = Field(default_factory=lambda: ["resnet18", "vgg16", "gpt2_small"])
     eval_networks: list[str] = Field(default_factory=list)
@@ -146,9 +153,25 @@ def policy_kwargs(cfg: AgentConfig) -> dict[str, Any]:
     return kw
 
 
+def arch_names(cfg: TrainConfig) -> list[str]:
+    """The named architectures (presets or files) of a run, in the order given."""
+    return [a.strip() for a in cfg.arch.split(",") if a.strip()]
+
+
+def training_architectures(cfg: TrainConfig) -> list[Any]:
+    """Every Architecture a run trains on: the named ones, then `generated` generated ones."""
+    from rlmap.hardware.generator import generate_architecture
+    from rlmap.spec.io import load_architecture
+
+    named = [load_architecture(a) for a in arch_names(cfg)]
+    return named + [generate_architecture(s) for s in range(cfg.generated_seed, cfg.generated_seed + cfg.generated)]
+
+
 def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     e = cfg.agent.env
-    return dict(arch=cfg.arch, objective=cfg.objective, networks=list(cfg.networks), synthetic=e.synthetic,
+    archs = training_architectures(cfg)
+    return dict(arch=archs[0] if len(archs) == 1 else archs, objective=cfg.objective, networks=list(cfg.networks),
+                synthetic=e.synthetic,
                 synthetic_pool=e.synthetic_pool, random_density=e.random_density, density_low=e.density_low,
                 density_grid=e.density_grid, reference=e.reference,
                 invalid_action_penalty=e.invalid_action_penalty, sampler_seed=cfg.seed)
@@ -157,7 +180,7 @@ def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 # ============================================================================ run folders
 def save_config(cfg: TrainConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
 
 
 def load_run_config(out: Path) -> TrainConfig:

@@ -65,11 +65,9 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def write_yaml(data: Any, path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w") as fh:
-        yaml.safe_dump(data, fh, sort_keys=False, default_flow_style=None, width=120)
-    return p
+    from rlmap.spec.outputs import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
 
 
 def parse_model(cls: type[ModelT], data: Any, where: str) -> ModelT:
@@ -101,6 +99,14 @@ def _preset_names(kind: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+GENERATED_DIR = "generated"
+"""envs/generated: generated architectures (rlmap.hardware.generator) kept out of training; loadable by name."""
+
+
+def list_generated() -> list[str]:
+    return _preset_names(GENERATED_DIR)
+
+
 def list_architectures() -> list[str]:
     return _preset_names("arch")
 
@@ -116,6 +122,8 @@ def _resolve(name_or_path: str, kind: str) -> Path:
     preset = envs_dir() / kind / f"{name_or_path}.yaml"
     if preset.exists():
         return preset
+    if kind == "arch" and (envs_dir() / GENERATED_DIR / f"{name_or_path}.yaml").exists():
+        return envs_dir() / GENERATED_DIR / f"{name_or_path}.yaml"  # the held-out generated set, e.g. gen3
     known = ", ".join(_preset_names(kind)) or "none"
     label = "architecture" if kind == "arch" else "network"
     raise SpecError(f"no {label} preset or file named {name_or_path!r} (presets: {known})")
