@@ -1,0 +1,140 @@
+"""DiGamma-style genetic co-design (Kao, Pellauer, Parashar, Krishna, DATE 2022) over the joint genome.
+
+An individual is hardware genes (one index per knob of the DesignSpace) plus one mapping genome per
+distinct layer (rlmap.search.mapspace: a slot per prime-factor copy, a loop order per level).  Domain-aware
+operators, as in the paper:
+
+* hardware crossover (each knob from either parent) and hardware mutation (a knob steps to a neighbouring
+  value of its grid, or jumps anywhere); after any hardware change every layer's mapping is *repaired* to
+  the new hardware (rlmap.codesign.evaluate.repair: forbidden spatial dims, over-full fanouts, overflowing
+  tiles), so a mutation that shrinks a buffer does not throw away the mappings;
+* per-layer mapping crossover and mutation (rlmap.search.genetic.Operators, the GAMMA operators);
+* area awareness: a child over the area budget has a random shrinkable knob (array side or capacity)
+  stepped down until it fits (area is a closed form, no evaluation), and selection ranks feasible designs
+  by objective, then over-budget ones by area, then unmappable ones by how many layers fail.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rlmap.codesign.evaluate import DesignCost, layer_space, repair
+from rlmap.codesign.problem import Problem
+from rlmap.search.genetic import Operators
+from rlmap.search.mapspace import Genome
+
+
+def rank_key(cost: DesignCost, objective: str) -> tuple[float, float, float]:
+    """Lexicographic fitness: (class, secondary, objective); lower is better.  Class 0 feasible, 1 over budget,
+    2 some layer unmapped."""
+    if not cost.mapped:
+        return (2.0, float((~cost.layer_valid).sum()), cost.area_mm2)
+    if not cost.within_budget:
+        return (1.0, cost.area_mm2, 0.0)
+    return (0.0, cost.objective(objective), cost.area_mm2)
+
+
+def random_maps(problem: Problem, hw: np.ndarray, rng: np.random.Generator, fix: bool = True) -> list[Genome]:
+    """One uniform mapping genome per layer for this hardware (repaired to it when `fix`)."""
+    arch = problem.space.decode(hw)
+    out = []
+    for layer in problem.workload.layers:
+        ms = layer_space(layer, arch)
+        g = ms.random_genomes(1, rng)
+        out.append(repair(ms, g, rng) if fix else g)
+    return out
+
+
+def shrink_to_budget(problem: Problem, hw: np.ndarray, rng: np.random.Generator, max_steps: int = 200) -> np.ndarray:
+    """Step random shrinkable knobs (array sides, capacities) down one grid value until the area fits."""
+    hw = np.array(hw)
+    if not math.isfinite(problem.budget_mm2):
+        return hw
+    space = problem.space
+    shrinkable = [i for i, k in enumerate(space.knobs) if k.name.startswith("array_") or ".capacity" in k.name]
+    for _ in range(max_steps):
+        if problem.area(hw) <= problem.budget_mm2:
+            break
+        can = [i for i in shrinkable if hw[i] > 0]
+        if not can:
+            break
+        hw[can[int(rng.integers(len(can)))]] -= 1
+    return hw
+
+
+class DiGamma:
+    """The domain-aware GA; `step` runs one generation (population scored, offspring, survivors)."""
+
+    name = "digamma"
+
+    def __init__(self, population: int = 20, elite: int = 2, tournament: int = 3, hw_mutation: float = 0.3,
+                 map_mutation: float = 0.3, crossover: float = 0.7) -> None:
+        self.P = population
+        self.elite = elite
+        self.tournament = tournament
+        self.hw_mutation = hw_mutation
+        self.map_mutation = map_mutation
+        self.crossover = crossover
+        self.pop: list[tuple[np.ndarray, list[Genome], tuple[float, float, float]]] = []
+
+    def step(self, problem: Problem, rng: np.random.Generator) -> None:
+        if not self.pop:
+            for _ in range(self.P):
+                if problem.exhausted:
+                    return
+                hw = shrink_to_budget(problem, problem.space.random(1, rng)[0], rng)
+                maps = random_maps(problem, hw, rng)
+                self.pop.append((hw, maps, rank_key(problem.score(hw, maps), problem.objective)))
+            return
+        children = []
+        for _ in range(self.P):
+            if problem.exhausted:
+                break
+            hw, maps = self._child(problem, rng)
+            children.append((hw, maps, rank_key(problem.score(hw, maps), problem.objective)))
+        pool = self.pop + children
+        order = sorted(range(len(pool)), key=lambda i: pool[i][2])
+        seen: set[tuple] = set()
+        keep = []
+        for i in order:  # distinct hardware first, duplicates only fill what is left
+            k = problem.space.key(pool[i][0])
+            if k not in seen:
+                seen.add(k)
+                keep.append(i)
+        keep += [i for i in order if i not in keep]
+        self.pop = [pool[i] for i in keep[: self.P]]
+
+    def _pick(self, rng: np.random.Generator) -> int:
+        cand = rng.integers(len(self.pop), size=self.tournament)
+        return int(min(cand, key=lambda i: self.pop[i][2]))
+
+    def _child(self, problem: Problem, rng: np.random.Generator) -> tuple[np.ndarray, list[Genome]]:
+        space = problem.space
+        a, b = self.pop[self._pick(rng)], self.pop[self._pick(rng)]
+        hw = np.array(a[0])
+        if rng.random() < self.crossover:
+            take = rng.random(space.n_genes) < 0.5
+            hw = np.where(take, b[0], a[0])
+        if rng.random() < self.hw_mutation:
+            i = int(rng.integers(space.n_genes))
+            size = space.knobs[i].size
+            if rng.random() < 0.7:  # neighbour step on the knob's grid
+                hw[i] = int(np.clip(hw[i] + rng.choice([-1, 1]), 0, size - 1))
+            else:
+                hw[i] = int(rng.integers(size))
+        hw = shrink_to_budget(problem, hw, rng)
+        arch = space.decode(hw)
+        maps = []
+        for li, layer in enumerate(problem.workload.layers):
+            ms = layer_space(layer, arch)
+            ops = Operators(ms)
+            g = a[1][li]
+            if rng.random() < self.crossover:
+                g = ops.crossover(g, b[1][li], rng)
+            g = repair(ms, g, rng)
+            if rng.random() < self.map_mutation:
+                g = repair(ms, ops.mutate(g, rng, int(rng.geometric(0.5))), rng)
+            maps.append(g)
+        return hw, maps
