@@ -64,36 +64,68 @@ def shrink_to_budget(problem: Problem, hw: np.ndarray, rng: np.random.Generator,
     return hw
 
 
+def merge_layers(problem: Problem, child: DesignCost, parent: DesignCost, child_maps: list[Genome],
+                 parent_maps: list[Genome]) -> tuple[DesignCost, list[Genome]] | None:
+    """Same hardware: each layer keeps the better of the child's and the parent's mapping.  The figures of both
+    are known exactly (same hardware, same mapping, same cost), so the merged design costs no evaluation.
+    Only for objectives that add up over layers (latency, energy); None when nothing changes."""
+    if problem.objective not in ("latency", "energy"):
+        return None
+    per = "layer_cycles" if problem.objective == "latency" else "layer_energy"
+    cv, pv = getattr(child, per), getattr(parent, per)
+    take_p = np.where(child.layer_valid, np.where(parent.layer_valid, pv < cv, False), parent.layer_valid)
+    if not take_p.any() or take_p.all():
+        return None
+    w = np.asarray(problem.workload.weights, dtype=np.float64)
+    e = np.where(take_p, parent.layer_energy, child.layer_energy)
+    c = np.where(take_p, parent.layer_cycles, child.layer_cycles)
+    v = np.where(take_p, parent.layer_valid, child.layer_valid)
+    cost = DesignCost(area_mm2=child.area_mm2, energy=float((e * w).sum()), cycles=float((c * w).sum()),
+                      layer_valid=v, layer_energy=e, layer_cycles=c, budget_mm2=child.budget_mm2,
+                      area_parts=child.area_parts)
+    maps = [parent_maps[i] if take_p[i] else child_maps[i] for i in range(len(child_maps))]
+    return cost, maps
+
+
 class DiGamma:
     """The domain-aware GA; `step` runs one generation (population scored, offspring, survivors)."""
 
     name = "digamma"
 
     def __init__(self, population: int = 20, elite: int = 2, tournament: int = 3, hw_mutation: float = 0.3,
-                 map_mutation: float = 0.3, crossover: float = 0.7) -> None:
+                 map_mutation: float = 0.5, crossover: float = 0.7) -> None:
         self.P = population
         self.elite = elite
         self.tournament = tournament
         self.hw_mutation = hw_mutation
         self.map_mutation = map_mutation
         self.crossover = crossover
-        self.pop: list[tuple[np.ndarray, list[Genome], tuple[float, float, float]]] = []
+        self.pop: list[tuple[np.ndarray, list[Genome], tuple[float, float, float], DesignCost]] = []
 
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
+        obj = problem.objective
         if not self.pop:
             for _ in range(self.P):
                 if problem.exhausted:
                     return
                 hw = shrink_to_budget(problem, problem.space.random(1, rng)[0], rng)
                 maps = random_maps(problem, hw, rng)
-                self.pop.append((hw, maps, rank_key(problem.score(hw, maps), problem.objective)))
+                cost = problem.score(hw, maps)
+                self.pop.append((hw, maps, rank_key(cost, obj), cost))
             return
         children = []
         for _ in range(self.P):
             if problem.exhausted:
                 break
-            hw, maps = self._child(problem, rng)
-            children.append((hw, maps, rank_key(problem.score(hw, maps), problem.objective)))
+            a, b = self.pop[self._pick(rng)], self.pop[self._pick(rng)]
+            hw, maps = self._child(problem, a, b, rng)
+            cost = problem.score(hw, maps)
+            if problem.space.key(hw) == problem.space.key(a[0]):
+                merged = merge_layers(problem, cost, a[3], maps, a[1])
+                if merged is not None:
+                    cost, maps = merged
+                    problem.record(hw, maps, cost)
+            children.append((hw, maps, rank_key(cost, obj), cost))
         pool = self.pop + children
         order = sorted(range(len(pool)), key=lambda i: pool[i][2])
         seen: set[tuple] = set()
@@ -110,31 +142,36 @@ class DiGamma:
         cand = rng.integers(len(self.pop), size=self.tournament)
         return int(min(cand, key=lambda i: self.pop[i][2]))
 
-    def _child(self, problem: Problem, rng: np.random.Generator) -> tuple[np.ndarray, list[Genome]]:
+    def _child(self, problem: Problem, a: tuple, b: tuple, rng: np.random.Generator) -> tuple[np.ndarray, list[Genome]]:
+        """Hardware from a (crossed with b, mutated) with probability hw_mutation, else a's; then every layer's
+        mapping from a, crossed with b's when b has the same hardware, mutated with probability map_mutation
+        (at least one layer), and repaired to the child's hardware."""
         space = problem.space
-        a, b = self.pop[self._pick(rng)], self.pop[self._pick(rng)]
         hw = np.array(a[0])
-        if rng.random() < self.crossover:
-            take = rng.random(space.n_genes) < 0.5
-            hw = np.where(take, b[0], a[0])
         if rng.random() < self.hw_mutation:
+            if rng.random() < self.crossover:
+                hw = np.where(rng.random(space.n_genes) < 0.5, b[0], a[0])
             i = int(rng.integers(space.n_genes))
             size = space.knobs[i].size
             if rng.random() < 0.7:  # neighbour step on the knob's grid
                 hw[i] = int(np.clip(hw[i] + rng.choice([-1, 1]), 0, size - 1))
             else:
                 hw[i] = int(rng.integers(size))
-        hw = shrink_to_budget(problem, hw, rng)
+            hw = shrink_to_budget(problem, hw, rng)
+        same_b = space.key(b[0]) == space.key(hw)
         arch = space.decode(hw)
+        n = len(problem.workload)
+        mutate = rng.random(n) < self.map_mutation
+        mutate[int(rng.integers(n))] = True
         maps = []
         for li, layer in enumerate(problem.workload.layers):
             ms = layer_space(layer, arch)
             ops = Operators(ms)
             g = a[1][li]
-            if rng.random() < self.crossover:
+            if same_b and rng.random() < self.crossover:
                 g = ops.crossover(g, b[1][li], rng)
             g = repair(ms, g, rng)
-            if rng.random() < self.map_mutation:
+            if mutate[li]:
                 g = repair(ms, ops.mutate(g, rng, int(rng.geometric(0.5))), rng)
             maps.append(g)
         return hw, maps

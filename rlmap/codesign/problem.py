@@ -64,7 +64,7 @@ class Problem:
 
     @property
     def elapsed(self) -> float:
-        return self.seconds + (time.perf_counter() - self._t0)
+        return self.seconds + max(0.0, time.perf_counter() - self._t0)
 
     @property
     def per_design(self) -> int:
@@ -86,17 +86,26 @@ class Problem:
         """Count `n` evaluations spent outside `score` (a two-loop optimiser's inner mapper)."""
         self.evaluations += int(n)
 
+    def stop(self) -> None:
+        """Freeze the clock (the run is over; `elapsed` no longer grows)."""
+        self.seconds = self.elapsed
+        self._t0 = float("inf")
+
     def score(self, hw: np.ndarray, maps: list[Genome]) -> DesignCost:
         """Score a design (len(workload) evaluations), record it, keep it if it is the best feasible one."""
         cost = evaluate_design(self.space, hw, maps, self.workload, self.budget_mm2)
         self.evaluations += self.per_design
+        self.record(hw, maps, cost)
+        return cost
+
+    def record(self, hw: np.ndarray, maps: list[Genome], cost: DesignCost) -> None:
+        """Record a design whose every layer figure is already known (no evaluation charged)."""
         value = cost.objective(self.objective)
         self.history.append(Record(self.evaluations, self.elapsed, self.space.key(hw), cost.area_mm2, cost.energy,
                                    cost.cycles, cost.mapped, cost.feasible, value))
         if value < self.best_value:
             self.best_value, self.best_hw, self.best_cost = value, np.array(hw), cost
             self.best_maps = [Genome(m.slots.copy(), m.order.copy()) for m in maps]
-        return cost
 
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(evaluations, seconds, best feasible objective so far) after each scored design."""

@@ -87,4 +87,5 @@ def run(optimizer: Any, problem: Problem, seed: int, checkpoint: Path | None = N
             progress(problem)
         if problem.evaluations == before:
             break  # nothing more fits in the budget
+    problem.stop()
     return optimizer, problem
