@@ -149,8 +149,12 @@ class Nevergrad:
         self.opt: Any = None
 
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
+        import warnings
+
         import nevergrad as ng
 
+        warnings.filterwarnings("ignore", module="nevergrad")  # bounds-vs-sigma advice, not a problem here
+        warnings.filterwarnings("ignore", module="cma")
         if self.opt is None:
             self.enc = FlatEncoding(problem)
             param = ng.p.Array(init=np.full(self.enc.n, 0.5)).set_bounds(0.0, 1.0, method="clipping")
