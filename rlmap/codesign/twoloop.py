@@ -5,8 +5,8 @@ The outer loop is a small evolutionary search over hardware genes only: `init` d
 stepped to a neighbouring value (a design already tried is not mapped again).  The inner mapper is either
 rlmap's GA mapper with `inner_budget` evaluations per layer (`TwoLoop`, the approach DiGamma compares
 with) or a trained policy, zero-shot, greedy or best of K samples (`LearnedLoop`: one evaluation per
-episode).  Every evaluation the inner mapper spends is charged to the problem's counter, and the design is
-then scored once more as a whole (len(workload) evaluations).
+episode).  Every evaluation the inner mapper spends is charged to the problem's counter; the design's
+figures are those of the mappings the inner mapper scored (recomputed, not charged twice).
 
 `LearnedLoop.finish` re-maps the best design with the optimal mapper (its evaluations reported apart, not
 charged to the search), so the report has both figures: policy-mapped and optimally re-mapped.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from rlmap.codesign.digamma import shrink_to_budget
-from rlmap.codesign.evaluate import layer_space
+from rlmap.codesign.evaluate import evaluate_design, layer_space
 from rlmap.codesign.problem import Problem
 from rlmap.search.base import SearchResult
 from rlmap.search.mapspace import Genome
@@ -66,8 +66,8 @@ class TwoLoop:
         return hw
 
     def inner_cost(self, problem: Problem) -> int:
-        """Evaluations one design costs at most (inner mapping + the whole-design scoring)."""
-        return problem.per_design * (self.inner_budget + 1)
+        """Evaluations one design costs at most (the inner mapper's, per layer)."""
+        return problem.per_design * self.inner_budget
 
     def map_layers(self, problem: Problem, arch: Architecture, seed: int) -> list[SearchResult]:
         from rlmap.search.driver import get_mapper, layer_seed
@@ -84,8 +84,11 @@ class TwoLoop:
         hw = self._next_hw(problem, rng)
         arch = problem.space.decode(hw)
         results = self.map_layers(problem, arch, int(rng.integers(2**31 - 1)))
+        # the inner mapper scored every mapping it returns: the design's figures are charged as its evaluations
         problem.charge(sum(r.evaluations for r in results))
-        cost = problem.score(hw, genomes_from_results(problem, arch, results, rng))
+        maps = genomes_from_results(problem, arch, results, rng)
+        cost = evaluate_design(problem.space, hw, maps, problem.workload, problem.budget_mm2)
+        problem.record(hw, maps, cost)
         value = cost.objective(problem.objective)
         self.tried[problem.space.key(hw)] = value
         self.done.append((hw, value if math.isfinite(value) else math.inf))
@@ -115,16 +118,23 @@ class LearnedLoop(TwoLoop):
 
     def finish(self, problem: Problem) -> dict[str, Any]:
         """Re-map the best design with the optimal mapper; both figures (policy-mapped, optimal) in `final`."""
-        from rlmap.codesign.evaluate import evaluate_design
         from rlmap.search.optimal import OptimalMapper
 
-        if problem.best_hw is None or problem.best_cost is None:
+        if problem.best_hw is None or problem.best_cost is None or problem.best_maps is None:
             return {}
         arch = problem.space.decode(problem.best_hw)
         mapper = OptimalMapper()
         results = [mapper.search(layer, arch, problem.objective, time_limit=self.optimal_time_limit)
                    for layer in problem.workload.layers]
-        maps = genomes_from_results(problem, arch, results, np.random.default_rng(0))
+        opt_maps = genomes_from_results(problem, arch, results, np.random.default_rng(0))
+        # a layer the optimal mapper could not prove in time keeps the policy's mapping if that is better
+        per = {"latency": "layer_cycles", "energy": "layer_energy"}.get(problem.objective)
+        opt_cost = evaluate_design(problem.space, problem.best_hw, opt_maps, problem.workload, problem.budget_mm2)
+        maps = []
+        for i, r in enumerate(results):
+            worse = (per is not None and not r.proven_optimal and opt_cost.layer_valid[i]
+                     and getattr(opt_cost, per)[i] > getattr(problem.best_cost, per)[i])
+            maps.append(problem.best_maps[i] if worse or not opt_cost.layer_valid[i] else opt_maps[i])
         cost = evaluate_design(problem.space, problem.best_hw, maps, problem.workload, problem.budget_mm2)
         self.final = {"policy_objective": problem.best_value, "optimal_objective": cost.objective(problem.objective),
                       "optimal_evaluations": int(sum(r.evaluations for r in results)),
