@@ -34,13 +34,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from rlmap.codesign.evaluate import Workload  # noqa: E402
-from rlmap.codesign.outputs import verify_design, write_curves, write_design  # noqa: E402
-from rlmap.codesign.problem import Problem  # noqa: E402
-from rlmap.codesign.runner import make_optimizer, run  # noqa: E402
-from rlmap.codesign.space import load_space  # noqa: E402
-from rlmap.hardware.area import resolve_budget  # noqa: E402
-from rlmap.spec.io import load_network  # noqa: E402
+from rlmap.codesign.evaluate import Workload
+from rlmap.codesign.outputs import verify_design, write_curves, write_design
+from rlmap.codesign.problem import Problem
+from rlmap.codesign.runner import make_optimizer, run
+from rlmap.codesign.space import load_space
+from rlmap.hardware.area import resolve_budget
+from rlmap.spec.io import load_network
 
 NETWORKS = ("resnet18", "resnet50", "vgg16", "mobilenetv2", "mnasnet", "bert_base", "gpt2_small")
 BASELINES = ("random", "ga", "cma", "de", "pso", "two-loop")
@@ -97,7 +97,7 @@ def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace,
             continue
         maps, cost = (final["maps"], final["cost"]) if name == "learned" and final else (pr.best_maps, pr.best_cost)
         write_design(folder / name, pr, pr.best_hw, maps, cost, net, name)
-        e, c, same = verify_design(folder / name, net)
+        _e, c, same = verify_design(folder / name, net)
         same_all &= same and c == cost.cycles
     res["reproduced_from_yaml"] = same_all
     if seed == args.seeds[0]:
@@ -175,7 +175,7 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
         vals = [o[c]["best"] for c in ("digamma", *BASELINES, "learned")] + [o["learned"]["optimal_remapped"]]
         need_s = "never" if need is None else f"{need} ({o['digamma']['evaluations'] / need:.0f}x)"
         print(f"{r['network']:12s} {r['budget']:6s} {r['seed']:4d} " + " ".join(f"{_f(v):>11s}" for v in vals)
-              + f" {('inf' if math.isinf(sp) else _f(sp)):>8s} {need_s:>14s} {str(r['reproduced_from_yaml']):>5s}")
+              + f" {('inf' if math.isinf(sp) else _f(sp)):>8s} {need_s:>14s} {r['reproduced_from_yaml']!s:>5s}")
     print()
     met = True
     for b, sps in speed.items():

@@ -12,7 +12,7 @@ import pytest
 
 from rlmap.cli.app import run as cli_run
 from rlmap.codesign.baselines import FlatEncoding, penalised
-from rlmap.codesign.digamma import DiGamma, merge_layers, random_maps
+from rlmap.codesign.digamma import merge_layers, random_maps
 from rlmap.codesign.evaluate import DesignCost, Workload, evaluate_design, layer_space, overflows, repair
 from rlmap.codesign.outputs import pareto_mask, verify_design, write_design
 from rlmap.codesign.problem import Problem
@@ -106,7 +106,7 @@ def test_space_errors_name_the_field(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- area
 def test_area_of_the_edge_preset_by_hand() -> None:
-    sram = lambda words, bits: words * bits * 0.346 / 0.7  # noqa: E731  6T cell / CACTI efficiency
+    sram = lambda words, bits: words * bits * 0.346 / 0.7
     want = 256 * (282 + 36) + sram(108000, 8) + 256 * sram(512, 8)
     assert design_area(load_architecture("edge")).total_mm2 == pytest.approx(want / 1e6, rel=1e-12)
     for name, budget in AREA_BUDGETS.items():
@@ -183,7 +183,7 @@ def test_hardware_shrink_repair_keeps_factors_and_makes_the_mapping_valid() -> N
 def test_merge_layers_takes_the_better_mapping_per_layer() -> None:
     ds, wl = edge_space(), Workload.from_network(TINY)
     p = Problem(ds, wl, "latency")
-    mk = lambda c, v: DesignCost(1.0, float(np.dot(c, [3, 1])), float(np.dot(c, [3, 1])), np.array(v),  # noqa: E731
+    mk = lambda c, v: DesignCost(1.0, float(np.dot(c, [3, 1])), float(np.dot(c, [3, 1])), np.array(v),
                                  np.array(c, float), np.array(c, float))
     child, parent = mk([10.0, 5.0], [True, True]), mk([7.0, 9.0], [True, True])
     cost, maps = merge_layers(p, child, parent, ["c0", "c1"], ["p0", "p1"])  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -25,12 +25,12 @@ def default_policy_path() -> Path:
 
 
 def codesign_cmd(
-    template: Optional[str] = typer.Option(None, "--template", "-t",
+    template: str | None = typer.Option(None, "--template", "-t",
                                            help="template architecture (preset or YAML); default: the space file's"),
-    space: Optional[Path] = typer.Option(None, "--space", "-s", help="design-space YAML (docs/codesign.md); "
+    space: Path | None = typer.Option(None, "--space", "-s", help="design-space YAML (docs/codesign.md); "
                                          "default: array sides and capacities 1/16x..16x the template's"),
     network: str = typer.Option("resnet18", "--network", "-n", help="network preset or YAML file"),
-    area: Optional[str] = typer.Option(None, "--area", metavar="MM2|edge|cloud",
+    area: str | None = typer.Option(None, "--area", metavar="MM2|edge|cloud",
                                        help="area budget in mm^2, or a preset: edge 1.03, cloud 34.47 "
                                             "(the edge / cloud presets' own areas; docs/codesign.md); default none"),
     optimizer: str = typer.Option("digamma", "--optimizer", "-O",
@@ -41,12 +41,12 @@ def codesign_cmd(
     seed: int = typer.Option(0, "--seed", help="random seed: same seed, same designs"),
     population: int = typer.Option(20, "--population", help="population (GA family) / designs per step"),
     inner_budget: int = typer.Option(200, "--inner-budget", help="two-loop: GA-mapper evaluations per layer"),
-    policy: Optional[Path] = typer.Option(None, "--policy", help="learned loop: policy checkpoint "
+    policy: Path | None = typer.Option(None, "--policy", help="learned loop: policy checkpoint "
                                           f"(default: checkpoints/{DEFAULT_POLICIES[0]}, else {DEFAULT_POLICIES[1]})"),
     samples: int = typer.Option(1, "--samples", help="learned loop: 1 = greedy, K = best of K episodes per layer"),
     optimal_time_limit: float = typer.Option(5.0, "--optimal-time-limit",
                                              help="learned loop: seconds per layer for the optimal re-mapping"),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", metavar="SECONDS",
+    time_limit: float | None = typer.Option(None, "--time-limit", metavar="SECONDS",
                                                help="wall-clock limit per optimiser (breaks determinism)"),
     output: Path = typer.Option(Path("codesign_out"), "-o", "--output", help="output folder"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from OUTPUT/checkpoints"),
@@ -135,7 +135,7 @@ def codesign_cmd(
             continue
         extra = {"evaluations": p.evaluations, "seconds": p.elapsed, "seed": seed}
         maps, cost = p.best_maps, p.best_cost
-        if n in finals and finals[n]:
+        if finals.get(n):
             extra["policy_mapped"] = {"objective": finals[n]["policy_objective"]}
             extra["optimal_remapped"] = {"objective": finals[n]["optimal_objective"],
                                          "evaluations": finals[n]["optimal_evaluations"],
@@ -143,7 +143,7 @@ def codesign_cmd(
             maps, cost = finals[n]["maps"], finals[n]["cost"]  # the design as re-mapped by the optimal mapper
         folder = output / "designs" / n
         summaries[n] = write_design(folder, p, p.best_hw, maps, cost, net, n, extra)
-        e, c, same = verify_design(folder, net)
+        _e, _c, same = verify_design(folder, net)
         if not same:
             raise SpecError("re-evaluating the written design did not reproduce its numbers", str(folder))
     if best_name in summaries:

@@ -38,7 +38,7 @@ class Workload:
     weights: tuple[int, ...]
 
     @classmethod
-    def from_network(cls, net: Network) -> "Workload":
+    def from_network(cls, net: Network) -> Workload:
         keys: dict[tuple, int] = {}
         layers: list[Layer] = []
         weights: list[int] = []

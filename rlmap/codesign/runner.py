@@ -10,8 +10,9 @@ limit a run gives the same designs whether or not it was interrupted (all random
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -314,4 +314,4 @@ def load_space(template: str | None, space: str | None) -> DesignSpace:
     return DesignSpace(load_architecture(name), spec, where)
 
 
-__all__ = ["DesignSpace", "Knob", "SpaceSpec", "load_space", "value_list", "TENSORS"]
+__all__ = ["TENSORS", "DesignSpace", "Knob", "SpaceSpec", "load_space", "value_list"]
