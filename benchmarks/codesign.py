@@ -117,6 +117,8 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--optimal-time", type=float, default=1.0, help="seconds per layer for the optimal re-map")
     ap.add_argument("--results", default=str(REPO / "results" / "codesign"))
+    ap.add_argument("--report-only", action="store_true", help="tabulate the stored runs, compute nothing")
+    ap.add_argument("--plot", default=str(REPO / "docs" / "codesign.png"), help="bar chart of the table ('' = none)")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     import torch
@@ -126,7 +128,7 @@ def main() -> int:
     from rlmap.rl.checkpoint import load_policy
 
     policy_path = args.policy or str(default_policy_path())
-    policy = load_policy(policy_path)
+    policy = None if args.report_only else load_policy(policy_path)
     out_root = Path(args.results)
     out_root.mkdir(parents=True, exist_ok=True)
     print(f"$ python benchmarks/codesign.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}")
@@ -140,6 +142,8 @@ def main() -> int:
                 f = out_root / f"{network}_{budget}_s{seed}_e{args.evaluations}.json"
                 if f.exists():
                     r = json.loads(f.read_text())
+                elif args.report_only:
+                    continue
                 else:
                     t0 = time.perf_counter()
                     r = one_run(network, budget, seed, args, policy, out_root)
@@ -191,7 +195,46 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
     print(f"learned loop within 5 % of the DiGamma GA's best with >= 10x fewer evaluations: {n_ok}/{len(learned_ok)} "
           f"network/budget pairs (target: >= 5 of 7 networks)")
     print(f"every design reproduced from its YAML: {all(r['reproduced_from_yaml'] for r in results)}")
+    if args.plot:
+        plot(results, Path(args.plot))
+        print(f"plot: {args.plot}")
     return 0 if met and n_ok >= 5 else 1
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Best latency of every optimiser relative to the DiGamma GA's (geomean over seeds), per network and budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = ("digamma", *BASELINES, "learned", "learned+opt")
+    budgets = sorted({r["budget"] for r in results}, key=["edge", "cloud"].index)
+    fig, axes = plt.subplots(1, len(budgets), figsize=(7 * len(budgets), 4.2), squeeze=False)
+    for ax, b in zip(axes[0], budgets):
+        nets = [n for n in NETWORKS if any(r["network"] == n and r["budget"] == b for r in results)]
+        for j, c in enumerate(cols):
+            ys = []
+            for n in nets:
+                rel = []
+                for r in results:
+                    if r["network"] == n and r["budget"] == b:
+                        o = r["optimizers"]
+                        v = o["learned"]["optimal_remapped"] if c == "learned+opt" else o[c]["best"]
+                        rel.append(v / o["digamma"]["best"])
+                ok = [x for x in rel if math.isfinite(x) and x > 0]
+                ys.append(math.exp(sum(map(math.log, ok)) / len(ok)) if len(ok) == len(rel) and ok else np.nan)
+            x = np.arange(len(nets)) + (j - len(cols) / 2) * 0.09
+            ax.bar(x, ys, width=0.09, label=c)
+        ax.axhline(1.0, color="k", lw=0.8)
+        ax.set_xticks(np.arange(len(nets)), nets, rotation=20)
+        ax.set_yscale("log")
+        ax.set_ylabel("best latency / DiGamma GA's (missing = none feasible)")
+        ax.set_title(f"{b} budget")
+        ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

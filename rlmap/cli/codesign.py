@@ -133,7 +133,7 @@ def codesign_cmd(
     for n, p in runs.items():
         if p.best_hw is None or p.best_maps is None or p.best_cost is None:
             continue
-        extra = {"evaluations": p.evaluations, "seconds": p.elapsed, "seed": seed}
+        extra: dict[str, Any] = {"evaluations": p.evaluations, "seconds": p.elapsed, "seed": seed}
         maps, cost = p.best_maps, p.best_cost
         if finals.get(n):
             extra["policy_mapped"] = {"objective": finals[n]["policy_objective"]}

@@ -140,7 +140,7 @@ class DesignSpace:
         knobs.append(Knob("dataflow", tuple((tuple(df["x"]), tuple(df["y"])) for df in dfs)))
         # capacities: every bounded on-chip level by default, between 1/16 and 16x the template's
         self.capacity_levels: list[tuple[int, str]] = []  # (level, form) in knob order
-        caps = spec.capacities
+        caps: dict[str, Any] | None = spec.capacities
         if caps is None:
             caps = {lvl.name: None for lvl in template.levels[1:] if lvl.capacity is not None and _words(lvl) > 1}
         for name, raw in caps.items():
