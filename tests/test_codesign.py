@@ -180,6 +180,24 @@ def test_hardware_shrink_repair_keeps_factors_and_makes_the_mapping_valid() -> N
         assert (sy[:, d] == 1).all() or name == "C"
 
 
+def test_a_layer_scored_before_is_not_charged_again() -> None:
+    ds, wl = edge_space(), Workload.from_network(TINY)
+    p = Problem(ds, wl, "latency", 10.0, 100)
+    rng = np.random.default_rng(2)
+    hw = np.array([2, 2, 0, 4, 5])
+    maps = random_maps(p, hw, rng)
+    first = p.score(hw, maps)
+    assert p.evaluations == 2
+    again = p.score(hw, maps)
+    assert p.evaluations == 2 and again.cycles == first.cycles and len(p.history) == 2
+    other = random_maps(p, hw, rng)
+    mixed = p.score(hw, [maps[0], other[1]])
+    assert p.evaluations == 3
+    assert mixed.cycles == evaluate_design(ds, hw, [maps[0], other[1]], wl, 10.0).cycles
+    p.score(np.array([2, 2, 0, 4, 4]), maps)  # other hardware: every layer again
+    assert p.evaluations == 5
+
+
 def test_merge_layers_takes_the_better_mapping_per_layer() -> None:
     ds, wl = edge_space(), Workload.from_network(TINY)
     p = Problem(ds, wl, "latency")
@@ -214,8 +232,10 @@ def test_every_optimiser_stays_within_the_evaluation_budget(name: str) -> None:
     opt = make_optimizer(name, population=6, inner_budget=20)
     _, p = run(opt, _problem(150), seed=0)
     assert 0 < p.evaluations <= 150
-    if name != "two-loop":
-        assert p.evaluations == 150 and len(p.history) >= 75  # digamma also records merged designs (free)
+    if name == "random":
+        assert p.evaluations == 150 and len(p.history) == 75
+    elif name != "two-loop":  # a child repeating a layer's mapping on its hardware gets it free: may end short
+        assert p.evaluations >= 150 - p.per_design and len(p.history) >= 75
     ev, _, best = p.curve()
     assert (best[1:] <= best[:-1]).all() and ev[-1] == p.evaluations
 
@@ -242,10 +262,10 @@ def test_resume_gives_the_same_run(tmp_path: Path) -> None:
     _, resumed = run(make_optimizer("digamma", population=6), _problem(300), seed=99, checkpoint=ck, resume=True,
                      meta={"k": 1})
     assert [x.hw for x in resumed.history] == [x.hw for x in full.history]
-    assert resumed.best_value == full.best_value and resumed.evaluations == 300
+    assert resumed.best_value == full.best_value and resumed.evaluations == full.evaluations
     with pytest.raises(SpecError, match="different run"):
         run(make_optimizer("digamma"), _problem(300), seed=0, checkpoint=ck, resume=True, meta={"k": 2})
-    assert pickle.loads(pickle.dumps(resumed)).evaluations == 300
+    assert pickle.loads(pickle.dumps(resumed)).evaluations == full.evaluations
 
 
 def test_learned_loop_maps_with_the_policy_and_reports_the_optimal_remap() -> None:

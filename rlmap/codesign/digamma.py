@@ -8,7 +8,9 @@ operators, as in the paper:
   value of its grid, or jumps anywhere); after any hardware change every layer's mapping is *repaired* to
   the new hardware (rlmap.codesign.evaluate.repair: forbidden spatial dims, over-full fanouts, overflowing
   tiles), so a mutation that shrinks a buffer does not throw away the mappings;
-* per-layer mapping crossover and mutation (rlmap.search.genetic.Operators, the GAMMA operators);
+* per-layer mapping crossover and mutation (rlmap.search.genetic.Operators, the GAMMA operators) on a few
+  layers per child, chosen with probability growing with their share of the objective (bottleneck layers
+  first); on unchanged hardware the other layers are untouched, so their cached figures cost nothing;
 * area awareness: a child over the area budget has a random shrinkable knob (array side or capacity)
   stepped down until it fits (area is a closed form, no evaluation), and selection ranks feasible designs
   by objective, then over-budget ones by area, then unmappable ones by how many layers fail.
@@ -126,26 +128,31 @@ class DiGamma:
                     cost, maps = merged
                     problem.record(hw, maps, cost)
             children.append((hw, maps, rank_key(cost, obj), cost))
-        pool = self.pop + children
-        order = sorted(range(len(pool)), key=lambda i: pool[i][2])
-        seen: set[tuple] = set()
-        keep = []
-        for i in order:  # distinct hardware first, duplicates only fill what is left
-            k = problem.space.key(pool[i][0])
-            if k not in seen:
-                seen.add(k)
-                keep.append(i)
-        keep += [i for i in order if i not in keep]
+        pool = self.pop + children  # (mu + lambda): the P best by rank, elitist
+        keep = sorted(range(len(pool)), key=lambda i: pool[i][2])
         self.pop = [pool[i] for i in keep[: self.P]]
+
+    def _layers(self, problem: Problem, cost: DesignCost, rng: np.random.Generator) -> np.ndarray:
+        """Which layers' mappings a child changes: 1 + geometric(1 - map_mutation) layers, drawn with probability
+        growing with their share of the parent's objective (the bottleneck layers get most of the search)."""
+        n = len(problem.workload)
+        per = cost.layer_energy if problem.objective == "energy" else cost.layer_cycles
+        w = np.asarray(problem.workload.weights, dtype=np.float64) * np.where(np.isfinite(per), per, 0.0)
+        share = w / w.sum() if w.sum() > 0 else np.full(n, 1.0 / n)
+        p = share + 1.0 / n + 10.0 * ~cost.layer_valid  # unmapped layers first
+        k = min(n, int(rng.geometric(1.0 - self.map_mutation)))
+        chosen = np.zeros(n, dtype=bool)
+        chosen[rng.choice(n, size=k, replace=False, p=p / p.sum())] = True
+        return chosen
 
     def _pick(self, rng: np.random.Generator) -> int:
         cand = rng.integers(len(self.pop), size=self.tournament)
         return int(min(cand, key=lambda i: self.pop[i][2]))
 
     def _child(self, problem: Problem, a: tuple, b: tuple, rng: np.random.Generator) -> tuple[np.ndarray, list[Genome]]:
-        """Hardware from a (crossed with b, mutated) with probability hw_mutation, else a's; then every layer's
-        mapping from a, crossed with b's when b has the same hardware, mutated with probability map_mutation
-        (at least one layer), and repaired to the child's hardware."""
+        """Hardware from a (crossed with b, mutated) with probability hw_mutation, else a's; every layer's mapping
+        from a, repaired to the child's hardware; a few layers (`_layers`) crossed with b's when b has the same
+        hardware and mutated."""
         space = problem.space
         hw = np.array(a[0])
         if rng.random() < self.hw_mutation:
@@ -158,20 +165,22 @@ class DiGamma:
             else:
                 hw[i] = int(rng.integers(size))
             hw = shrink_to_budget(problem, hw, rng)
+        same_a = space.key(a[0]) == space.key(hw)
         same_b = space.key(b[0]) == space.key(hw)
         arch = space.decode(hw)
-        n = len(problem.workload)
-        mutate = rng.random(n) < self.map_mutation
-        mutate[int(rng.integers(n))] = True
+        chosen = self._layers(problem, a[3], rng)
         maps = []
         for li, layer in enumerate(problem.workload.layers):
+            g = a[1][li]
+            if same_a and not chosen[li]:
+                maps.append(g)  # unchanged on unchanged hardware: its figures are cached, it costs nothing
+                continue
             ms = layer_space(layer, arch)
             ops = Operators(ms)
-            g = a[1][li]
-            if same_b and rng.random() < self.crossover:
+            if chosen[li] and same_b and rng.random() < self.crossover:
                 g = ops.crossover(g, b[1][li], rng)
             g = repair(ms, g, rng)
-            if mutate[li]:
+            if chosen[li]:
                 g = repair(ms, ops.mutate(g, rng, int(rng.geometric(0.5))), rng)
             maps.append(g)
         return hw, maps

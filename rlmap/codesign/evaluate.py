@@ -93,6 +93,27 @@ def layer_space(layer: Layer, arch: Architecture) -> MapSpace:
     return MapSpace(layer, arch, CostModel(layer, arch))
 
 
+def evaluate_layers(arch: Architecture, maps: list[Genome], workload: Workload,
+                    which: list[int]) -> list[tuple[bool, float, float]]:
+    """(valid, energy, cycles) of the listed layers' mappings on `arch`: one cost-model evaluation each."""
+    out = []
+    for i in which:
+        ms = layer_space(workload.layers[i], arch)
+        bc = ms.model.evaluate_batch(ms.decode(maps[i]))
+        out.append((bool(bc.valid[0]), float(bc.energy[0]), float(bc.cycles[0])))
+    return out
+
+
+def compose(arch: Architecture, workload: Workload, valid: np.ndarray, energy: np.ndarray, cycles: np.ndarray,
+            budget_mm2: float) -> DesignCost:
+    """A design's figures from its layers' (with repeats) and its area."""
+    w = np.asarray(workload.weights, dtype=np.float64)
+    area = design_area(arch)
+    return DesignCost(area_mm2=area.total_mm2, energy=float((energy * w).sum()), cycles=float((cycles * w).sum()),
+                      layer_valid=valid, layer_energy=energy, layer_cycles=cycles, budget_mm2=budget_mm2,
+                      area_parts=area.parts_mm2)
+
+
 def evaluate_design(space: DesignSpace, hw: np.ndarray, maps: list[Genome], workload: Workload,
                     budget_mm2: float = math.inf) -> DesignCost:
     """Score one design: `hw` its hardware genes, `maps[i]` a one-row Genome for distinct layer i.
@@ -100,19 +121,11 @@ def evaluate_design(space: DesignSpace, hw: np.ndarray, maps: list[Genome], work
     Costs exactly len(workload) cost-model evaluations.  Pure: same inputs, same DesignCost.
     """
     arch = space.decode(hw)
-    n = len(workload)
-    valid = np.zeros(n, dtype=bool)
-    energy = np.full(n, math.inf)
-    cycles = np.full(n, math.inf)
-    for i, layer in enumerate(workload.layers):
-        ms = layer_space(layer, arch)
-        bc = ms.model.evaluate_batch(ms.decode(maps[i]))
-        valid[i], energy[i], cycles[i] = bool(bc.valid[0]), float(bc.energy[0]), float(bc.cycles[0])
-    w = np.asarray(workload.weights, dtype=np.float64)
-    area = design_area(arch)
-    return DesignCost(area_mm2=area.total_mm2, energy=float((energy * w).sum()), cycles=float((cycles * w).sum()),
-                      layer_valid=valid, layer_energy=energy, layer_cycles=cycles, budget_mm2=budget_mm2,
-                      area_parts=area.parts_mm2)
+    res = evaluate_layers(arch, maps, workload, list(range(len(workload))))
+    valid = np.array([r[0] for r in res], dtype=bool)
+    energy = np.array([r[1] for r in res])
+    cycles = np.array([r[2] for r in res])
+    return compose(arch, workload, valid, energy, cycles, budget_mm2)
 
 
 # ----------------------------------------------------------------------------- repair

@@ -1,8 +1,10 @@
 """The co-design problem every optimiser shares, and its one evaluation counter.
 
 One *evaluation* is one cost-model scoring of one layer's mapping, whoever asks for it: a joint-genome
-optimiser spends len(workload) per design it scores (`Problem.score`), a two-loop optimiser spends what
-its inner mapper spent per layer (`Problem.charge`) plus the final scoring.  Every scored design is recorded
+optimiser spends one per distinct layer of each design it scores (`Problem.score`), a two-loop optimiser
+what its inner mapper spent per layer (`Problem.charge`).  As in rlmap's mappers (BudgetedEvaluator), a
+(hardware, layer, mapping) already scored is not scored or charged again: its figures are cached, so a
+design that changes only some layers' mappings costs only those layers.  Every scored design is recorded
 (evaluations so far, seconds, figures, hardware genes) for the search curves and the Pareto front, and the
 best feasible one (objective under the area budget) is kept with its mappings.
 """
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rlmap.codesign.evaluate import DesignCost, Workload, evaluate_design
+from rlmap.codesign.evaluate import DesignCost, Workload, compose, evaluate_layers
 from rlmap.codesign.space import DesignSpace
 from rlmap.search.mapspace import Genome
 
@@ -51,6 +53,7 @@ class Problem:
     best_hw: np.ndarray | None = None
     best_maps: list[Genome] | None = None
     best_cost: DesignCost | None = None
+    cache: dict[bytes, tuple[bool, float, float]] = field(default_factory=dict, repr=False)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -92,9 +95,19 @@ class Problem:
         self._t0 = float("inf")
 
     def score(self, hw: np.ndarray, maps: list[Genome]) -> DesignCost:
-        """Score a design (len(workload) evaluations), record it, keep it if it is the best feasible one."""
-        cost = evaluate_design(self.space, hw, maps, self.workload, self.budget_mm2)
-        self.evaluations += self.per_design
+        """Score a design (one evaluation per layer not scored before on this hardware), record it, keep it if it
+        is the best feasible one.  Same figures as `evaluate_design`."""
+        arch = self.space.decode(hw)
+        hk = np.asarray(hw, dtype=np.int64).tobytes()
+        keys = [hk + i.to_bytes(4, "little") + m.slots.astype(np.int16).tobytes() + m.order.astype(np.int8).tobytes()
+                for i, m in enumerate(maps)]
+        missing = [i for i, k in enumerate(keys) if k not in self.cache]
+        for i, r in zip(missing, evaluate_layers(arch, maps, self.workload, missing)):
+            self.cache[keys[i]] = r
+        self.evaluations += len(missing)
+        res = [self.cache[k] for k in keys]
+        cost = compose(arch, self.workload, np.array([r[0] for r in res], dtype=bool), np.array([r[1] for r in res]),
+                       np.array([r[2] for r in res]), self.budget_mm2)
         self.record(hw, maps, cost)
         return cost
 

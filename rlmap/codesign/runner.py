@@ -79,14 +79,14 @@ def run(optimizer: Any, problem: Problem, seed: int, checkpoint: Path | None = N
         optimizer, problem, rng = load_checkpoint(checkpoint, meta)
         if hasattr(optimizer, "policy") and optimizer.policy is None:
             optimizer.policy = policy
-    while not problem.exhausted:
+    stalls = 0
+    while not problem.exhausted and stalls < 20:
         before = problem.evaluations
         optimizer.step(problem, rng)
         if checkpoint is not None:
             save_checkpoint(checkpoint, optimizer, problem, rng, meta)
         if progress is not None:
             progress(problem)
-        if problem.evaluations == before:
-            break  # nothing more fits in the budget
+        stalls = stalls + 1 if problem.evaluations == before else 0  # 20 steps with nothing new: stop
     problem.stop()
     return optimizer, problem
