@@ -111,7 +111,7 @@ def test_cli_export_files_evaluate_in_accelforge(tmp_path):
     got = read_result(raw[0], arch)
     assert got.ok, got.error
     mine = CostModel(layer, arch.model_copy(update={"semantics": "accelforge"})).evaluate(m)
-    assert f"energy {mine.energy:.6g} pJ, cycles {mine.cycles:.6g}" in r.stdout
+    assert f"energy {mine.energy:.6g} {arch.energy_unit}, cycles {mine.cycles:.6g}" in r.stdout
     assert got.energy == pytest.approx(mine.energy, rel=1e-6) and got.cycles == pytest.approx(mine.cycles, rel=1e-6)
     # and the LoopTree reads back into the same mapping's numbers
     back = from_accelforge(load_tagged_yaml(job["mapping"]), layer, arch)

@@ -1,7 +1,8 @@
 """The `rlmap` command line: the root app only wires the command groups together.
 
 One module per command group: common (shared helpers, errors, reports), inspect (list, show),
-interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), codesign (codesign), surrogate (surrogate ...).
+interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), codesign (codesign),
+surrogate (surrogate ...), report (report: HTML page of results folders).
 A new command goes in its own module here and is registered below with `app.command(NAME)(user_errors(fn))`.
 `run()` catches whatever escapes the commands, so no traceback reaches the user for a mistake of theirs.
 """
@@ -13,11 +14,13 @@ from typing import Any, Optional
 
 import typer
 
+from rlmap.cli import results
 from rlmap.cli.codesign import codesign_cmd
 from rlmap.cli.common import error_line, user_errors
 from rlmap.cli.evaluate import eval_cmd
 from rlmap.cli.inspect import list_cmd, show_app
 from rlmap.cli.interop import export_cmd, import_cmd, import_mapping_cmd
+from rlmap.cli.report import report_cmd
 from rlmap.cli.rl import map_cmd, train_cmd
 from rlmap.cli.search import search_cmd
 from rlmap.spec.errors import SpecError
@@ -39,6 +42,7 @@ app.command("search")(user_errors(search_cmd))
 app.command("train")(user_errors(train_cmd))
 app.command("map")(user_errors(map_cmd))
 app.command("codesign")(user_errors(codesign_cmd))
+app.command("report")(user_errors(report_cmd))
 
 _SURROGATE_HELP = "Train and evaluate a neural surrogate of the cost model (dataset, train, eval)."
 
@@ -65,6 +69,7 @@ def run(argv: Optional[list[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]
+    results.COMMAND[:] = args  # recorded in run.json
     if not any(g.name == "surrogate" for g in app.registered_groups):
         _mount_surrogate(real=args[0] == "surrogate")
     try:

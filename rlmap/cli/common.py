@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import typer
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
 from rlmap.spec import io
 from rlmap.spec.arch import Architecture
@@ -29,10 +26,10 @@ TENSOR_SHORT = {"inputs": "I", "weights": "W", "outputs": "O"}
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console on the *current* stdout/stderr (so test runners capture it); wide when not a tty."""
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 200
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+    """A rich console on the *current* stdout/stderr (so test runners capture it); piped output is not padded."""
+    from rlmap.cli.tables import make_console
+
+    return make_console(stderr)
 
 
 def error_line(exc: BaseException | str) -> str:
@@ -87,7 +84,10 @@ def fmt_int(x: float) -> str:
 
 
 def gmacs(macs: int) -> str:
-    return f"{macs / 1e9:.3f}"
+    """A MAC count with a unit that fits the model: '3,136 MACs', '23.59 MMACs', '4.089 GMACs'."""
+    from rlmap.cli.tables import count
+
+    return count(macs, "MACs")
 
 
 def first_sentence(text: str, limit: int = 90) -> str:
@@ -160,30 +160,14 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
 def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],
                           hint: str = "") -> None:
     """Per-layer table and network totals of a NetworkResult; with `output`, mappings (YAML) + summary.json."""
-    import json
+    from rlmap.cli.results import build_run, build_summary, write_results
+    from rlmap.cli.tables import energy_unit, eng, network_table
 
     out = console()
-    t = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
-    for col in ("layer", "repeat", "energy pJ", "cycles", "EDP", "util %", "evals", "optimal"):
-        t.add_column(col, justify="left" if col == "layer" else "right")
-    rows = []
-    missing = []
-    for lyr, r in zip(res.layers, res.results):
-        c = r.cost
-        if c is None:
-            missing.append(lyr.name)
-            t.add_row(lyr.name, str(lyr.repeat), "no valid mapping found", "", "", "", f"{r.evaluations:,}", "-")
-            rows.append({"layer": lyr.name, "repeat": lyr.repeat, "evaluations": r.evaluations, "found": False})
-            continue
-        gap = r.notes.get("gap_to_bound")  # the optimal mapper stopped by a limit: how far it may be off
-        proven = "proven" if r.proven_optimal else (f"within {gap:.3g}x" if gap is not None else "-")
-        t.add_row(lyr.name, str(lyr.repeat), fmt(c.energy), fmt(c.cycles), fmt(c.edp),
-                  f"{c.utilization * 100:.1f}", f"{r.evaluations:,}", proven)
-        rows.append({"layer": lyr.name, "repeat": lyr.repeat, "energy_pj": c.energy, "cycles": c.cycles,
-                     "edp": c.edp, "utilization": c.utilization, "evaluations": r.evaluations,
-                     "proven_optimal": r.proven_optimal, "seconds": r.seconds,
-                     **({"stopped": r.notes["stopped"]} if r.notes.get("stopped") else {})})
-    out.print(t)
+    unit = energy_unit(arch)
+    out.print(title, soft_wrap=True)
+    out.print(network_table(res, unit))
+    missing = [lyr.name for lyr, r in zip(res.layers, res.results) if r.cost is None]
     if missing:
         out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
                   f"{': ' + hint if hint else ''}; totals are infinite[/yellow]")
@@ -193,24 +177,22 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
         out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
-    out.print(f"network total (with repeats): energy {fmt(res.energy)} pJ, cycles {fmt(res.cycles)}, "
-              f"EDP {fmt(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
+    out.print(f"network total (with repeats): energy {eng(res.energy)} {unit}, cycles {eng(res.cycles)}, "
+              f"EDP {eng(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
     if output is None:
         return
     if output.exists() and not output.is_dir():
         raise SpecError("exists and is not a directory", str(output))
     mdir = output / "mappings"
     label = str(meta.get("mapper", res.mapper))
-    written = 0
+    files: dict[str, str] = {}
     for lyr, r in zip(res.layers, res.results):
         if r.mapping is None:
             continue
-        written += 1
-        io.save_mapping(r.mapping, arch, mdir / f"{safe_name(lyr.name)}.yaml", lyr,
+        rel = f"mappings/{safe_name(lyr.name)}.yaml"
+        files[lyr.name] = rel
+        io.save_mapping(r.mapping, arch, output / rel, lyr,
                         extra={"network": res.network, "mapper": label, "objective": res.objective,
                                "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
-    summary = {"network": res.network, "arch": res.arch, "objective": res.objective, **meta, "layers": rows,
-               "total": {"energy_pj": res.energy, "cycles": res.cycles, "edp": res.edp, "macs": res.macs}}
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "summary.json").write_text(json.dumps(summary, indent=2))
-    out.print(f"wrote {mdir}/ ({written} mappings) and {output / 'summary.json'}")
+    write_results(output, build_summary(res, arch, meta, files), build_run(res))
+    out.print(f"wrote {mdir}/ ({len(files)} mappings), {output / 'summary.json'} and {output / 'run.json'}")

@@ -33,7 +33,7 @@ def list_cmd() -> None:
     t = Table(title="Networks", box=box.SIMPLE_HEAVY, title_justify="left")
     t.add_column("name", style="bold")
     t.add_column("layers", justify="right")
-    t.add_column("GMACs", justify="right")
+    t.add_column("MACs", justify="right", no_wrap=True)
     t.add_column("description")
     for name in io.list_networks():
         try:
@@ -44,7 +44,7 @@ def list_cmd() -> None:
         except SpecError as exc:
             t.add_row(name, "-", "-", f"[red]{error_line(exc)}[/red]")
     out.print(t)
-    out.print("layers: distinct layers (with repeats in parentheses); GMACs count repeats.")
+    out.print("layers: distinct layers (with repeats in parentheses); MACs count repeats.")
     from rlmap.rl.checkpoint import trained_steps
     from rlmap.rl.config import load_run_config
     from rlmap.spec.io import checkpoints_dir
@@ -83,7 +83,7 @@ def show_network(name: str = typer.Argument(..., help="preset name or path to a 
                   "x".join(map(str, l.stride)), str(l.repeat), f"{l.macs:,}", dens)
     out.print(t)
     reps = sum(l.repeat for l in net.layers)
-    out.print(f"total: {len(net.layers)} layers ({reps} with repeats), {net.macs:,} MACs = {gmacs(net.macs)} GMACs")
+    out.print(f"total: {len(net.layers)} layers ({reps} with repeats), {net.macs:,} MACs" + (f" = {gmacs(net.macs)}" if net.macs >= 1e4 else ""))
 
 
 def _capacity_str(cap: Any) -> str:

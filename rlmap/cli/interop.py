@@ -13,6 +13,7 @@ from rich.table import Table
 from rlmap.cli.common import (MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP, console, gmacs, load_any_mapping,
                               mapping_problem, with_semantics)
 from rlmap.cli.common import fmt as fmt_num
+from rlmap.cli.tables import energy_unit
 from rlmap.spec import io
 from rlmap.spec.errors import SpecError
 from rlmap.spec.problem import DIMS
@@ -50,7 +51,7 @@ def import_cmd(
     io.save_network(result.network, output)
     out = console()
     net = result.network
-    t = Table(title=f"{net.name}: {len(net.layers)} layers, {gmacs(net.macs)} GMACs", box=box.SIMPLE_HEAVY,
+    t = Table(title=f"{net.name}: {len(net.layers)} layers, {gmacs(net.macs)}", box=box.SIMPLE_HEAVY,
               title_justify="left")
     for col in ("layer", "kind", "N", "K", "C", "P", "Q", "R", "S", "groups", "stride", "MACs"):
         t.add_column(col, justify="left" if col in ("layer", "kind") else "right")
@@ -100,7 +101,7 @@ def export_cmd(
     if key == "accelforge":
         af = CostModel(lyr, with_semantics(a, "accelforge")).evaluate(m)
         out.print(f"rlmap under accelforge semantics (what AccelForge computes for these files): energy "
-                  f"{fmt_num(af.energy)} pJ, cycles {fmt_num(af.cycles)}")
+                  f"{fmt_num(af.energy)} {energy_unit(a)}, cycles {fmt_num(af.cycles)}")
 
 
 def import_mapping_cmd(
@@ -134,7 +135,7 @@ def import_mapping_cmd(
                                    ("Y", _row(m.spatial_y[lvl]))) if row]
         order = "".join(DIMS[d] for d in m.order[lvl] if m.temporal[lvl][d] > 1)
         out.print(f"  {level.name:12s} {'  '.join(parts) or '-'}" + (f"  (order {order})" if len(order) > 1 else ""))
-    out.print(f"energy {fmt_num(cost.energy)} pJ, cycles {fmt_num(cost.cycles)}, EDP {fmt_num(cost.edp)} "
+    out.print(f"energy {fmt_num(cost.energy)} {energy_unit(a)}, cycles {fmt_num(cost.cycles)}, EDP {fmt_num(cost.edp)} "
               f"({a.semantics} semantics)")
     data = m.to_dict(a, lyr)
     data["source"] = f"{source}: {mapping}"

@@ -5,7 +5,6 @@ Registered by rlmap.cli.app; torch and Stable-Baselines3 are imported only when 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -24,8 +23,15 @@ def _names(value: str, option: str) -> list[str]:
     return names
 
 
+def _agent_names() -> list[str]:
+    """The shipped agent configs (agents/*.yaml), for --agent's help."""
+    from rlmap.spec.io import agents_dir
+
+    return sorted(p.stem for p in agents_dir().glob("*.yaml"))
+
+
 def train_cmd(
-    agent: str = typer.Option("maskable_ppo", "--agent", help="agents/NAME.yaml (maskable_ppo, ppo, a2c, dqn) or a YAML file"),
+    agent: str = typer.Option("maskable_ppo", "--agent", help=f"agents/NAME.yaml ({', '.join(_agent_names())}) or a YAML file"),
     arch: str = typer.Option("eyeriss", "--arch", "-a",
                              help="architecture preset or YAML file; several comma-separated (one general policy)"),
     generated: int = typer.Option(0, "--generated", help="add N generated architectures to training "
@@ -40,7 +46,7 @@ def train_cmd(
     random_density: Optional[float] = typer.Option(None, "--random-density",
                                                    help="share of episodes with random densities (sparse training)"),
     timesteps: Optional[int] = typer.Option(None, "--timesteps",
-                                            help="environment steps in all [default: 1000000; on --resume: the run's]"),
+                                            help="environment steps in all (default: 1,000,000; on --resume: the run's)"),
     n_envs: Optional[int] = typer.Option(None, "--n-envs", help="parallel environments (default: the agent config's)"),
     seed: int = typer.Option(0, "--seed"),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
@@ -129,7 +135,7 @@ def train_cmd(
                          if generated else "") + (f", starting from {init}" if init else "")
         out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {on}: {', '.join(train_nets)} + "
                   f"{cfg.agent.env.synthetic:.0%} synthetic layers; held out: {', '.join(held) or 'none'}")
-    res = train(cfg, run_dir, resume=resume is not None, progress=sys.stderr.isatty())
+    res = train(cfg, run_dir, resume=resume is not None, progress=True)
     state = ("finished" if res.finished else
              f"{'interrupted' if res.interrupted else 'stopped by --time-limit'}; continue with "
              f"`rlmap train --resume {run_dir}`")
@@ -192,11 +198,10 @@ def map_cmd(
         notes.append(f"{net.name} was a training network of this policy (not zero-shot)")
     for n in notes:
         out.print(f"[yellow]note: {n}[/yellow]")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rlmap.search.progress import progress_bar
 
-    with Progress(TextColumn("[bold]policy"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("map", total=None)
+    with progress_bar("[bold]policy") as bar:
+        task = bar.add_task(f"policy on {net.name}", total=None, info="")
         res = map_network_with_policy(pol, net, a, objective, samples, seed,
                                       progress=lambda d, t: bar.update(task, completed=d, total=t),
                                       temperature=temperature)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -50,7 +49,7 @@ def search_cmd(
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
-    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=sys.stderr.isatty(),
+    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
                       time_limit=time_limit)
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""

@@ -85,7 +85,8 @@ def train_cmd(
 
 @surrogate_app.command("eval")
 def eval_cmd(
-    checkpoint: Path = typer.Option(default_checkpoint(), "--checkpoint", help="model.pt or its folder"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model.pt or its folder",
+                                              show_default="the shipped eyeriss surrogate"),
     networks: list[str] = typer.Option(..., "--networks", help="held-out networks (repeat or comma-separate)"),
     arch: str = typer.Option("eyeriss", "--arch"),
     samples: int = typer.Option(1000, "--samples", help="mappings per layer"),
@@ -96,7 +97,7 @@ def eval_cmd(
     seed: int = typer.Option(12345, "--seed"),
 ) -> None:
     """Spearman of predicted vs true EDP per layer and median |log2 EDP error| on held-out networks."""
-    res = evaluate_surrogate(checkpoint, networks, arch=arch, samples_per_layer=samples, seed=seed,
+    res = evaluate_surrogate(checkpoint or default_checkpoint(), networks, arch=arch, samples_per_layer=samples, seed=seed,
                              include_seen=include_seen, backend=backend, workers=workers)
     print_eval(res)
     if json_out is not None:

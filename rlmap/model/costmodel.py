@@ -131,6 +131,13 @@ class BatchCost:
         return objective_value(self.energy, self.cycles, objective)
 
 
+def energy_by_level_tensor(cost: Cost, arch: Architecture) -> list[list[float]]:
+    """Energy of each level split by tensor, [level][tensor] (reads x read energy + writes x write energy);
+    each row sums to `cost.level_energy[level]`."""
+    return [[cost.reads[i][v] * lvl.read_energy + cost.writes[i][v] * lvl.write_energy for v in range(N_TENSORS)]
+            for i, lvl in enumerate(arch.levels)]
+
+
 REASON_CODES = {0: "valid", 1: "factors do not multiply to the layer's dimensions",
                 2: "spatial factors exceed a fanout or use a dimension the fanout forbids",
                 3: "a tile exceeds a level's capacity", 4: "a loop order is not a permutation"}

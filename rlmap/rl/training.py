@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +127,13 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             from rich.progress import Progress as RichProgress
 
             self.t0 = time.perf_counter()
-            if progress:
+            if progress and not sys.stderr.isatty():  # piped or CI: a plain line every few seconds
+                from rlmap.search.progress import PlainProgress
+
+                self.bar = PlainProgress()
+                self.bar.start()
+                self.task = self.bar.add_task("train", total=cfg.timesteps, completed=start_steps, info="")
+            elif progress:
                 self.bar = RichProgress(TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
                                         TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                                         transient=False)

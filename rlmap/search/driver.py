@@ -95,7 +95,7 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     import time
     from concurrent.futures import as_completed
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rlmap.search.progress import progress_bar
 
     label = getattr(_resolve(mapper), "name", str(mapper))  # fails early on a bad name
     keys = [layer_key(layer) for layer in network.layers]
@@ -104,21 +104,29 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
             for i, layer in enumerate(network.layers) if first[keys[i]] == i]
     results: list[SearchResult | None] = [None] * len(jobs)
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{label} on {network.name}", total=len(jobs))
+    evaluations = 0
+
+    def done(bar: Any, task: Any, job: tuple, r: SearchResult) -> None:
+        """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
+        nonlocal evaluations
+        evaluations += r.evaluations
+        bar.update(task, advance=1,
+                   info=f"{evaluations:,} evaluations; finished {job[1].name}: best {objective} {r.best:.4g}")
+
+    with progress_bar(enabled=progress) as bar:
+        task = bar.add_task(f"{label} on {network.name}", total=len(jobs), info="")
         if processes <= 1 or len(jobs) <= 1:
             for i, job in enumerate(jobs):
-                bar.update(task, description=f"{label}: {job[1].name}")
+                bar.update(task, description=f"{label} on {network.name}: {job[1].name}")
                 results[i] = _map_one(job)
-                bar.advance(task)
+                done(bar, task, job, results[i])
         else:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx) as pool:
                 futures = {pool.submit(_map_one, job): i for i, job in enumerate(jobs)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
-                    bar.advance(task)
+                    done(bar, task, jobs[futures[fut]], results[futures[fut]])
     by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
     return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
                          layers=list(network.layers), results=[by_key[key] for key in keys if key in by_key],

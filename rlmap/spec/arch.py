@@ -126,6 +126,9 @@ class Architecture(BaseModel):
     source: str = ""
     data_bits: int = Field(16, gt=0, description="bits per data element")
     clock_ghz: float = Field(1.0, gt=0.0)
+    energy_unit: str = Field("pJ", min_length=1, max_length=12,
+                             description="unit of every energy in the file and in results: 'pJ', or e.g. 'MAC-eq' "
+                             "for energies normalized to one MAC")
     semantics: Semantics = Field(
         "timeloop", description="modelling rules of the cost model: 'timeloop' (sliding-window halo reuse, "
         "window multicast as the union of the children's windows, reduced partial-sum refills) or 'accelforge' "

@@ -60,6 +60,11 @@ def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
+    from rlmap.search.progress import PlainProgress
+
+    con = _console()
+    if not con.is_terminal:  # piped or CI: periodic plain lines instead of one bar at the end
+        return PlainProgress(stream=con.file, enabled=enabled)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=_console(), disable=not enabled,
                     transient=False)
