@@ -3,7 +3,6 @@ under an area budget, with one or several optimisers at the same number of cost-
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,6 @@ def codesign_cmd(
 ) -> None:
     """Co-design hardware and mappings; writes the best design (arch.yaml that `rlmap map/search/eval` take),
     its per-layer mappings, the Pareto front (CSV, PNG) and search curves (PNG, TensorBoard)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from rlmap.cli.common import console, fmt
     from rlmap.codesign.evaluate import Workload
     from rlmap.codesign.outputs import verify_design, write_curves, write_design, write_pareto
@@ -63,6 +60,7 @@ def codesign_cmd(
     from rlmap.codesign.runner import OPTIMIZERS, make_optimizer, run
     from rlmap.codesign.space import load_space
     from rlmap.hardware.area import resolve_budget
+    from rlmap.search.progress import progress_bar
     from rlmap.spec.io import load_network
 
     if objective not in ("latency", "energy", "edp"):
@@ -106,10 +104,9 @@ def codesign_cmd(
     runs: dict[str, Problem] = {}
     finals: dict[str, dict[str, Any]] = {}
     opts: dict[str, Any] = {}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[best]}"), disable=not sys.stderr.isatty(), transient=True) as bar:
+    with progress_bar() as bar:
         for n in names:
-            task = bar.add_task(n, total=evaluations, best="")
+            task = bar.add_task(n, total=evaluations, info="")
             opt = make_optimizer(n, population=population, inner_budget=inner_budget, policy=pol, samples=samples,
                                  optimal_time_limit=optimal_time_limit)
             problem = Problem(ds, wl, objective, budget, evaluations, time_limit)
@@ -118,7 +115,7 @@ def codesign_cmd(
                     "population": population, "inner_budget": inner_budget, "samples": samples}
 
             def tick(p: Problem, task: Any = task) -> None:
-                bar.update(task, completed=p.evaluations, best=f"best {fmt(p.best_value)}")
+                bar.update(task, completed=p.evaluations, info=f"best {objective} {fmt(p.best_value)}")
 
             opt, problem = run(opt, problem, seed, output / "checkpoints" / f"{n}.pkl", resume, meta, tick, pol)
             runs[n], opts[n] = problem, opt
