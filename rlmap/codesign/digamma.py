@@ -94,10 +94,9 @@ class DiGamma:
 
     name = "digamma"
 
-    def __init__(self, population: int = 20, elite: int = 2, tournament: int = 3, hw_mutation: float = 0.3,
+    def __init__(self, population: int = 20, tournament: int = 3, hw_mutation: float = 0.3,
                  map_mutation: float = 0.5, crossover: float = 0.7) -> None:
         self.P = population
-        self.elite = elite
         self.tournament = tournament
         self.hw_mutation = hw_mutation
         self.map_mutation = map_mutation
