@@ -1,6 +1,7 @@
 """Mapping quality of the classical mappers: EDP as a ratio to the optimum, per budget.
 
     python benchmarks/mapper_quality.py [--budgets 100,1000,10000] [--seeds 3] [--plot mapper_quality.png]
+                                        [-j N | --ray auto|local|HOST:PORT]
 
 Layers: a depthwise and a pointwise convolution (MobileNetV2), a 3x3 convolution (ResNet-18), a GEMM
 (BERT-base's attention output projection) and a sparse layer (ResNet-50 with pruned weights, on the
@@ -17,6 +18,7 @@ import time
 
 import numpy as np
 
+from rlmap.execution import backend_from_options, run_tasks
 from rlmap.model.costmodel import CostModel
 from rlmap.search.annealing import AnnealingMapper
 from rlmap.search.genetic import GeneticMapper
@@ -41,6 +43,21 @@ def find(net_name: str, prefix: str):  # noqa: ANN201
     raise SystemExit(f"{net_name} has no layer starting with {prefix!r}: {[l.name for l in net.layers][:20]}")
 
 
+MAPPERS = {"random": RandomMapper, "ga": GeneticMapper, "sa": AnnealingMapper}
+
+
+def run_one(task: tuple) -> tuple[float, bool, float, np.ndarray | None, str]:
+    """One search of the sweep (a task for the execution backend): (best, proven, seconds, curve or None, layer)."""
+    net_name, prefix, arch_name, mapper, budget, seed, objective, optimal_time, keep_curve = task
+    layer, arch = find(net_name, prefix), load_architecture(arch_name)
+    t0 = time.perf_counter()
+    if mapper == "optimal":
+        res = OptimalMapper(time_limit=optimal_time).search(layer, arch, objective, model=CostModel(layer, arch))
+    else:
+        res = MAPPERS[mapper]().search(layer, arch, objective, budget=budget, seed=seed)
+    return res.best, res.proven_optimal, time.perf_counter() - t0, res.curve if keep_curve else None, layer.name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budgets", default="100,1000,10000")
@@ -48,44 +65,47 @@ def main() -> None:
     ap.add_argument("--objective", default="edp")
     ap.add_argument("--optimal-time", type=float, default=60.0, help="exhaustive-search seconds per layer")
     ap.add_argument("--plot", default="mapper_quality.png", help="PNG of best-so-far EDP vs evaluations ('' = none)")
+    ap.add_argument("-j", "--processes", type=int, default=1, help="searches in parallel local processes")
+    ap.add_argument("--ray", default=None, help="run the searches on Ray: auto, local or HOST:PORT (see docs/distributed.md)",
+                    metavar="ADDRESS")
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
-    mappers = [RandomMapper(), GeneticMapper(), AnnealingMapper()]
+    names = list(MAPPERS)
+    # every search of the sweep is one task (cases x mappers x budgets x seeds, plus each case's optimum)
+    tasks = []
+    for _label, net_name, prefix, arch_name in CASES:
+        tasks.append((net_name, prefix, arch_name, "optimal", 0, 0, args.objective, args.optimal_time, False))
+        tasks += [(net_name, prefix, arch_name, m, b, s, args.objective, args.optimal_time, b == budgets[-1] and s == 0)
+                  for m in names for b in budgets for s in range(args.seeds)]
+    with backend_from_options(args.processes, args.ray, env=False) as backend:
+        results = dict(zip(tasks, run_tasks(backend, run_one, tasks)))
     rows = []
     curves: dict[str, dict[str, np.ndarray]] = {}
     for label, net_name, prefix, arch_name in CASES:
-        layer = find(net_name, prefix)
-        arch = load_architecture(arch_name)
-        model = CostModel(layer, arch)
-        t0 = time.perf_counter()
-        ref = OptimalMapper(time_limit=args.optimal_time).search(layer, arch, args.objective, model=model)
-        t_opt = time.perf_counter() - t0
+        ref_best, proven, t_opt, _, layer_name = results[(net_name, prefix, arch_name, "optimal", 0, 0,
+                                                          args.objective, args.optimal_time, False)]
         runs: dict[tuple[str, int], list[float]] = {}
         curves[label] = {}
-        for mapper in mappers:
-            for budget in budgets:
-                vals = []
-                for seed in range(args.seeds):
-                    res = mapper.search(layer, arch, args.objective, budget=budget, seed=seed, model=model)
-                    vals.append(res.best)
-                    if budget == budgets[-1] and seed == 0:
-                        curves[label][mapper.name] = res.curve
-                runs[(mapper.name, budget)] = vals
-        best_known = min([ref.best] + [v for vals in runs.values() for v in vals])
-        reference = ref.best if ref.proven_optimal else best_known
+        for task, (best, _p, _t, curve, _n) in results.items():
+            if task[:3] == (net_name, prefix, arch_name) and task[3] != "optimal":
+                runs.setdefault((task[3], task[4]), []).append(best)
+                if curve is not None:
+                    curves[label][task[3]] = curve
+        best_known = min([ref_best] + [v for vals in runs.values() for v in vals])
+        reference = ref_best if proven else best_known
         for (name, budget), vals in runs.items():
             ratio = math.exp(np.mean([math.log(v / reference) for v in vals]))
-            rows.append((label, layer.name, arch_name, name, budget, ratio, ref.proven_optimal, t_opt))
-        print(f"{label}: {layer.name} on {arch_name}: optimal EDP {ref.best:.4g} "
-              f"({'proven' if ref.proven_optimal else 'NOT proven; ratios are to the best found'}, {t_opt:.0f} s)",
+            rows.append((label, layer_name, arch_name, name, budget, ratio, proven, t_opt))
+        print(f"{label}: {layer_name} on {arch_name}: optimal EDP {ref_best:.4g} "
+              f"({'proven' if proven else 'NOT proven; ratios are to the best found'}, {t_opt:.0f} s)",
               flush=True)
     print()
     print(f"{'layer':<10} {'mapper':<7} " + " ".join(f"{'B=' + str(b):>9}" for b in budgets) + "   reference")
     for label, *_ in CASES:
-        for mapper in mappers:
-            cells = [r[5] for r in rows if r[0] == label and r[3] == mapper.name]
+        for name in names:
+            cells = [r[5] for r in rows if r[0] == label and r[3] == name]
             proven = next(r[6] for r in rows if r[0] == label)
-            print(f"{label:<10} {mapper.name:<7} " + " ".join(f"{c:>9.3f}" for c in cells)
+            print(f"{label:<10} {name:<7} " + " ".join(f"{c:>9.3f}" for c in cells)
                   + f"   {'optimum' if proven else 'best found'}")
     print("\ncells: geometric mean over seeds of EDP / reference EDP (1.000 = optimal)")
     if args.plot:

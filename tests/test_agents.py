@@ -212,7 +212,8 @@ def test_cli_map_writes_mappings_that_eval_accepts(trained: Path, tmp_path: Path
 
 @pytest.mark.parametrize("args, needle", [
     (["map", "--arch", "nosuch"], "nosuch"),
-    (["map", "--arch", "simba", "--network", "bert_base"], "no shipped policy"),
+    (["train", "--init", "/nonexistent/run", "-o", "RUNDIR"], "--init"),
+    (["train", "--arch", "eyeriss,nosuch", "-o", "RUNDIR"], "nosuch"),
     (["map", "--policy", "/nonexistent/run"], "not found"),
     (["map", "--samples", "0", "--network", "bert_base"], "--samples"),
     (["train", "--arch", "eyeriss"], "-o"),
@@ -272,13 +273,20 @@ def test_at_least_two_policies_are_shipped() -> None:
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_policy_loads_maps_and_has_a_card(folder: Path) -> None:
     card = (folder / "MODEL_CARD.md").read_text()
-    pol = load_policy(None, folder.name.removeprefix("policy_"))
-    assert pol.arch_name == folder.name.removeprefix("policy_")
+    from rlmap.rl.checkpoint import GENERAL_POLICY, trained_architectures
+
+    if folder.name == GENERAL_POLICY:  # trained on several architectures: check the first
+        pol = load_policy(folder)
+        arch_name = trained_architectures(pol.config)[0]
+    else:
+        pol = load_policy(None, folder.name.removeprefix("policy_"))
+        arch_name = pol.arch_name
+        assert arch_name == folder.name.removeprefix("policy_")
     for name in ("mobilenetv2", "mnasnet", "bert_base", "resnet50_sparse"):
         assert name not in pol.trained_on  # the zero-shot benchmark's networks are held out
         assert name in card
     assert (folder / "model.zip").stat().st_size < 5_000_000
-    arch = load_architecture(pol.arch_name)
+    arch = load_architecture(arch_name)
     res = map_network_with_policy(pol, load_network("bert_base"), arch)
     assert all(r.cost is not None and r.cost.valid for r in res.results)
 

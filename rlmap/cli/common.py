@@ -8,6 +8,8 @@ invalid mapping) prints ONE line, ``error: <where>: <message>``, to stderr and e
 from __future__ import annotations
 
 import functools
+import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
@@ -58,6 +60,70 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# ----------------------------------------------------------------------------- option checks (before any work)
+def check_positive(value: float | None, option: str, what: str = "a positive number") -> None:
+    """A finite number > 0 (nan and inf are not), or None for 'not given'."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise SpecError(f"must be {what}, got {value:g}", option)
+
+
+def check_at_most(value: int, limit: int, option: str, why: str) -> None:
+    """Refuse a count past `limit` (what a run can finish and hold in memory), saying why."""
+    if value > limit:
+        raise SpecError(f"{value:,} is more than {limit:,}: {why}", option)
+
+
+def _check_creatable(path: Path, option: str, start: Path | None = None) -> None:
+    """The nearest existing folder at or above `start` (default `path`) is a writable folder, so `path` can be
+    created (else one line naming `option` and `path`)."""
+    start = path if start is None else start
+    for above in [start, *start.absolute().parents]:
+        if os.path.lexists(above):
+            if not above.is_dir():
+                raise SpecError(f"{above} is a file, so {path} cannot be created", f"{option} {path}")
+            if not os.access(above, os.W_OK | os.X_OK):
+                raise SpecError(f"{above} is not writable", f"{option} {path}")
+            return
+
+
+def check_output_dir(path: Optional[Path], option: str = "-o") -> None:
+    """Fail before the work, not after it: `path` must be (or be creatable as) a writable folder."""
+    if path is None:
+        return
+    if os.path.lexists(path) and not path.is_dir():
+        raise SpecError("exists and is not a directory", f"{option} {path}")
+    _check_creatable(path, option)
+
+
+def check_output_file(path: Optional[Path], option: str = "-o") -> None:
+    """Fail before the work: `path` must be a file path (not a folder) whose folder is or can be made writable."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise SpecError("is a directory, expected a file path", f"{option} {path}")
+    if os.path.lexists(path):
+        if not os.access(path, os.W_OK):
+            raise SpecError("exists and is not writable", f"{option} {path}")
+        return
+    _check_creatable(path, option, start=path.parent)
+
+
+def load_network_option(name: str, option: str = "--network") -> Network:
+    """io.load_network, with an unknown name blamed on the option it came from."""
+    try:
+        return io.load_network(name)
+    except SpecError as exc:
+        raise SpecError(exc.message, exc.where or option) from None
+
+
+def load_architecture_option(name: str, option: str = "--arch") -> Architecture:
+    """io.load_architecture, with an unknown name blamed on the option it came from."""
+    try:
+        return io.load_architecture(name)
+    except SpecError as exc:
+        raise SpecError(exc.message, exc.where or option) from None
+
+
 def find_layer(net: Network, name: str) -> Layer:
     """The layer called `name`; SpecError (naming --layer) listing a few valid names otherwise."""
     for layer in net.layers:
@@ -70,8 +136,8 @@ def find_layer(net: Network, name: str) -> Layer:
 
 def load_problem(network: str, arch: str, layer: Optional[str]) -> tuple[Network, Architecture, Optional[Layer]]:
     """Load the network and architecture named on the command line, and the layer if one is given."""
-    net = io.load_network(network)
-    a = io.load_architecture(arch)
+    net = load_network_option(network)
+    a = load_architecture_option(arch)
     return net, a, (find_layer(net, layer) if layer is not None else None)
 
 
@@ -98,7 +164,26 @@ def first_sentence(text: str, limit: int = 90) -> str:
 
 
 def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    """A file-name stem for `name`: letters and digits of every script kept, anything else (path separators,
+    spaces, control characters) becomes '_'; never empty, hidden or longer than 200 bytes."""
+    stem = re.sub(r"[^\w.-]+", "_", name).strip("._") or "layer"
+    return stem.encode()[:200].decode(errors="ignore")
+
+
+def mapping_file_names(names: list[str]) -> dict[str, str]:
+    """A distinct file name per layer name (also on case-insensitive file systems): 'a b', 'a/b' and 'a_b'
+    become a_b.yaml, a_b-2.yaml and a_b-3.yaml; summary.json records which layer went where."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        stem = candidate = safe_name(name)
+        n = 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{stem}-{n}"
+        taken.add(candidate.casefold())
+        out[name] = f"{candidate}.yaml"
+    return out
 
 
 MAPPING_HELP = ("mapping YAML file: rlmap's own, a Timeloop mapping or an AccelForge LoopTree mapping "
@@ -154,7 +239,13 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
             raise SpecError(f"applies to AccelForge mappings; {mapping} is a {fmt} mapping", "--workload")
         _, wl = mi.read_yaml_document(workload)
         names = mi.names_from_workload(wl, lyr, mi.compute_einsum(data), where=str(workload))
-    return lyr, a, mi.mapping_from(fmt, data, lyr, a, str(mapping), names), fmt
+    try:
+        m = mi.mapping_from(fmt, data, lyr, a, str(mapping), names)
+    except SpecError as exc:  # e.g. factors that do not multiply to this layer's dimensions: name the file
+        if exc.where is not None:
+            raise
+        raise SpecError(f"invalid mapping for layer {lyr.name!r}: {exc.message}", str(mapping)) from None
+    return lyr, a, m, fmt
 
 
 def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],
@@ -164,35 +255,61 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
     from rlmap.cli.tables import energy_unit, eng, network_table
 
     out = console()
+    if res.extra.get("partial") and not res.results:
+        out.print(f"[yellow]interrupted before any layer was mapped: nothing to report"
+                  f"{', nothing written to ' + str(output) if output is not None else ''}[/yellow]")
+        return
     unit = energy_unit(arch)
     out.print(title, soft_wrap=True)
     out.print(network_table(res, unit))
     missing = [lyr.name for lyr, r in zip(res.layers, res.results) if r.cost is None]
     if missing:
-        out.print(f"[yellow]{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
-                  f"{': ' + hint if hint else ''}; totals are infinite[/yellow]")
+        unfit = [f"{lyr.name} ({r.notes['unmappable']})" for lyr, r in zip(res.layers, res.results)
+                 if r.cost is None and r.notes.get("unmappable")]
+        if unfit:  # even every loop in DRAM does not fit: no budget or mapper helps
+            hint = f"no mapping fits the architecture: {', '.join(unfit)}"
+        out.print(f"{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
+                  f"{': ' + hint if hint else ''}; totals are infinite", style="yellow", markup=False)
     stopped = {id(r): (lyr.name, r.notes["stopped"]) for lyr, r in zip(res.layers, res.results) if r.notes.get("stopped")}
     if stopped:
         name, why = next(iter(stopped.values()))
         out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
+    fell = [lyr.name for lyr, r in zip(res.layers, res.results) if r.notes.get("fallback")]
+    if fell:
+        note = (f"note: no sampled mapping was valid for {len(fell)} layer(s); each keeps the all-outermost one "
+                f"(every loop in DRAM)")
+        named = f"{note}: {', '.join(fell)}"
+        out.print(named if len(named) <= 120 else note, style="yellow", markup=False)
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
+    partial = bool(res.extra.get("partial"))
+    if partial:
+        out.print(f"[yellow]interrupted: {res.extra.get('distinct_done', len(res.results))} of {distinct or '?'} "
+                  f"distinct layers mapped ({len(res.layers)} of {res.extra.get('total_layers', '?')} layers); "
+                  f"the totals below cover those only[/yellow]")
     out.print(f"network total (with repeats): energy {eng(res.energy)} {unit}, cycles {eng(res.cycles)}, "
               f"EDP {eng(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
     if output is None:
         return
-    if output.exists() and not output.is_dir():
-        raise SpecError("exists and is not a directory", str(output))
-    mdir = output / "mappings"
+    check_output_dir(output)
+    from rlmap.spec.outputs import staged_dir
+
     label = str(meta.get("mapper", res.mapper))
+    names = mapping_file_names([lyr.name for lyr, r in zip(res.layers, res.results) if r.mapping is not None])
     files: dict[str, str] = {}
-    for lyr, r in zip(res.layers, res.results):
-        if r.mapping is None:
-            continue
-        rel = f"mappings/{safe_name(lyr.name)}.yaml"
-        files[lyr.name] = rel
-        io.save_mapping(r.mapping, arch, output / rel, lyr,
-                        extra={"network": res.network, "mapper": label, "objective": res.objective,
-                               "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
-    write_results(output, build_summary(res, arch, meta, files), build_run(res))
-    out.print(f"wrote {mdir}/ ({len(files)} mappings), {output / 'summary.json'} and {output / 'run.json'}")
+    with staged_dir(output) as stage:  # replaces mappings/, summary.json, run.json as a whole: nothing stale stays
+        for lyr, r in zip(res.layers, res.results):
+            if r.mapping is None:
+                continue
+            rel = f"mappings/{names[lyr.name]}"
+            files[lyr.name] = rel
+            io.save_mapping(r.mapping, arch, stage / rel, lyr,
+                            extra={"network": res.network, "mapper": label, "objective": res.objective,
+                                   "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
+        (stage / "mappings").mkdir(exist_ok=True)
+        summary = build_summary(res, arch, meta, files)
+        if partial:  # Ctrl-C: only the layers finished are in it
+            summary.update(partial=True, layers_total=res.extra.get("total_layers"))
+        write_results(stage, summary, build_run(res))
+    out.print(f"wrote {output / 'mappings'}/ ({len(files)} mappings), {output / 'summary.json'} and "
+              f"{output / 'run.json'}" + (" (marked partial)" if partial else ""), markup=False)

@@ -49,17 +49,19 @@ def list_cmd() -> None:
     from rlmap.rl.config import load_run_config
     from rlmap.spec.io import checkpoints_dir
 
-    t = Table(title="Pretrained policies (checkpoints/, used by `rlmap map --arch NAME`)", box=box.SIMPLE_HEAVY,
+    t = Table(title="Pretrained policies (checkpoints/; `rlmap map --arch NAME` picks the best measured one)",
+              box=box.SIMPLE_HEAVY,
               title_justify="left")
-    for col in ("arch", "agent", "steps", "trained on"):
+    for col in ("policy", "architectures", "agent", "steps", "trained on"):
         t.add_column(col, justify="right" if col == "steps" else "left")
     for folder in sorted(checkpoints_dir().glob("policy_*")):
         try:
             cfg = load_run_config(folder)
-            t.add_row(cfg.arch, cfg.agent_name, f"{trained_steps(folder / 'model.zip'):,}",
+            archs = cfg.arch + (f" + {cfg.generated} generated" if cfg.generated else "")
+            t.add_row(folder.name, archs, cfg.agent_name, f"{trained_steps(folder / 'model.zip'):,}",
                       ", ".join(cfg.networks) + (" + synthetic" if cfg.agent.env.synthetic > 0 else ""))
         except SpecError as exc:
-            t.add_row(folder.name, "-", "-", f"[red]{error_line(exc)}[/red]")
+            t.add_row(folder.name, "-", "-", "-", f"[red]{error_line(exc)}[/red]")
     out.print(t)
 
 

@@ -10,8 +10,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from rlmap.cli.common import (MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP, console, gmacs, load_any_mapping,
-                              mapping_problem, with_semantics)
+from rlmap.cli.common import (MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP, check_output_dir, check_output_file, console,
+                              gmacs, load_any_mapping, mapping_problem, with_semantics)
 from rlmap.cli.common import fmt as fmt_num
 from rlmap.cli.tables import energy_unit
 from rlmap.spec import io
@@ -32,7 +32,11 @@ def import_cmd(
         parse_input_shape,
     )
 
-    shape = parse_input_shape(input_shape)
+    try:
+        shape = parse_input_shape(input_shape)
+    except SpecError as exc:
+        raise SpecError(exc.message, exc.where or "--input-shape") from None
+    check_output_file(output)
     builder = load_builder(spec)
     path_str = spec.rpartition(":")[0]
     try:
@@ -45,9 +49,12 @@ def import_cmd(
     if not isinstance(model, nn.Module):
         raise SpecError(f"{spec.rpartition(':')[2]}() returned a {type(model).__name__}, not a torch.nn.Module",
                         path_str)
-    result = import_module(model.eval(), torch.zeros(shape), name or Path(path_str).stem)
-    if output.exists() and output.is_dir():
-        raise SpecError("is a directory, expected a YAML file path", str(output))
+    try:
+        example = torch.zeros(shape)
+    except (RuntimeError, MemoryError) as exc:  # not enough memory for the example input
+        raise SpecError(f"cannot allocate an input of shape {shape}: {str(exc).splitlines()[0]}",
+                        "--input-shape") from None
+    result = import_module(model.eval(), example, name or Path(path_str).stem)
     io.save_network(result.network, output)
     out = console()
     net = result.network
@@ -87,11 +94,15 @@ def export_cmd(
     key = fmt.strip().lower()
     if key not in export.FORMATS:
         raise SpecError(f"unknown format {fmt!r} (expected one of {', '.join(export.FORMATS)})", "--format")
+    check_output_dir(output)
     lyr, a, m = mapping_problem(network, arch, mapping, layer)
     cost = CostModel(lyr, a).evaluate(m)
     if not cost.valid:
         raise SpecError(f"invalid mapping: {cost.reason}", str(mapping))
-    paths = export.export(key, lyr, a, m, output)
+    try:
+        paths = export.export(key, lyr, a, m, output)
+    except SpecError as exc:  # a refusal names the mapping file and the format it cannot be written in
+        raise SpecError(exc.message, exc.where or f"{mapping} (--format {key})") from None
     out = console()
     out.print(f"exported layer {lyr.name} on {a.name} for {key}:")
     for p in paths:
@@ -122,6 +133,7 @@ def import_mapping_cmd(
     from rlmap.interop.export import dump_yaml
     from rlmap.model.costmodel import CostModel
 
+    check_output_file(output)
     lyr, a, m, source = load_any_mapping(network, arch, mapping, layer, workload)
     a = with_semantics(a, semantics)
     cost = CostModel(lyr, a).evaluate(m)
@@ -142,8 +154,6 @@ def import_mapping_cmd(
     if output is None:
         typer.echo(dump_yaml(data), nl=False)
     else:
-        if output.exists() and output.is_dir():
-            raise SpecError("is a directory, expected a YAML file path", str(output))
         io.write_yaml(data, output)
         out.print(f"wrote {output}")
 

@@ -10,7 +10,8 @@ from typing import Optional
 
 import typer
 
-from rlmap.spec.errors import SpecError
+from rlmap.cli.execution import ray_option
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 
 DEFAULT_TRAIN = "resnet18,vgg16,gpt2_small"
 DEFAULT_EVAL = "mobilenetv2,mnasnet,bert_base"
@@ -56,17 +57,30 @@ def train_cmd(
     subproc: bool = typer.Option(False, "--subproc", help="run the environments in subprocesses (SubprocVecEnv)"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="run folder (runs/NAME); required unless --resume"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this folder from its last checkpoint"),
+    tune: Optional[Path] = typer.Option(None, "--tune", metavar="SWEEP.yaml",
+                                        help="Ray Tune sweep over the agent's hyperparameters and seeds (-o: the "
+                                             "sweep folder; see agents/sweeps/example.yaml and docs/distributed.md)"),
+    ray: Optional[str] = ray_option(),
 ) -> None:
     """Train a mapping policy; TensorBoard logs, checkpoints and config.yaml go to the run folder.
 
     Watch it with `tensorboard --logdir RUN/tensorboard`. Interrupted? `rlmap train --resume RUN` continues from the last checkpoint (saved every --checkpoint-every steps and on exit) with the saved config; --timesteps and --time-limit may be changed when resuming.
     """
-    from rlmap.cli.common import console
+    from rlmap.cli.common import (check_output_dir, check_positive, console, load_architecture_option,
+                                  load_network_option)
     from rlmap.model.costmodel import OBJECTIVES
-    from rlmap.rl.config import TrainConfig, load_agent_config, load_run_config
+    from rlmap.rl.config import CONFIG_FILE, TrainConfig, load_agent_config, load_run_config
+    from rlmap.rl.resume import resume_point
     from rlmap.rl.training import train
 
+    if ray is not None and tune is None:
+        raise SpecError("applies to --tune sweeps (one training run runs on this machine)", "--ray")
+    if tune is not None:
+        from rlmap.cli.tune import tune_cmd
+
+        return tune_cmd(tune, output, ray)
     out = console()
+    check_positive(time_limit, "--time-limit", "a positive number of minutes")
     if resume is not None:
         if output is not None and Path(output) != resume:
             raise SpecError("give either -o (a new run) or --resume (an existing one)", "-o")
@@ -79,7 +93,10 @@ def train_cmd(
         updates["time_limit"] = time_limit * 60 if time_limit is not None else None
         cfg = cfg.model_copy(update=updates)
         run_dir = resume
-        out.print(f"resuming {run_dir} ({cfg.agent_name} on {cfg.arch}) up to {cfg.timesteps:,} steps")
+        point = resume_point(run_dir)
+        where = (f"from {point.describe(run_dir)}" if point is not None else
+                 "from step 0: it holds no intact checkpoint")
+        out.print(f"resuming {run_dir} ({cfg.agent_name} on {cfg.arch}) {where}, up to {cfg.timesteps:,} steps")
     else:
         if output is None:
             raise SpecError("missing: give -o runs/NAME for a new run (or --resume RUN)", "-o")
@@ -93,25 +110,22 @@ def train_cmd(
             raise SpecError(f"must be >= 1, got {n_envs}", "--n-envs")
         if eval_every < 0:
             raise SpecError(f"must be >= 0, got {eval_every}", "--eval-every")
-        if time_limit is not None and time_limit <= 0:
-            raise SpecError(f"must be positive, got {time_limit}", "--time-limit")
         for name, value in (("--synthetic", synthetic), ("--random-density", random_density)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise SpecError(f"must be in [0, 1], got {value}", name)
-        from rlmap.spec.io import load_architecture
-
+        check_output_dir(output)
         arch_list = _names(arch, "--arch")
         for a in arch_list:
-            try:
-                load_architecture(a)  # fail early on a bad --arch
-            except SpecError as exc:
-                raise SpecError(str(exc), "--arch") from None
+            load_architecture_option(a)  # fail early on a bad --arch
         if generated < 0 or generated_seed < 0:
             raise SpecError("must be >= 0", "--generated" if generated < 0 else "--generated-seed")
         if init is not None:
             from rlmap.rl.checkpoint import load_policy
 
-            init_pol = load_policy(init)  # fail early on a bad --init
+            try:
+                init_pol = load_policy(init)  # fail early on a bad --init
+            except SpecError as exc:
+                raise SpecError(str(exc), "--init") from None
             if init_pol.max_levels != 4:
                 raise SpecError("was trained with another observation layout", "--init")
         agent_cfg = load_agent_config(agent)
@@ -120,6 +134,9 @@ def train_cmd(
             agent_cfg = agent_cfg.model_copy(update={"env": agent_cfg.env.model_copy(update=env_updates)})
         train_nets = _names(networks, "--networks")
         held = [n.strip() for n in eval_networks.split(",") if n.strip()]
+        for option, names in (("--networks", train_nets), ("--eval-networks", held)):
+            for n in names:
+                load_network_option(n, option)
         overlap = sorted(set(train_nets) & set(held))
         if overlap:
             raise SpecError(f"{', '.join(overlap)} cannot be both a training and a held-out network", "--eval-networks")
@@ -131,6 +148,8 @@ def train_cmd(
                           checkpoint_every=checkpoint_every, time_limit=time_limit * 60 if time_limit else None,
                           vec_env="subproc" if subproc else "dummy")
         run_dir = output
+        if (run_dir / CONFIG_FILE).exists() and resume_point(run_dir) is None:
+            out.print(f"{run_dir} holds a run that never reached a checkpoint: starting it over")
         on = cfg.arch + (f" + {generated} generated (seeds {generated_seed}..{generated_seed + generated - 1})"
                          if generated else "") + (f", starting from {init}" if init else "")
         out.print(f"training {cfg.agent_name} ({cfg.agent.algo}) on {on}: {', '.join(train_nets)} + "
@@ -150,13 +169,16 @@ def train_cmd(
             f"{k.split('/')[1]} {v:.3f}" for k, v in h.items() if k.startswith("eval/") and k.count("/") == 2))
     out.print(f"policy: {run_dir / 'model.zip'}  (rlmap map --policy {run_dir}); "
               f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
+    if res.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)  # the checkpoint is saved, but the run did not finish
 
 
 def map_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file (e.g. from rlmap import)"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
     policy: Optional[Path] = typer.Option(None, "--policy", "-p",
-                                          help="checkpoint folder or .zip (default: checkpoints/policy_ARCH)"),
+                                          help="checkpoint folder or .zip (default: checkpoints/policy_ARCH or "
+                                               "policy_general, whichever measured better on --arch)"),
     samples: int = typer.Option(1, "--samples", "-k", help="1 = greedy; K = best of K policy samples (greedy first)"),
     objective: Optional[str] = typer.Option(None, "--objective", help="energy, latency or edp (default: the policy's)"),
     seed: int = typer.Option(0, "--seed", help="seed for the samples"),
@@ -169,28 +191,37 @@ def map_cmd(
 
     Each mapping is scored by the analytical cost model; write them with -o and check any of them with `rlmap eval` or `rlmap export --format timeloop`.
     """
-    from rlmap.cli.common import console, load_problem, report_network_result
+    from rlmap.cli.common import (check_at_most, check_output_dir, check_positive, console, load_problem,
+                                  report_network_result)
     from rlmap.model.costmodel import OBJECTIVES
     from rlmap.rl.checkpoint import load_policy
-    from rlmap.rl.mapper import SAMPLE_TEMPERATURE, map_network_with_policy
+    from rlmap.rl.mapper import MAX_SAMPLES, SAMPLE_TEMPERATURE, SAMPLES_WHY, map_network_with_policy
     from rlmap.spec.layer import Network
 
     if samples <= 0:
         raise SpecError(f"must be >= 1, got {samples}", "--samples")
-    if temperature is not None and temperature <= 0:
-        raise SpecError(f"must be > 0, got {temperature}", "--temperature")
+    check_at_most(samples, MAX_SAMPLES, "--samples", SAMPLES_WHY)
+    check_positive(temperature, "--temperature", "a finite number > 0")
     temperature = temperature or SAMPLE_TEMPERATURE
+    check_output_dir(output)
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     pol = load_policy(policy, arch if policy is None else None)
+    if policy is None:
+        from rlmap.rl.checkpoint import default_policy
+
+        console().print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(a.name)[1]}")
     objective = objective or pol.config.get("objective", "edp")
     if objective not in OBJECTIVES:
         raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})", "--objective")
     out = console()
     notes = []
-    if pol.arch_name != a.name and Path(pol.arch_name).stem != a.name:
-        notes.append(f"policy trained on {pol.arch_name}, mapping onto {a.name}")
+    from rlmap.rl.checkpoint import coverage_note
+
+    cover = coverage_note(pol, a.name)
+    if cover:
+        notes.append(cover)
     if objective != pol.config.get("objective", objective):
         notes.append(f"policy trained for {pol.config.get('objective')}, asked for {objective}")
     seen = sorted({net.name} & set(pol.trained_on))
@@ -200,12 +231,18 @@ def map_cmd(
         out.print(f"[yellow]note: {n}[/yellow]")
     from rlmap.search.progress import progress_bar
 
-    with progress_bar("[bold]policy") as bar:
-        task = bar.add_task(f"policy on {net.name}", total=None, info="")
-        res = map_network_with_policy(pol, net, a, objective, samples, seed,
-                                      progress=lambda d, t: bar.update(task, completed=d, total=t),
-                                      temperature=temperature)
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with progress_bar("[bold]policy") as bar:
+            task = bar.add_task(f"policy on {net.name}", total=None, info="")
+            res = map_network_with_policy(pol, net, a, objective, samples, seed,
+                                          progress=lambda d, t: bar.update(task, completed=d, total=t),
+                                          temperature=temperature)
+        interrupted = False
+    except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+        res, interrupted = exc.partial, True
     how = "greedy" if samples == 1 else f"best of {samples} samples"
     report_network_result(res, a, f"policy ({how}) on {net.name} / {a.name}, objective {objective}",
                           output, {"mapper": "policy", "samples": samples, "seed": seed, "temperature": temperature,
                                    "policy": str(pol.path), "policy_trained_on": pol.trained_on})
+    if interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)

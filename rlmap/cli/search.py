@@ -7,10 +7,37 @@ from typing import Optional
 
 import typer
 
-from rlmap.cli.common import load_problem, report_network_result
+from rlmap.cli.common import check_at_most, check_output_dir, check_positive, load_problem, report_network_result
+from rlmap.cli.execution import open_backend, ray_option
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
-from rlmap.spec.errors import SpecError
+from rlmap.search.random_search import MAX_BUDGET
+from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 from rlmap.spec.layer import Network
+
+
+def budget_refusal(budget: int, net: Network, arch: Architecture, objective: str) -> str:
+    """Why a budget past MAX_BUDGET is refused, with the time it would take at the pace measured here."""
+    from rlmap.search.random_search import RandomMapper
+    from rlmap.spec.layer import distinct_layers
+
+    layers = distinct_layers(net.layers)
+    RandomMapper().search(layers[0], arch, objective, budget=256, seed=0)  # warm up (compiled kernel, caches)
+    probe = RandomMapper().search(layers[0], arch, objective, budget=4096, seed=0)
+    rate = probe.evaluations / max(probe.seconds, 1e-9)
+    days = budget * len(layers) / rate / 86400
+    return (f"{budget:,} evaluations per layer is more than {MAX_BUDGET:,}: at the {rate:,.0f} evaluations/s measured "
+            f"on {layers[0].name}, {len(layers)} distinct layer(s) would take about {days:.3g} days and keep "
+            f"{budget * 8 / 2**30:.3g} GiB of convergence curve per layer; give a smaller --budget or bound the run "
+            f"with --time-limit")
+
+
+def search_hint(mapper: str) -> str:
+    """What to try when a layer got no valid mapping (never the mapper the user already ran)."""
+    key = mapper.strip().lower()
+    if key == "optimal":
+        return "raise --time-limit"
+    return "raise --budget" + ("" if key == "ga" else " or use --mapper ga")
 
 
 def search_cmd(
@@ -27,6 +54,7 @@ def search_cmd(
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
+    ray: Optional[str] = ray_option(),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
 ) -> None:
@@ -40,17 +68,30 @@ def search_cmd(
         raise SpecError(f"must be a positive number of evaluations, got {budget}", "--budget")
     if processes <= 0:
         raise SpecError(f"must be >= 1, got {processes}", "--processes")
-    if time_limit is not None and not time_limit > 0:
-        raise SpecError(f"must be a positive number of seconds, got {time_limit:g}", "--time-limit")
+    check_positive(time_limit, "--time-limit", "a positive number of seconds")
     get_mapper(mapper)
-    exhaustive = mapper.strip().lower() == "optimal"
+    key = mapper.strip().lower()
+    exhaustive = key == "optimal"
     if exhaustive and time_limit is None:
         time_limit = OPTIMAL_DEFAULT_LIMIT
+    if key == "policy":
+        from rlmap.rl.mapper import MAX_SAMPLES, SAMPLES_WHY
+
+        check_at_most(budget, MAX_SAMPLES, "--budget", f"for --mapper policy it counts samples; {SAMPLES_WHY}")
+    check_output_dir(output)
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
-    res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
-                      time_limit=time_limit)
+    if not exhaustive and key != "policy" and budget > MAX_BUDGET:
+        raise SpecError(budget_refusal(budget, net, a, objective), "--budget")
+    resume_dir = output / ".tasks" if output is not None else None  # finished layers; a rerun resumes from them
+    with open_backend(processes, ray, resume_dir) as backend:
+        try:
+            res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
+                              time_limit=time_limit, backend=backend, resume_dir=resume_dir)
+            interrupted = False
+        except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
+            res, interrupted = exc.partial, True
     # the title names only the options the mapper uses (the optimal mapper has no budget and no randomness)
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
@@ -58,4 +99,12 @@ def search_cmd(
     meta = {"mapper": mapper, **({} if exhaustive else {"budget": budget, "seed": seed}),
             **({} if time_limit is None else {"time_limit_s": time_limit})}
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
-                          output, meta, hint="raise --time-limit" if exhaustive else "raise --budget or use --mapper ga")
+                          output, meta, hint=search_hint(mapper))
+    if interrupted:
+        if resume_dir is not None and res.results:
+            typer.echo(f"the same command resumes from the finished layers (kept in {resume_dir})", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if resume_dir is not None:
+        from rlmap.execution import ResultStore
+
+        ResultStore(resume_dir).clear()  # the summary is written: nothing left to resume

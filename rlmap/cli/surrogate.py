@@ -11,7 +11,9 @@ from typing import Any, Optional
 
 import typer
 
-from rlmap.cli.common import console
+from rlmap.cli.common import check_at_most, check_output_dir, check_output_file, console
+from rlmap.cli.execution import open_backend, ray_option
+from rlmap.spec.errors import SpecError
 from rlmap.surrogate.model import default_checkpoint
 from rlmap.surrogate.workflow import build_dataset, evaluate_surrogate, train_surrogate
 
@@ -39,6 +41,9 @@ def print_eval(result: dict[str, Any]) -> None:
               + f"; Spearman among each layer's best 10%: {result['top10pct_spearman_mean']:.3f}")
 
 
+MAX_DATASET_SAMPLES = 10_000_000
+"""Most scored mappings one `surrogate dataset` or `surrogate eval` run takes (they are held in memory)."""
+
 surrogate_app = typer.Typer(help="Learned surrogate cost models: build a dataset, train, evaluate.", no_args_is_help=True)
 
 
@@ -51,12 +56,23 @@ def dataset_cmd(
     out: Path = typer.Option(Path("data/surrogate"), "-o", "--out", help="output folder (or .npz path)"),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="networks whose layer shapes must not be used (held-out)"),
     backend: str = typer.Option("builtin", "--backend", help="'builtin' or 'module:function' returning (energy, cycles)"),
-    workers: int = typer.Option(1, "--workers", help="worker processes"),
+    workers: int = typer.Option(1, "--workers", help="worker processes (with --ray: most shards in flight)"),
+    ray: Optional[str] = ray_option(),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
-    build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend, workers=workers,
-                  exclude=exclude)
+    from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted
+
+    check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "the dataset is built in memory before it is written")
+    (check_output_file if out.suffix == ".npz" else check_output_dir)(out, "-o")
+    if workers < 1:
+        raise SpecError(f"must be >= 1, got {workers}", "--workers")
+    with open_backend(workers, ray) as executor:
+        try:
+            build_dataset(arch, networks or [], samples, out, synthetic=synthetic, seed=seed, backend=backend,
+                          workers=workers, exclude=exclude, executor=executor if executor.name != "local" else None)
+        except Interrupted:  # build_dataset has saved what was finished and said so
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @surrogate_app.command("train")
@@ -78,6 +94,9 @@ def train_cmd(
     import shlex
     import sys
 
+    check_output_dir(out, "-o")
+    if log_dir is not None:
+        check_output_dir(log_dir, "--log-dir")
     train_surrogate(data, out, epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, depth=depth,
                     val_frac=val_frac, seed=seed, resume=resume, log_dir=log_dir, threads=threads,
                     command=shlex.join(sys.argv))
@@ -97,9 +116,13 @@ def eval_cmd(
     seed: int = typer.Option(12345, "--seed"),
 ) -> None:
     """Spearman of predicted vs true EDP per layer and median |log2 EDP error| on held-out networks."""
-    res = evaluate_surrogate(checkpoint or default_checkpoint(), networks, arch=arch, samples_per_layer=samples, seed=seed,
+    check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "every scored mapping is held in memory")
+    check_output_file(json_out, "--json")
+    res = evaluate_surrogate(checkpoint or default_checkpoint(), networks, arch=arch, samples_per_layer=samples,
+                             seed=seed,
                              include_seen=include_seen, backend=backend, workers=workers)
     print_eval(res)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2, default=float))
+        from rlmap.spec.outputs import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(res, indent=2, default=float))

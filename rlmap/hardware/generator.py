@@ -112,7 +112,7 @@ def generate_spec(seed: int, name: str | None = None) -> dict[str, Any]:
         if layout == "clustered":  # Simba-like: cluster array, then vector lanes of MACs
             cx, cy = int(_choice(rng, CLUSTER_SIDES)), int(_choice(rng, CLUSTER_SIDES))
             lx, ly = int(_choice(rng, LANE_SIDES)), int(_choice(rng, LANE_SIDES))
-            outer = {"x": max(cx, 1), "y": max(cy, 1)}
+            outer: dict[str, Any] = {"x": max(cx, 1), "y": max(cy, 1)}
             if flow != "any":
                 outer |= {"x_dims": ["K", "C"], "y_dims": ["K", "C"]}
             levels.append(_level("global_buffer", glb_cap, bits, glb_keeps, glb_bw, outer))

@@ -89,6 +89,7 @@ from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import Mapping
+from rlmap.spec.outputs import atomic_write_text
 from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSORS
 
 __all__ = [
@@ -498,7 +499,7 @@ def export(fmt: str, layer: Layer, arch: Architecture, mapping: Mapping, out_dir
     paths = []
     for stem, doc in docs.items():
         p = out / f"{stem}.yaml"
-        p.write_text(dump_yaml(doc, f"{stem}.yaml -- " + header))
+        atomic_write_text(p, dump_yaml(doc, f"{stem}.yaml -- " + header))
         paths.append(p)
     return paths
 

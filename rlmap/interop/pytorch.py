@@ -34,7 +34,9 @@ TransformerEncoderLayer that fx does not trace into) are listed there as "unsupp
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import inspect
 import math
 import operator
@@ -365,12 +367,16 @@ def import_module(module: nn.Module, example_input: torch.Tensor | tuple, name: 
         ) from exc
     shapes = ", ".join(str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__ for x in inputs)
     try:
-        with torch.no_grad():
+        # ShapeProp prints the failing node's traceback itself; the user gets the cause in one line instead
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(*inputs)
     except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SpecError(f"running {label} on input {shapes} failed ({type(exc).__name__}: {msg})",
-                        where=name) from exc
+        cause: BaseException = exc
+        while cause.__cause__ is not None:  # ShapeProp wraps the real error (e.g. a shape mismatch)
+            cause = cause.__cause__
+        text = str(cause).strip()
+        msg = text.splitlines()[0] if text else type(cause).__name__
+        raise SpecError(f"running {label} on input {shapes} failed: {msg}", where=name) from exc
 
     depends_on_input: set[str] = set()
     for node in gm.graph.nodes:
@@ -462,6 +468,10 @@ def load_builder(spec: str) -> Callable[[], nn.Module]:
     return fn
 
 
+MAX_INPUT_ELEMENTS = 2**28
+"""Largest example input the importer builds (1 GiB of float32): tracing runs the model on it."""
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """'1,3,224,224' (also '1x3x224x224', '(1, 3, 224, 224)') -> (1, 3, 224, 224)."""
     s = text.strip().strip("()[]").strip()
@@ -473,4 +483,7 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     dims = tuple(int(p) for p in parts)
     if min(dims) <= 0:
         raise SpecError(f"bad input shape {text!r}: every dimension must be positive")
+    if math.prod(dims) > MAX_INPUT_ELEMENTS:
+        raise SpecError(f"input shape {text!r} has {math.prod(dims):,} elements ({math.prod(dims) * 4 / 2**30:.3g} GiB "
+                        f"as float32); the importer runs the model on it, so at most {MAX_INPUT_ELEMENTS:,} (1 GiB)")
     return dims

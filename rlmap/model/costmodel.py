@@ -237,7 +237,7 @@ class CostModel:
         """Score one mapping (compiled kernel); an invalid one comes back with valid=False and the reason."""
         try:
             packed = np.array((m.temporal, m.spatial_x, m.spatial_y, m.order), dtype=np.int64)
-        except ValueError:  # ragged: not even the right shape
+        except (ValueError, OverflowError):  # ragged, or a factor past int64: the reference words the reason
             return self.evaluate_reference(m)
         if packed.shape != (4, self.L, N_DIMS):
             return self.evaluate_reference(m)

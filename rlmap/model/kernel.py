@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from rlmap.model.jit import CACHE
 from rlmap.model.semantics import HALO_REUSE, REDUCED_PSUM_FILL, WINDOW_MULTICAST
 from rlmap.spec.problem import INPUTS, OUTPUTS, RELEVANCE_MATRIX, WEIGHTS, C, G, K, N, P, Q, R, S
 
@@ -50,7 +51,7 @@ class KernelStatic:
     max_span: int  # longest input axis (rows or columns of the padded input): scratch for window_union
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=CACHE, inline="always", error_model="numpy")
 def _footprint(v: int, e: np.ndarray, sh: float, sw: float, dh: float, dw: float) -> float:
     if v == INPUTS:
         h = (e[P] - 1.0) * sh + (e[R] - 1.0) * dh + 1.0
@@ -61,7 +62,7 @@ def _footprint(v: int, e: np.ndarray, sh: float, sw: float, dh: float, dw: float
     return e[N] * e[G] * e[K] * e[P] * e[Q]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy")
 def window_union(ext: float, counts: np.ndarray, steps: np.ndarray, n: int, mark: np.ndarray) -> float:
     """Rows (or columns) covered by the union of windows `ext` long that start at every sum
     k_0*steps[0] + ... + k_{n-1}*steps[n-1], 0 <= k_t < counts[t]: what children spread along one input axis
@@ -96,7 +97,7 @@ def window_union(ext: float, counts: np.ndarray, steps: np.ndarray, n: int, mark
     return float(covered)
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=CACHE, inline="always", error_model="numpy")
 def _axis_terms(p: int, c: int, da: int, db: int, ca: float, cb: float, SP: np.ndarray, E: np.ndarray,
                 counts: np.ndarray, steps: np.ndarray) -> int:
     """The spatial unrolls of window dims da (P or Q, coefficient ca = stride) and db (R or S, cb = dilation)
@@ -114,7 +115,7 @@ def _axis_terms(p: int, c: int, da: int, db: int, ca: float, cb: float, SP: np.n
     return n
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _fmt_factor(code: int, density: float, tile: float, data_bits: float, rle_bits: float) -> float:
     if code == 0 or density >= 1.0:
         return 1.0
@@ -126,7 +127,7 @@ def _fmt_factor(code: int, density: float, tile: float, data_bits: float, rle_bi
     return density * (1.0 + bits / data_bits)
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=CACHE, inline="always", error_model="numpy")
 def _level_tiles(lvl: int, E: np.ndarray, ec: np.ndarray, sh: float, sw: float, dh: float, dw: float,
                  keeps: np.ndarray, fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray,
                  word_scale: np.ndarray, data_bits: float, rle_bits: float, fps: np.ndarray, fmt_f: np.ndarray,
@@ -147,7 +148,7 @@ def _level_tiles(lvl: int, E: np.ndarray, ec: np.ndarray, sh: float, sw: float, 
             words[v] = tile * word_scale[lvl] * f
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=CACHE, inline="always", error_model="numpy")
 def _fits_capacity(lvl: int, words: np.ndarray, keeps: np.ndarray, cap_kind: np.ndarray, cap_val: np.ndarray) -> bool:
     """Whether level lvl's tiles fit its capacity (shared, or per tensor), with the model's 1e-9 tolerance."""
     if cap_kind[lvl] == 1:
@@ -159,7 +160,7 @@ def _fits_capacity(lvl: int, words: np.ndarray, keeps: np.ndarray, cap_kind: np.
     return True
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy")
 def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001, ANN201
                     dims, geom, keeps, chain_p, chain_c, n_pairs, word_scale, read_e, write_e, bandwidth, fmt,
                     fmt_const, density, cap_kind, cap_val, fan_x, fan_y, allow_x, allow_y, fans_between, scalars,

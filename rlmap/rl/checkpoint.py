@@ -86,11 +86,12 @@ def shipped_policy(arch: str) -> Path | None:
 
 
 def load_policy(path: str | Path | None, arch: str | None = None) -> Policy:
-    """Load a trained policy: a folder (checkpoints/policy_X, runs/NAME) or .zip; None = shipped one for arch."""
+    """Load a trained policy: a folder (checkpoints/policy_X, runs/NAME) or .zip; None = the best shipped one
+    for arch (`default_policy`: the specialised checkpoint or the general policy, whichever measured better)."""
     if path is None:
         if arch is None:
             raise SpecError("give --policy or --arch", "--policy")
-        found = shipped_policy(Path(arch).stem)
+        found = default_policy(Path(arch).stem)[0]
         if found is None:
             have = ", ".join(sorted(p.name.removeprefix("policy_") for p in checkpoints_dir().glob("policy_*")))
             raise SpecError(f"no shipped policy for architecture {arch!r} (shipped: {have or 'none'}); "
@@ -108,3 +109,69 @@ def load_policy(path: str | Path | None, arch: str | None = None) -> Policy:
     except Exception as exc:  # noqa: BLE001 - a corrupt or foreign zip is a user mistake
         raise SpecError(f"cannot load the policy: {exc}", str(zip_path)) from None
     return Policy(model, cfg.agent.algo, cfg.arch, cfg.networks, cfg.model_dump(), path=p)
+
+
+# ============================================================================ general policy, measured quality
+GENERAL_POLICY = "policy_general"
+"""The shipped policy trained over many architectures (issue 14); used where no better specialised one exists."""
+QUALITY_FILE = "quality.json"
+"""Measured quality beside a shipped model.zip, written by benchmarks/zero_shot.py --write-quality:
+{"archs": {ARCH: {"greedy", "best", "samples", "layers", "held_out", "command"}}, "generated_held_out": {...}}."""
+
+
+def general_policy() -> Path | None:
+    p = checkpoints_dir() / GENERAL_POLICY
+    return p if (p / POLICY_FILE).exists() else None
+
+
+def measured_quality(folder: Path | None) -> dict[str, Any]:
+    """The checkpoint's quality.json ({} when it has none)."""
+    if folder is None or not (Path(folder) / QUALITY_FILE).exists():
+        return {}
+    return json.loads((Path(folder) / QUALITY_FILE).read_text())
+
+
+def _greedy_on(folder: Path | None, arch: str) -> float | None:
+    entry = measured_quality(folder).get("archs", {}).get(arch)
+    return float(entry["greedy"]) if entry else None
+
+
+def default_policy(arch: str) -> tuple[Path | None, str]:
+    """(checkpoint, why) for mapping onto `arch` with no --policy: the specialised checkpoint policy_ARCH unless
+    the general policy measured better there (lower greedy EDP / optimal), else the general policy."""
+    special, general = shipped_policy(arch), general_policy()
+    if special is None or general is None:
+        found = special or general
+        return found, ("specialised policy" if found is special else "general policy") if found else "none shipped"
+    qs, qg = _greedy_on(special, arch), _greedy_on(general, arch)
+    if qg is not None and (qs is None or qg < qs):
+        return general, (f"general policy (measured greedy {qg:.3f} x optimal on {arch}, "
+                         f"specialised {qs or 'unmeasured'})")
+    vs = f", general {qg:.3f}" if qg is not None else ""
+    return special, "specialised policy" + (f" (measured greedy {qs:.3f} x optimal on {arch}{vs})" if qs else "")
+
+
+def trained_architectures(config: dict[str, Any]) -> list[str]:
+    """Names of the architectures a run trained on (presets by name, generated ones as genSEED)."""
+    names = [Path(a.strip()).stem for a in str(config.get("arch", "")).split(",") if a.strip()]
+    seed0, n = int(config.get("generated_seed", 0)), int(config.get("generated", 0))
+    return names + [f"gen{s}" for s in range(seed0, seed0 + n)]
+
+
+def coverage_note(policy: Policy, arch: str) -> str | None:
+    """None when `arch` is one of the policy's training architectures; otherwise a line saying so, with the
+    policy's measured quality there (or on held-out generated hardware, or that none was measured)."""
+    if arch in trained_architectures(policy.config):
+        return None
+    folder = policy.path if policy.path is None or policy.path.is_dir() else policy.path.parent
+    q = measured_quality(folder)
+    entry = q.get("archs", {}).get(arch)
+    head = f"this policy was not trained on {arch}"
+    if entry:
+        return (f"{head}; measured zero-shot there: greedy {entry['greedy']:.3f}x, best-of-{entry['samples']} "
+                f"{entry['best']:.3f}x the optimal EDP ({entry['layers']} held-out layers, model card)")
+    gen = q.get("generated_held_out")
+    if gen:
+        return (f"{head} (not measured there); on {gen['archs']} held-out generated architectures it measured greedy "
+                f"{gen['greedy']:.3f}x, best-of-{gen['samples']} {gen['best']:.3f}x the optimal EDP (model card)")
+    return f"{head}, and its quality there was never measured: expect it to be far from optimal"

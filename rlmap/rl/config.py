@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rlmap.spec.errors import SpecError, pydantic_message
 from rlmap.spec.io import agents_dir
+from rlmap.spec.outputs import atomic_write_text
 
 ALGOS: dict[str, tuple[str, str]] = {
     "maskable_ppo": ("sb3_contrib", "MaskablePPO"),
@@ -169,7 +170,8 @@ def training_architectures(cfg: TrainConfig) -> list[Any]:
 def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     e = cfg.agent.env
     archs = training_architectures(cfg)
-    return dict(arch=archs[0] if len(archs) == 1 else archs, objective=cfg.objective, networks=list(cfg.networks), synthetic=e.synthetic,
+    return dict(arch=archs[0] if len(archs) == 1 else archs, objective=cfg.objective, networks=list(cfg.networks),
+                synthetic=e.synthetic,
                 synthetic_pool=e.synthetic_pool, random_density=e.random_density, density_low=e.density_low,
                 density_grid=e.density_grid, reference=e.reference,
                 invalid_action_penalty=e.invalid_action_penalty, sampler_seed=cfg.seed)
@@ -178,7 +180,7 @@ def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
 # ============================================================================ run folders
 def save_config(cfg: TrainConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / CONFIG_FILE).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
 
 
 def load_run_config(out: Path) -> TrainConfig:

@@ -32,6 +32,7 @@ from gymnasium import spaces
 
 from rlmap.model.costmodel import OBJECTIVES, Cost, CostModel, capacity_spec, footprint, format_factor, objective_value
 from rlmap.rl.layer_sampler import LayerSampler
+from rlmap.rl.registration import ENV_ID  # noqa: F401  (re-exported; rlmap.rl's __init__ registers it)
 from rlmap.search.mapspace import MapSpace
 from rlmap.spec.arch import Architecture
 from rlmap.spec.factors import prime_factors
@@ -40,7 +41,6 @@ from rlmap.spec.layer import Layer, Network, layer_key  # noqa: F401  (layer_key
 from rlmap.spec.mapping import Mapping, MappingBatch
 from rlmap.spec.problem import DIMS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, TENSORS, C, G, K, N, P, Q, R, S
 
-ENV_ID = "rlmap/Mapping-v0"
 MAX_LEVELS = 4
 """Default padding of the architecture to this many memory levels (every preset has 3 or 4)."""
 MAX_FACTOR_STEPS = 32
@@ -300,7 +300,7 @@ class MappingEnv(gym.Env):
         guarantee validity) and `info["reward_source"]` says "surrogate".
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, arch: str | Architecture | Sequence[str | Architecture] = "eyeriss", objective: str = "edp",
                  sampler: LayerSampler | None = None, networks: Sequence[str | Network] | None = None,
@@ -371,7 +371,8 @@ class MappingEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode. options: {"layer": Layer} and/or {"arch": index or name} pin the draw."""
+        """Start an episode. options: {"layer": Layer or a layer name of the sampler, e.g. "conv1" or
+        "resnet18/conv1"} and/or {"arch": index or name} pin the draw."""
         super().reset(seed=seed)
         options = options or {}
         rng = self.np_random
@@ -387,6 +388,8 @@ class MappingEnv(gym.Env):
         else:
             ai = self.archs[int(rng.integers(len(self.archs)))] if len(self.archs) > 1 else self.archs[0]
         layer = options.get("layer")
+        if isinstance(layer, str):
+            layer = self.sampler.find(layer)
         if layer is None:
             layer = self.sampler.sample(rng)
         self._ai = ai
@@ -666,8 +669,9 @@ class MappingEnv(gym.Env):
                                 "edp_ratio": e * c / ref[f"{kind}_edp"], "reference": ref[f"{kind}_{self.objective}"]}
         return -math.log(ratio), info
 
-    def render(self) -> str | None:
-        if self.render_mode != "ansi" or self._ld is None:
+    def render(self) -> str | np.ndarray | None:
+        """"ansi": the mapping so far as text; "rgb_array": as an image (rlmap.rl.render), captioned the same."""
+        if self.render_mode not in self.metadata["render_modes"] or self._ld is None:
             return None
         lines = [f"layer {self._layer.name} {self._layer.shape_str()} on {self._ai.arch.name}"]
         m = self.mapping()
@@ -685,6 +689,11 @@ class MappingEnv(gym.Env):
         elif self.last_cost is not None and self._done:
             c = self.last_cost
             lines.append(f"  energy {c.energy:.4g}  cycles {c.cycles:.4g}  edp {c.edp:.4g}")
+        if self.render_mode == "rgb_array":
+            from rlmap.rl.render import mapping_image
+
+            return mapping_image(m, [level.name for level in self._ai.arch.levels],
+                                 [lines[0]] + [ln.strip() for ln in lines[len(self._ai.arch.levels) + 1:]])
         return "\n".join(lines)
 
 
@@ -830,6 +839,3 @@ def greedy_episode(env: MappingEnv, model: Any, layer: Layer, arch: str | int | 
         if terminated or truncated:
             return info
 
-
-if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="rlmap.rl.env:MappingEnv", disable_env_checker=False)

@@ -19,7 +19,7 @@ import numpy as np
 
 from rlmap.spec.factors import prime_factors
 from rlmap.spec.io import list_networks, load_network
-from rlmap.spec.layer import Densities, Layer, Network
+from rlmap.spec.layer import Densities, Layer, Network, layer_key
 
 SYNTHETIC_KINDS: tuple[str, ...] = ("conv", "depthwise", "pointwise", "gemm", "matmul")
 """Kinds of synthetic layer, drawn with the weights in `SYNTHETIC_KIND_WEIGHTS`."""
@@ -178,6 +178,23 @@ class LayerSampler:
         if self.random_density > 0.0 and rng.random() < self.random_density:
             layer = layer.model_copy(update={"density": random_densities(rng, self.density_low, self.density_grid)})
         return layer
+
+    def find(self, name: str) -> Layer:
+        """The pool layer called `name`: "net/layer" as pooled, or the bare layer name when every layer of that
+        name has the same shape (resnet18/conv1 = resnet50/conv1); ValueError naming the candidates otherwise."""
+        pool = self.all_layers()
+        exact = [lay for lay in pool if lay.name == name]
+        found = exact or [lay for lay in pool if lay.name.rpartition("/")[2] == name]
+        if not found:
+            near = [lay.name for lay in pool if name.lower() in lay.name.lower()][:8]
+            hint = f"; did you mean {', '.join(near)}?" if near else (
+                f" (the sampler's layers: {', '.join(lay.name for lay in pool[:8])}"
+                f"{', ...' if len(pool) > 8 else ''})" if pool else " (the sampler has no named layers)")
+            raise ValueError(f"no layer named {name!r} in the environment's layers{hint}")
+        if len({layer_key(lay) for lay in found}) > 1:
+            raise ValueError(f"layer name {name!r} is ambiguous: {', '.join(lay.name for lay in found)} differ; "
+                             "pass one of those names")
+        return found[0]
 
     def all_layers(self) -> list[Layer]:
         """The pool and the synthetic pool (what `sample` can return, densities aside)."""

@@ -19,11 +19,17 @@ from rlmap.model.costmodel import CostModel
 from rlmap.rl.env import MappingEnv
 from rlmap.search.base import NetworkResult, SearchResult, best_so_far
 from rlmap.spec.arch import Architecture
+from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.layer import Layer, Network, layer_key
 from rlmap.spec.layer import distinct_layers as spec_distinct_layers
 
 POOL = 256
 """Episodes run side by side at most (each holds one environment)."""
+
+MAX_SAMPLES = 100_000
+"""Most policy samples per layer: each is a whole episode (POOL run side by side), and the list of episodes to
+run is held in memory; a best-of-K far past the tuned K of docs/agents.md gains nothing a search mapper would not."""
+SAMPLES_WHY = f"each sample is a whole policy episode ({POOL} run side by side), so more would run for hours"
 
 SAMPLE_TEMPERATURE = 1.5
 """Default softmax temperature of the sampled episodes (see docs/agents.md for how it was chosen)."""
@@ -46,11 +52,13 @@ def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objecti
     progress: optional callable(done_episodes, total_episodes) for a progress bar.
     time_limit: seconds for the whole call; past it the sampled (non-greedy) episodes still running are
     dropped and no new ones start, so every layer keeps its greedy episode and the best sample finished.
+    Ctrl-C raises rlmap.spec.errors.Interrupted whose `partial` lists, per layer, the best of the episodes
+    finished by then (None for a layer with none).
     """
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0")
-    if samples < 1:
-        raise ValueError("samples must be >= 1")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ValueError(f"samples must be between 1 and {MAX_SAMPLES:,}, got {samples}")
     jobs = [(i, k) for i, _ in enumerate(layers) for k in range(samples)]
     values: list[list[float | None]] = [[None] * samples for _ in layers]  # None: not run (time limit)
     best: list[dict[str, Any] | None] = [None] * len(layers)
@@ -60,60 +68,70 @@ def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objecti
     envs = [MappingEnv(arch=arch, objective=objective, layers=list(layers[:1]), reference="none",
                        max_levels=policy.max_levels) for _ in range(min(POOL, len(jobs)))]
     done = 0
-    for start in range(0, len(jobs), len(envs)):
-        batch = jobs[start:start + len(envs)]
-        if time.perf_counter() > deadline:
-            batch = [job for job in batch if job[1] == 0]  # greedy episodes only
-            if not batch:
-                continue
-        live = list(range(len(batch)))
-        obs = np.zeros((len(batch), envs[0].obs_size), dtype=np.float32)
-        masks = np.zeros((len(batch), envs[0].n_actions), dtype=bool)
-        for b, (i, _k) in enumerate(batch):
-            obs[b], info = envs[b].reset(options={"layer": layers[i]})
-            masks[b] = info["action_mask"]
-        while live:
-            if time.perf_counter() > deadline and any(batch[b][1] > 0 for b in live):
-                live = [b for b in live if batch[b][1] == 0]
-                if not live:
-                    break
-            logits = policy.logits(obs[live], masks[live])
-            still = []
-            for row, b in enumerate(live):
-                i, k = batch[b]
-                if k == 0:
-                    action = int(np.argmax(logits[row]))
-                else:
-                    z = (logits[row] - logits[row].max()) / temperature
-                    p = np.exp(z)
-                    action = int(rng.choice(len(p), p=p / p.sum()))
-                o, _r, term, trunc, info = envs[b].step(action)
-                if term or trunc:
-                    values[i][k] = float(info["objective"]) if info["valid"] else math.inf
-                    if info["valid"] and (best[i] is None or values[i][k] < best[i]["objective"]):
-                        best[i] = info
-                    done += 1
-                else:
-                    obs[b] = o
-                    masks[b] = info["action_mask"]
-                    still.append(b)
-            live = still
-        if progress is not None:
-            progress(done, len(jobs))
+    interrupted = False
+    try:
+        for start in range(0, len(jobs), len(envs)):
+            batch = jobs[start:start + len(envs)]
+            if time.perf_counter() > deadline:
+                batch = [job for job in batch if job[1] == 0]  # greedy episodes only
+                if not batch:
+                    continue
+            live = list(range(len(batch)))
+            obs = np.zeros((len(batch), envs[0].obs_size), dtype=np.float32)
+            masks = np.zeros((len(batch), envs[0].n_actions), dtype=bool)
+            for b, (i, _k) in enumerate(batch):
+                obs[b], info = envs[b].reset(options={"layer": layers[i]})
+                masks[b] = info["action_mask"]
+            while live:
+                if time.perf_counter() > deadline and any(batch[b][1] > 0 for b in live):
+                    live = [b for b in live if batch[b][1] == 0]
+                    if not live:
+                        break
+                logits = policy.logits(obs[live], masks[live])
+                still = []
+                for row, b in enumerate(live):
+                    i, k = batch[b]
+                    if k == 0:
+                        action = int(np.argmax(logits[row]))
+                    else:
+                        z = (logits[row] - logits[row].max()) / temperature
+                        p = np.exp(z)
+                        action = int(rng.choice(len(p), p=p / p.sum()))
+                    o, _r, term, trunc, info = envs[b].step(action)
+                    if term or trunc:
+                        values[i][k] = float(info["objective"]) if info["valid"] else math.inf
+                        if info["valid"] and (best[i] is None or values[i][k] < best[i]["objective"]):
+                            best[i] = info
+                        done += 1
+                    else:
+                        obs[b] = o
+                        masks[b] = info["action_mask"]
+                        still.append(b)
+                live = still
+            if progress is not None:
+                progress(done, len(jobs))
+    except KeyboardInterrupt:  # Ctrl-C: keep every episode finished so far
+        interrupted = True
     seconds = time.perf_counter() - t0
-    results = []
+    results: list[SearchResult | None] = []
     for i, _layer in enumerate(layers):
         info = best[i]
+        if interrupted and all(v is None for v in values[i]):
+            results.append(None)  # no episode of this layer finished
+            continue
         # the full Cost breakdown of the winner (one more evaluation, not counted: the env scored it already)
         cost = CostModel(layers[i], arch).evaluate(info["mapping"]) if info is not None else None
         ran = [v for v in values[i] if v is not None]
         notes: dict[str, Any] = {"greedy": values[i][0], "samples": samples}
         if len(ran) < samples:
-            notes["stopped"] = f"time limit {time_limit:g} s reached: best of {len(ran)} of {samples} samples"
+            why = "interrupted" if interrupted else f"time limit {time_limit:g} s reached"
+            notes["stopped"] = f"{why}: best of {len(ran)} of {samples} samples"
         results.append(SearchResult(mapper="policy", objective=objective, mapping=info["mapping"] if info else None,
                                     cost=cost, evaluations=len(ran), curve=best_so_far(np.array(ran, dtype=float)),
                                     seconds=seconds / max(len(layers), 1), notes=notes))
-    return results
+    if interrupted:
+        raise Interrupted(results, sum(r is not None for r in results), len(layers))
+    return results  # type: ignore[return-value]
 
 
 def map_network_with_policy(policy: Any, network: Network, arch: Architecture, objective: str = "edp",
@@ -122,12 +140,22 @@ def map_network_with_policy(policy: Any, network: Network, arch: Architecture, o
     """Map every layer of `network` (identical shapes once); totals with repeats, as rlmap search does."""
     t0 = time.perf_counter()
     uniq = distinct_layers(network)
-    res = map_layers(policy, uniq, arch, objective, samples, seed, progress, temperature)
-    by_key = {layer_key(l): r for l, r in zip(uniq, res)}
-    results = [by_key[layer_key(l)] for l in network.layers]
+    try:
+        res: list[SearchResult | None] = list(map_layers(policy, uniq, arch, objective, samples, seed, progress,
+                                                         temperature))
+        interrupted = None
+    except Interrupted as exc:  # pass on the layers finished, as a partial NetworkResult
+        res, interrupted = exc.partial, exc
+    by_key = {layer_key(l): r for l, r in zip(uniq, res) if r is not None}
+    kept = [l for l in network.layers if layer_key(l) in by_key]
     label = "policy (greedy)" if samples == 1 else f"policy (best of {samples})"
-    return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                         layers=list(network.layers), results=results, seconds=time.perf_counter() - t0)
+    out = NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective, layers=kept,
+                        results=[by_key[layer_key(l)] for l in kept], seconds=time.perf_counter() - t0,
+                        extra={"distinct_layers": len(uniq)})
+    if interrupted is not None:
+        out.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
+        raise Interrupted(out, len(by_key), len(uniq))
+    return out
 
 
 class PolicyMapper:
@@ -145,6 +173,14 @@ class PolicyMapper:
         policy = self.policy
         if policy is None:  # the shipped policy, loaded once per process and architecture
             if arch.name not in _SHIPPED:
+                from rlmap.rl.checkpoint import shipped_policy
+                from rlmap.spec.io import checkpoints_dir
+
+                if shipped_policy(arch.name) is None:  # `search` has no --policy: say what does work
+                    have = sorted(p.name.removeprefix("policy_") for p in checkpoints_dir().glob("policy_*"))
+                    raise SpecError(f"no shipped policy for architecture {arch.name!r} (shipped: "
+                                    f"{', '.join(have) or 'none'}); for a policy you trained, use "
+                                    "`rlmap map --policy RUN`", "--mapper policy")
                 from rlmap.rl.checkpoint import load_policy
 
                 _SHIPPED[arch.name] = load_policy(None, arch.name)

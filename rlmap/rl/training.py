@@ -16,7 +16,9 @@ import numpy as np
 
 from rlmap.rl.config import (CONFIG_FILE, POLICY_FILE, TrainConfig, algo_class, arch_names, check_networks, env_kwargs,
                              policy_kwargs, run_checkpoints, save_config)
+from rlmap.rl.resume import step_files, clear_unfinished, resume_point, trim_tensorboard
 from rlmap.spec.errors import SpecError
+from rlmap.spec.outputs import atomic_write, atomic_write_text
 
 
 def _make_vec_env(cfg: TrainConfig, seed_offset: int = 0) -> Any:
@@ -46,14 +48,12 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             ck = run_checkpoints(out)
             ck.mkdir(parents=True, exist_ok=True)
             path = ck / f"step_{self.num_timesteps}.zip"
-            self.model.save(path)
-            tmp = ck / "last.tmp.zip"
-            shutil.copyfile(path, tmp)
-            tmp.replace(ck / "last.zip")  # atomic: an interrupt never leaves a half-written last.zip
+            atomic_write(path, self.model.save)  # an interrupt or a kill never leaves a half-written zip
+            atomic_write(ck / "last.zip", lambda tmp: shutil.copyfile(path, tmp))
             if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
-                self.model.save_replay_buffer(ck / "replay_buffer.pkl")
-            (ck / "state.json").write_text(json.dumps({"num_timesteps": self.num_timesteps, "time": time.time()}))
-            for old in sorted(ck.glob("step_*.zip"), key=lambda q: int(q.stem.split("_")[1]))[:-3]:
+                atomic_write(ck / "replay_buffer.pkl", self.model.save_replay_buffer)
+            atomic_write_text(ck / "state.json", json.dumps({"num_timesteps": self.num_timesteps, "time": time.time()}))
+            for _n, old in step_files(ck)[3:]:
                 old.unlink()
 
         def _on_step(self) -> bool:
@@ -161,9 +161,12 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
                 self.bar.update(self.task, completed=min(self.num_timesteps, cfg.timesteps))
             self.stop_bar()
 
-        def stop_bar(self) -> None:
+        def stop_bar(self, interrupted: bool = False) -> None:
             if self.bar is not None:
-                self.bar.stop()
+                if interrupted:  # a plain progress bar then prints no "done" line
+                    self.bar.__exit__(KeyboardInterrupt, KeyboardInterrupt(), None)
+                else:
+                    self.bar.stop()
                 self.bar = None
 
     metrics = MappingMetricsCallback()
@@ -182,25 +185,31 @@ class TrainResult:
     metrics: list[dict[str, float]] = field(default_factory=list)
     held_out: list[dict[str, float]] = field(default_factory=list)
     interrupted: bool = False
+    resumed_from: int | None = None
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
           verbose: int = 0) -> TrainResult:
     """Train (or, with resume=True, continue) the run in `out`; checkpoints land in out/checkpoints/.
 
-    A fresh run refuses to overwrite a folder that already holds a run.  On resume the model, its optimiser
-    state and its step counter come from out/checkpoints/last.zip, TensorBoard continues the same event
-    folder, and training goes on until cfg.timesteps in all.
+    A fresh run refuses to overwrite a folder that holds a run with a checkpoint; one that never reached its
+    first checkpoint is started over.  On resume the model, its optimiser state and its step counter come from
+    the newest intact checkpoint (rlmap.rl.resume.resume_point: last.zip, else the newest step_N.zip), the
+    TensorBoard log is cut back to that step and continued in the same event folder, and training goes on
+    until cfg.timesteps in all; with no checkpoint at all it starts from step 0.
     """
     import torch
 
     out = Path(out)
-    last = run_checkpoints(out) / "last.zip"
-    if resume:
-        if not last.exists():
-            raise SpecError("no checkpoints/last.zip to resume from", str(out))
-    elif (out / CONFIG_FILE).exists():
-        raise SpecError("already holds a training run: pass --resume to continue it, or choose another -o", str(out))
+    point = resume_point(out) if (resume or (out / CONFIG_FILE).exists()) else None
+    if resume and point is None:
+        resume = False  # killed before its first checkpoint: nothing to resume, so start over (same config)
+        clear_unfinished(out)
+    elif not resume and (out / CONFIG_FILE).exists():
+        if point is not None:
+            raise SpecError("already holds a training run: pass --resume to continue it, or choose another -o",
+                            str(out))
+        clear_unfinished(out)  # a run that never reached a checkpoint: reuse the folder
     check_networks(cfg.networks, "--networks")
     check_networks(cfg.eval_networks, "--eval-networks")
     torch.set_num_threads(1)  # a small policy: one thread beats OpenMP spinning on a busy machine
@@ -208,12 +217,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     cls = algo_class(cfg.agent.algo)
     venv = _make_vec_env(cfg, seed_offset=0)
     tb = str(out / "tensorboard")
-    if resume:
-        model = cls.load(last, env=venv, device="cpu", tensorboard_log=tb,
+    if resume and point is not None:
+        model = cls.load(point.path, env=venv, device="cpu", tensorboard_log=tb,
                          custom_objects={"policy_kwargs": policy_kwargs(cfg.agent)})
+        trim_tensorboard(Path(tb), point.step)
         rb = run_checkpoints(out) / "replay_buffer.pkl"
         if rb.exists() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(rb)
+            try:
+                model.load_replay_buffer(rb)
+            except Exception:  # noqa: BLE001 - a damaged buffer only costs the replayed experience
+                rb.unlink()
         # a different seed offset, so the resumed run does not replay the layers it has already seen
         venv.close()
         venv = _make_vec_env(cfg, seed_offset=model.num_timesteps)
@@ -240,11 +253,17 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                         reset_num_timesteps=not resume)
         except KeyboardInterrupt:  # Ctrl-C: keep what was learnt, so --resume can go on from here
             interrupted = True
+            callbacks[3].stop_bar(interrupted=True)
             callbacks[2].save()
-            callbacks[3].stop_bar()
-    venv.close()
+            model.logger.close()  # flush TensorBoard now: the CLI then exits without the interpreter's teardown
+    try:
+        venv.close()
+    except (EOFError, OSError):  # subprocess environments that Ctrl-C has already ended
+        if not interrupted:
+            raise
     seconds = time.perf_counter() - t0
-    model.save(out / POLICY_FILE)
+    atomic_write(out / POLICY_FILE, model.save)
     return TrainResult(out_dir=out, model=model, num_timesteps=int(model.num_timesteps), seconds=seconds,
                        finished=model.num_timesteps >= cfg.timesteps, metrics=callbacks[0].history,
-                       held_out=callbacks[1].history, interrupted=interrupted)
+                       held_out=callbacks[1].history, interrupted=interrupted,
+                       resumed_from=point.step if resume and point is not None else None)

@@ -51,6 +51,11 @@ class AnnealingMapper:
         self.patience_frac = patience_frac
         self.mutation_weights = mutation_weights
 
+    def start_batch(self, budget: int) -> int:
+        """Random draws the start is picked from: `start_frac` of the budget, but at most one cost-model slice
+        (BudgetedEvaluator.SLICE), so a huge budget allocates nothing big up front."""
+        return max(1, min(budget, BudgetedEvaluator.SLICE, max(16, self.chains, int(self.start_frac * budget))))
+
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
                seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
         """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
@@ -63,7 +68,7 @@ class AnnealingMapper:
         C, k = self.chains, self.neighbours
 
         # start: the best of uniform fanout-repaired draws, drawn again until one is valid
-        n0 = max(1, min(budget, max(16, C, int(self.start_frac * budget))))
+        n0 = self.start_batch(budget)
         starts: list[Genome] = []
         start_v: list[np.ndarray] = []
         drawn = 0

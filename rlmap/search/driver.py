@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rlmap.search.base import NetworkResult, SearchResult
 from rlmap.spec.arch import Architecture
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.layer import Layer, Network, layer_key
+
+if TYPE_CHECKING:
+    from rlmap.execution import Backend
 
 
 def _random() -> Any:
@@ -75,6 +79,7 @@ def _resolve(mapper: MapperSpec) -> Any:
 
 
 def _map_one(args: tuple[MapperSpec, Layer, Architecture, str, int, int, float | None]) -> SearchResult:
+    """One search task: a distinct layer on one architecture with one seed (what a backend runs)."""
     mapper, layer, arch, objective, budget, seed, time_limit = args
     limit = {} if time_limit is None else {"time_limit": time_limit}  # mappers without the option still work
     return _resolve(mapper).search(layer, arch, objective, budget=budget, seed=seed, **limit)
@@ -82,52 +87,94 @@ def _map_one(args: tuple[MapperSpec, Layer, Architecture, str, int, int, float |
 
 def map_network(network: Network, arch: Architecture, mapper: MapperSpec, objective: str = "edp",
                 budget: int = 1000, seed: int = 0, processes: int = 1, progress: bool = True,
-                time_limit: float | None = None) -> NetworkResult:
-    """Map each distinct layer once (in parallel processes if asked) and report it for every layer of its
-    shape; same seed, same result, whatever `processes`.
+                time_limit: float | None = None, backend: Backend | None = None,
+                resume_dir: str | Path | None = None) -> NetworkResult:
+    """Map each distinct layer once (as parallel tasks if asked) and report it for every layer of its shape;
+    same seed, same result, whatever `processes` or `backend`.
 
     Layers are the same when `rlmap.spec.layer.layer_key` says so (the cost model cannot tell them apart);
     the first of them (index i) is searched with seed `layer_seed(seed, i)`.  `time_limit` is wall-clock
-    seconds per distinct layer.  Workers are spawned (not forked), so the parent's threads (torch, BLAS)
-    cannot deadlock them.
+    seconds per distinct layer.  `backend` (default: `LocalBackend(processes)`) runs the tasks; with
+    `resume_dir` each finished layer is kept there (atomically) and a rerun reads it back -- see map_networks.
+    Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` is the NetworkResult of the
+    layers finished by then (extra["partial"] = True).
     """
-    import multiprocessing
-    import time
-    from concurrent.futures import as_completed
+    try:
+        return map_networks([(network, arch, seed)], mapper, objective, budget, processes=processes,
+                            progress=progress, time_limit=time_limit, backend=backend, resume_dir=resume_dir)[0]
+    except Interrupted as exc:
+        raise Interrupted(exc.partial[0], exc.done, exc.total) from None
 
+
+def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: MapperSpec, objective: str = "edp",
+                 budget: int = 1000, processes: int = 1, progress: bool = True, time_limit: float | None = None,
+                 backend: Backend | None = None, resume_dir: str | Path | None = None) -> list[NetworkResult]:
+    """Map several (network, architecture, seed) problems; all their distinct layers form ONE task list
+    (layers x architectures x seeds), so a cluster is kept busy across problems.  One NetworkResult per problem.
+
+    `resume_dir`: every finished task lands there as its own file (temp file + os.replace), keyed by all of its
+    inputs; tasks already there are read back instead of searched again, so an interrupted run resumes where
+    it stopped, and nothing is lost or counted twice.  The caller removes the folder when it is done with it.
+    Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` lists the NetworkResults of the
+    layers finished by then (extra["partial"] = True).
+    """
+    import time
+
+    from rlmap.execution import LocalBackend, ResultStore, run_tasks
+    from rlmap.execution.store import task_key
     from rlmap.search.progress import progress_bar
 
     label = getattr(_resolve(mapper), "name", str(mapper))  # fails early on a bad name
-    keys = [layer_key(layer) for layer in network.layers]
-    first = {key: i for i, key in reversed(list(enumerate(keys)))}  # key -> index of its first layer
-    jobs = [(mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit)
-            for i, layer in enumerate(network.layers) if first[keys[i]] == i]
-    results: list[SearchResult | None] = [None] * len(jobs)
+    jobs: list[tuple[MapperSpec, Layer, Architecture, str, int, int, float | None]] = []
+    owners: list[tuple[int, Any]] = []  # (problem, layer key) of each job
+    for p, (network, arch, seed) in enumerate(problems):
+        keys = [layer_key(layer) for layer in network.layers]
+        first = {key: i for i, key in reversed(list(enumerate(keys)))}  # key -> index of its first layer
+        for i, layer in enumerate(network.layers):
+            if first[keys[i]] == i:
+                jobs.append((mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit))
+                owners.append((p, keys[i]))
+    store = ResultStore(resume_dir) if resume_dir is not None else None
+    tkeys = [task_key("map_layer", *job) for job in jobs]  # equal tasks (a problem given twice) run once
+    run_on = backend if backend is not None else LocalBackend(processes)
+    name = problems[0][0].name if len(problems) == 1 else f"{len(problems)} problems"
     t0 = time.perf_counter()
     evaluations = 0
+    serial = run_on.workers <= 1  # one task at a time, in order: the bar can name the layer being searched
+    got: dict[int, SearchResult] = {}  # what has finished, should Ctrl-C stop run_tasks
+    interrupted = False
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with progress_bar(enabled=progress) as bar:
+            task = bar.add_task(f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""),
+                                total=len(jobs), info="")
 
-    def done(bar: Any, task: Any, job: tuple, r: SearchResult) -> None:
-        """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
-        nonlocal evaluations
-        evaluations += r.evaluations
-        bar.update(task, advance=1,
-                   info=f"{evaluations:,} evaluations; finished {job[1].name}: best {objective} {r.best:.4g}")
+            def done(i: int, r: SearchResult, cached: bool) -> None:
+                """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
+                nonlocal evaluations
+                got[i] = r
+                evaluations += r.evaluations
+                how = "read back" if cached else "finished"
+                extra = ({"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"}
+                         if serial else {})
+                bar.update(task, advance=1,
+                           info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
+                           **extra)
 
-    with progress_bar(enabled=progress) as bar:
-        task = bar.add_task(f"{label} on {network.name}", total=len(jobs), info="")
-        if processes <= 1 or len(jobs) <= 1:
-            for i, job in enumerate(jobs):
-                bar.update(task, description=f"{label} on {network.name}: {job[1].name}")
-                results[i] = _map_one(job)
-                done(bar, task, job, results[i])
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(processes, len(jobs)), mp_context=ctx) as pool:
-                futures = {pool.submit(_map_one, job): i for i, job in enumerate(jobs)}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    done(bar, task, jobs[futures[fut]], results[futures[fut]])
-    by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
-    return NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                         layers=list(network.layers), results=[by_key[key] for key in keys if key in by_key],
-                         seconds=time.perf_counter() - t0, extra={"distinct_layers": len(jobs)})
+            results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
+    except KeyboardInterrupt:
+        interrupted = True
+        results = [got.get(i) for i in range(len(jobs))]
+    seconds = time.perf_counter() - t0
+    out = []
+    for p, (network, arch, _seed) in enumerate(problems):
+        by_key: dict[Any, SearchResult] = {key: r for (q, key), r in zip(owners, results) if q == p and r is not None}
+        distinct = sum(1 for q, _ in owners if q == p)
+        kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
+        out.append(NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
+                                 layers=kept, results=[by_key[layer_key(lyr)] for lyr in kept],
+                                 seconds=seconds, extra={"distinct_layers": distinct}))
+        if interrupted:
+            out[-1].extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
+    if interrupted:
+        raise Interrupted(out, len(got), len(jobs))
+    return out

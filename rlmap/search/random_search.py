@@ -29,6 +29,13 @@ from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import MappingBatch
+from rlmap.spec.problem import N_DIMS
+
+
+MAX_BUDGET = 100_000_000
+"""Most cost-model evaluations one search may be given per layer: every evaluation's value is kept for the
+convergence curve (8 bytes each, 0.8 GB at this bound), and at the cost model's pace (roughly 1e5-1e6
+evaluations/s) it is already minutes to hours per layer; --time-limit bounds a run by time instead."""
 
 
 def check_args(objective: str, budget: int, time_limit: float | None = None) -> None:
@@ -36,6 +43,8 @@ def check_args(objective: str, budget: int, time_limit: float | None = None) -> 
         raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
         raise SpecError(f"budget must be a positive number of evaluations, got {budget!r}")
+    if budget > MAX_BUDGET:
+        raise SpecError(f"budget must be at most {MAX_BUDGET:,} evaluations per layer, got {budget:,}")
     if time_limit is not None and not time_limit > 0:
         raise SpecError(f"time limit must be a positive number of seconds, got {time_limit!r}")
 
@@ -109,6 +118,7 @@ class BudgetedEvaluator:
         self.best_value = np.inf
         self.best_slots: np.ndarray | None = None
         self.best_order: np.ndarray | None = None
+        self.fell_back = False  # the last evaluation went to the all-outermost mapping (see _evaluate)
 
     @property
     def remaining(self) -> int:
@@ -179,6 +189,21 @@ class BudgetedEvaluator:
         return out
 
     def _evaluate(self, g: Genome, batch: MappingBatch) -> np.ndarray:
+        """Score a slice; when it spends the budget's last evaluation and nothing valid was found (huge layers,
+        where almost every random tiling overflows a buffer), that last evaluation goes to the all-outermost
+        mapping instead, so a search comes back empty-handed only for a layer no mapping fits.  Its value is
+        returned in the last draw's place; the budget is spent then, so no search acts on it again."""
+        n = len(batch)
+        if n == 0 or self.used + n < self.budget or np.isfinite(self.best_value):
+            return self._score(g, batch)
+        head = self._score(g.take(slice(0, n - 1)), batch.take(slice(0, n - 1))) if n > 1 else np.zeros(0)
+        if np.isfinite(self.best_value):
+            return np.concatenate([head, self._score(g.take(slice(n - 1, n)), batch.take(slice(n - 1, n)))])
+        self.fell_back = True
+        last = self._outermost()
+        return np.concatenate([head, self._score(last, self.space.decode(last))])
+
+    def _score(self, g: Genome, batch: MappingBatch) -> np.ndarray:
         t0 = time.perf_counter()
         bc = self.space.model.evaluate_batch(batch)
         if self.time_limit is not None:  # size the next slice to take about SLICE_SECONDS
@@ -195,15 +220,28 @@ class BudgetedEvaluator:
             self.best_order = g.order[i].copy()
         return vals
 
+    def _outermost(self) -> Genome:
+        """Every prime copy in slot 0 (the outermost temporal loop), loops in canonical order: inner tiles are
+        single words, so this mapping is valid whenever any mapping of the layer is."""
+        return Genome(np.zeros((1, self.space.n_genes), dtype=np.int64),
+                      np.broadcast_to(np.arange(N_DIMS), (1, self.space.L, N_DIMS)).copy())
+
     def result(self, mapper: str, started: float, notes: dict[str, Any] | None = None) -> SearchResult:
         """The SearchResult: best mapping re-scored by the scalar (reference) cost model."""
+        info: dict[str, Any] = {}
+        if self.fell_back:
+            if np.isfinite(self.best_value):
+                info["fallback"] = "no sampled mapping was valid; kept the all-outermost one (every loop in DRAM)"
+            else:
+                outermost = self.space.decode(self._outermost())[0]
+                info["unmappable"] = self.space.model.evaluate(outermost).reason
         values = np.concatenate(self.values) if self.values else np.zeros(0)
         mapping = cost = None
         if self.best_slots is not None and np.isfinite(self.best_value):
             best = Genome(self.best_slots[None, :], self.best_order[None, :, :])
             mapping = self.space.decode(best)[0]
             cost = self.space.model.evaluate(mapping)
-        info: dict[str, Any] = {"valid_evaluations": self.valid_count}
+        info["valid_evaluations"] = self.valid_count
         if self.cache is not None:
             info["cache_hits"] = self.cache_hits
         if self.timed_out and self.used < self.budget:

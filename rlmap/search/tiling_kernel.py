@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from rlmap.model.costmodel import CostModel
+from rlmap.model.jit import CACHE
 from rlmap.model.kernel import REL, _fits_capacity, _level_tiles
 from rlmap.spec.factors import divisors
 from rlmap.spec.problem import INPUTS, OUTPUTS, K, P, Q, R, S
@@ -64,7 +65,7 @@ class BoundStatic:
     scalars: np.ndarray  # macs, phi, mac_energy, macs_eff (compute cycles at one PE), e_floor, c_floor
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _unplaced_room(dset: np.ndarray, p: int, pl: np.ndarray, dims: np.ndarray, allowed: np.ndarray,
                    fan_size: np.ndarray, room: np.ndarray) -> float:
     """Upper bound of the product, over the unplaced dims in `dset`, of their spatial factors at levels >= p."""
@@ -86,7 +87,7 @@ def _unplaced_room(dset: np.ndarray, p: int, pl: np.ndarray, dims: np.ndarray, a
     return min(total, fan)
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
+@numba.njit(cache=CACHE, inline="always", error_model="numpy")
 def _conflicts(ne: np.ndarray, px: np.ndarray) -> float:
     """Energy that loop-order conflicts add at least: sum over levels l of the max over tensor pairs (a, b)
     of min(ne[a, l] (px[l, a, b] - 1), ne[b, l] (px[l, b, a] - 1)).
@@ -109,7 +110,7 @@ def _conflicts(ne: np.ndarray, px: np.ndarray) -> float:
     return extra
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, dims: np.ndarray,
                allowed: np.ndarray, fan_size: np.ndarray, chain_p: np.ndarray, chain_c: np.ndarray,
                n_pairs: np.ndarray, word_scale: np.ndarray, read_e: np.ndarray, write_e: np.ndarray,
@@ -257,7 +258,7 @@ def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, di
     return energy * cycles
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _bounds(part: np.ndarray, k: int, objective: int, dims: np.ndarray, placed: np.ndarray, allowed: np.ndarray,
             fan_size: np.ndarray, chain_p: np.ndarray, chain_c: np.ndarray, n_pairs: np.ndarray,
             word_scale: np.ndarray, read_e: np.ndarray, write_e: np.ndarray, bandwidth: np.ndarray,
@@ -288,7 +289,7 @@ def _bounds(part: np.ndarray, k: int, objective: int, dims: np.ndarray, placed: 
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=CACHE, error_model="numpy")
 def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray, fan_size: np.ndarray,
                     fan_x: np.ndarray, fan_y: np.ndarray, allow_x: np.ndarray, allow_y: np.ndarray,
                     geom: np.ndarray, keeps: np.ndarray, fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray,
@@ -648,7 +649,7 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
     return out[:n], vals[:n]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=CACHE)
 def order_variants(codes: np.ndarray, start: np.ndarray, count: np.ndarray,
                    orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For tilings with per-level class codes (B, L): the loop orders to score, tiling by tiling -- class 0 at
@@ -683,7 +684,7 @@ def order_variants(codes: np.ndarray, start: np.ndarray, count: np.ndarray,
     return offsets, var_tiling, var_order
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=CACHE)
 def best_combinations(offsets: np.ndarray, codes: np.ndarray, count: np.ndarray, energy: np.ndarray,
                       level_cycles: np.ndarray, compute_cycles: np.ndarray,
                       objective: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlmap.spec.bounds import MAX_COUNT, MAX_EXTENT, Count, Real
 from rlmap.spec.problem import DIMS, TENSORS, parse_dim, parse_tensor
 
 Format = Literal["uncompressed", "bitmask", "rle", "coordinate"]
@@ -23,8 +24,8 @@ class Fanout(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    x: int = Field(1, gt=0)
-    y: int = Field(1, gt=0)
+    x: Count = Field(1, gt=0, le=MAX_EXTENT)
+    y: Count = Field(1, gt=0, le=MAX_EXTENT)
     x_dims: tuple[str, ...] = ()
     y_dims: tuple[str, ...] = ()
 
@@ -41,15 +42,15 @@ class Fanout(BaseModel):
 class MemoryLevel(BaseModel):
     """One storage level; capacities are per instance, energies per word accessed (pJ)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str = Field(min_length=1)
-    capacity: int | dict[str, int] | None = Field(
+    capacity: Count | dict[str, Count] | None = Field(
         None, description="words per instance: one shared number, a per-tensor partition, or null = unbounded")
-    word_bits: int = Field(16, gt=0)
+    word_bits: Count = Field(16, gt=0, le=MAX_EXTENT)
     keeps: tuple[str, ...] = TENSORS
-    read_energy: float = Field(ge=0.0)
-    write_energy: float = Field(ge=0.0)
-    bandwidth: float | None = Field(None, gt=0.0, description="words per cycle per instance; null = unbounded")
+    read_energy: Real = Field(ge=0.0)
+    write_energy: Real = Field(ge=0.0)
+    bandwidth: Real | None = Field(None, gt=0.0, description="words per cycle per instance; null = unbounded")
     fanout: Fanout = Fanout()
     formats: dict[str, Format] = Field(default_factory=dict, description="storage format per tensor (sparse)")
     source: str = ""
@@ -63,13 +64,13 @@ class MemoryLevel(BaseModel):
     @field_validator("capacity")
     @classmethod
     def _capacity(cls, v: int | dict[str, int] | None) -> int | dict[str, int] | None:
-        if isinstance(v, int) and v <= 0:
-            raise ValueError(f"capacity must be positive, got {v}")
+        if isinstance(v, int) and not 0 < v <= MAX_COUNT:
+            raise ValueError(f"capacity must be positive and at most 2^62, got {v}")
         if isinstance(v, dict):
             out = {}
             for t, words in v.items():
-                if words <= 0:
-                    raise ValueError(f"capacity of {t} must be positive, got {words}")
+                if not 0 < words <= MAX_COUNT:
+                    raise ValueError(f"capacity of {t} must be positive and at most 2^62, got {words}")
                 out[TENSORS[parse_tensor(t)]] = words
             return out
         return v
@@ -103,8 +104,8 @@ class Compute(BaseModel):
     `skip` saves both the energy and the cycle.  `on` names the operands whose zeros are detected.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    mac_energy: float = Field(ge=0.0, description="pJ per MAC")
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    mac_energy: Real = Field(ge=0.0, description="pJ per MAC")
     sparse: Literal["none", "gate", "skip"] = "none"
     on: tuple[str, ...] = ("inputs", "weights")
 
@@ -120,12 +121,12 @@ class Compute(BaseModel):
 class Architecture(BaseModel):
     """Levels are listed outermost (DRAM) first; `levels[i].fanout` leads to `levels[i+1]` (or the MACs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str = Field(min_length=1)
     description: str = ""
     source: str = ""
-    data_bits: int = Field(16, gt=0, description="bits per data element")
-    clock_ghz: float = Field(1.0, gt=0.0)
+    data_bits: Count = Field(16, gt=0, le=MAX_EXTENT, description="bits per data element")
+    clock_ghz: Real = Field(1.0, gt=0.0)
     energy_unit: str = Field("pJ", min_length=1, max_length=12,
                              description="unit of every energy in the file and in results: 'pJ', or e.g. 'MAC-eq' "
                              "for energies normalized to one MAC")

@@ -31,3 +31,21 @@ def pydantic_message(exc: Exception) -> str:
         msg = msg.removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during long work, carrying what was finished before it (`partial`, None if nothing).
+
+    A KeyboardInterrupt, so callers that do not know it still stop; the CLI reports and writes `partial`,
+    marked partial, and exits with code 130 (the shell's code for SIGINT).
+    """
+
+    def __init__(self, partial: object = None, done: int = 0, total: int = 0) -> None:
+        super().__init__(f"interrupted after {done} of {total}")
+        self.partial = partial
+        self.done = done
+        self.total = total
+
+
+EXIT_INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT), whatever was kept."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,24 +19,33 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def repo_dir() -> Path:
-    """The checkout the package lives in (envs/, agents/ and checkpoints/ sit beside rlmap/)."""
+    """The folder above the package: the checkout for an editable install (site-packages for a wheel)."""
     return Path(__file__).resolve().parents[2]
 
 
+def data_dir(name: str) -> Path:
+    """Where the data folder `name` (envs, agents or checkpoints) is: the copy a wheel ships inside the package
+    (`rlmap/_data/NAME`, put there by setup.py), else `NAME/` in the checkout (editable install)."""
+    shipped = resources.files("rlmap") / "_data" / name
+    if isinstance(shipped, Path) and shipped.is_dir():
+        return shipped
+    return repo_dir() / name
+
+
 def envs_dir() -> Path:
-    """The preset folder: $RLMAP_ENVS, else `envs/` beside the package (editable install / checkout)."""
+    """The preset folder: $RLMAP_ENVS, else the shipped `envs/`."""
     env = os.environ.get("RLMAP_ENVS")
-    return Path(env) if env else repo_dir() / "envs"
+    return Path(env) if env else data_dir("envs")
 
 
 def agents_dir() -> Path:
     """Agent hyperparameter configs (`agents/*.yaml`)."""
-    return repo_dir() / "agents"
+    return data_dir("agents")
 
 
 def checkpoints_dir() -> Path:
     """Shipped pretrained policies and surrogates (`checkpoints/`)."""
-    return repo_dir() / "checkpoints"
+    return data_dir("checkpoints")
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -55,11 +65,9 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def write_yaml(data: Any, path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w") as fh:
-        yaml.safe_dump(data, fh, sort_keys=False, default_flow_style=None, width=120)
-    return p
+    from rlmap.spec.outputs import atomic_write_text
+
+    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120))
 
 
 def parse_model(cls: type[ModelT], data: Any, where: str) -> ModelT:
@@ -91,6 +99,14 @@ def _preset_names(kind: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+GENERATED_DIR = "generated"
+"""envs/generated: generated architectures (rlmap.hardware.generator) kept out of training; loadable by name."""
+
+
+def list_generated() -> list[str]:
+    return _preset_names(GENERATED_DIR)
+
+
 def list_architectures() -> list[str]:
     return _preset_names("arch")
 
@@ -106,6 +122,8 @@ def _resolve(name_or_path: str, kind: str) -> Path:
     preset = envs_dir() / kind / f"{name_or_path}.yaml"
     if preset.exists():
         return preset
+    if kind == "arch" and (envs_dir() / GENERATED_DIR / f"{name_or_path}.yaml").exists():
+        return envs_dir() / GENERATED_DIR / f"{name_or_path}.yaml"  # the held-out generated set, e.g. gen3
     known = ", ".join(_preset_names(kind)) or "none"
     label = "architecture" if kind == "arch" else "network"
     raise SpecError(f"no {label} preset or file named {name_or_path!r} (presets: {known})")

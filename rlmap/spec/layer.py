@@ -6,26 +6,35 @@ from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlmap.spec.bounds import MAX_COUNT, MAX_EXTENT, Count, Real
 from rlmap.spec.problem import N_DIMS
 
 LayerKind = Literal["conv", "depthwise", "pointwise", "gemm", "matmul"]
-Pair = tuple[int, int]
+Pair = tuple[Count, Count]
 
 
 def _pair(value: object) -> object:
     """Accept `2` as shorthand for `[2, 2]`."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number or a pair of numbers, got {str(value).lower()}")
     return value
+
+
+def _bounded_pair(v: Pair) -> Pair:
+    if max(v) > MAX_EXTENT:
+        raise ValueError(f"must be at most {MAX_EXTENT:,} (2^40), got {list(v)}")
+    return v
 
 
 class Densities(BaseModel):
     """Fraction of non-zero values per tensor (1.0 = dense), used by the sparse cost model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    inputs: float = Field(1.0, gt=0.0, le=1.0)
-    weights: float = Field(1.0, gt=0.0, le=1.0)
-    outputs: float = Field(1.0, gt=0.0, le=1.0)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    inputs: Real = Field(1.0, gt=0.0, le=1.0)
+    weights: Real = Field(1.0, gt=0.0, le=1.0)
+    outputs: Real = Field(1.0, gt=0.0, le=1.0)
 
     def as_tuple(self) -> tuple[float, float, float]:
         return (self.inputs, self.weights, self.outputs)
@@ -45,19 +54,19 @@ class Layer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1)
     kind: LayerKind = "conv"
-    N: int = Field(1, gt=0, description="batch")
-    K: int = Field(gt=0, description="output channels (total)")
-    C: int = Field(gt=0, description="input channels (total)")
-    P: int = Field(1, gt=0, description="output rows")
-    Q: int = Field(1, gt=0, description="output columns")
-    R: int = Field(1, gt=0, description="filter rows")
-    S: int = Field(1, gt=0, description="filter columns")
-    groups: int = Field(1, gt=0)
+    N: Count = Field(1, gt=0, le=MAX_EXTENT, description="batch")
+    K: Count = Field(gt=0, le=MAX_EXTENT, description="output channels (total)")
+    C: Count = Field(gt=0, le=MAX_EXTENT, description="input channels (total)")
+    P: Count = Field(1, gt=0, le=MAX_EXTENT, description="output rows")
+    Q: Count = Field(1, gt=0, le=MAX_EXTENT, description="output columns")
+    R: Count = Field(1, gt=0, le=MAX_EXTENT, description="filter rows")
+    S: Count = Field(1, gt=0, le=MAX_EXTENT, description="filter columns")
+    groups: Count = Field(1, gt=0, le=MAX_EXTENT)
     stride: Pair = (1, 1)
     dilation: Pair = (1, 1)
     padding: Pair = (0, 0)
     density: Densities = Densities()
-    repeat: int = Field(1, gt=0, description="identical copies of this layer in its network")
+    repeat: Count = Field(1, gt=0, le=MAX_EXTENT, description="identical copies of this layer in its network")
 
     _pairs = field_validator("stride", "dilation", "padding", mode="before")(_pair)
 
@@ -66,14 +75,14 @@ class Layer(BaseModel):
     def _positive_pair(cls, v: Pair) -> Pair:
         if min(v) <= 0:
             raise ValueError(f"must be positive, got {list(v)}")
-        return v
+        return _bounded_pair(v)
 
     @field_validator("padding")
     @classmethod
     def _non_negative_pair(cls, v: Pair) -> Pair:
         if min(v) < 0:
             raise ValueError(f"must be >= 0, got {list(v)}")
-        return v
+        return _bounded_pair(v)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Layer":
@@ -92,6 +101,10 @@ class Layer(BaseModel):
         ):
             if self.input_extent(p, r, s, d) - 2 * pad <= 0:
                 raise ValueError(f"padding {pad} on axis {'HW'[axis]} leaves no real input")
+        sizes = {"MACs": self.macs, **{f"{t} words": n for t, n in self.tensor_sizes.items()}}
+        for what, n in sizes.items():
+            if n > MAX_COUNT:
+                raise ValueError(f"too large to model: {n:.3g} {what} (at most 2^62, the cost model's int64 range)")
         return self
 
     @staticmethod

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rlmap.spec.arch import Architecture
+from rlmap.spec.bounds import MAX_EXTENT
 from rlmap.spec.errors import InvalidMappingError, SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.problem import DIMS, N_DIMS, parse_dim
@@ -142,13 +143,20 @@ class Mapping:
                 raise SpecError(f"unknown field(s) {sorted(unknown)}", here)
             for key in mats:
                 row = [1] * N_DIMS
-                for dim, f in (entry.get(key) or {}).items():
+                given = entry.get(key) or {}
+                if not isinstance(given, dict):
+                    raise SpecError(f"expected factors by dimension, e.g. {{K: 4, C: 2}}, got {given!r}",
+                                    f"{here}.{key}")
+                for dim, f in given.items():
                     try:
                         d = parse_dim(str(dim))
                     except ValueError as exc:
                         raise SpecError(str(exc), f"{here}.{key}") from None
                     if not isinstance(f, int) or isinstance(f, bool) or f <= 0:
                         raise SpecError(f"factor of {DIMS[d]} must be a positive integer, got {f!r}", f"{here}.{key}")
+                    if f > MAX_EXTENT:
+                        raise SpecError(f"factor of {DIMS[d]} is {f}, more than any layer dimension can be "
+                                        f"({MAX_EXTENT:,} = 2^40)", f"{here}.{key}")
                     row[d] = f
                 mats[key].append(row)
             orders.append(_parse_order(entry.get("order"), f"{here}.order"))

@@ -37,7 +37,7 @@ from rlmap.model.costmodel import BatchCost, Cost, CostModel, footprint
 from rlmap.model.costmodel import fingerprint as costmodel_fingerprint  # stored with datasets and checkpoints
 from rlmap.search.mapspace import Genome, MapSpace
 from rlmap.spec.arch import Architecture
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.layer import Layer, layer_key
 from rlmap.spec.mapping import Mapping, MappingBatch
 from rlmap.spec.problem import DIMS, INPUTS, N_DIMS, N_TENSORS, RELEVANCE_MATRIX, TENSORS, P, Q, R, S
@@ -687,8 +687,9 @@ class SampleSet:
         try:
             z = np.load(p, allow_pickle=False)
             header = json.loads(str(z["header"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise SpecError(f"not an rlmap surrogate dataset ({exc})", str(p)) from None
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # EOFError: an empty file
+            what = f"{type(exc).__name__}: {exc or 'empty'}"
+            raise SpecError(f"not an rlmap surrogate dataset ({what})", str(p)) from None
         if header.get("format") != "rlmap-surrogate-dataset":
             raise SpecError("not an rlmap surrogate dataset", str(p))
         from rlmap.spec.io import parse_model
@@ -873,8 +874,17 @@ def _run_job(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.ndarray, np.nd
 def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], samples_per_layer: int, seed: int = 0,
                      backend: str | CostBackend | None = None, workers: int = 1,
                      progress: Callable[[int, int, str], None] | None = None,
-                     meta: dict[str, Any] | None = None) -> SampleSet:
-    """Score `samples_per_layer` mappings for each (layer, networks, arch) item; see generate_layer_samples."""
+                     meta: dict[str, Any] | None = None, executor: Any = None,
+                     resume_dir: str | Path | None = None) -> SampleSet:
+    """Score `samples_per_layer` mappings for each (layer, networks, arch) item; see generate_layer_samples.
+
+    Each (layer, arch) item is one shard task with its own seed, run by `executor` (an rlmap.execution Backend;
+    default: `workers` local processes), so the data are the same on any backend.  With `resume_dir` every
+    finished shard is kept there (atomically) and a rerun after an interruption reads it back.
+
+    Ctrl-C raises rlmap.spec.errors.Interrupted whose `partial` is the SampleSet of the items finished by then
+    (meta["partial"] = True), or None when none was.
+    """
     layers: list[Layer] = []
     nets: list[list[str]] = []
     archs: list[Architecture] = []
@@ -891,26 +901,41 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
             archs.append(arch)
         ai = archs.index(arch)
         jobs.append((li, ai, LayerJob(layer, arch, samples_per_layer, seed * 100_003 + i, backend)))
-    results: list[Any] = [None] * len(jobs)
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
+    from rlmap.execution import LocalBackend, ResultStore, run_tasks
+    from rlmap.execution.store import task_key
 
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        with ctx.Pool(workers) as pool:
-            for k, res in enumerate(pool.imap(_run_job, [j[2] for j in jobs])):
-                results[k] = res
-                if progress:
-                    progress(k + 1, len(jobs), jobs[k][2].layer.name)
-    else:
-        for k, (_li, _ai, job) in enumerate(jobs):
-            results[k] = generate_layer_samples(job)
-            if progress:
-                progress(k + 1, len(jobs), job.layer.name)
+    store = ResultStore(resume_dir) if resume_dir is not None else None
+    shards = [j[2] for j in jobs]
+    keys = [task_key("dataset_shard", job) for job in shards] if store is not None else None
+    got: dict[int, Any] = {}  # what has finished, should Ctrl-C stop run_tasks
+
+    def tick(k: int, res: Any, _cached: bool) -> None:
+        got[k] = res
+        if progress:
+            progress(len(got), len(jobs), shards[k].layer.name)
+
+    interrupted = False
+    try:
+        results = run_tasks(executor if executor is not None else LocalBackend(workers), _run_job, shards,
+                            store=store, keys=keys, on_result=tick)
+    except KeyboardInterrupt:  # Ctrl-C: keep the (layer, arch) items finished so far
+        interrupted = True
+        results = [got.get(k) for k in range(len(jobs))]
+    done = [k for k, r in enumerate(results) if r is not None]
+    if interrupted and not done:
+        raise Interrupted(None, 0, len(jobs))
+    # only the layers and architectures of finished items (all of them unless interrupted)
+    used_l = sorted({jobs[k][0] for k in done})
+    used_a = sorted({jobs[k][1] for k in done})
+    lmap = {old: new for new, old in enumerate(used_l)}
+    amap = {old: new for new, old in enumerate(used_a)}
     lidx, aidx, T, X, Y, O, E, Cy, Src = [], [], [], [], [], [], [], [], []
     calls = 0
-    for (li, ai, _job), (b, e, c, s, st) in zip(jobs, results):
-        lidx.append(np.full(len(e), li))
-        aidx.append(np.full(len(e), ai))
+    for k in done:
+        li, ai, _job = jobs[k]
+        b, e, c, s, st = results[k]
+        lidx.append(np.full(len(e), lmap[li]))
+        aidx.append(np.full(len(e), amap[ai]))
         T.append(_pad(b.temporal, 1))
         X.append(_pad(b.spatial_x, 1))
         Y.append(_pad(b.spatial_y, 1))
@@ -922,8 +947,15 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
     info = {"samples_per_layer": samples_per_layer, "seed": seed, "backend": load_backend(backend).name,
             "backend_calls": calls, "costmodel": costmodel_fingerprint(), "encoding_version": ENCODING_VERSION}
     info.update(meta or {})
-    return SampleSet(layers, nets, archs, np.concatenate(lidx), np.concatenate(aidx), np.concatenate(T), np.concatenate(X),
-                     np.concatenate(Y), np.concatenate(O), np.concatenate(E), np.concatenate(Cy), np.concatenate(Src), info)
+    if interrupted:
+        info.update(partial=True, items_done=len(done), items_total=len(jobs))
+    data = SampleSet([layers[i] for i in used_l], [nets[i] for i in used_l], [archs[i] for i in used_a],
+                     np.concatenate(lidx), np.concatenate(aidx), np.concatenate(T), np.concatenate(X),
+                     np.concatenate(Y), np.concatenate(O), np.concatenate(E), np.concatenate(Cy), np.concatenate(Src),
+                     info)
+    if interrupted:
+        raise Interrupted(data, len(done), len(jobs))
+    return data
 
 
 # ============================================================================ layers

@@ -10,6 +10,7 @@ feature-major layout (no transposes).  log2 EDP is the sum of the two outputs pl
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import OrderedDict
@@ -24,6 +25,7 @@ from torch import nn
 from rlmap.model.costmodel import CostModel
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
+from rlmap.spec.outputs import atomic_write
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import MappingBatch
 from rlmap.surrogate.data import (ENCODING_VERSION, N_CONTEXT_FEATURES, N_MAPPING_FEATURES, Encoder, SampleSet,
@@ -348,10 +350,11 @@ def _train(data: SampleSet, out: Path, config: TrainConfig, state: dict[str, Any
                 writer.add_scalar("spearman/val", rec["val_spearman"], epoch + 1)
                 writer.add_scalar("median_abs_log2_edp_error/val", rec["val_median_abs_log2_edp_error"], epoch + 1)
             writer.flush()
-        torch.save({"format": CHECKPOINT_FORMAT, "encoding_version": ENCODING_VERSION, "config": asdict(config),
-                    "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history,
-                    "val_layers": sorted(int(v) for v in val_layers), "torch_rng": torch.get_rng_state(),
-                    "np_rng": rng.bit_generator.state, "train_seconds": rec["seconds"]}, last_path)
+        state = {"format": CHECKPOINT_FORMAT, "encoding_version": ENCODING_VERSION, "config": asdict(config),
+                 "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history,
+                 "val_layers": sorted(int(v) for v in val_layers), "torch_rng": torch.get_rng_state(),
+                 "np_rng": rng.bit_generator.state, "train_seconds": rec["seconds"]}
+        atomic_write(last_path, functools.partial(torch.save, state))  # never a half-written last.pt
         if progress:
             progress(rec)
     if writer is not None:
@@ -389,8 +392,9 @@ def save_checkpoint(net: SurrogateNet, config: TrainConfig, meta: dict[str, Any]
     """Compact checkpoint: float32 weights, normalisation, encoding version, config and metadata."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": CHECKPOINT_FORMAT, "encoding_version": ENCODING_VERSION, "config": asdict(config),
-                "model": {k: v.detach().clone().float() for k, v in net.state_dict().items()}, "meta": meta}, p)
+    state = {"format": CHECKPOINT_FORMAT, "encoding_version": ENCODING_VERSION, "config": asdict(config),
+             "model": {k: v.detach().clone().float() for k, v in net.state_dict().items()}, "meta": meta}
+    atomic_write(p, functools.partial(torch.save, state))
     return p
 
 

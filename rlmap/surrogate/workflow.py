@@ -24,7 +24,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rlmap.spec.errors import SpecError
+from rlmap.execution import ResultStore
+from rlmap.spec.errors import Interrupted, SpecError
+from rlmap.spec.outputs import atomic_write, atomic_write_text
 from rlmap.surrogate.data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
                                   SampleSet, generate_samples, layer_key, load_backend, network_layers,
                                   synthetic_layers)
@@ -73,7 +75,7 @@ def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
 # ============================================================================ dataset
 def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samples: int, out: str | Path,
                   synthetic: int = 0, seed: int = 0, backend: str | CostBackend | None = None, workers: int = 1,
-                  exclude: Sequence[str] | str | None = None, progress: bool = True) -> Path:
+                  exclude: Sequence[str] | str | None = None, progress: bool = True, executor: Any = None) -> Path:
     """Sample (layer, architecture, mapping) -> (energy, cycles) and save it as one compressed .npz.
 
     arch      -- architecture preset name(s) or YAML path(s); several = one dataset over all of them
@@ -83,9 +85,14 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     synthetic -- number of extra random realistic layers (conv/depthwise/pointwise/gemm/matmul)
     backend   -- 'builtin' (default), 'module:function' (a user's cost function), or a CostBackend
     workers   -- processes for the built-in backend (a user backend must be picklable for > 1)
+    executor  -- where the (layer, arch) shards run (an rlmap.execution Backend, e.g. Ray); default `workers`
+                 local processes.  Finished shards are kept in OUT/dataset.tasks/ until the file is written, so
+                 an interrupted build resumes from them.
     exclude   -- networks whose layer *shapes* must not appear (e.g. the held-out networks)
     Per layer the mix is: 30% random valid mappings, 50% genetic / annealing mapper trajectories (the good
     end over-represented), 20% neighbours of the best mappings (see rlmap.surrogate.data).
+    Ctrl-C saves the pairs finished by then (meta and dataset.json say "partial") and raises
+    rlmap.spec.errors.Interrupted.
     """
     from rlmap.spec.io import load_architecture
 
@@ -119,7 +126,7 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
         raise SpecError("no layers left to sample after --exclude")
     per_layer = max(8, math.ceil(samples / len(items)))
     be = load_backend(backend)
-    if workers > 1 and not isinstance(be, BuiltinBackend):
+    if (workers > 1 or executor is not None) and not isinstance(be, BuiltinBackend):
         import pickle
 
         try:
@@ -130,30 +137,48 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     if progress:
         con.print(f"sampling {len(items)} (layer, arch) pairs x {per_layer} mappings on {', '.join(a.name for a in archs)} "
                   f"with backend {be.name}" + (f" ({dropped} layers dropped: shapes of excluded networks)" if dropped else ""))
-    t0 = time.perf_counter()
-    with _progress_bar("dataset", progress) as bar:
-        task = bar.add_task("dataset", total=len(items), info="")
-
-        def tick(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, info=name)
-
-        data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
-                                meta={"networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
-                                      "command_seed": seed})
-    data.meta["seconds"] = round(time.perf_counter() - t0, 1)
     p = Path(out)
     path = p if p.suffix == ".npz" else p / "dataset.npz"
-    data.save(path)
+    resume_dir = path.with_suffix(".tasks")
+    t0 = time.perf_counter()
+    try:  # outside the bar, so that an interrupted bar does not print "done"
+        with _progress_bar("dataset", progress) as bar:
+            task = bar.add_task("dataset", total=len(items), info="")
+
+            def tick(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, info=name)
+
+            data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
+                                    meta={"networks": net_names, "synthetic": synthetic,
+                                          "excluded_networks": excl_names, "command_seed": seed},
+                                    executor=executor, resume_dir=resume_dir)
+        interrupted = None
+    except Interrupted as exc:  # Ctrl-C: save the (layer, arch) items finished, marked partial
+        data, interrupted = exc.partial, exc
+    if data is None:
+        con.print(f"interrupted before any (layer, arch) pair finished: nothing written to {path}")
+        raise interrupted  # type: ignore[misc]
+    data.meta["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write(path, data.save)
+    if interrupted is None:
+        ResultStore(resume_dir).clear()  # kept after Ctrl-C: the same command resumes from the finished pairs
     summary = {"path": str(path), "samples": len(data), "layers": len(data.layers), "archs": [a.name for a in data.archs],
                "networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
                "per_layer": per_layer, "sources": {s: int((data.source == i).sum()) for i, s in enumerate(SOURCES)},
                "seconds": data.meta["seconds"], "backend": be.name, "encoding_version": ENCODING_VERSION,
                "costmodel": data.meta.get("costmodel")}
-    path.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    if progress:
+    if interrupted is not None:
+        summary.update(partial=True, pairs_done=interrupted.done, pairs_total=interrupted.total)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(summary, indent=2))
+    if progress or interrupted is not None:
         size = path.stat().st_size / 1e6
+        if interrupted is not None:
+            con.print(f"interrupted: {interrupted.done} of {interrupted.total} (layer, arch) pairs finished; "
+                      "the dataset holds those only and is marked partial")
         con.print(f"wrote {len(data):,} samples of {len(data.layers)} layers to {path} ({size:.1f} MB) in {summary['seconds']} s; "
                   + ", ".join(f"{k} {v:,}" for k, v in summary["sources"].items()))
+    if interrupted is not None:
+        raise interrupted
     return path
 
 

@@ -1,0 +1,123 @@
+"""The local-process backend, the backend the command-line options select, and `run_tasks`, which every caller
+uses.  (The interface itself is in rlmap.execution.base.)"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from rlmap.execution.base import RAY_ADDRESS_ENV, Backend, TaskFn
+from rlmap.execution.store import ResultStore, task_key
+from rlmap.spec.errors import SpecError
+
+
+class LocalBackend(Backend):
+    """Today's `-j N`: N = 1 runs the tasks here, in order; N > 1 in N spawned (not forked: the parent's torch/BLAS
+    threads cannot deadlock them) local processes."""
+
+    name = "local"
+
+    def __init__(self, processes: int = 1) -> None:
+        if processes < 1:
+            raise SpecError(f"must be >= 1, got {processes}", "--processes")
+        self.processes = processes
+
+    @property
+    def workers(self) -> int:
+        return self.processes
+
+    def imap_unordered(self, fn: TaskFn, args: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        if self.processes <= 1 or len(args) <= 1:
+            for i, a in enumerate(args):
+                yield i, fn(a)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(self.processes, len(args)), mp_context=ctx,
+                                   initializer=ignore_sigint)
+        futures = {pool.submit(fn, a): i for i, a in enumerate(args)}
+        try:
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        except BaseException:  # Ctrl-C or a failed task: stop now, not after the running tasks finish
+            workers = list(getattr(pool, "_processes", {}).values())  # the processes this pool started
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in workers:
+                proc.terminate()
+            for proc in workers:
+                proc.join(timeout=2)
+            raise
+        pool.shutdown(wait=True)
+
+
+def ignore_sigint() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group; only the parent acts on it (it ends the
+    workers), so no worker prints a traceback or goes on with the queued tasks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def backend_from_options(processes: int = 1, ray: str | None = None, env: bool = True) -> Backend:
+    """The backend a command's options ask for: `--ray auto|ADDRESS` (or RLMAP_RAY_ADDRESS when `env`) gives a
+    RayBackend, whose in-flight tasks `-j` caps when > 1; otherwise the local backend with `processes`."""
+    address = ray if ray is not None else (os.environ.get(RAY_ADDRESS_ENV) or None if env else None)
+    if address is None or not address.strip():
+        return LocalBackend(processes)
+    if processes < 1:
+        raise SpecError(f"must be >= 1, got {processes}", "--processes")
+    from rlmap.execution.ray_backend import RayBackend
+
+    return RayBackend(address.strip(), max_in_flight=processes if processes > 1 else None)
+
+
+def run_tasks(backend: Backend, fn: TaskFn, args: Sequence[Any], store: ResultStore | None = None,
+              keys: Sequence[str] | None = None,
+              on_result: Callable[[int, Any, bool], None] | None = None) -> list[Any]:
+    """`[fn(a) for a in args]`, run on `backend`; with `store`, resumable.
+
+    keys      -- one stable key per task (default with a store: `task_key(fn, arg)`); results are stored under
+                 it, and tasks with equal keys run once
+    on_result -- called as (index, result, from_store) for every task as it completes (progress bars)
+    Results already in `store` are read back, not recomputed; every new one is written atomically as it
+    arrives, before the next is awaited, so an interruption loses at most the tasks still running.
+    """
+    n = len(args)
+    if store is not None and keys is None:
+        keys = [task_key(fn, a) for a in args]
+    if keys is not None and len(keys) != n:
+        raise ValueError(f"{len(keys)} keys for {n} tasks")
+    results: list[Any] = [None] * n
+    first: dict[str, int] = {}  # tasks with the same key are the same task: run once, share the result
+    same: dict[int, list[int]] = {}
+    todo: list[int] = []
+    have = store.keys() if store is not None else set()
+    for i in range(n):
+        k = keys[i] if keys is not None else None
+        if k is not None and k in first:
+            same.setdefault(first[k], []).append(i)
+            continue
+        if k is not None:
+            first[k] = i
+        if store is not None and k in have:
+            results[i] = store.get(k)
+            if on_result is not None:
+                on_result(i, results[i], True)
+        else:
+            todo.append(i)
+    for j, res in backend.imap_unordered(fn, [args[i] for i in todo]):
+        i = todo[j]
+        results[i] = res
+        if store is not None and keys is not None:
+            store.put(keys[i], res)
+        if on_result is not None:
+            on_result(i, res, False)
+    for i, dups in same.items():
+        for d in dups:
+            results[d] = results[i]
+            if on_result is not None:
+                on_result(d, results[i], True)
+    return results

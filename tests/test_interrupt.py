@@ -1,0 +1,181 @@
+"""Ctrl-C: `search` (one process and -j 2), `map`, `surrogate dataset` and `train` stop at once, keep and write
+what they finished (marked partial), say so and exit 130; a reused output folder keeps no stale mapping.
+
+Each command runs in its own process group and gets SIGINT the way a terminal's Ctrl-C delivers it (to the
+whole group, workers included) right after a marker says its first piece of work finished.  The markers come
+from small wrappers installed in the child around the progress bar and the training callbacks (they print to
+stderr and change nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlmap.cli.app import run
+
+STOP_S = 10.0
+"""Seconds from SIGINT to exit the tests allow (it is about 1 s; the margin is for a loaded CI machine)."""
+
+AFTER_PROGRESS = """
+import sys, rich.progress as rp, rlmap.search.progress as pp
+def _marking(update):
+    def marked(self, *a, **k):
+        update(self, *a, **k)
+        if k.get("completed") or k.get("advance"):
+            print("@@done", file=sys.stderr, flush=True)
+    return marked
+rp.Progress.update = _marking(rp.Progress.update)
+pp.PlainProgress.update = _marking(pp.PlainProgress.update)
+"""
+"""Marks each piece of work done, after the command has stored it: the progress bars are told then
+(search: one distinct layer; map: one batch of episodes; surrogate dataset: one (layer, arch) pair)."""
+
+AFTER_ROLLOUT = """
+import sys, rlmap.rl.training as t
+_orig = t._callbacks
+def _marked(*a, **k):
+    from stable_baselines3.common.callbacks import BaseCallback
+    class Marker(BaseCallback):
+        def _on_step(self):
+            return True
+        def _on_rollout_end(self):
+            print("@@done", file=sys.stderr, flush=True)
+    return _orig(*a, **k) + [Marker()]
+t._callbacks = _marked
+"""
+
+
+def interrupt(args: list[str], marker: str, cwd: Path, timeout: float = 240) -> tuple[int, str, str, float]:
+    """Run `rlmap ARGS` with `marker` installed, Ctrl-C its process group after the first "@@done";
+    (exit code, stdout, stderr, seconds from SIGINT to exit).  Fails if any process of the group survives."""
+    code = marker + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    err = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            err.append(line)
+            if "@@done" in line or time.monotonic() > deadline:
+                break
+        if proc.poll() is not None:
+            raise AssertionError(f"ended (exit {proc.returncode}) before its first piece of work:\n"
+                                 + "".join(err)[-3000:] + proc.stderr.read()[-3000:])  # type: ignore[union-attr]
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, rest = proc.communicate(timeout=60)
+        seconds = time.monotonic() - t0
+        for _ in range(50):  # worker processes (same process group) must be gone too
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("processes of the interrupted command are still running")
+        return proc.returncode, out, "".join(err) + rest, seconds
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _check_partial_results(out_dir: Path, total_layers: int) -> dict:
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["partial"] is True and summary["layers_total"] == total_layers
+    rows = summary["layers"]
+    assert 1 <= len(rows) < total_layers
+    # exactly the finished layers' mappings, nothing stale beside them
+    assert sorted(p.stem for p in (out_dir / "mappings").iterdir()) == sorted(r["layer"] for r in rows
+                                                                             if r.get("found", True))
+    assert not [p for p in out_dir.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+    return summary
+
+
+def test_search_ctrl_c_keeps_finished_layers(tmp_path: Path) -> None:
+    # a finished run first: the interrupted one must replace its files, not add to them
+    assert run(["search", "-n", "resnet18", "--mapper", "random", "--budget", "500", "-o", str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out" / "mappings").iterdir())) == 15
+    rc, out, err, stop = interrupt(["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000",
+                                    "-o", "out"], AFTER_PROGRESS, tmp_path)
+    assert rc == 130, err[-3000:]
+    assert stop < STOP_S
+    assert "interrupted:" in out and "marked partial" in out and "Traceback" not in err
+    summary = _check_partial_results(tmp_path / "out", 15)
+    assert summary["layers"][0]["layer"] == "conv1" and summary["layers"][0]["evaluations"] == 200000
+
+
+def test_search_with_worker_processes_stops_at_once(tmp_path: Path) -> None:
+    rc, out, err, stop = interrupt(["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000",
+                                    "-j", "2", "-o", "out"], AFTER_PROGRESS, tmp_path)
+    assert rc == 130, err[-3000:]
+    assert stop < STOP_S  # it used to wait for every queued layer (46-50 s)
+    assert "Traceback" not in err and "interrupted:" in out
+    _check_partial_results(tmp_path / "out", 15)
+
+
+def test_map_ctrl_c_keeps_finished_layers(tmp_path: Path) -> None:
+    pytest.importorskip("sb3_contrib")
+    rc, out, err, stop = interrupt(["map", "-n", "resnet18", "--samples", "100", "-o", "out"],
+                                   AFTER_PROGRESS, tmp_path)
+    assert rc == 130, err[-3000:]
+    assert stop < STOP_S and "interrupted:" in out and "Traceback" not in err
+    summary = _check_partial_results(tmp_path / "out", 15)
+    assert summary["layers"][0]["layer"] == "conv1" and summary["layers"][0]["evaluations"] == 100
+
+
+def test_surrogate_dataset_ctrl_c_saves_finished_pairs(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from rlmap.surrogate.data import SampleSet
+
+    rc, out, err, stop = interrupt(["surrogate", "dataset", "--arch", "eyeriss", "--networks", "resnet18",
+                                    "--samples", "60000", "-o", "ds"], AFTER_PROGRESS, tmp_path)
+    assert rc == 130, err[-3000:]
+    assert stop < STOP_S and "interrupted:" in out and "Traceback" not in err
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert meta["partial"] is True and 1 <= meta["pairs_done"] < meta["pairs_total"] == 12
+    data = SampleSet.load(tmp_path / "ds" / "dataset.npz")
+    assert data.meta["partial"] is True
+    assert len(data.layers) == meta["pairs_done"] and len(data) == meta["samples"]
+    assert 0.9 * meta["pairs_done"] * meta["per_layer"] <= len(data) <= meta["pairs_done"] * meta["per_layer"]
+    assert data.layers[0].name == "conv1"
+
+
+def test_train_ctrl_c_saves_a_checkpoint_and_exits_nonzero(tmp_path: Path) -> None:
+    pytest.importorskip("sb3_contrib")
+    agent = tmp_path / "tiny.yaml"
+    agent.write_text("algo: maskable_ppo\ninvalid_actions: mask\nn_envs: 2\n"
+                     "hyperparams: {n_steps: 64, batch_size: 64, n_epochs: 1}\n"
+                     "policy_kwargs: {features_extractor: flatten, net_arch: {pi: [32], vf: [32]}}\n"
+                     "env: {synthetic: 0.0, reference: none}\n")
+    rc, out, err, stop = interrupt(["train", "--agent", str(agent), "--networks", "resnet18", "--eval-networks", "",
+                                    "--timesteps", "1000000", "--checkpoint-every", "1000000", "-o", "run"],
+                                   AFTER_ROLLOUT, tmp_path)
+    assert rc == 130, err[-3000:]
+    assert stop < STOP_S and "interrupted; continue with" in out and "Traceback" not in err
+    state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
+    assert 128 <= state["num_timesteps"] < 1_000_000
+    assert (tmp_path / "run" / "checkpoints" / f"step_{state['num_timesteps']}.zip").exists()
+
+
+def test_reused_output_folder_keeps_no_stale_mappings(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (tmp_path / "out").mkdir()
+    (out / "notes.txt").write_text("mine")  # a file of the user's own stays
+    assert run(["search", "-n", "resnet18", "--mapper", "random", "--budget", "500", "-o", str(out)]) == 0
+    assert len(list((out / "mappings").iterdir())) == 15
+    assert run(["search", "-n", "resnet18", "-l", "fc", "--mapper", "random", "--budget", "50", "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["layer"] for r in summary["layers"]] == ["fc"] and "partial" not in summary
+    assert [p.name for p in (out / "mappings").iterdir()] == ["fc.yaml"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folders left behind
