@@ -118,8 +118,8 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     `resume_dir` each finished layer is kept there (atomically) and a rerun reads it back -- see map_networks.
 
     `warm_start` (True or a `rlmap.search.warmstart.ReplayBuffer`, e.g. one backed by a file): see
-    `map_network_warm` (`warm_wave` layers searched at once).  Mappers whose search takes no `initial` (the policy) run cold; extra["warm_start"]
-    says which happened.
+    `map_network_warm` (`warm_wave` layers searched at once).  Mappers whose search takes no `initial` (the
+    policy) run cold; extra["warm_start"] says which happened.
 
     Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` is the NetworkResult of the
     layers finished by then (extra["partial"] = True).
@@ -139,8 +139,8 @@ def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, o
                      backend: Backend | None = None, warm_start: Any = True,
                      resume_dir: str | Path | None = None, warm_wave: int = 1) -> NetworkResult:
     """Warm-started mapping (rlmap.search.warmstart): the distinct layers are searched in network order, in
-    waves of `warm_wave` layers run at once (as parallel tasks where the backend has workers), each seeded with the adapted best mappings of the nearest layers
-    already in the replay buffer; each one's best mapping then joins the buffer (saved to its file, if any).
+    waves of `warm_wave` layers run at once (as parallel tasks where the backend has workers), each seeded with
+    the adapted best mappings of the nearest layers already in the replay buffer; each one's best mapping then joins the buffer (saved to its file, if any).
     A layer can only use layers of earlier waves, so results depend on `warm_wave` -- never on the number of
     workers or the backend (the same seed gives the same result locally and on Ray).  With `resume_dir`
     finished layers are kept and read back like map_networks's; a layer's task key includes its seeds, which
