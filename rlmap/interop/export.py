@@ -74,6 +74,7 @@ and tests/data/accelforge_reference.json).
 * Workload: one Einsum named after the layer (non-identifier characters replaced by `_`) over rank
   variables n, g, k, c, p, q, r, s (g only when groups > 1), tensors I, W, O with the sliding-window input
   projection `H: sh*p + dh*r`, `W: sw*q + dw*s` (padding is part of the input's extent, as in rlmap).
+  `accelforge_problem` (the problem for AccelForge's own mapper, TCM) leaves out rank variables of extent 1.
   AccelForge 1.0.467 has no sparsity model: densities, storage formats and compute SAFs are not
   exported (the files describe the dense layer; `export` says so).
 """
