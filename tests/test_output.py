@@ -103,6 +103,28 @@ def test_plain_progress_prints_periodic_lines() -> None:
     assert lines[-1].startswith("ga on tiny: 4/4 (100%), done in")
 
 
+def test_progress_bar_is_rich_on_a_terminal_and_plain_when_piped() -> None:
+    """The one progress factory that search, training and the surrogate workflow share."""
+    from rich.progress import Progress, TimeRemainingColumn
+
+    from rlmap.search.progress import PlainProgress, progress_bar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    piped = io.StringIO()
+    assert isinstance(progress_bar(stream=piped), PlainProgress)
+    assert progress_bar(stream=piped).stream is piped
+    plain = progress_bar(stream=Tty())
+    assert isinstance(plain, Progress)
+    assert not any(isinstance(c, TimeRemainingColumn) for c in plain.columns)
+    timed = progress_bar(stream=Tty(), remaining=True, bar_width=24)
+    assert sum(isinstance(c, TimeRemainingColumn) for c in timed.columns) == 1
+    silent = progress_bar(stream=Tty(), enabled=False)
+    assert isinstance(silent, PlainProgress) and not silent.enabled
+
+
 def test_piped_search_reports_progress_on_stderr(tiny: Path, capsys) -> None:
     assert run(["search", "-n", str(tiny), "-a", "eyeriss", "--mapper", "random", "--budget", "40"]) == 0
     err = capsys.readouterr().err
