@@ -55,7 +55,9 @@ def test_store_is_atomic_and_ignores_half_written_files(tmp_path: Path) -> None:
     assert store.keys() == set()
     store.put("a", {"x": [1, 2]})
     (tmp_path / "tasks" / ".b.123.tmp").write_bytes(b"\x80half")  # what a writer killed mid-write leaves
-    assert store.keys() == {"a"} and store.get("a") == {"x": [1, 2]} and not store.has("b")
+    (tmp_path / "tasks" / ".c.pkl.456.tmp.pkl").write_bytes(b"\x80half")  # ... in atomic_write's naming
+    assert store.keys() == {"a"} and store.get("a") == {"x": [1, 2]} and not store.has("b") and not store.has("c")
+    assert [p.name for p in (tmp_path / "tasks").iterdir() if not p.name.startswith(".")] == ["a.pkl"]
     store.clear()
     assert not (tmp_path / "tasks").exists()
 
