@@ -76,6 +76,9 @@ def test_list_and_show_print_mac_counts_that_fit_small_models(tiny: Path, capsys
     assert run(["list"]) == 0
     out = capsys.readouterr().out
     assert "0.000" not in out and "1.814 GMACs" in out  # resnet18
+    from rlmap.spec.io import list_generated
+
+    assert list_generated() and ", ".join(list_generated()) in out  # the held-out generated set, loadable by name
 
 
 def test_energy_unit_of_normalized_presets_is_not_pj(capsys) -> None:
