@@ -26,7 +26,7 @@ import pytest
 from rlmap.cli.app import run
 from rlmap.execution import LocalBackend, ResultStore, backend_from_options, run_tasks
 from rlmap.execution.backend import RAY_ADDRESS_ENV, Backend
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 
 ray = pytest.importorskip("ray", reason="Ray is in the test extra: pip install -e '.[test]'")
 
@@ -83,9 +83,10 @@ def _square(x: int) -> int:
 def test_interrupted_tasks_resume_without_redoing_or_losing_any(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
     first = _Interrupting(stop_after=3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as stopped:
         run_tasks(first, _square, list(range(8)), store=store)
     assert first.ran == [0, 1, 2] and len(store.keys()) == 3
+    assert stopped.value.partial == [0, 1, 4, None, None, None, None, None] and stopped.value.done == 3
     second = _Interrupting()
     seen: list[tuple[int, bool]] = []
     res = run_tasks(second, _square, list(range(8)), store=store, on_result=lambda i, r, cached: seen.append((i, cached)))
