@@ -143,3 +143,19 @@ def test_surrogate_scores_the_seed_first(eyeriss):
     res = SurrogateMapper().search(layer, eyeriss, budget=40, seed=0, initial=[opt.mapping])
     assert res.curve[0] == pytest.approx(opt.best, rel=1e-9) and res.best == pytest.approx(opt.best, rel=1e-9)
     assert res.evaluations <= 40
+
+
+def test_warm_start_results_depend_on_the_wave_not_on_the_workers(eyeriss):
+    """Warm-started runs keep the execution guarantee: same seed, same result with 1 or 2 worker processes."""
+    net = Network(name="r", layers=load_network("resnet18").layers[:5])
+    runs = {(wave, j): map_network(net, eyeriss, "ga", budget=60, seed=3, processes=j, progress=False,
+                                   warm_start=True, warm_wave=wave)
+            for wave in (1, 2) for j in (1, 2)}
+    for wave in (1, 2):
+        one, two = runs[(wave, 1)], runs[(wave, 2)]
+        assert [r.best for r in one.results] == [r.best for r in two.results]
+        assert [r.notes["warm_start_seeds"] for r in one.results] == [r.notes["warm_start_seeds"] for r in two.results]
+    # in waves of 2 the second layer cannot use the first: it starts cold
+    assert runs[(2, 1)].results[1].notes["warm_start_seeds"] == 0 < runs[(1, 1)].results[1].notes["warm_start_seeds"]
+    with pytest.raises(SpecError, match="--warm-wave"):
+        map_network(net, eyeriss, "ga", budget=60, seed=3, progress=False, warm_start=True, warm_wave=0)

@@ -69,6 +69,10 @@ def search_cmd(
     warm_start_file: Optional[Path] = typer.Option(
         None, "--warm-start-file", metavar="JSON", rich_help_panel=PANEL,
         help="replay buffer kept across runs: read if it exists, written back with this run's layers"),
+    warm_wave: int = typer.Option(
+        1, "--warm-wave", metavar="N", rich_help_panel=PANEL,
+        help="with warm start, layers searched at once (each uses only layers of earlier waves); raise it "
+             "with -j/--ray to run in parallel -- results depend on N, never on the workers"),
     densities: Optional[str] = typer.Option(
         None, "--densities", metavar="D1,D2,..", rich_help_panel=PANEL,
         help="sparsity-aware search: one mapping robust over these input densities (e.g. 0.2,0.5,1.0, or "
@@ -128,7 +132,8 @@ def search_cmd(
     with open_backend(processes, ray, resume_dir) as backend:
         try:
             res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
-                              time_limit=time_limit, backend=backend, resume_dir=resume_dir, warm_start=buffer)
+                              time_limit=time_limit, backend=backend, resume_dir=resume_dir, warm_start=buffer,
+                              warm_wave=warm_wave)
             interrupted = False
         except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
             res, interrupted = exc.partial, True

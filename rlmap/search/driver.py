@@ -108,7 +108,7 @@ def _map_one(args: tuple) -> SearchResult:
 def map_network(network: Network, arch: Architecture, mapper: MapperSpec, objective: str = "edp",
                 budget: int = 1000, seed: int = 0, processes: int = 1, progress: bool = True,
                 time_limit: float | None = None, backend: Backend | None = None,
-                resume_dir: str | Path | None = None, warm_start: Any = None) -> NetworkResult:
+                resume_dir: str | Path | None = None, warm_start: Any = None, warm_wave: int = 1) -> NetworkResult:
     """Map each distinct layer once (as parallel tasks if asked) and report it for every layer of its shape;
     same seed, same result, whatever `processes` or `backend`.
 
@@ -118,15 +118,15 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     `resume_dir` each finished layer is kept there (atomically) and a rerun reads it back -- see map_networks.
 
     `warm_start` (True or a `rlmap.search.warmstart.ReplayBuffer`, e.g. one backed by a file): see
-    `map_network_warm`.  Mappers whose search takes no `initial` (the policy) run cold; extra["warm_start"]
-    says which happened.
+    `map_network_warm` (`warm_wave` layers searched at once).  Mappers whose search takes no `initial` (the
+    policy) run cold; extra["warm_start"] says which happened.
 
     Ctrl-C stops at once and raises rlmap.spec.errors.Interrupted whose `partial` is the NetworkResult of the
     layers finished by then (extra["partial"] = True).
     """
     if warm_start is not None and warm_start is not False and accepts_initial(_resolve(mapper)):
         return map_network_warm(network, arch, mapper, objective, budget, seed, processes, progress, time_limit,
-                                backend, warm_start, resume_dir)
+                                backend, warm_start, resume_dir, warm_wave)
     try:
         return map_networks([(network, arch, seed)], mapper, objective, budget, processes=processes,
                             progress=progress, time_limit=time_limit, backend=backend, resume_dir=resume_dir)[0]
@@ -137,11 +137,12 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
 def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, objective: str, budget: int,
                      seed: int, processes: int = 1, progress: bool = True, time_limit: float | None = None,
                      backend: Backend | None = None, warm_start: Any = True,
-                     resume_dir: str | Path | None = None) -> NetworkResult:
-    """Warm-started mapping (rlmap.search.warmstart): the distinct layers are searched in network order, as many
-    at a time as the backend has workers, each seeded with the adapted best mappings of the nearest layers
-    already in the replay buffer; each one's best mapping then joins the buffer (saved to its file, if any).
-    Results depend on the number of workers (a layer can only use layers of earlier waves).  With `resume_dir`
+                     resume_dir: str | Path | None = None, warm_wave: int = 1) -> NetworkResult:
+    """Warm-started mapping (rlmap.search.warmstart): the distinct layers are searched in network order, in
+    waves of `warm_wave` layers run at once (as parallel tasks where the backend has workers), each seeded with
+    the adapted best mappings of the nearest layers already in the replay buffer; each one's best mapping then joins the buffer (saved to its file, if any).
+    A layer can only use layers of earlier waves, so results depend on `warm_wave` -- never on the number of
+    workers or the backend (the same seed gives the same result locally and on Ray).  With `resume_dir`
     finished layers are kept and read back like map_networks's; a layer's task key includes its seeds, which
     the layers before it determine, so a resumed run repeats the same searches."""
     import time
@@ -161,7 +162,9 @@ def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, o
                          for i, layer in enumerate(network.layers) if first[keys[i]] == i]
     results: list[SearchResult | None] = [None] * len(jobs)
     run_on = backend if backend is not None else LocalBackend(processes)
-    wave = max(1, run_on.workers)
+    if warm_wave < 1:
+        raise SpecError(f"must be >= 1, got {warm_wave}", "--warm-wave")
+    wave = warm_wave
     t0 = time.perf_counter()
     evaluations = 0
     interrupted = False
