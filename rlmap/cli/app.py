@@ -1,8 +1,8 @@
 """The `rlmap` command line: the root app only wires the command groups together.
 
 One module per command group: common (shared helpers, errors, reports), inspect (list, show),
-interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), surrogate (surrogate ...),
-report (report: HTML page of results folders), generate (generate).
+interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), codesign (codesign),
+surrogate (surrogate ...), report (report: HTML page of results folders), generate (generate).
 A new command goes in its own module here and is registered below with `app.command(NAME)(user_errors(fn))`.
 `run()` catches whatever escapes the commands, so no traceback reaches the user for a mistake of theirs.
 """
@@ -16,6 +16,7 @@ from typing import Any, Optional
 import typer
 
 from rlmap.cli import results
+from rlmap.cli.codesign import codesign_cmd
 from rlmap.cli.common import error_line, user_errors
 from rlmap.cli.evaluate import eval_cmd
 from rlmap.cli.generate import generate_cmd
@@ -59,6 +60,7 @@ app.command("search")(user_errors(search_cmd))
 app.command("generate")(user_errors(generate_cmd))
 app.command("train")(user_errors(train_cmd))
 app.command("map")(user_errors(map_cmd))
+app.command("codesign")(user_errors(codesign_cmd))
 app.command("report")(user_errors(report_cmd))
 
 _SURROGATE_HELP = "Train and evaluate a neural surrogate of the cost model (dataset, train, eval)."

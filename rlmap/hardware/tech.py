@@ -14,6 +14,10 @@ Sources
 * [ACC] Accelergy / Timeloop-Accelergy exercises, 45 nm tables (simba_like reference ERT): 8-bit intmac
   0.315 pJ; register (depth 1) 0.009 pJ per 8-bit access; LPDDR4 512 pJ per 64-bit access.
 * [M07] K. Mistry et al., "A 45nm Logic Technology ...", IEDM 2007: 6T SRAM cell 0.346 um^2.
+* [NG45] NanGate FreePDK45 Open Cell Library (45 nm), DFF_X1 flip-flop: 4.522 um^2 per bit; small register
+  files are built from such cells (Accelergy's `regfile` class), not SRAM macros.
+* [TLE] Timeloop-Accelergy exercises, eyeriss_like: the 12- and 16-entry ifmap/psum scratchpads are `regfile`s,
+  the 192-entry weight scratchpad an SRAM -- rlmap draws the register-file/SRAM line at 64 words.
 * [CACTI] Array efficiency (cell area / macro area) of ~0.7 for mid-size SRAM macros, the usual CACTI 6.5
   figure at 45 nm; smaller macros are less efficient (peripheral overhead), modelled in energy.py.
 """
@@ -50,3 +54,9 @@ INT_ADD_AREA_UM2: Final[dict[int, float]] = {8: 36.0, 32: 137.0}
 # ---------------------------------------------------------------- SRAM area, [M07] and [CACTI]
 SRAM_CELL_UM2: Final[float] = 0.346
 SRAM_ARRAY_EFFICIENCY: Final[float] = 0.7
+
+# ---------------------------------------------------------------- register files, [NG45] and [TLE]
+FLIPFLOP_UM2: Final[float] = 4.522
+"""Area of one stored bit in a flip-flop register file (NanGate FreePDK45 DFF_X1)."""
+REGFILE_MAX_WORDS: Final[int] = 64
+"""Buffers (or partitions) of at most this many words are register files, larger ones SRAM macros [TLE]."""

@@ -1,0 +1,130 @@
+"""The co-design problem every optimiser shares, and its one evaluation counter.
+
+One *evaluation* is one cost-model scoring of one layer's mapping, whoever asks for it: a joint-genome
+optimiser spends one per distinct layer of each design it scores (`Problem.score`), a two-loop optimiser
+what its inner mapper spent per layer (`Problem.charge`).  As in rlmap's mappers (BudgetedEvaluator), a
+(hardware, layer, mapping) already scored is not scored or charged again: its figures are cached, so a
+design that changes only some layers' mappings costs only those layers.  Every scored design is recorded
+(evaluations so far, seconds, figures, hardware genes) for the search curves and the Pareto front, and the
+best feasible one (objective under the area budget) is kept with its mappings.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rlmap.codesign.evaluate import DesignCost, Workload, compose, evaluate_layers
+from rlmap.codesign.space import DesignSpace
+from rlmap.search.mapspace import Genome
+
+
+@dataclass
+class Record:
+    evaluations: int
+    seconds: float
+    hw: tuple[int, ...]
+    area_mm2: float
+    energy: float
+    cycles: float
+    mapped: bool
+    feasible: bool
+    objective: float
+
+
+@dataclass
+class Problem:
+    """Space + workload + objective + area budget, with the evaluation budget and what has been spent."""
+
+    space: DesignSpace
+    workload: Workload
+    objective: str = "latency"
+    budget_mm2: float = math.inf
+    max_evaluations: int = 10_000
+    time_limit: float | None = None
+    evaluations: int = 0
+    seconds: float = 0.0  # search time spent before this process (resume)
+    history: list[Record] = field(default_factory=list)
+    best_value: float = math.inf
+    best_hw: np.ndarray | None = None
+    best_maps: list[Genome] | None = None
+    best_cost: DesignCost | None = None
+    cache: dict[bytes, tuple[bool, float, float]] = field(default_factory=dict, repr=False)
+    _t0: float = field(default_factory=time.perf_counter, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["seconds"] = self.elapsed
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._t0 = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return self.seconds + max(0.0, time.perf_counter() - self._t0)
+
+    @property
+    def per_design(self) -> int:
+        return len(self.workload)
+
+    @property
+    def exhausted(self) -> bool:
+        if self.evaluations + self.per_design > self.max_evaluations:
+            return True
+        return self.time_limit is not None and self.elapsed >= self.time_limit
+
+    def area(self, hw: np.ndarray) -> float:
+        """The area of a design (no cost-model evaluation: area is a closed form of the hardware)."""
+        from rlmap.hardware.area import design_area
+
+        return design_area(self.space.decode(hw)).total_mm2
+
+    def charge(self, n: int) -> None:
+        """Count `n` evaluations spent outside `score` (a two-loop optimiser's inner mapper)."""
+        self.evaluations += int(n)
+
+    def stop(self) -> None:
+        """Freeze the clock (the run is over; `elapsed` no longer grows)."""
+        self.seconds = self.elapsed
+        self._t0 = float("inf")
+
+    def score(self, hw: np.ndarray, maps: list[Genome]) -> DesignCost:
+        """Score a design (one evaluation per layer not scored before on this hardware), record it, keep it if it
+        is the best feasible one.  Same figures as `evaluate_design`."""
+        arch = self.space.decode(hw)
+        hk = np.asarray(hw, dtype=np.int64).tobytes()
+        keys = [hk + i.to_bytes(4, "little") + m.slots.astype(np.int16).tobytes() + m.order.astype(np.int8).tobytes()
+                for i, m in enumerate(maps)]
+        missing = [i for i, k in enumerate(keys) if k not in self.cache]
+        for i, r in zip(missing, evaluate_layers(arch, maps, self.workload, missing)):
+            self.cache[keys[i]] = r
+        self.evaluations += len(missing)
+        res = [self.cache[k] for k in keys]
+        cost = compose(arch, self.workload, np.array([r[0] for r in res], dtype=bool), np.array([r[1] for r in res]),
+                       np.array([r[2] for r in res]), self.budget_mm2)
+        self.record(hw, maps, cost)
+        return cost
+
+    def record(self, hw: np.ndarray, maps: list[Genome], cost: DesignCost) -> None:
+        """Record a design whose every layer figure is already known (no evaluation charged)."""
+        value = cost.objective(self.objective)
+        self.history.append(Record(self.evaluations, self.elapsed, self.space.key(hw), cost.area_mm2, cost.energy,
+                                   cost.cycles, cost.mapped, cost.feasible, value))
+        if value < self.best_value:
+            self.best_value, self.best_hw, self.best_cost = value, np.array(hw), cost
+            self.best_maps = [Genome(m.slots.copy(), m.order.copy()) for m in maps]
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(evaluations, seconds, best feasible objective so far) after each scored design."""
+        if not self.history:
+            return np.zeros(0), np.zeros(0), np.zeros(0)
+        ev = np.array([r.evaluations for r in self.history], dtype=np.int64)
+        sec = np.array([r.seconds for r in self.history])
+        best = np.minimum.accumulate(np.array([r.objective for r in self.history]))
+        return ev, sec, best
