@@ -9,7 +9,8 @@ network is searched once per architecture and objective, under the mapper's enfo
 Per layer: the map-space size (tilings x loop orders), the tilings that fit the fanouts, the partial
 tilings cut by the partial-tiling bound before they were expanded ("cut early"), the complete fitting
 tilings the search visited, how many of those survived the order-relaxed lower bound and had their orders
-optimised ("swept"), the wall-clock seconds spent and the CPU seconds of this process (on a shared machine
+optimised ("swept"), how many tilings overflowed a level with whole tiles and had their per-tensor tile
+placements searched ("placed"), the wall-clock seconds spent and the CPU seconds of this process (on a shared machine
 the wall clock also counts other jobs' time slices; the limit is wall clock), whether the optimum was proven,
 the ratio of the best objective found to the layer's compulsory-traffic bound ("best/LB": how much room the
 mapping problem has), and when not proven its ratio to the search's own lower bound on the optimum ("gap").  Each (network, architecture, objective) ends with a summary line:
@@ -42,12 +43,14 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=10.0, help="wall-clock seconds per layer (enforced)")
     ap.add_argument("--layers", type=int, default=0, help="only the first N distinct layers of each network (0 = all)")
     ap.add_argument("--all-layers", action="store_true", help="every layer, repeated shapes included")
+    ap.add_argument("--placement", action="store_true", help="search per-tensor tile placements too")
     args = ap.parse_args()
-    mapper = OptimalMapper(time_limit=args.time_limit)
+    mapper = OptimalMapper(time_limit=args.time_limit, placement=args.placement)
     load_kernels()  # once per process, outside every clock (the mapper's own limit does not count it either)
-    print(f"optimal mapper, time limit {args.time_limit:g} s per layer; {_load()} on {os.cpu_count()} cores")
+    space = "per-tensor placements and bypass choices" if args.placement else "one tile per level, bypass choices"
+    print(f"optimal mapper ({space}), time limit {args.time_limit:g} s per layer; {_load()} on {os.cpu_count()} cores")
     head = (f"{'network':<12} {'arch':<9} {'obj':<7} {'layer':<30} {'map space':>9} {'fit fanout':>10} "
-            f"{'cut early':>9} {'visited':>9} {'swept':>8} {'seconds':>8} {'cpu s':>6} {'proven':>6} {'best/LB':>8} "
+            f"{'cut early':>9} {'visited':>9} {'swept':>8} {'placed':>8} {'seconds':>8} {'cpu s':>6} {'proven':>6} {'best/LB':>8} "
             f"{'gap':>6}")
     summary = []
     for arch_name in args.arch.split(","):
@@ -72,7 +75,7 @@ def main() -> None:
                     print(f"{net_name[:12]:<12} {arch.name[:9]:<9} {objective:<7} {layer.name[:30]:<30} "
                           f"{format_big(n['total']):>9} {format_big(n['tilings_fitting_fanout']):>10} "
                           f"{format_big(n['partial_tilings_pruned']):>9} {format_big(n['fitting_tilings_seen']):>9} "
-                          f"{format_big(n['tilings_swept']):>8} {dt:>8.1f} {cpu:>6.1f} {'yes' if r.proven_optimal else 'no':>6} "
+                          f"{format_big(n['tilings_swept']):>8} {format_big(n['tilings_placed']):>8} {dt:>8.1f} {cpu:>6.1f} {'yes' if r.proven_optimal else 'no':>6} "
                           f"{n['gap_to_lower_bound']:>8.3g} {'' if r.proven_optimal else format(n['gap_to_bound'], '.3g'):>6}",
                           flush=True)
                 line = (f"{net_name}, {arch.name}, {objective}: {proven}/{len(layers)} layers proven optimal; wall "

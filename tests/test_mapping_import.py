@@ -96,10 +96,11 @@ def test_output_stationary_gemm_imports_with_its_numbers():
     assert cost.writes[2][0] == 256 and cost.reads[1][0] == 64
 
 
-def test_per_tensor_tiles_at_one_level_are_refused_by_one_check():
+def test_per_tensor_tiles_at_one_level_read_as_placements():
     """AccelForge's FFM mapper (tried on this GEMM and TINY3 with AccelForge 1.0.467) returns A's RegFile
-    node above n, B's below n and m, Z's below m: three tiles at one level, which rlmap's one nest per level
-    cannot hold (per-tensor tile positions would lift exactly this check)."""
+    node above n, B's below n and m, Z's below m: tiles of their own at one level.  rlmap reads it with
+    per-tensor placements (before issue 13 it refused it): n loops at the GLB (only B's node is below it),
+    m and k at the RegFile with Z's tile below m; AccelForge scores the re-export to rlmap's numbers."""
     ffm_best = tree("!Storage {tensors: [Z, B, A], component: DRAM}",
                     "!Storage {tensors: [A, B, Z], component: GLB}",
                     "!Spatial {rank_variable: k, tile_shape: 2, name: X, component: GLB_fanout}",
@@ -110,12 +111,18 @@ def test_per_tensor_tiles_at_one_level_are_refused_by_one_check():
                     "!Storage {tensors: [Z], component: RegFile}",
                     "!Temporal {rank_variable: k, tile_shape: 1}",
                     "!Compute {einsum: gemm, component: MAC}")
-    with pytest.raises(SpecError) as err:
-        from_accelforge(ffm_best, GEMM8, TINY3, "best.yaml", gemm_names())
-    msg = str(err.value)
-    assert msg.startswith("best.yaml: loop temporal m (tile_shape 1) is below the storage of inputs at RegFile and "
-                          "above the storage of outputs at RegFile")
-    assert "different tiles per tensor at one level are not expressible" in msg
+    m = from_accelforge(ffm_best, GEMM8, TINY3, "best.yaml", gemm_names())
+    d = m.to_dict(TINY3)["levels"]
+    assert d[1]["temporal"] == {"K": 8} and d[1]["spatial_x"] == {"C": 4}
+    assert d[2]["temporal"] == {"C": 2, "P": 8} and d[2]["order"].endswith("PC") and d[2]["place"] == {"outputs": 7}
+    cost = CostModel(GEMM8, TINY3).evaluate(m)
+    assert cost.tiles[2] == [16.0, 2.0, 1.0]  # A: 8 m x 2 k, B: 2 k, Z: 1 (below m)
+    from rlmap.interop.accelforge_bridge import evaluate_in_accelforge, unavailable_reason
+
+    if unavailable_reason() is None:
+        _, (af,) = evaluate_in_accelforge([(GEMM8, TINY3, m)])
+        assert af.ok and af.energy == pytest.approx(cost.energy, rel=1e-9)
+        assert np.allclose(af.reads, cost.reads) and np.allclose(af.writes, cost.writes)
 
 
 def test_refetch_below_an_irrelevant_loop_is_refused():
@@ -145,7 +152,7 @@ def test_refetch_below_an_irrelevant_loop_is_refused():
     (["!Storage {tensors: [I, W, O, Q], component: DRAM}"], "unknown tensor 'Q'"),
     (["!Storage {tensors: [I, W, O], component: DRAM}", "!Temporal {rank_variable: k, tile_shape: 1}",
       "!Temporal {rank_variable: c, tile_shape: 1}", "!Temporal {rank_variable: p, tile_shape: 1}"],
-     "does not store inputs at GLB, which architecture 'tiny3' keeps"),
+     "does not store inputs at GLB, which architecture 'tiny3' must keep there"),
     (["!Storage {tensors: [I, W, O], component: DRAM}", "!Spatial {rank_variable: k, tile_shape: 1, name: Z}"],
      "spatial axis 'Z' is not X or Y"),
 ])

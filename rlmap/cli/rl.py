@@ -208,14 +208,14 @@ def map_cmd(
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
     pol = load_policy(policy, arch if policy is None else None)
-    if policy is None:
-        from rlmap.rl.checkpoint import default_policy
-
-        console().print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(a.name)[1]}")
     objective = objective or pol.config.get("objective", "edp")
     if objective not in OBJECTIVES:
         raise SpecError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})", "--objective")
     out = console()
+    if policy is None:
+        from rlmap.rl.checkpoint import default_policy
+
+        out.print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(a.name)[1]}")
     notes = []
     from rlmap.rl.checkpoint import coverage_note
 

@@ -94,7 +94,7 @@ from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSORS
 
 __all__ = [
     "Tagged", "dump_yaml", "load_tagged_yaml", "to_timeloop", "to_accelforge", "export", "export_notes",
-    "FORMATS", "TL_DIM", "TL_TENSOR", "TL_DUMMY_SUFFIX", "AF_TENSOR", "AF_COMPUTE", "af_memories", "af_fanout",
+    "accelforge_problem", "FORMATS", "TL_DIM", "TL_TENSOR", "TL_DUMMY_SUFFIX", "AF_TENSOR", "AF_COMPUTE", "af_memories", "af_fanout",
     "af_rank",
 ]
 
@@ -186,11 +186,12 @@ def _tl_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
             directives.append(_tl_spatial(level.name, names, sx, "X"))
         elif fan.y > 1 or any(f > 1 for f in sy):
             directives.append(_tl_spatial(level.name, names, sy, "Y"))
-    for level in arch.levels:
+    kept = mapping.kept(arch)
+    for lvl, level in enumerate(arch.levels):
         directives.append({
             "target": level.name, "type": "bypass",
-            "keep": [TL_TENSOR[t] for t in TENSORS if t in level.keeps],
-            "bypass": [TL_TENSOR[t] for t in TENSORS if t not in level.keeps],
+            "keep": [TL_TENSOR[t] for v, t in enumerate(TENSORS) if kept[lvl][v]],
+            "bypass": [TL_TENSOR[t] for v, t in enumerate(TENSORS) if not kept[lvl][v]],
         })
         if _two_axis(level):
             directives.append({"target": level.name + TL_DUMMY_SUFFIX, "type": "bypass", "keep": [],
@@ -267,6 +268,9 @@ def to_timeloop(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
     Raises SpecError (InvalidMappingError) if the mapping does not fit the layer and architecture.
     """
     _check(layer, arch, mapping)
+    if mapping.place is not None:  # Timeloop gives every tensor a level keeps the level's one tile
+        raise SpecError("the mapping places tensors' tiles at their own loop positions, which a Timeloop mapping "
+                        "cannot express (bypass it can): export it to AccelForge instead")
     arch_doc, ert_doc = _tl_arch(arch, layer)
     return {
         "problem": _tl_problem(layer),
@@ -300,13 +304,18 @@ def af_fanout(level_name: str) -> str:
     return _af_name(f"{level_name}_fanout")
 
 
-def af_memories(arch: Architecture) -> list[tuple[str, int, tuple[str, ...]]]:
-    """(component name, level, tensors) per AccelForge memory, outermost first: one per level.
+def af_memories(arch: Architecture, mapping: Mapping | None = None) -> list[tuple[str, int, tuple[str, ...]]]:
+    """(component name, level, tensors) per AccelForge memory, outermost first: one per level.  The tensors
+    are those the level keeps -- in `mapping` if given (its bypasses left out), else in the architecture.
 
     A partitioned level is one memory too (size = the partitions' sum): rlmap's bandwidth is one budget
     per level instance, and an AccelForge latency expression sees only its own memory's actions.
     """
-    return [(_af_name(level.name), lvl, tuple(level.keeps)) for lvl, level in enumerate(arch.levels)]
+    if mapping is None:
+        return [(_af_name(level.name), lvl, tuple(level.keeps)) for lvl, level in enumerate(arch.levels)]
+    kept = mapping.kept(arch)
+    return [(_af_name(level.name), lvl, tuple(t for v, t in enumerate(TENSORS) if kept[lvl][v]))
+            for lvl, level in enumerate(arch.levels)]
 
 
 def _einsum_name(layer: Layer) -> str:
@@ -319,9 +328,10 @@ def _af_loops(mapping: Mapping) -> list[tuple[str, int, int, int]]:
     loops (X then Y), then its temporal loops in order; factors > 1 only."""
     out = []
     for lvl in range(mapping.n_levels):
-        for kind, mat in (("X", mapping.spatial_x), ("Y", mapping.spatial_y)):
-            out += [(kind, lvl, d, mat[lvl][d]) for d in range(N_DIMS) if mat[lvl][d] > 1]
-        out += [("T", lvl, d, mapping.temporal[lvl][d]) for d in mapping.order[lvl] if mapping.temporal[lvl][d] > 1]
+        temporal = [("T", lvl, d, mapping.temporal[lvl][d]) for d in mapping.order[lvl] if mapping.temporal[lvl][d] > 1]
+        spatial = [(kind, lvl, d, mat[lvl][d]) for kind, mat in (("X", mapping.spatial_x), ("Y", mapping.spatial_y))
+                   for d in range(N_DIMS) if mat[lvl][d] > 1]
+        out += (temporal + spatial) if mapping.place is not None else (spatial + temporal)
     return out
 
 
@@ -341,12 +351,13 @@ def _af_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
     # slot s = just before loop s (0 = the top, len(loops) = just above the compute)
     placed: list[tuple[int, int, str, str]] = []  # (slot, memory rank, component, tensor)
     parent_slot: dict[str, int] = {}
-    for rank, (comp, lvl, tensors) in enumerate(af_memories(arch)):
+    for rank, (comp, lvl, tensors) in enumerate(af_memories(arch, mapping)):
         for t in tensors:
             v = TENSORS.index(t)
             slot = parent_slot.get(t, 0)
+            above = set(mapping.order[lvl][:mapping.place_row(lvl)[v]])  # this level's loops above the tile
             for i, (kind, l2, d, _f) in enumerate(loops):
-                if l2 < lvl and kind == "T" and d in RELEVANT[v]:
+                if kind == "T" and d in RELEVANT[v] and (l2 < lvl or (l2 == lvl and d in above)):
                     slot = max(slot, i + 1)
             parent_slot[t] = slot
             placed.append((slot, rank, comp, t))
@@ -372,10 +383,21 @@ def _af_keep(tensors: Iterable[str]) -> str:
     return " | ".join(AF_TENSOR[t] for t in tensors)
 
 
-def _af_arch(arch: Architecture) -> dict[str, Any]:
+def _af_tensors(level: Any, tensors: tuple[str, ...], free: bool) -> dict[str, str]:
+    """A memory's `tensors:` entry: what it keeps; with `free`, the bypassable ones as `may_keep`."""
+    if not free or not level.may_bypass:
+        return {"keep": _af_keep(tensors)}
+    must = [t for t in tensors if t not in level.may_bypass]
+    out = {"keep": _af_keep(must) if must else "~All", "may_keep": _af_keep(level.may_bypass)}
+    return out
+
+
+def _af_arch(arch: Architecture, mapping: Mapping | None = None) -> dict[str, Any]:
+    """The architecture; with a mapping each memory keeps what the mapping keeps there, without one the
+    tensors a level may bypass are `may_keep` (the mapper decides: what TCM searches over)."""
     hz = arch.clock_ghz * 1e9
     nodes: list[Tagged] = []
-    mems = af_memories(arch)
+    mems = af_memories(arch, mapping)
     for lvl, level in enumerate(arch.levels):
         for comp, l2, tensors in mems:
             if l2 != lvl:
@@ -385,7 +407,7 @@ def _af_arch(arch: Architecture) -> dict[str, Any]:
             mem = Tagged("!Memory", name=comp,
                          size="inf" if words is None else words * level.word_bits,
                          leak_power=0, area=0, bits_per_action=level.word_bits,
-                         tensors={"keep": _af_keep(tensors)})
+                         tensors=_af_tensors(level, tensors, mapping is None))
             if level.bandwidth is not None:
                 mem["total_latency"] = f"sum(a.n_calls for a in actions) / {_fmt_num(level.bandwidth)} / {hz:g}"
             mem["actions"] = [{"name": "read", "energy": _fmt_num(level.read_energy), "throughput": "inf"},
@@ -447,8 +469,14 @@ def to_accelforge(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[st
     (`.tag` is '!Storage', '!Temporal', '!Spatial' or '!Compute').
     """
     _check(layer, arch, mapping)
-    return {"mapping": _af_mapping(layer, arch, mapping), "arch": _af_arch(arch),
+    return {"mapping": _af_mapping(layer, arch, mapping), "arch": _af_arch(arch, mapping),
             "workload": _af_workload(layer, arch.data_bits)}
+
+
+def accelforge_problem(layer: Layer, arch: Architecture) -> dict[str, Any]:
+    """The architecture and workload documents without a mapping, for AccelForge's own mapper (TCM): a
+    level's `may_bypass` tensors are `may_keep` there, so the mapper decides their bypass too."""
+    return {"arch": _af_arch(arch), "workload": _af_workload(layer, arch.data_bits)}
 
 
 # ----------------------------------------------------------------------------- files

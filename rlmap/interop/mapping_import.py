@@ -40,7 +40,7 @@ from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import Mapping
-from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSOR_INDEX, TENSORS, parse_tensor
+from rlmap.spec.problem import DIMS, N_DIMS, N_TENSORS, RELEVANT, TENSOR_INDEX, TENSORS, parse_tensor
 
 MAPPING_FORMATS = ("rlmap", "timeloop", "accelforge")
 
@@ -167,8 +167,9 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
 
     Factors not listed are 1; dims missing from a permutation go outermost (they iterate once when their
     factor is 1).  `<level>_dummy_y` targets (rlmap's two-axis fanouts) give level `<level>`'s Y factors and
-    may hold no temporal loop.  Bypass directives must agree with the architecture's `keeps` (rlmap fixes
-    bypass per architecture).  The result is checked against the layer and architecture.
+    may hold no temporal loop.  Bypass directives must agree with the architecture's `keeps`, except that a
+    level may bypass its `may_bypass` tensors (the mapping's bypass).  The result is checked against the layer
+    and architecture.
     """
     directives = mapping_yaml.get("mapping") if isinstance(mapping_yaml, dict) else mapping_yaml
     if not isinstance(directives, list):
@@ -179,6 +180,7 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
     sy = [[1] * N_DIMS for _ in range(L)]
     order: list[tuple[int, ...]] = [tuple(range(N_DIMS)) for _ in range(L)]
     seen: set[tuple[str, str]] = set()
+    byp = [[0] * N_TENSORS for _ in range(L)]
     names = [lvl.name for lvl in arch.levels]
     dummies = {lvl.name + TL_DUMMY_SUFFIX: i for i, lvl in enumerate(arch.levels)}
     for i, dv in enumerate(directives):
@@ -204,10 +206,13 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
             keep = {_tensor(t, here) for t in dv.get("keep") or []}
             bypass = {_tensor(t, here) for t in dv.get("bypass") or []}
             kept = set(arch.levels[lvl].keeps)
-            if keep - kept or bypass & kept:
+            must = kept - set(arch.levels[lvl].may_bypass)
+            if keep - kept or bypass & must:
                 raise SpecError(
                     f"keep/bypass {sorted(keep)}/{sorted(bypass)} disagrees with the architecture, which keeps "
-                    f"{sorted(kept)} here (rlmap fixes bypass per architecture)", here)
+                    f"{sorted(kept)} here and may bypass {sorted(kept - must) or 'none of them'}", here)
+            for t in bypass & kept:
+                byp[lvl][TENSORS.index(t)] = 1
             continue
         factors = _parse_tl_factors(dv.get("factors", ""), here)
         perm = _parse_tl_perm(dv.get("permutation", ""), here)
@@ -233,6 +238,7 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
         spatial_x=tuple(tuple(r) for r in sx),
         spatial_y=tuple(tuple(r) for r in sy),
         order=tuple(order),
+        bypass=tuple(map(tuple, byp)),
     )
     m.check_structure(layer, arch)
     return m
@@ -489,29 +495,36 @@ def _parse_looptree(doc: Any, layer: Layer, arch: Architecture, where: str, name
     return loops, placed
 
 
-def _check_bypass(placed: dict[tuple[int, int], int], arch: Architecture, where: str) -> None:
-    """Bypass is the architecture's: each tensor has a storage node at exactly the levels that keep it,
-    outer levels above inner ones."""
+def _check_bypass(placed: dict[tuple[int, int], int], arch: Architecture, where: str) -> tuple[tuple[int, ...], ...]:
+    """Each tensor has a storage node at every level that keeps it, except where the level may bypass it
+    (`may_bypass`: then a missing node is a bypass), and none elsewhere; outer levels above inner ones.
+    Returns the bypass matrix [level][tensor]."""
+    bypass = [[0] * N_TENSORS for _ in range(arch.n_levels)]
     for lvl, level in enumerate(arch.levels):
         for v, t in enumerate(TENSORS):
-            if (t in level.keeps) != ((v, lvl) in placed):
-                has = "stores" if (v, lvl) in placed else "does not store"
-                does = "keeps" if t in level.keeps else "bypasses"
-                raise SpecError(f"the LoopTree {has} {t} at {level.name}, which architecture {arch.name!r} {does} "
-                                f"(rlmap fixes bypass per architecture: `keeps` of level {level.name})", where)
+            stored = (v, lvl) in placed
+            if stored and t not in level.keeps:
+                raise SpecError(f"the LoopTree stores {t} at {level.name}, which architecture {arch.name!r} bypasses "
+                                f"(`keeps` of level {level.name})", where)
+            if not stored and t in level.keeps:
+                if t not in level.may_bypass:
+                    raise SpecError(f"the LoopTree does not store {t} at {level.name}, which architecture "
+                                    f"{arch.name!r} must keep there (`keeps` of level {level.name}; a level may "
+                                    f"bypass only its `may_bypass` tensors)", where)
+                bypass[lvl][v] = 1
     for v, t in enumerate(TENSORS):
         slots = [placed[(v, lvl)] for lvl in range(arch.n_levels) if (v, lvl) in placed]
         if slots != sorted(slots):
             raise SpecError(f"the storage nodes of {t} are not nested outer level above inner level", where)
+    return tuple(map(tuple, bypass))
 
 
 def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch: Architecture,
                    where: str) -> list[int]:
     """The level of every loop (spatial loops keep their fanout's).  A temporal loop indexing tensor v lies
-    above v's node at level c -> level < c; below it -> level >= c; levels never decrease down the nest.
-
-    This is the check per-tensor tile positions would lift: without them every tensor a level keeps shares
-    one tile, so a loop can't be inside one tensor's tile at a level and outside another's.
+    above v's node at level c -> level <= c (at level c it is one of the loops placed above v's tile there);
+    below it -> level >= c; levels never decrease down the nest.  Each loop takes the shallowest level its
+    constraints allow (so a mapping without per-tensor placements reads back without any).
     """
     L = arch.n_levels
     names = [lvl.name for lvl in arch.levels]
@@ -521,8 +534,8 @@ def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch:
         for i, lp in enumerate(loops):
             if lp.kind != "T" or lp.dim not in RELEVANT[v]:
                 continue
-            if i < slot and c - 1 < hi[i][0]:
-                hi[i] = (c - 1, f"above the storage of {TENSORS[v]} at {names[c]}")
+            if i < slot and c < hi[i][0]:
+                hi[i] = (c, f"above the storage of {TENSORS[v]} at {names[c]}")
             if i >= slot and c > lo[i][0]:
                 lo[i] = (c, f"below the storage of {TENSORS[v]} at {names[c]}")
     levels: list[int] = []
@@ -534,8 +547,8 @@ def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch:
             continue
         if lo[i][0] > hi[i][0]:
             raise SpecError(
-                f"loop {lp.text} is {lo[i][1]} and {hi[i][1]}: rlmap gives all tensors one tile per level, nested "
-                f"level by level, so different tiles per tensor at one level are not expressible", where)
+                f"loop {lp.text} is {lo[i][1]} and {hi[i][1]}: the tensors' tiles do not nest level by level "
+                f"(a tile of a deeper level outside a shallower one's), which rlmap needs", where)
         lvl = max(lo[i][0], current)
         if lp.dim in dims_at[lvl] and dims_at[lvl][-1] != lp.dim and lvl < hi[i][0]:
             lvl += 1  # a second loop over this dim where the level's order has moved on: one level deeper
@@ -584,7 +597,7 @@ def from_accelforge(doc: Any, layer: Layer, arch: Architecture, where: str = "ac
     `names` says which rank variable and tensor is which (`names_from_workload`); by default rlmap's
     exporter names (n g k c p q r s, I W O) and the usual aliases."""
     loops, placed = _parse_looptree(doc, layer, arch, where, names or Names())
-    _check_bypass(placed, arch, where)
+    bypass = _check_bypass(placed, arch, where)
     levels = _assign_levels(loops, placed, arch, where)
     _check_no_refetch(loops, placed, arch, where)
     L = arch.n_levels
@@ -600,6 +613,16 @@ def from_accelforge(doc: Any, layer: Layer, arch: Architecture, where: str = "ac
         else:
             (sx if lp.kind == "X" else sy)[lvl][lp.dim] *= lp.factor
     order = tuple(tuple([d for d in range(N_DIMS) if d not in nest[lvl]] + nest[lvl]) for lvl in range(L))
-    m = Mapping(tuple(map(tuple, temporal)), tuple(map(tuple, sx)), tuple(map(tuple, sy)), order)
+    # a tile placed below some of its own level's loops: their count (after the level's factor-1 positions)
+    place = [[0] * N_TENSORS for _ in range(L)]
+    for (v, c), slot in placed.items():
+        above = []
+        for lp, lvl in zip(loops[:slot], levels[:slot]):
+            if lp.kind == "T" and lvl == c and lp.dim not in above:
+                above.append(lp.dim)
+        if above:
+            place[c][v] = N_DIMS - len(nest[c]) + len(above)
+    m = Mapping(tuple(map(tuple, temporal)), tuple(map(tuple, sx)), tuple(map(tuple, sy)), order,
+                bypass, tuple(map(tuple, place)))
     m.check_structure(layer, arch)
     return m

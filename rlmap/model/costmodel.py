@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -20,7 +21,7 @@ from rlmap.model.semantics import RULES, Rules
 from rlmap.spec.arch import Architecture, MemoryLevel
 from rlmap.spec.errors import InvalidMappingError, SpecError
 from rlmap.spec.layer import Layer
-from rlmap.spec.mapping import Mapping, MappingBatch
+from rlmap.spec.mapping import Mapping, MappingBatch, placement_problem
 from rlmap.spec.problem import (DIMS, INPUTS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, TENSORS, WEIGHTS, C, G, K,
                                 N, P, Q, R, S)
 
@@ -119,7 +120,7 @@ class BatchCost:
     energy: np.ndarray
     cycles: np.ndarray
     utilization: np.ndarray
-    reason: np.ndarray  # 0 valid, 1 factors, 2 fanout, 3 capacity, 4 order
+    reason: np.ndarray  # 0 valid, 1 factors, 2 fanout, 3 capacity, 4 order, 5 bypass/placement
     compute_cycles: np.ndarray
     level_cycles: np.ndarray  # (levels, B): traffic / (instances used x bandwidth); 0 where unbounded
 
@@ -140,7 +141,8 @@ def energy_by_level_tensor(cost: Cost, arch: Architecture) -> list[list[float]]:
 
 REASON_CODES = {0: "valid", 1: "factors do not multiply to the layer's dimensions",
                 2: "spatial factors exceed a fanout or use a dimension the fanout forbids",
-                3: "a tile exceeds a level's capacity", 4: "a loop order is not a permutation"}
+                3: "a tile exceeds a level's capacity", 4: "a loop order is not a permutation",
+                5: "a tensor is bypassed or placed where the architecture does not allow it"}
 
 
 # ----------------------------------------------------------------------------- the model
@@ -215,7 +217,9 @@ class CostModel:
                     cap_kind[lvl], cap_val[lvl] = 2, cap[1]
         return KernelStatic(
             dims=np.array(self.dims, dtype=np.float64), geom=np.array([self.sh, self.sw, self.dh, self.dw], float),
-            keeps=np.array(self.keeps, dtype=np.bool_), chain_p=chain_p, chain_c=chain_c,
+            keeps=np.array(self.keeps, dtype=np.bool_),
+            may_bypass=np.array([[t in lvl.may_bypass for t in TENSORS] for lvl in self.arch.levels], dtype=np.bool_),
+            chain_p=chain_p, chain_c=chain_c,
             n_pairs=np.array([len(c) for c in self.chains], dtype=np.int64),
             word_scale=np.array(self.word_scale, float), read_e=np.array(self.read_e, float),
             write_e=np.array(self.write_e, float),
@@ -237,11 +241,14 @@ class CostModel:
         """Score one mapping (compiled kernel); an invalid one comes back with valid=False and the reason."""
         try:
             packed = np.array((m.temporal, m.spatial_x, m.spatial_y, m.order), dtype=np.int64)
+            tensors = np.array([[m.bypass_row(lvl) for lvl in range(len(m.temporal))],
+                                [m.place_row(lvl) for lvl in range(len(m.temporal))]], dtype=np.int64)
         except (ValueError, OverflowError):  # ragged, or a factor past int64: the reference words the reason
             return self.evaluate_reference(m)
-        if packed.shape != (4, self.L, N_DIMS):
+        if packed.shape != (4, self.L, N_DIMS) or tensors.shape != (2, self.L, N_TENSORS):
             return self.evaluate_reference(m)
-        out = self._run_kernel(packed[0:1], packed[1:2], packed[2:3], packed[3:4], relax=False, reuse=True)
+        out = self._run_kernel(packed[0:1], packed[1:2], packed[2:3], packed[3:4], tensors[0:1], tensors[1:2],
+                               relax=False, reuse=True)
         if out["reason"][0] != 0:
             return self.evaluate_reference(m)  # the readable path words the reason
         reads, writes = out["reads"][0].tolist(), out["writes"][0].tolist()
@@ -255,7 +262,7 @@ class CostModel:
                     mac_energy=eff_macs * self.mac_energy, tiles=out["tiles"][0].tolist())
 
     def _run_kernel(self, temporal: np.ndarray, spatial_x: np.ndarray, spatial_y: np.ndarray, order: np.ndarray,
-                    relax: bool, reuse: bool = False) -> dict[str, np.ndarray]:
+                    bypass: np.ndarray, place: np.ndarray, relax: bool, reuse: bool = False) -> dict[str, np.ndarray]:
         """Run the compiled kernel; `reuse` recycles the output arrays of a batch of one (copy what you keep)."""
         B = temporal.shape[0]
         detail = reuse  # one mapping: the caller wants the per-level breakdown
@@ -266,8 +273,8 @@ class CostModel:
             if reuse:
                 self._single_out = out
         k = self.kernel_static
-        evaluate_kernel(temporal, spatial_x, spatial_y, order, k.dims, k.geom, k.keeps, k.chain_p, k.chain_c,
-                        k.n_pairs, k.word_scale, k.read_e, k.write_e, k.bandwidth, k.fmt, k.fmt_const, k.density,
+        evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place, k.dims, k.geom, k.keeps, k.may_bypass,
+                        k.word_scale, k.read_e, k.write_e, k.bandwidth, k.fmt, k.fmt_const, k.density,
                         k.cap_kind, k.cap_val, k.fan_x, k.fan_y, k.allow_x, k.allow_y, k.fans_between, k.scalars,
                         k.rules, k.max_span, REL, relax, detail, out["energy"], out["cycles"], out["utilization"],
                         out["compute_cycles"], out["level_cycles"], out["reason"], out["reads"], out["writes"],
@@ -326,14 +333,26 @@ class CostModel:
             return Cost(False, f"dimension {DIMS[d]}: factors multiply to {E[0][d]}, layer needs {self.dims[d]}")
         sh, sw, dh, dw = self.sh, self.sw, self.dh, self.dw
 
+        reason = placement_problem(m, self.arch)
+        if reason:
+            return Cost(False, reason)
+        keeps = m.kept(self.arch) if m.bypass is not None else self.keeps
+        place = [m.place_row(lvl) for lvl in range(L)]
+        # Ev[l][v]: extents of tensor v's tile at level l: the level tile less the loops placed above it
+        Ev: list[Any] = [[list(E[lvl]) for _ in range(N_TENSORS)] for lvl in range(L)] + [[list(_ONES)] * N_TENSORS]
+        for lvl in range(L):
+            for v in range(N_TENSORS):
+                for d in order[lvl][:place[lvl][v]]:
+                    Ev[lvl][v][d] //= t[lvl][d]
+
         # capacity
         tiles = [[0.0] * N_TENSORS for _ in range(L)]
         fmt_f = [[1.0] * N_TENSORS for _ in range(L)]
         fps = [[1] * N_TENSORS for _ in range(L + 1)]  # footprints of kept tiles (one element at the MACs)
         for lvl in range(L):
             for v in range(N_TENSORS):
-                if self.keeps[lvl][v]:
-                    tile = fps[lvl][v] = footprint(v, E[lvl], sh, sw, dh, dw)
+                if keeps[lvl][v]:
+                    tile = fps[lvl][v] = footprint(v, Ev[lvl][v], sh, sw, dh, dw)
                     f = self.fmt_const[lvl][v]
                     if f is None:
                         f = float(format_factor(self.formats[lvl][v], self.density[v], tile, self.data_bits))
@@ -341,46 +360,34 @@ class CostModel:
                     tiles[lvl][v] = tile * self.word_scale[lvl] * f
             cap = self.capacity[lvl]
             if cap is not None:
-                reason = self._capacity_reason(lvl, cap, tiles[lvl])
+                reason = self._capacity_reason(lvl, cap, tiles[lvl], keeps[lvl])
                 if reason:
                     return Cost(False, reason)
 
-        # temporal nest, outermost first: (level, dim, factor) for factors > 1
         reads = [[0.0] * N_TENSORS for _ in range(L)]
         writes = [[0.0] * N_TENSORS for _ in range(L)]
-        # the temporal nest outermost first, loops of factor 1 dropped; boundary[l] = loops above level l
-        active: list[tuple[int, int, int]] = []
-        boundary = [0] * (L + 1)
-        for lvl in range(L):
-            tl = t[lvl]
-            for d in order[lvl]:
-                if tl[d] > 1:
-                    active.append((lvl, d, tl[d]))
-            boundary[lvl + 1] = len(active)
-        total_iters = 1
-        for _, _, f in active:
-            total_iters *= f
+        # the temporal nest outermost first, every level's loops in its order (factor-1 loops do nothing)
+        nest = [(lvl, d, t[lvl][d]) for lvl in range(L) for d in order[lvl]]
+        total_iters = math.prod(f for _, _, f in nest)
         for v in range(N_TENSORS):
             rel = RELEVANCE_MATRIX[v]
-            # per boundary c: (nfetch, innermost relevant loop (level, dim, factor) above c, distinct product)
+            kept = [lvl for lvl in range(L) if keeps[lvl][v]] + [L]
+            # state[i]: (nfetch, innermost relevant loop (level, dim, factor), distinct) above nest position i
             state: list[tuple[int, tuple[int, int, int] | None, int]] = [(1, None, 1)]
             cum, nfetch, last, distinct = 1, 1, None, 1
-            for lvl in range(L):
-                for i in range(boundary[lvl], boundary[lvl + 1]):
-                    loop = active[i]
-                    cum *= loop[2]
-                    if rel[loop[1]]:
-                        last = loop
-                        distinct *= loop[2]
-                        nfetch = cum
+            for loop in nest:
+                cum *= loop[2]
+                if rel[loop[1]] and loop[2] > 1:
+                    last = loop
+                    distinct *= loop[2]
+                    nfetch = cum
                 state.append((nfetch, last, distinct))
-            for p, c in self.chains[v]:
+            for p, c in itertools.pairwise(kept):
+                ec = Ev[c][v]
                 if c == L:
-                    nfetch, last_loop, distinct = total_iters, None, state[L][2]
-                    ec = E[L]
+                    nfetch, last_loop, distinct = total_iters, None, state[-1][2]
                 else:
-                    nfetch, last_loop, distinct = state[c]
-                    ec = E[c]
+                    nfetch, last_loop, distinct = state[c * N_DIMS + place[c][v]]
                 F = fps[c][v]
                 U = F  # words one parent read serves: the children's tiles, multicast where shared
                 split_h = split_w = False
@@ -491,18 +498,18 @@ class CostModel:
                         over |= words[v] > size[v] + 1e-9
         return fmt_f, over
 
-    def _capacity_reason(self, lvl: int, cap: tuple[str, Any], words: list[float]) -> str:
-        """Empty if level `lvl`'s tiles fit, else which tensor needs how many words vs available."""
+    def _capacity_reason(self, lvl: int, cap: tuple[str, Any], words: list[float], keeps: list[bool]) -> str:
+        """Empty if level `lvl`'s tiles (of the tensors in `keeps`) fit, else which tensor needs how many words."""
         name = self.arch.levels[lvl].name
         kind, size = cap
         if kind == "shared":
             need = sum(words)
             if need > size + 1e-9:
-                parts = ", ".join(f"{TENSORS[v]} {words[v]:g}" for v in range(N_TENSORS) if self.keeps[lvl][v])
+                parts = ", ".join(f"{TENSORS[v]} {words[v]:g}" for v in range(N_TENSORS) if keeps[v])
                 return f"level {name}: tiles need {need:g} words ({parts}) but capacity is {size}"
             return ""
         for v in range(N_TENSORS):
-            if self.keeps[lvl][v] and words[v] > size[v] + 1e-9:
+            if keeps[v] and words[v] > size[v] + 1e-9:
                 return f"level {name}: {TENSORS[v]} tile needs {words[v]:g} words but its buffer holds {size[v]}"
         return ""
 
@@ -522,7 +529,10 @@ class CostModel:
         energy and cycles of every ordering of each tiling (used to prune the optimal mapper's search).
         """
         conv = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
-        out = self._run_kernel(conv(b.temporal), conv(b.spatial_x), conv(b.spatial_y), conv(b.order), relax_orders)
+        zeros = np.zeros((len(b), self.L, N_TENSORS), dtype=np.int64)
+        out = self._run_kernel(conv(b.temporal), conv(b.spatial_x), conv(b.spatial_y), conv(b.order),
+                               zeros if b.bypass is None else conv(b.bypass), zeros if b.place is None else conv(b.place),
+                               relax_orders)
         return BatchCost(valid=out["reason"] == 0, energy=out["energy"], cycles=out["cycles"],
                          utilization=out["utilization"], reason=out["reason"], compute_cycles=out["compute_cycles"],
                          level_cycles=out["level_cycles"].T)

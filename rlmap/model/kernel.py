@@ -29,6 +29,7 @@ class KernelStatic:
     dims: np.ndarray  # (D,) float
     geom: np.ndarray  # (4,) float: sh, sw, dh, dw
     keeps: np.ndarray  # (L, 3) bool
+    may_bypass: np.ndarray  # (L, 3) bool: a mapping may bypass the tensor at the level
     chain_p: np.ndarray  # (3, L) int: parent of each pair, per tensor
     chain_c: np.ndarray  # (3, L) int: child (L = the MACs)
     n_pairs: np.ndarray  # (3,) int
@@ -149,6 +150,23 @@ def _level_tiles(lvl: int, E: np.ndarray, ec: np.ndarray, sh: float, sw: float, 
 
 
 @numba.njit(cache=CACHE, inline="always", error_model="numpy")
+def _placed_tiles(lvl: int, Ev: np.ndarray, sh: float, sw: float, dh: float, dw: float, kp: np.ndarray,
+                  fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray, word_scale: np.ndarray,
+                  data_bits: float, rle_bits: float, fps: np.ndarray, fmt_f: np.ndarray, words: np.ndarray) -> None:
+    """`_level_tiles` with a tile of its own per tensor (extents Ev[lvl, v]) and the mapping's keeps kp."""
+    for v in range(3):
+        words[v] = 0.0
+        if kp[lvl, v]:
+            tile = _footprint(v, Ev[lvl, v], sh, sw, dh, dw)
+            f = fmt_const[lvl, v]
+            if np.isnan(f):
+                f = _fmt_factor(fmt[lvl, v], density[v], tile, data_bits, rle_bits)
+            fps[lvl, v] = tile
+            fmt_f[lvl, v] = f
+            words[v] = tile * word_scale[lvl] * f
+
+
+@numba.njit(cache=CACHE, inline="always", error_model="numpy")
 def _fits_capacity(lvl: int, words: np.ndarray, keeps: np.ndarray, cap_kind: np.ndarray, cap_val: np.ndarray) -> bool:
     """Whether level lvl's tiles fit its capacity (shared, or per tensor), with the model's 1e-9 tolerance."""
     if cap_kind[lvl] == 1:
@@ -161,14 +179,20 @@ def _fits_capacity(lvl: int, words: np.ndarray, keeps: np.ndarray, cap_kind: np.
 
 
 @numba.njit(cache=CACHE, error_model="numpy")
-def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001, ANN201
-                    dims, geom, keeps, chain_p, chain_c, n_pairs, word_scale, read_e, write_e, bandwidth, fmt,
+def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noqa: C901, ANN001, ANN201
+                    dims, geom, keeps, may_bypass, word_scale, read_e, write_e, bandwidth, fmt,
                     fmt_const, density, cap_kind, cap_val, fan_x, fan_y, allow_x, allow_y, fans_between, scalars,
                     rules, max_span, rel, relax, detail, energy, cycles, util, comp_cycles, level_cycles, reason,
                     reads, writes, tiles):
     """Score B mappings; results go into the output arrays (reason 0 = valid, 1 factors, 2 fanout,
-    3 capacity, 4 order).  With `detail` the per-level breakdown (reads, writes, tiles) is written too.
-    `rules` are the semantics' flags (rlmap.model.semantics)."""
+    3 capacity, 4 order, 5 bypass/placement).  With `detail` the per-level breakdown (reads, writes, tiles)
+    is written too.  `rules` are the semantics' flags (rlmap.model.semantics).  `bypass` and `place`
+    (B, L, 3) are the mappings' per-tensor bypass flags and tile positions (rlmap.spec.mapping).
+
+    With `relax` the capacity is checked with the given placements but the traffic is counted with every
+    tile at the top of its level (placement 0) and every fetch count at its minimum over all loop orders,
+    except that a tile given a placement > 0 whose whole tile alone overflows its level is fetched once
+    per iteration of every loop above the level (it must sit below one of its level's loops that index it)."""
     B, L, D = temporal.shape
     sh, sw, dh, dw = geom[0], geom[1], geom[2], geom[3]
     phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits = (scalars[0], scalars[1], scalars[2], scalars[3],
@@ -185,6 +209,11 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
     used = np.ones(L + 1)
     fps = np.ones((L + 1, 3))
     fmt_f = np.ones((L, 3))
+    Ev = np.ones((L + 1, 3, D))  # per tensor tile extents (placement applied); Ev[L] = one MAC
+    kp = np.zeros((L, 3), dtype=np.bool_)  # the mapping's keeps
+    must = np.zeros((L, 3), dtype=np.bool_)  # relax: a placeable tile whose whole tile alone overflows the level
+    cumall = np.ones(L + 1)  # relax: product of every temporal factor above each level
+    kept = np.zeros(L + 1, dtype=np.int64)  # one tensor's keeping levels, then L
     ec = np.empty(D)
     lvl_words = np.zeros(3)
     spc = np.empty(D)
@@ -193,11 +222,13 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
     rd = np.zeros((L, 3))  # accesses of the mapping being scored
     wr = np.zeros((L, 3))
     # per tensor, per boundary c: nfetch, last loop level / dim / factor, distinct
-    st_nf = np.ones((3, L + 1))
-    st_lvl = np.full((3, L + 1), -1)
-    st_dim = np.zeros((3, L + 1), dtype=np.int64)
-    st_f = np.ones((3, L + 1))
-    st_dist = np.ones((3, L + 1))
+    # indexed by nest position i = lvl * D + k: above the k-th loop of level lvl's order
+    NP = L * D + 1
+    st_nf = np.ones((3, NP))
+    st_lvl = np.full((3, NP), -1)
+    st_dim = np.zeros((3, NP), dtype=np.int64)
+    st_f = np.ones((3, NP))
+    st_dist = np.ones((3, NP))
     for b in range(B):
         bad_order = False
         bad_fan = False
@@ -228,7 +259,17 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                     bad_order = True
                 else:
                     seen[o] = True
-        code = 4 if bad_order else (2 if bad_fan else (1 if bad_fac else 0))
+        bad_place = False
+        for lvl in range(L):
+            for v in range(3):
+                by = bypass[b, lvl, v]
+                k = place[b, lvl, v]
+                if by < 0 or by > 1 or (by == 1 and not may_bypass[lvl, v]):
+                    bad_place = True
+                if k < 0 or k > D or (k > 0 and (lvl == 0 or by == 1 or not keeps[lvl, v])):
+                    bad_place = True
+                kp[lvl, v] = keeps[lvl, v] and by == 0
+        code = 4 if bad_order else (2 if bad_fan else (1 if bad_fac else (5 if bad_place else 0)))
         if code == 0:
             for lvl in range(L - 1, -1, -1):
                 for d in range(D):
@@ -238,14 +279,30 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                     code = 1
         if code == 0:
             for lvl in range(L):
-                _level_tiles(lvl, E, ec, sh, sw, dh, dw, keeps, fmt, fmt_const, density, word_scale, data_bits,
-                             rle_bits, fps, fmt_f, lvl_words)
+                for v in range(3):
+                    for d in range(D):
+                        Ev[lvl, v, d] = E[lvl, d]
+                    for k in range(place[b, lvl, v]):
+                        d = order[b, lvl, k]
+                        Ev[lvl, v, d] /= T[lvl, d]
+                _placed_tiles(lvl, Ev, sh, sw, dh, dw, kp, fmt, fmt_const, density, word_scale, data_bits,
+                              rle_bits, fps, fmt_f, lvl_words)
                 if detail:
                     for v in range(3):
-                        if keeps[lvl, v]:
+                        if kp[lvl, v]:
                             tiles[b, lvl, v] = lvl_words[v]
-                if not _fits_capacity(lvl, lvl_words, keeps, cap_kind, cap_val):
+                if not _fits_capacity(lvl, lvl_words, kp, cap_kind, cap_val):
                     code = 3
+            if code == 0 and relax:  # traffic with every tile at the top of its level
+                for lvl in range(L):
+                    for v in range(3):
+                        for d in range(D):
+                            Ev[lvl, v, d] = E[lvl, d]
+                    _placed_tiles(lvl, Ev, sh, sw, dh, dw, kp, fmt, fmt_const, density, word_scale, data_bits,
+                                  rle_bits, fps, fmt_f, lvl_words)
+                    for v in range(3):  # its tile must sit below a loop of the level that indexes it
+                        lim = cap_val[lvl, 0] if cap_kind[lvl] == 1 else cap_val[lvl, v]
+                        must[lvl, v] = place[b, lvl, v] > 0 and cap_kind[lvl] > 0 and lvl_words[v] > lim + 1e-9
         reason[b] = code
         if code != 0:
             energy[b] = np.inf
@@ -270,6 +327,7 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                 st_lvl[v, 0] = -1
                 st_dist[v, 0] = 1.0
                 for lvl in range(L):
+                    i = (lvl + 1) * D
                     rp = 1.0
                     for d in range(D):
                         if rel[v, d]:
@@ -280,9 +338,10 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                         dist *= rp
                     for d in range(D):
                         cum *= T[lvl, d]
-                    st_nf[v, lvl + 1] = nf
-                    st_lvl[v, lvl + 1] = llvl
-                    st_dist[v, lvl + 1] = dist
+                    cumall[lvl + 1] = cum
+                    st_nf[v, i] = nf
+                    st_lvl[v, i] = llvl
+                    st_dist[v, i] = dist
         else:
             # one branch-free pass for the three tensors (orders and factors are random: branches mispredict)
             cum = 1.0
@@ -314,29 +373,44 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                     ll2 = lvl if h2 else ll2
                     di2 *= f if h2 else 1.0
                     nf2 = cum if h2 else nf2
-                st_nf[0, lvl + 1], st_nf[1, lvl + 1], st_nf[2, lvl + 1] = nf0, nf1, nf2
-                st_lvl[0, lvl + 1], st_lvl[1, lvl + 1], st_lvl[2, lvl + 1] = ll0, ll1, ll2
-                st_dim[0, lvl + 1] = ld0
-                st_f[0, lvl + 1] = lf0
-                st_dist[0, lvl + 1], st_dist[1, lvl + 1], st_dist[2, lvl + 1] = di0, di1, di2
+                    i = lvl * D + k + 1
+                    st_nf[0, i], st_nf[1, i], st_nf[2, i] = nf0, nf1, nf2
+                    st_lvl[0, i], st_lvl[1, i], st_lvl[2, i] = ll0, ll1, ll2
+                    st_dim[0, i] = ld0
+                    st_f[0, i] = lf0
+                    st_dist[0, i], st_dist[1, i], st_dist[2, i] = di0, di1, di2
         for lvl in range(L):
             for v in range(3):
                 rd[lvl, v] = 0.0
                 wr[lvl, v] = 0.0
         for v in range(3):
-            for ip in range(n_pairs[v]):
-                p = chain_p[v, ip]
-                c = chain_c[v, ip]
+            n_kept = 0
+            for lvl in range(L):
+                if kp[lvl, v]:
+                    kept[n_kept] = lvl
+                    n_kept += 1
+            kept[n_kept] = L
+            for ip in range(n_kept):
+                p = kept[ip]
+                c = kept[ip + 1]
                 if c == L:
                     nfetch = total_iters
                     has = False
-                    distinct = st_dist[v, L]
+                    distinct = st_dist[v, L * D]
+                    for d in range(D):
+                        ec[d] = 1.0
                 else:
-                    nfetch = st_nf[v, c]
-                    has = st_lvl[v, c] >= 0
-                    distinct = st_dist[v, c]
-                for d in range(D):
-                    ec[d] = E[c, d]
+                    i = c * D + (0 if relax else place[b, c, v])
+                    nfetch = st_nf[v, i]
+                    has = st_lvl[v, i] >= 0
+                    distinct = st_dist[v, i]
+                    if relax and must[c, v]:
+                        # a loop of level c that indexes v sits above v's tile: every loop above level c refetches
+                        # it, and the smaller tiles add up to at least the whole one (`OptimalMapper.placeable`)
+                        nfetch = cumall[c]
+                        has = False
+                    for d in range(D):
+                        ec[d] = Ev[c, v, d]
                 F = fps[c, v]
                 U = F
                 split_h = False
@@ -377,14 +451,14 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order,  # noqa: C901, ANN001
                 hu = 1.0
                 hc = 1.0
                 if v == INPUTS and has and halo_reuse:
-                    j = st_lvl[v, c]
+                    j = st_lvl[v, i]
                     for cand in (P, Q, R, S):
                         if relax:
                             d = cand
                             f = T[j, d]
                         else:
-                            d = st_dim[v, c]
-                            f = st_f[v, c]
+                            d = st_dim[v, i]
+                            f = st_f[v, i]
                             if d != cand:
                                 continue
                         if f <= 1.0:

@@ -230,7 +230,16 @@ class OptimalMapper:
     name = "optimal"
 
     def __init__(self, max_tilings: int = 50_000_000, time_limit: float | None = DEFAULT_TIME_LIMIT, chunk: int = 20_000,
-                 sweep_chunk: int = 2_000) -> None:
+                 sweep_chunk: int = 2_000, placement: bool = False, bypass: bool = True,
+                 max_placements: int = 20_000) -> None:
+        """`placement`: search per-tensor tile placements too (off by default: with them most real layers are
+        not proven within seconds, see docs/optimal_mapper.txt); `bypass`: search the architecture's bypass
+        choices (`may_bypass`; off: every level keeps all it may keep); `max_placements` caps the (order,
+        placement) combinations scored for one tiling (beyond it the result is not proven)."""
+        self.placement = placement
+        self.bypass = bypass
+        self.placed_chunk = 64
+        self.max_placements = max_placements
         self.max_tilings = max_tilings
         self.time_limit = time_limit
         self.chunk = chunk
@@ -340,8 +349,9 @@ class OptimalMapper:
         return PartialBound(model, static)
 
     @staticmethod
-    def _fits_numpy(model: CostModel, fac: np.ndarray) -> np.ndarray:
-        """Readable reference of tiling_kernel.expand_fitting's test, for tilings fac (B, D, 2L)."""
+    def _fits_numpy(model: CostModel, fac: np.ndarray, min_tile: np.ndarray | None = None) -> np.ndarray:
+        """Readable reference of tiling_kernel.expand_fitting's test, for tilings fac (B, D, 2L); at levels with
+        `min_tile` the capacity test takes the smallest tile a placement can give (the level's loops above)."""
         arch = model.arch
         L = model.L
         f = np.ascontiguousarray(fac.transpose(2, 1, 0), dtype=np.float64)  # (2L, D, B)
@@ -358,6 +368,10 @@ class OptimalMapper:
         E = np.ones((L + 1, N_DIMS, len(fac)))
         for lvl in range(L - 1, -1, -1):
             E[lvl] = E[lvl + 1] * f[2 * lvl] * f[2 * lvl + 1]
+        if min_tile is not None:
+            E = E.copy()
+            for lvl in np.flatnonzero(min_tile):
+                E[lvl] = E[lvl + 1] * f[2 * lvl + 1]
         _, over = model.tile_check(E)
         return ok & ~over
 
@@ -374,7 +388,8 @@ class OptimalMapper:
 
     def tilings(self, space: MapSpace, model: CostModel, bound: PartialBound | None = None,
                 threshold: Callable[[], float] = lambda: math.inf, pruned: np.ndarray | None = None,
-                deadline: float = math.inf) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+                deadline: float = math.inf, min_tile: np.ndarray | None = None
+                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Chunks of fitting tilings as (temporal, spatial_x, spatial_y) arrays of shape (B, L, D), and their
         bounds (B,) (zeros without a `bound`).
 
@@ -435,7 +450,7 @@ class OptimalMapper:
                     if time.perf_counter() > deadline:
                         raise _Stopped("time")
                     new, nv = expand_fitting(model, fan_size, partial[i:i + step], opts, d, static, k + 1,
-                                             threshold(), pruned)
+                                             threshold(), pruned, min_tile)
                     i += step
                     if len(new):
                         if static is not None:
@@ -488,6 +503,211 @@ class OptimalMapper:
         return Mapping(temporal=(tuple(model.dims),) + ones[1:], spatial_x=ones, spatial_y=ones,
                        order=(tuple(range(N_DIMS)),) * model.L)
 
+    # ------------------------------------------------------------------ bypass and placement
+    @staticmethod
+    def bypass_variants(arch: Architecture) -> list[tuple[Architecture, tuple[tuple[int, ...], ...] | None]]:
+        """Every choice of the tensors a mapping bypasses (`may_bypass`), as (architecture that keeps exactly
+        what the choice keeps, bypass matrix or None); the choice that bypasses nothing first."""
+        free = [(lvl, t) for lvl, level in enumerate(arch.levels) for t in level.may_bypass]
+        out = []
+        for bits in range(1 << len(free)):
+            gone = {free[i] for i in range(len(free)) if bits >> i & 1}
+            levels = [level.model_copy(update={"keeps": tuple(t for t in level.keeps if (lvl, t) not in gone),
+                                               "may_bypass": ()}) for lvl, level in enumerate(arch.levels)]
+            if any(not any(t in lv.keeps for lv in levels) for t in ("inputs", "weights", "outputs")):
+                continue
+            if any(isinstance(lv.capacity, dict) for lv in levels):  # a partition of a bypassed tensor goes too
+                levels = [lv.model_copy(update={"capacity": {t: w for t, w in lv.capacity.items() if t in lv.keeps}
+                                                 or None}) if isinstance(lv.capacity, dict) else lv for lv in levels]
+            matrix = tuple(tuple(int((lvl, t) in gone) for t in ("inputs", "weights", "outputs"))
+                           for lvl in range(arch.n_levels))
+            out.append((arch.model_copy(update={"levels": levels}), matrix if gone else None))
+        return out
+
+    @staticmethod
+    def placeable(model: CostModel) -> list[int]:
+        """Tensors whose tiles the search places below loops of their level.
+
+        Sound only where moving a loop above a tile never lowers the traffic (then a level whose whole tiles
+        fit keeps them whole, and placement-0 traffic bounds every placement): always for weights and
+        outputs; for inputs when the window covers the stride on both axes without dilation (else a smaller
+        window skips the rows between strided windows).  Tile-dependent storage formats (coordinate) are
+        left whole too.
+        """
+        out = []
+        for v in range(N_TENSORS):
+            if any(model.fmt_const[lvl][v] is None for lvl in range(model.L)):
+                continue
+            if v == INPUTS:
+                lay = model.layer
+                if (model.dh, model.dw) != (1, 1) or lay.R < model.sh or lay.S < model.sw:
+                    continue
+            out.append(v)
+        return out
+
+    def _min_place(self, model: CostModel) -> np.ndarray | None:
+        """(L, tensors): N_DIMS where a tile may be placed (the smallest tile: every loop of its level above),
+        0 elsewhere; None when no level with a capacity holds a placeable tensor."""
+        if not self.placement:
+            return None
+        safe = self.placeable(model)
+        out = np.zeros((model.L, N_TENSORS), dtype=np.int64)
+        for lvl in range(1, model.L):
+            if model.capacity[lvl] is None:
+                continue
+            for v in safe:
+                if model.keeps[lvl][v]:
+                    out[lvl, v] = N_DIMS
+        return out if out.any() else None
+
+    def _level_choices(self, model: CostModel, lvl: int, T: tuple[int, ...], inner: tuple[int, ...],
+                       min_place: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(order, placement) candidates of one level, as arrays (n, D) and (n, tensors), from the level's
+        temporal factors T and the extents `inner` below its loops (its spatial loops and the levels inside).
+
+        If the whole tiles fit: placement 0 (moving a loop above a placeable tile never lowers a count) and
+        the non-dominated order classes (`order_classes`).  Else every order of the level's loops and, per
+        placeable tensor, every position right below a loop that indexes it (below a loop that does not, the
+        tile and every count are the same: equivalent), kept when the level's tiles fit."""
+        active = [d for d in range(N_DIMS) if T[d] > 1]
+        rest = tuple(d for d in range(N_DIMS) if T[d] <= 1)
+        A = len(active)
+        keeps = model.keeps[lvl]
+        cap = model.capacity[lvl]
+
+        def words(ext: np.ndarray) -> np.ndarray:
+            """Stored words (tensors, n) of tiles with extents ext (D, n)."""
+            out = np.zeros((N_TENSORS, ext.shape[1]))
+            for v in range(N_TENSORS):
+                if keeps[v]:
+                    tile = footprint(v, ext, model.sh, model.sw, model.dh, model.dw).astype(float)
+                    f = model.fmt_const[lvl][v]
+                    if f is None:
+                        f = format_factor(model.formats[lvl][v], model.density[v], tile, model.data_bits)
+                    out[v] = tile * model.word_scale[lvl] * f
+            return out
+
+        whole = np.array([e * f for e, f in zip(inner, T)], dtype=np.int64)[:, None]
+        mask = sum(1 << d for d in active)
+        if lvl == 0 or cap is None or not model._capacity_reason(lvl, cap, list(words(whole)[:, 0]), keeps):
+            orders = order_classes(mask, 0b111)
+            return np.array(orders, dtype=np.int64), np.zeros((len(orders), N_TENSORS), dtype=np.int64)
+        n_cuts = [1 + sum(RELEVANCE_MATRIX[v][d] for d in active) if min_place[lvl, v] else 1 for v in range(N_TENSORS)]
+        if math.factorial(A) * math.prod(n_cuts) > self.max_placements:
+            return None  # too many to enumerate: the tiling is left unresolved (not proven)
+        perms = np.array(list(itertools.permutations(active)), dtype=np.int64).reshape(-1, A)
+        n = len(perms)
+        # ext[k]: extents of a tile below the first k loops of each order (D, n)
+        ext = np.repeat(whole, n, axis=1)
+        per_k = [words(ext)]
+        for k in range(A):
+            ext = ext.copy()
+            ext[perms[:, k], np.arange(n)] //= np.array(T)[perms[:, k]]
+            per_k.append(words(ext))
+        W = np.stack(per_k, axis=2)  # (tensors, n, A + 1)
+        rel = np.array(RELEVANCE_MATRIX, dtype=bool)
+        ok_cut = np.ones((N_TENSORS, n, A + 1), dtype=bool)
+        for v in range(N_TENSORS):
+            if min_place[lvl, v]:
+                ok_cut[v, :, 1:] = rel[v][perms]  # right below a loop that indexes v
+            else:
+                ok_cut[v, :, 1:] = False
+        k0, k1, k2 = np.meshgrid(np.arange(A + 1), np.arange(A + 1), np.arange(A + 1), indexing="ij")
+        k0, k1, k2 = k0.ravel(), k1.ravel(), k2.ravel()
+        ok = ok_cut[0][:, k0] & ok_cut[1][:, k1] & ok_cut[2][:, k2]  # (n, (A+1)^3)
+        w0, w1, w2 = W[0][:, k0], W[1][:, k1], W[2][:, k2]
+        if cap[0] == "shared":
+            ok &= w0 + w1 + w2 <= cap[1] + 1e-9
+        else:
+            for v, wv in enumerate((w0, w1, w2)):
+                if keeps[v]:
+                    ok &= wv <= cap[1][v] + 1e-9
+        pi, ci = np.nonzero(ok)
+        orders = np.concatenate([np.broadcast_to(np.array(rest, dtype=np.int64), (len(pi), len(rest))), perms[pi]],
+                                axis=1)
+        ks = np.stack([k0[ci], k1[ci], k2[ci]], axis=1)
+        place = np.where(ks > 0, ks + len(rest), 0)
+        return orders.astype(np.int64), place.astype(np.int64)
+
+    def _best_placed(self, model: CostModel, t: np.ndarray, sx: np.ndarray, sy: np.ndarray, objective: str,
+                     min_place: np.ndarray, cache: dict, deadline: float
+                     ) -> tuple[float, Mapping | None, int, np.ndarray, int]:
+        """The best (orders, placements) of tilings (B, L, D) whose whole tiles overflow some level: every
+        combination of each tiling's `_level_choices` (cached in `cache` by what decides them), scored in
+        batches of about `max_placements` rows.  Returns (objective, mapping, evaluations, mask of the tilings
+        not resolved because their combinations exceed `max_placements`, number of tilings done: fewer than B
+        when the deadline passed)."""
+        L = model.L
+        parts_t: list[np.ndarray] = []
+        parts_o: list[np.ndarray] = []
+        parts_p: list[np.ndarray] = []
+        skipped = np.zeros(len(t), dtype=bool)
+        best_obj, best_map, evals, rows = math.inf, None, 0, 0
+
+        def flush() -> None:
+            nonlocal best_obj, best_map, evals, rows
+            which = np.concatenate(parts_t)
+            orders, place = np.concatenate(parts_o), np.concatenate(parts_p)
+            parts_t.clear(), parts_o.clear(), parts_p.clear()
+            rows = 0
+            cost = model.evaluate_batch(MappingBatch(t[which], sx[which], sy[which], orders, None, place))
+            obj = cost.objective(objective)
+            evals += len(which)
+            i = int(np.argmin(obj))
+            if obj[i] < best_obj:
+                b = which[i]
+                best_obj = float(obj[i])
+                best_map = MappingBatch(t[b:b + 1], sx[b:b + 1], sy[b:b + 1], orders[i:i + 1], None,
+                                        place[i:i + 1])[0]
+
+        SP = sx * sy
+        below = np.ones((len(t), L + 1, N_DIMS), dtype=np.int64)  # extents of each level's tile
+        for lvl in range(L - 1, -1, -1):
+            below[:, lvl] = below[:, lvl + 1] * t[:, lvl] * SP[:, lvl]
+        inner = SP * below[:, 1:]  # below each level's temporal loops
+        for b in range(len(t)):
+            if time.perf_counter() > deadline:
+                return best_obj, best_map, evals, skipped, b
+            ids = []
+            for lvl in range(L):
+                if lvl == 0 or model.capacity[lvl] is None:  # whole tiles always: only the loops present matter
+                    key = (lvl, (t[b, lvl] > 1).tobytes(), b"")
+                else:
+                    key = (lvl, t[b, lvl].tobytes(), inner[b, lvl].tobytes())
+                table = cache.get(key)
+                if table is None and key not in cache:
+                    table = cache[key] = self._level_choices(model, lvl, tuple(int(f) for f in t[b, lvl]),
+                                                             tuple(int(e) for e in inner[b, lvl]), min_place)
+                ids.append(key)
+                if table is None:
+                    break
+            combo = cache.get(tuple(ids))
+            if combo is None:
+                tables = [cache[k] for k in ids]
+                if any(tb is None for tb in tables) or math.prod(len(o) for o, _ in tables) > self.max_placements:
+                    combo = cache[tuple(ids)] = (None, None)
+                else:
+                    sizes = [len(o) for o, _ in tables]
+                    idx = np.indices(sizes).reshape(L, -1)
+                    combo = cache[tuple(ids)] = (np.stack([tables[lvl][0][idx[lvl]] for lvl in range(L)], axis=1),
+                                                 np.stack([tables[lvl][1][idx[lvl]] for lvl in range(L)], axis=1))
+            if combo[0] is None:
+                skipped[b] = True
+                continue
+            total = len(combo[0])
+            if total == 0:
+                continue
+            parts_o.append(combo[0])
+            parts_p.append(combo[1])
+            parts_t.append(np.full(total, b))
+            rows += total
+            if rows >= self.max_placements:
+                flush()
+        if parts_t:
+            flush()
+        return best_obj, best_map, evals, skipped, len(t)
+
+    # ------------------------------------------------------------------ search
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int | None = None,
                seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
         """`budget` and `seed` are not used: the search is deterministic and runs until it has proved the
@@ -498,9 +718,15 @@ class OptimalMapper:
         rows, and every `sweep_chunk` tilings of order sweeps).  When a limit stops it, the result is not
         proven and notes["bound"] is a lower bound on the optimum: the least bound of what was left.
 
-        Branch and bound: every fitting tiling is bounded by one order-relaxed evaluation
-        (CostModel.evaluate_batch(relax_orders=True), a lower bound over all its loop orders); only
-        tilings whose bound beats the incumbent get their orders optimised exactly.
+        The space: every tiling, loop order, bypass choice (each level's `may_bypass`) and per-tensor tile
+        placement (`placeable` tensors, at levels with a capacity).  Bypass choices are searched one after
+        another (each is an architecture that keeps what the choice keeps), sharing the incumbent, and a
+        choice whose compulsory-traffic bound cannot beat the incumbent is skipped.
+
+        Branch and bound: every fitting tiling (fitting with its smallest placed tiles) is bounded by one
+        order-relaxed evaluation (CostModel.evaluate_batch(relax_orders=True), a lower bound over all its
+        loop orders and placements); only tilings whose bound beats the incumbent get their orders (and,
+        where a whole tile overflows, placements) optimised exactly.
         """
         load_kernels()
         t0 = time.perf_counter()
@@ -508,8 +734,6 @@ class OptimalMapper:
         deadline = t0 + (math.inf if limit is None else float(limit))
         model = model or CostModel(layer, arch)
         space = MapSpace(layer, arch, model)
-        e_lb, c_lb = lower_bound(model)
-        lb = objective_value(e_lb, c_lb, objective)
         # the first incumbent, so that even a search stopped at once returns a mapping: everything in DRAM
         best_obj, best_map, evaluations = math.inf, None, 1
         trivial = self._trivial(model)
@@ -517,46 +741,110 @@ class OptimalMapper:
         if cost.valid:
             best_obj, best_map = float(cost.objective(objective)), trivial
         pruned = np.zeros(1, dtype=np.int64)
+        warm_s = 0.0
+        if self.placement or (self.bypass and any(level.may_bypass for level in arch.levels)):
+            # warm start: the optimum with one tile per level and the architecture's keeps (fast to prove) is an
+            # incumbent the wider search must beat, so most of its placements are cut at once
+            plain = OptimalMapper(self.max_tilings, None, self.chunk, self.sweep_chunk, placement=False, bypass=False)
+            remaining = deadline - time.perf_counter()
+            if remaining > 0:
+                warm = plain.search(layer, arch, objective, model=model, time_limit=remaining)
+                evaluations += warm.evaluations
+                warm_s = warm.seconds
+                if warm.mapping is not None and warm.best < best_obj:
+                    best_obj, best_map = warm.best, warm.mapping
 
         curve: list[float] = [best_obj] if best_map is not None else []
         curve_evals: list[int] = [evaluations] if best_map is not None else []
-        n_tilings = swept = 0
-        complete, why, frontier = True, "", math.inf
-        bound = self.partial_bound(space, model, objective)
-        # a partial tiling is cut when no completion can beat the incumbent by more than rounding (1e-9):
-        # ties are not explored, so the optimum is proven to that relative precision
-        gen = self.tilings(space, model, bound, lambda: best_obj * (1 - 1e-9), pruned, deadline)
-        try:
-            for temporal, sx, sy, tbound in gen:
-                n_tilings += len(temporal)
-                if n_tilings > self.max_tilings:
-                    gen.throw(_Stopped(f"more than {self.max_tilings:,} fitting tilings", float(tbound.min())))
-                for s0 in range(0, len(temporal), self.sweep_chunk):
-                    if time.perf_counter() > deadline:
-                        gen.throw(_Stopped("time", float(tbound[s0:].min())))
-                    part = slice(s0, s0 + self.sweep_chunk)
-                    t, x, y = temporal[part], sx[part], sy[part]
-                    relaxed = model.evaluate_batch(MappingBatch(t, x, y, np.broadcast_to(
-                        np.arange(N_DIMS), t.shape).copy()), relax_orders=True).objective(objective)
-                    evaluations += len(t)
-                    keep = np.flatnonzero(relaxed < best_obj * (1 - 1e-9))
-                    if len(keep):
-                        swept += len(keep)
-                        orders, obj, evals = self._best_orders(model, t[keep], x[keep], y[keep], objective)
-                        evaluations += evals
-                        i = int(np.argmin(obj))
-                        if obj[i] < best_obj:
-                            k = keep[i]
-                            best_obj = float(obj[i])
-                            best_map = MappingBatch(t[k:k + 1], x[k:k + 1], y[k:k + 1], orders[i:i + 1])[0]
-                curve.append(best_obj)
-                curve_evals.append(evaluations)
-        except _Stopped as stop:
-            complete, frontier = False, stop.frontier
-            why = (f"time limit {limit:g} s reached" if stop.why == "time" else stop.why)
+        n_tilings = swept = n_placed = placed_combos = variants_skipped = 0
+        complete, why, frontier, unresolved = True, "", math.inf, math.inf
+        variants = self.bypass_variants(arch) if self.bypass else [(arch, None)]
+        models = [model if byp is None else CostModel(layer, arch_v, rules=model.rules) for arch_v, byp in variants]
+        lbs = [objective_value(*lower_bound(m), objective) for m in models]
+        lb = min(lbs)
+        stopped_at = len(variants)
+        for vi, ((arch_v, byp), model_v) in enumerate(zip(variants, models)):
+            if lbs[vi] >= best_obj * (1 - 1e-9):
+                variants_skipped += 1
+                continue
+            space_v = space if model_v is model else MapSpace(layer, arch_v, model_v)
+            min_place = self._min_place(model_v)
+            min_tile = None if min_place is None else min_place.any(axis=1)
+            choice_cache: dict = {}
+            bound = self.partial_bound(space_v, model_v, objective)
+            # a partial tiling is cut when no completion can beat the incumbent by more than rounding (1e-9):
+            # ties are not explored, so the optimum is proven to that relative precision
+            gen = self.tilings(space_v, model_v, bound, lambda: best_obj * (1 - 1e-9),  # noqa: B023 - the live incumbent
+                               pruned, deadline, min_tile)
+            try:
+                for temporal, sx, sy, tbound in gen:
+                    n_tilings += len(temporal)
+                    if n_tilings > self.max_tilings:
+                        gen.throw(_Stopped(f"more than {self.max_tilings:,} fitting tilings", float(tbound.min())))
+                    for s0 in range(0, len(temporal), self.sweep_chunk):
+                        if time.perf_counter() > deadline:
+                            gen.throw(_Stopped("time", float(tbound[s0:].min())))
+                        part = slice(s0, s0 + self.sweep_chunk)
+                        t, x, y = temporal[part], sx[part], sy[part]
+                        ident = np.broadcast_to(np.arange(N_DIMS), t.shape).copy()
+                        smallest = None if min_place is None else np.broadcast_to(min_place, (len(t),) + min_place.shape)
+                        relaxed = model_v.evaluate_batch(MappingBatch(t, x, y, ident, None, smallest),
+                                                         relax_orders=True).objective(objective)
+                        evaluations += len(t)
+                        keep = np.flatnonzero(relaxed < best_obj * (1 - 1e-9))
+                        overflow = keep[:0]
+                        if len(keep) and min_place is not None:  # tilings whose whole tiles overflow: placements
+                            whole = model_v.evaluate_batch(MappingBatch(t[keep], x[keep], y[keep], ident[keep]),
+                                                           relax_orders=True).valid
+                            overflow = keep[~whole]
+                            keep = keep[whole]
+                        if len(keep):  # whole tiles first: placement 0 is their best, and they set the incumbent
+                            swept += len(keep)
+                            orders, obj, evals = self._best_orders(model_v, t[keep], x[keep], y[keep], objective)
+                            evaluations += evals
+                            i = int(np.argmin(obj))
+                            if obj[i] < best_obj:
+                                k = keep[i]
+                                best_obj = float(obj[i])
+                                best_map = self._with_bypass(
+                                    MappingBatch(t[k:k + 1], x[k:k + 1], y[k:k + 1], orders[i:i + 1])[0], byp)
+                        overflow = overflow[np.argsort(relaxed[overflow], kind="stable")]  # best bound first
+                        for g0 in range(0, len(overflow), self.placed_chunk):
+                            group = overflow[g0:g0 + self.placed_chunk]
+                            group = group[relaxed[group] < best_obj * (1 - 1e-9)]
+                            if not len(group):
+                                break
+                            obj, m, evals, skipped, done = self._best_placed(
+                                model_v, t[group], x[group], y[group], objective, min_place, choice_cache, deadline)
+                            n_placed += done
+                            placed_combos += evals
+                            evaluations += evals
+                            if skipped.any():
+                                unresolved = min(unresolved, float(relaxed[group[skipped]].min()))
+                            if obj < best_obj:
+                                best_obj, best_map = obj, self._with_bypass(m, byp)
+                            if done < len(group):
+                                left = np.concatenate([relaxed[group[done:]], relaxed[overflow[g0 + self.placed_chunk:]]])
+                                gen.throw(_Stopped("time", float(min(tbound[s0 + self.sweep_chunk:].min(initial=np.inf),
+                                                                     left.min()))))
+                    curve.append(best_obj)
+                    curve_evals.append(evaluations)
+            except _Stopped as stop:
+                complete, frontier = False, min(stop.frontier, min(lbs[vi + 1:], default=math.inf))
+                why = (f"time limit {limit:g} s reached" if stop.why == "time" else stop.why)
+                stopped_at = vi
+                break
+        if best_map is not None and (not curve or curve[-1] > best_obj):  # found after the last curve point
+            curve.append(best_obj)
+            curve_evals.append(evaluations)
+        if unresolved < math.inf:
+            frontier = min(frontier, unresolved)
+            if complete:
+                complete = False
+                why = f"a tiling's placement combinations exceed {self.max_placements:,}"
         cost = model.evaluate_reference(best_map) if best_map is not None else None
         # stopped with nothing left that could beat the incumbent (ties at most): proven all the same
-        proven = best_map is not None and (complete or frontier >= best_obj)
+        proven = best_map is not None and (complete or frontier >= best_obj * (1 - 1e-9))
         # a lower bound on the optimum: the optimum itself when proven, else the least bound left unexplored
         opt_lb = best_obj if proven else max(min(best_obj, frontier), lb)
         gap = best_obj / opt_lb if opt_lb > 0 else math.inf
@@ -566,6 +854,11 @@ class OptimalMapper:
             why += (f": not proven, within {gap:.4g}x of the bound" if best_map is not None
                     else ": no valid mapping found yet")
         notes = {"fitting_tilings_seen": n_tilings, "tilings_swept": swept, "partial_tilings_pruned": int(pruned[0]),
+                 "bypass_choices": len(variants), "bypass_choices_skipped": variants_skipped,
+                 "bypass_choices_searched": min(stopped_at + 1, len(variants)) - variants_skipped,
+                 "tilings_placed": n_placed, "placement_combinations": placed_combos, "warm_start_s": warm_s,
+                 "placeable": [("inputs", "weights", "outputs")[v] for v in self.placeable(model)]
+                 if self.placement else [],
                  "complete": complete, "stopped": why, "lower_bound": lb,
                  "gap_to_lower_bound": best_obj / lb if lb > 0 else math.inf, "bound": opt_lb, "gap_to_bound": gap,
                  "time_limit": limit, "curve_evaluations": curve_evals, **space.sizes()}
@@ -574,3 +867,7 @@ class OptimalMapper:
             mapper=self.name, objective=objective, mapping=best_map, cost=cost, evaluations=evaluations,
             curve=np.array(curve), proven_optimal=proven, seconds=time.perf_counter() - t0, notes=notes,
         )
+
+    @staticmethod
+    def _with_bypass(m: Mapping, bypass: tuple[tuple[int, ...], ...] | None) -> Mapping:
+        return m if bypass is None else Mapping(m.temporal, m.spatial_x, m.spatial_y, m.order, bypass, m.place)

@@ -298,13 +298,15 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                     allowed: np.ndarray, chain_p: np.ndarray, chain_c: np.ndarray, n_pairs: np.ndarray,
                     read_e: np.ndarray, write_e: np.ndarray, bandwidth: np.ndarray, fmt_min: np.ndarray,
                     size: np.ndarray, scalars: np.ndarray, threshold: float,
-                    pruned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    pruned: np.ndarray, min_tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`_row_bound`'s tests, reorganised so that a candidate (partial row i, option j) costs O(levels x pairs):
     everything that depends on the other dims is computed once per row, everything about dim d's option
     once per call.  Capacity: a level's tiles grow with dim d's extent there, so per row and level the
     largest fitting extent among d's divisors is found by bisection, with the cost kernel's own test.
     Fanout: the spatial product fits the fanout, and the dims only one axis takes (X-only, Y-only) fit that
-    axis -- necessary for an X/Y split to exist (`OptimalMapper._split`, run on complete tilings, decides)."""
+    axis -- necessary for an X/Y split to exist (`OptimalMapper._split`, run on complete tilings, decides).
+    At a level with `min_tile` the capacity test takes the smallest tile a placement can give it (every
+    loop of the level above the tiles: the extents of its spatial loops and the levels inside)."""
     n_part, D, L2 = part.shape
     L = L2 // 2
     n_opt = opts.shape[0]
@@ -415,6 +417,9 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
             emax[lvl] = np.inf
             if cap_kind[lvl] == 0:
                 continue
+            if min_tile[lvl]:
+                for dd in range(D):
+                    E[lvl, dd] = E[lvl + 1, dd] * SP[lvl, dd]
             lo = 0
             hi = len(divs) - 1
             E[lvl, d] = divs[0]
@@ -433,6 +438,8 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                 else:
                     hi = mid - 1
             emax[lvl] = divs[lo]
+            for dd in range(D):
+                E[lvl, dd] = E[lvl + 1, dd] * T[lvl, dd] * SP[lvl, dd]
         if dead:
             continue
         if b_on:
@@ -517,7 +524,7 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                             pX[lvl] > fan_x[lvl] or pY[lvl] > fan_y[lvl]):
                         ok = False
                         break
-                if oE[j, lvl] > emax[lvl]:
+                if (oE[j, lvl + 1] * oS[j, lvl] if min_tile[lvl] else oE[j, lvl]) > emax[lvl]:
                     ok = False
                     break
             if not ok:
@@ -747,9 +754,10 @@ def bounds(model: CostModel, bs: BoundStatic, part: np.ndarray, k: int) -> np.nd
 
 def expand_fitting(model: CostModel, fan_size: np.ndarray, part: np.ndarray, opts: np.ndarray, d: int,
                    bound: BoundStatic | None = None, k: int = 0, threshold: float = np.inf,
-                   pruned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   pruned: np.ndarray | None = None, min_tile: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows of part (B, D, 2L) x options of dim d (O, 2L) that fit fanouts (fan_size per level) and capacities,
-    and their bounds (zeros without `bound`).
+    and their bounds (zeros without `bound`).  `min_tile` (L,) bool: levels whose capacity test takes the
+    smallest tile a per-tensor placement can give (default: none, every tile is its level's whole tile).
 
     With a BoundStatic `bound`, rows whose first k enumerated dims are placed (d among them) and whose
     bound exceeds `threshold` are dropped too; `pruned[0]` counts them.
@@ -765,7 +773,7 @@ def expand_fitting(model: CostModel, fan_size: np.ndarray, part: np.ndarray, opt
                            ks.cap_kind, ks.cap_val, float(model.data_bits), float(ks.scalars[6]), on, k,
                            bs.objective, bs.dims, bs.placed, bs.allowed, bs.chain_p, bs.chain_c, bs.n_pairs,
                            bs.read_e, bs.write_e, bs.bandwidth, bs.fmt_min, bs.size, bs.scalars, float(threshold),
-                           pruned)
+                           pruned, np.zeros(model.L, dtype=np.bool_) if min_tile is None else min_tile)
 
 
 _OFF = BoundStatic(objective=0, dims=np.ones(8), placed=np.zeros((9, 8), dtype=np.bool_),

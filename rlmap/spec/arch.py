@@ -48,6 +48,8 @@ class MemoryLevel(BaseModel):
         None, description="words per instance: one shared number, a per-tensor partition, or null = unbounded")
     word_bits: Count = Field(16, gt=0, le=MAX_EXTENT)
     keeps: tuple[str, ...] = TENSORS
+    may_bypass: tuple[str, ...] = Field(
+        (), description="tensors of `keeps` a mapping may choose not to keep here (bypass); the others it must keep")
     read_energy: Real = Field(ge=0.0)
     write_energy: Real = Field(ge=0.0)
     bandwidth: Real | None = Field(None, gt=0.0, description="words per cycle per instance; null = unbounded")
@@ -55,7 +57,7 @@ class MemoryLevel(BaseModel):
     formats: dict[str, Format] = Field(default_factory=dict, description="storage format per tensor (sparse)")
     source: str = ""
 
-    @field_validator("keeps")
+    @field_validator("keeps", "may_bypass")
     @classmethod
     def _keeps(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         idx = sorted({parse_tensor(t) for t in v})
@@ -89,6 +91,9 @@ class MemoryLevel(BaseModel):
             missing = set(self.keeps) - set(self.capacity)
             if missing:
                 raise ValueError(f"partitioned capacity lacks {sorted(missing)}")
+        extra_bypass = set(self.may_bypass) - set(self.keeps)
+        if extra_bypass:
+            raise ValueError(f"may_bypass names {sorted(extra_bypass)} which this level does not keep")
         extra_fmt = set(self.formats) - set(self.keeps)
         if extra_fmt:
             raise ValueError(f"format given for {sorted(extra_fmt)} which this level does not keep")
@@ -144,6 +149,8 @@ class Architecture(BaseModel):
             raise ValueError(f"level names must be unique, got {names}")
         if set(self.levels[0].keeps) != set(TENSORS):
             raise ValueError(f"the outermost level ({names[0]}) must keep every tensor")
+        if self.levels[0].may_bypass:
+            raise ValueError(f"the outermost level ({names[0]}) holds every tensor: it may not bypass any")
         for t in TENSORS:
             if not any(t in lvl.keeps for lvl in self.levels):
                 raise ValueError(f"no level keeps {t}")

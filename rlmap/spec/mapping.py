@@ -7,6 +7,15 @@ A mapping of an architecture with levels 0 (DRAM) .. L-1 is the loop nest, outer
 
 For every dimension the temporal and spatial factors over all levels multiply to its size.
 Level l's tile is everything iterated by its own loops and those inside them.
+
+Per-tensor placement (optional; absent = today's meaning, every tensor as above):
+
+* `bypass[l][v] = 1`: the mapping does not keep tensor v at level l, though the architecture could
+  (`may_bypass` of that level); v then goes between the levels around l that keep it.
+* `place[l][v] = k`: tensor v's tile at level l sits below the first k loops of `order[l]` (outermost
+  first, factor-1 loops counted): those k loops refetch it, as loops of the levels above do, and its
+  tile is only what the remaining loops of level l (and those inside) iterate.  0 = the whole level tile.
+  So one level can hold a different tile per tensor (AccelForge's LoopTree storage-node placement).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from rlmap.spec.arch import Architecture
 from rlmap.spec.bounds import MAX_EXTENT
 from rlmap.spec.errors import InvalidMappingError, SpecError
 from rlmap.spec.layer import Layer
-from rlmap.spec.problem import DIMS, N_DIMS, parse_dim
+from rlmap.spec.problem import DIMS, N_DIMS, N_TENSORS, TENSORS, parse_dim, parse_tensor
 
 IntMatrix = tuple[tuple[int, ...], ...]
 
@@ -38,10 +47,28 @@ class Mapping:
     spatial_x: IntMatrix
     spatial_y: IntMatrix
     order: IntMatrix
+    bypass: IntMatrix | None = None
+    """[level][tensor]: 1 = not kept here although the level may keep it; None = keep all the level keeps."""
+    place: IntMatrix | None = None
+    """[level][tensor]: how many of the level's loops (in `order`) sit above the tensor's tile; None = all 0."""
+
+    def __post_init__(self) -> None:
+        # all-zero bypass/placement means the same as none: normalise, so equal mappings compare equal
+        for name in ("bypass", "place"):
+            mat = getattr(self, name)
+            if mat is not None:
+                mat = tuple(tuple(int(x) for x in row) for row in mat)
+                object.__setattr__(self, name, None if all(x == 0 for row in mat for x in row) else mat)
 
     @property
     def n_levels(self) -> int:
         return len(self.temporal)
+
+    def bypass_row(self, lvl: int) -> tuple[int, ...]:
+        return self.bypass[lvl] if self.bypass is not None else (0,) * N_TENSORS
+
+    def place_row(self, lvl: int) -> tuple[int, ...]:
+        return self.place[lvl] if self.place is not None else (0,) * N_TENSORS
 
     def factors(self, dim: int) -> list[int]:
         """All factors of one dimension, outermost first (temporal, then X, then Y per level)."""
@@ -54,7 +81,10 @@ class Mapping:
         """What the loop nest means: the factors and, per level, the order of the loops with factor > 1.
         Two mappings with equal keys differ at most in where factor-1 loops sit (which changes nothing)."""
         loops = tuple(tuple(d for d in self.order[lvl] if self.temporal[lvl][d] > 1) for lvl in range(self.n_levels))
-        return self.temporal, self.spatial_x, self.spatial_y, loops
+        # a tile placement means which loops (factor > 1) sit above it
+        above = tuple(tuple(tuple(d for d in self.order[lvl][:k] if self.temporal[lvl][d] > 1)
+                            for k in self.place_row(lvl)) for lvl in range(self.n_levels))
+        return self.temporal, self.spatial_x, self.spatial_y, loops, self.bypass, above
 
     def to_arrays(self) -> "MappingBatch":
         """A batch of one, for the vectorised cost model."""
@@ -63,6 +93,8 @@ class Mapping:
             spatial_x=np.array([self.spatial_x], dtype=np.int64),
             spatial_y=np.array([self.spatial_y], dtype=np.int64),
             order=np.array([self.order], dtype=np.int64),
+            bypass=None if self.bypass is None else np.array([self.bypass], dtype=np.int64),
+            place=None if self.place is None else np.array([self.place], dtype=np.int64),
         )
 
     # ------------------------------------------------------------------ checks
@@ -100,6 +132,14 @@ class Mapping:
                             raise InvalidMappingError(
                                 f"level {level.name}: dimension {DIMS[d]} may not be unrolled on {axis} "
                                 f"(allowed: {', '.join(allowed)})")
+        reason = placement_problem(self, arch)
+        if reason:
+            raise InvalidMappingError(reason)
+
+    def kept(self, arch: Architecture) -> list[list[bool]]:
+        """[level][tensor]: whether this mapping keeps the tensor at the level."""
+        return [[TENSORS[v] in level.keeps and not self.bypass_row(lvl)[v] for v in range(N_TENSORS)]
+                for lvl, level in enumerate(arch.levels)]
 
     # ------------------------------------------------------------------ YAML form
     def to_dict(self, arch: Architecture, layer: Layer | None = None) -> dict[str, Any]:
@@ -115,6 +155,12 @@ class Mapping:
                 entry["spatial_x"] = sx
             if sy:
                 entry["spatial_y"] = sy
+            byp = [TENSORS[v] for v, b in enumerate(self.bypass_row(lvl)) if b]
+            if byp:
+                entry["bypass"] = byp
+            place = {TENSORS[v]: k for v, k in enumerate(self.place_row(lvl)) if k}
+            if place:
+                entry["place"] = place
             levels.append(entry)
         out: dict[str, Any] = {"arch": arch.name}
         if layer is not None:
@@ -132,13 +178,15 @@ class Mapping:
             raise SpecError(f"has {len(levels)} levels, architecture {arch.name!r} has {arch.n_levels}", where)
         mats: dict[str, list[list[int]]] = {k: [] for k in ("temporal", "spatial_x", "spatial_y")}
         orders: list[tuple[int, ...]] = []
+        bypass: list[list[int]] = []
+        place: list[list[int]] = []
         for lvl, (entry, level) in enumerate(zip(levels, arch.levels)):
             here = f"{where}.levels[{lvl}]"
             if not isinstance(entry, dict):
                 raise SpecError("expected a dict", here)
             if entry.get("name", level.name) != level.name:
                 raise SpecError(f"level name {entry.get('name')!r} does not match architecture level {level.name!r}", here)
-            unknown = set(entry) - {"name", "temporal", "order", "spatial_x", "spatial_y"}
+            unknown = set(entry) - {"name", "temporal", "order", "spatial_x", "spatial_y", "bypass", "place"}
             if unknown:
                 raise SpecError(f"unknown field(s) {sorted(unknown)}", here)
             for key in mats:
@@ -160,11 +208,15 @@ class Mapping:
                     row[d] = f
                 mats[key].append(row)
             orders.append(_parse_order(entry.get("order"), f"{here}.order"))
+            bypass.append(_parse_bypass(entry.get("bypass"), f"{here}.bypass"))
+            place.append(_parse_place(entry.get("place"), f"{here}.place"))
         return cls(
             temporal=tuple(tuple(r) for r in mats["temporal"]),
             spatial_x=tuple(tuple(r) for r in mats["spatial_x"]),
             spatial_y=tuple(tuple(r) for r in mats["spatial_y"]),
             order=tuple(orders),
+            bypass=tuple(tuple(r) for r in bypass),
+            place=tuple(tuple(r) for r in place),
         )
 
 
@@ -188,6 +240,61 @@ def _parse_order(raw: Any, where: str) -> tuple[int, ...]:
     return tuple(missing + idx)
 
 
+def _parse_bypass(raw: Any, where: str) -> list[int]:
+    """A list of tensor names the level does not keep in this mapping."""
+    row = [0] * N_TENSORS
+    if raw is None:
+        return row
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise SpecError("bypass must be a list of tensor names (inputs, weights, outputs)", where)
+    for t in raw:
+        try:
+            row[parse_tensor(str(t))] = 1
+        except ValueError as exc:
+            raise SpecError(str(exc), where) from None
+    return row
+
+
+def _parse_place(raw: Any, where: str) -> list[int]:
+    """{tensor: k}: the tensor's tile sits below the first k loops of the level's order."""
+    row = [0] * N_TENSORS
+    if raw is None:
+        return row
+    if not isinstance(raw, dict):
+        raise SpecError("place must map tensor names to loop positions, e.g. {weights: 2}", where)
+    for t, k in raw.items():
+        try:
+            v = parse_tensor(str(t))
+        except ValueError as exc:
+            raise SpecError(str(exc), where) from None
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= N_DIMS:
+            raise SpecError(f"position of {TENSORS[v]} must be an integer 0..{N_DIMS}, got {k!r}", where)
+        row[v] = k
+    return row
+
+
+def placement_problem(m: Mapping, arch: Architecture) -> str:
+    """Why the mapping's bypass/placement is not allowed on `arch` ('' if it is)."""
+    for lvl, level in enumerate(arch.levels):
+        byp, place = m.bypass_row(lvl), m.place_row(lvl)
+        if len(byp) != N_TENSORS or len(place) != N_TENSORS:
+            return f"level {level.name}: bypass and place need one entry per tensor"
+        for v, t in enumerate(TENSORS):
+            if byp[v] not in (0, 1):
+                return f"level {level.name}: bypass of {t} must be 0 or 1, got {byp[v]}"
+            if byp[v] and t not in level.may_bypass:
+                why = "does not keep it" if t not in level.keeps else "may not bypass it (may_bypass)"
+                return f"level {level.name}: the mapping bypasses {t}, but the level {why}"
+            if not 0 <= place[v] <= N_DIMS:
+                return f"level {level.name}: position of {t} must be 0..{N_DIMS}, got {place[v]}"
+            if place[v] and (lvl == 0 or byp[v] or t not in level.keeps):
+                where = "the outermost level holds whole tensors" if lvl == 0 else "the level does not keep it"
+                return f"level {level.name}: {t} is placed below {place[v]} loop(s), but {where}"
+    return ""
+
+
 @dataclass(frozen=True)
 class MappingBatch:
     """B mappings of one layer as int arrays of shape (B, levels, dims); order holds dim indices."""
@@ -196,6 +303,8 @@ class MappingBatch:
     spatial_x: np.ndarray
     spatial_y: np.ndarray
     order: np.ndarray
+    bypass: np.ndarray | None = None  # (B, levels, tensors) 0/1; None = none bypassed
+    place: np.ndarray | None = None  # (B, levels, tensors) loops above each tile; None = all 0
 
     def __len__(self) -> int:
         return int(self.temporal.shape[0])
@@ -204,16 +313,26 @@ class MappingBatch:
         def mat(a: np.ndarray) -> IntMatrix:
             return tuple(tuple(int(x) for x in row) for row in a[i])
 
-        return Mapping(mat(self.temporal), mat(self.spatial_x), mat(self.spatial_y), mat(self.order))
+        return Mapping(mat(self.temporal), mat(self.spatial_x), mat(self.spatial_y), mat(self.order),
+                       None if self.bypass is None else mat(self.bypass),
+                       None if self.place is None else mat(self.place))
 
     @classmethod
     def stack(cls, mappings: list[Mapping]) -> "MappingBatch":
+        L = len(mappings[0].temporal) if mappings else 0
+        extra = {}
+        for name, row in (("bypass", "bypass_row"), ("place", "place_row")):
+            if any(getattr(m, name) is not None for m in mappings):
+                extra[name] = np.array([[getattr(m, row)(lvl) for lvl in range(L)] for m in mappings], dtype=np.int64)
         return cls(
             temporal=np.array([m.temporal for m in mappings], dtype=np.int64),
             spatial_x=np.array([m.spatial_x for m in mappings], dtype=np.int64),
             spatial_y=np.array([m.spatial_y for m in mappings], dtype=np.int64),
             order=np.array([m.order for m in mappings], dtype=np.int64),
+            **extra,
         )
 
     def take(self, idx: np.ndarray) -> "MappingBatch":
-        return MappingBatch(self.temporal[idx], self.spatial_x[idx], self.spatial_y[idx], self.order[idx])
+        return MappingBatch(self.temporal[idx], self.spatial_x[idx], self.spatial_y[idx], self.order[idx],
+                            None if self.bypass is None else self.bypass[idx],
+                            None if self.place is None else self.place[idx])
