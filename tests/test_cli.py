@@ -273,8 +273,9 @@ def test_eval_and_import_mapping_read_timeloop_and_accelforge_files(tiny_net, tm
 
 
 def test_import_mapping_says_what_is_not_expressible(tiny_net, tmp_path):
-    """An AccelForge LoopTree giving the GLB's inputs and outputs different tiles: one line naming the file,
-    the loop and the two tensors."""
+    """An AccelForge LoopTree whose spad storage of weights sits below a loop that does not index them
+    (AccelForge refetches there, rlmap keeps the tile): one line naming the file, the storage and the loop.
+    (Different tiles per tensor at the GLB, refused before per-tensor placement, are expressible now.)"""
     path = tmp_path / "af.yaml"
     path.write_text(textwrap.dedent("""\
         mapping:
@@ -294,8 +295,7 @@ def test_import_mapping_says_what_is_not_expressible(tiny_net, tmp_path):
     r = invoke("import-mapping", str(path), "-n", str(tiny_net), "-a", "eyeriss", "-l", "conv")
     assert r.exit_code == 2
     line = one_line_error(r.stderr)
-    assert line.startswith(f"error: {path}: loop temporal p (tile_shape 1) is below the storage of outputs at GLB and "
-                           "above the storage of inputs at GLB")
+    assert line.startswith(f"error: {path}: the storage of weights at spad sits below loop temporal q"), line
 
 
 # ----------------------------------------------------------------------------- import

@@ -161,7 +161,9 @@ def test_a_huge_layer_is_mapped_not_reported_unmappable(mapper) -> None:
     arch = load_architecture("eyeriss")
     res = get_mapper(mapper).search(layer, arch, "edp", budget=100, seed=0)
     assert res.evaluations == 100 and res.cost is not None and res.cost.valid
-    assert res.cost.macs == 10**12 * 16 * 4 and "fallback" in res.notes
+    # random draws all overflow, so random returns the all-DRAM fallback; GA and SA capacity-repair their
+    # candidates (issue 16) and find valid mappings by search, no fallback needed
+    assert res.cost.macs == 10**12 * 16 * 4 and ("fallback" in res.notes) == (mapper == "random")
     assert CostModel(layer, arch).evaluate(res.mapping).edp == res.cost.edp
     with pytest.raises(SpecError, match="less than or equal to 1099511627776"):
         load_layer({"name": "fc", "kind": "gemm", "K": 2**70, "C": 16, "P": 4})

@@ -1,7 +1,8 @@
 """The `rlmap` command line: the root app only wires the command groups together.
 
 One module per command group: common (shared helpers, errors, reports), inspect (list, show),
-interop (import, export, import-mapping), evaluate (eval), search (search), rl (train, map), codesign (codesign),
+interop (import, export, import-mapping), evaluate (eval), search (search), analyze (analyze), rl (train, map),
+codesign (codesign),
 surrogate (surrogate ...), report (report: HTML page of results folders), generate (generate).
 A new command goes in its own module here and is registered below with `app.command(NAME)(user_errors(fn))`.
 `run()` catches whatever escapes the commands, so no traceback reaches the user for a mistake of theirs.
@@ -16,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from rlmap.cli import results
+from rlmap.cli.analyze import analyze_cmd
 from rlmap.cli.codesign import codesign_cmd
 from rlmap.cli.common import error_line, user_errors
 from rlmap.cli.evaluate import eval_cmd
@@ -57,6 +59,7 @@ app.command("eval")(user_errors(eval_cmd))
 app.command("export")(user_errors(export_cmd))
 app.command("import-mapping")(user_errors(import_mapping_cmd))
 app.command("search")(user_errors(search_cmd))
+app.command("analyze")(user_errors(analyze_cmd))
 app.command("generate")(user_errors(generate_cmd))
 app.command("train")(user_errors(train_cmd))
 app.command("map")(user_errors(map_cmd))

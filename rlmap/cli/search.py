@@ -1,4 +1,5 @@
-"""`rlmap search`: map every layer of a network with a search mapper (random, ga, sa, optimal, surrogate, policy)."""
+"""`rlmap search`: map every layer of a network with a search mapper (random, ga, sa, marvel, optimal, surrogate,
+policy), optionally warm-started (replay buffer) and sparsity-aware (--densities)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import typer
 
 from rlmap.cli.common import check_at_most, check_output_dir, check_positive, load_problem, report_network_result
 from rlmap.cli.execution import open_backend, ray_option
+from rlmap.search.base import NetworkResult
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
 from rlmap.search.random_search import MAX_BUDGET
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 from rlmap.spec.layer import Network
+
+PANEL = "Warm start and sparsity-aware search"
 
 
 def budget_refusal(budget: int, net: Network, arch: Architecture, objective: str) -> str:
@@ -43,7 +47,8 @@ def search_hint(mapper: str) -> str:
 def search_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
-    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, optimal, surrogate or policy (the shipped policy; --budget = samples)"),
+    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, marvel (decoupled off-chip/on-chip), optimal, "
+                               "surrogate or policy (the shipped policy; --budget = samples)"),
     budget: int = typer.Option(2000, "--budget", help="cost-model evaluations per layer (policy: samples; "
                                "optimal: not used, it runs until proven or --time-limit)"),
     time_limit: Optional[float] = typer.Option(
@@ -57,6 +62,25 @@ def search_cmd(
     ray: Optional[str] = ray_option(),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
+    warm_start: Optional[bool] = typer.Option(
+        None, "--warm-start/--no-warm-start", rich_help_panel=PANEL,
+        help="seed each layer's search with the adapted best mappings of the nearest layers mapped before it "
+             "(default: on for a whole network, off with --layer; the policy always runs cold)"),
+    warm_start_file: Optional[Path] = typer.Option(
+        None, "--warm-start-file", metavar="JSON", rich_help_panel=PANEL,
+        help="replay buffer kept across runs: read if it exists, written back with this run's layers"),
+    warm_wave: int = typer.Option(
+        1, "--warm-wave", metavar="N", rich_help_panel=PANEL,
+        help="with warm start, layers searched at once (each uses only layers of earlier waves); raise it "
+             "with -j/--ray to run in parallel -- results depend on N, never on the workers"),
+    densities: Optional[str] = typer.Option(
+        None, "--densities", metavar="D1,D2,..", rich_help_panel=PANEL,
+        help="sparsity-aware search: one mapping robust over these input densities (e.g. 0.2,0.5,1.0, or "
+             "0.2:0.3,1.0:0.7 with probabilities); needs a search mapper (random, ga, sa, marvel)"),
+    robust: str = typer.Option("worst", "--robust", rich_help_panel=PANEL, help="with --densities: minimise the worst or the expected "
+                               "ratio to each density's own best"),
+    density_tensor: str = typer.Option("inputs", "--density-tensor", rich_help_panel=PANEL, help="with --densities: the tensor whose "
+                                       "density varies (inputs, weights or outputs)"),
 ) -> None:
     """Map every layer of a network with a classical mapper; per-layer table and network totals."""
     from rlmap.model.costmodel import OBJECTIVES
@@ -82,13 +106,34 @@ def search_cmd(
     net, a, one = load_problem(network, arch, layer)
     if one is not None:
         net = Network(name=net.name, description=net.description, source=net.source, layers=[one])
+    if warm_start is None:
+        warm_start = one is None or warm_start_file is not None
+    buffer = None
+    if warm_start:
+        from rlmap.search.warmstart import ReplayBuffer
+
+        buffer = ReplayBuffer(path=warm_start_file)
+    elif warm_start_file is not None:
+        raise SpecError("needs warm start (drop --no-warm-start)", "--warm-start-file")
+    the_mapper: object = mapper
+    if densities is not None:
+        from rlmap.search.sparsity import MODES, SparsityAwareMapper, parse_densities
+
+        if robust not in MODES:
+            raise SpecError(f"unknown mode {robust!r} (expected one of {', '.join(MODES)})", "--robust")
+        if mapper.strip().lower() not in ("random", "ga", "sa", "marvel"):
+            raise SpecError(f"--densities needs a search mapper (random, ga, sa, marvel), not {mapper!r}", "--mapper")
+        dens, probs = parse_densities(densities)
+        the_mapper = SparsityAwareMapper(get_mapper(mapper), dens, probs, mode=robust, tensor=density_tensor)
     if not exhaustive and key != "policy" and budget > MAX_BUDGET:
         raise SpecError(budget_refusal(budget, net, a, objective), "--budget")
-    resume_dir = output / ".tasks" if output is not None else None  # finished layers; a rerun resumes from them
+    # finished layers; a rerun resumes from them (not for a sparsity-aware run: its mapper is an object)
+    resume_dir = output / ".tasks" if output is not None and densities is None else None
     with open_backend(processes, ray, resume_dir) as backend:
         try:
-            res = map_network(net, a, mapper, objective, budget, seed, processes, progress=True,
-                              time_limit=time_limit, backend=backend, resume_dir=resume_dir)
+            res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
+                              time_limit=time_limit, backend=backend, resume_dir=resume_dir, warm_start=buffer,
+                              warm_wave=warm_wave)
             interrupted = False
         except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
             res, interrupted = exc.partial, True
@@ -98,7 +143,10 @@ def search_cmd(
     seeded = "" if exhaustive else f", seed {seed}"
     meta = {"mapper": mapper, **({} if exhaustive else {"budget": budget, "seed": seed}),
             **({} if time_limit is None else {"time_limit_s": time_limit})}
-    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}",
+    warm = ", warm-started" if res.extra.get("warm_start") else ""
+    if densities is not None:
+        meta.update({"densities": densities, "robust": robust, "density_tensor": density_tensor})
+    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}{warm}",
                           output, meta, hint=search_hint(mapper))
     if interrupted:
         if resume_dir is not None and res.results:
@@ -108,3 +156,36 @@ def search_cmd(
         from rlmap.execution import ResultStore
 
         ResultStore(resume_dir).clear()  # the summary is written: nothing left to resume
+    if densities is not None:
+        _density_report(res)
+
+
+def _density_report(res: NetworkResult) -> None:
+    """Per layer: the robust mapping's and the single-density mapping's ratio to each density's reference."""
+    from rich import box
+    from rich.table import Table
+
+    from rlmap.cli.common import console
+
+    results = res.results
+    first = next((r for r in results if "robust" in r.notes), None)
+    if first is None:
+        return
+    keys = list(first.notes["robust"]["ratio_per_density"])
+    dens = [str(d) for d in first.notes["densities"]]
+    t = Table(box=box.SIMPLE_HEAD, title=f"objective / each density's own best ({first.notes['mode']} case "
+                                         f"optimised; single = best for density {first.notes['single_density']})")
+    t.add_column("layer")
+    for d in dens:
+        t.add_column(f"robust @{d}", justify="right")
+    for d in dens:
+        t.add_column(f"single @{d}", justify="right")
+    seen = set()
+    for layer, r in zip(res.layers, results):
+        if id(r) in seen or "robust" not in r.notes:
+            continue
+        seen.add(id(r))
+        cells = [f"{r.notes['robust']['ratio_per_density'][k]:.3f}" for k in keys]
+        cells += [f"{r.notes['single']['ratio_per_density'][k]:.3f}" for k in keys]
+        t.add_row(layer.name, *cells)
+    console().print(t)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,8 +31,11 @@ from rlmap.search.base import SearchResult
 from rlmap.search.genetic import DEFAULT_MUTATION_WEIGHTS, Operators
 from rlmap.search.mapspace import Genome
 from rlmap.search.random_search import BudgetedEvaluator, check_args, make_space
+from rlmap.search.repair import capacity_repair
+from rlmap.search.warmstart import initial_genomes
 from rlmap.spec.arch import Architecture
 from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
 
 
 class AnnealingMapper:
@@ -41,8 +45,9 @@ class AnnealingMapper:
 
     def __init__(self, chains: int = 4, neighbours: int = 4, t_start: float = 0.5, t_end: float = 0.005,
                  extra_move_rate: float = 0.2, start_frac: float = 0.02, patience_frac: float = 0.15,
-                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS) -> None:
+                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS, repair_capacity: bool = True) -> None:
         self.chains = chains
+        self.repair_capacity = repair_capacity
         self.neighbours = neighbours
         self.t_start = t_start
         self.t_end = t_end
@@ -57,8 +62,10 @@ class AnnealingMapper:
         return max(1, min(budget, BudgetedEvaluator.SLICE, max(16, self.chains, int(self.start_frac * budget))))
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
-        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
+               initial: Sequence[Mapping] | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far.
+        `initial`: warm-start mappings for this layer (rlmap.search.warmstart), scored first as chain starts."""
         check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
@@ -72,8 +79,13 @@ class AnnealingMapper:
         starts: list[Genome] = []
         start_v: list[np.ndarray] = []
         drawn = 0
+        seeds = initial_genomes(space, initial, rng)
+        if len(seeds):  # warm start: the seeds compete with the random start draws
+            starts.append(seeds)
+            start_v.append(_clean(ev.score(seeds)))
+            n0 = max(C, n0 // 4)
         while not ev.exhausted:  # in slices, so that a time limit is checked between them
-            g = ops.random(min(n0 - drawn, ev.SLICE) if drawn < n0 else n0, rng)
+            g = ops.random(min(n0 - drawn, ev.SLICE) if drawn < n0 else n0, rng, capacity=self.repair_capacity)
             v = _clean(ev.score(g))
             starts.append(g)
             start_v.append(v)
@@ -100,6 +112,8 @@ class AnnealingMapper:
             parents = Genome(np.repeat(cur.slots, k, axis=0), np.repeat(cur.order, k, axis=0))
             moves = rng.geometric(1 - self.extra_move_rate, size=C * k) if self.extra_move_rate > 0 else 1
             nb = ops.mutate(parents, rng, moves)
+            if self.repair_capacity:
+                capacity_repair(space, nb, rng)
             used = ev.used
             v = _clean(ev.score(nb)).reshape(C, k)
             idle = idle + 1 if ev.used == used else 0

@@ -12,14 +12,22 @@ Operators (shared with the annealing mapper):
   (move one loop of a level to another position).  Order moves only touch loops with a factor > 1, the
   only ones the cost model can tell apart;
 * repair -- a spatial slot whose primes exceed its fanout gives random copies back to the temporal slot
-  of the same level until it fits.  This is structural (no cost-model call, like Timeloop's map-space
-  pruning by fanout) and cannot break a capacity, since that level's tile is unchanged.  Capacity is not
-  repaired: an offspring that overflows a buffer is scored like any other mapping (one counted
-  evaluation) and gets an infinite objective, so selection drops it.
+  of the same level until it fits (structural, like Timeloop's map-space pruning by fanout); then
+  *capacity repair* (rlmap.search.repair.capacity_repair): a genome whose tiles overflow a buffer sends
+  random prime copies out to DRAM until it fits.  Both are spec checks that compute no energy or latency,
+  so they are not counted as evaluations (the surrogate mapper uses the same convention).
+
+Why capacity repair (measured, issue 16): without it a move of one big prime (a ViT layer's 197 tokens)
+inward overflows a buffer, the offspring is invalid, and a population that converged with that prime at
+DRAM cannot leave: GA-1000 on ViT fc1 / Eyeriss ended 2,000x apart between seeds.  With it, such a move
+comes with the other primes it displaces, and the spread falls to < 2x.  For diversity a fraction
+`immigrant_rate` of each generation's offspring are fresh uniform genomes (capacity-repaired too), and
+survivors are distinct mappings, so the population cannot collapse onto one point.
 
 Budget accounting: every mapping the cost model scores is one evaluation, the initial population
-included.  The initial population is drawn uniformly (`MapSpace.random_genomes`) and fanout-repaired,
-not taken from `MapSpace.sample`, whose rejection sampling would spend uncounted evaluations.  An
+included.  The initial population is drawn uniformly (`MapSpace.random_genomes`) and repaired, not taken
+from `MapSpace.sample`, whose rejection sampling would spend uncounted evaluations.  With warm-start
+mappings (`initial`), those and mutants of them fill up to half of the initial population.  An
 offspring equal (in effect) to a mapping already scored takes the cached score and costs nothing.
 
 Selection is (mu + lambda) with elitism: parents by tournament, the next population the best distinct
@@ -29,8 +37,9 @@ members of parents and offspring together.  The population size follows the budg
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,18 +47,15 @@ from rlmap.model.costmodel import CostModel
 from rlmap.search.base import SearchResult
 from rlmap.search.mapspace import TEMPORAL, Genome, MapSpace
 from rlmap.search.random_search import BudgetedEvaluator, check_args, effective_keys, make_space
+from rlmap.search.repair import capacity_repair, fanout_limits, fanout_repair, random_true
+from rlmap.search.warmstart import initial_genomes
 from rlmap.spec.arch import Architecture
 from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
 
 MOVE_ANY, MOVE_NEAR, SWAP, ORDER_SWAP, REORDER = range(5)
 MUTATIONS = ("move", "move-near", "swap", "order-swap", "reorder")
 DEFAULT_MUTATION_WEIGHTS = (0.25, 0.25, 0.2, 0.15, 0.15)
-
-
-def _random_true(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, a uniformly chosen True column (0 where none) and whether the row had one."""
-    r = rng.random(mask.shape) * mask
-    return np.argmax(r, axis=1), mask.any(axis=1)
 
 
 class Operators:
@@ -70,36 +76,21 @@ class Operators:
             gid += [k] * a
         self.gene_group = np.array(gid, dtype=np.int64)
         self.n_groups = len(space.groups)
-        self.limits = []  # (slot, log limit) for every spatial slot that exists
-        for lvl, level in enumerate(space.arch.levels):
-            for k, lim in ((1, level.fanout.x), (2, level.fanout.y)):
-                if lim > 1 and self.allowed[:, 3 * lvl + k].any():
-                    self.limits.append((3 * lvl + k, math.log(lim) + 1e-9))
+        self.limits = fanout_limits(space)
 
     # ------------------------------------------------------------------ initial genomes
-    def random(self, n: int, rng: np.random.Generator) -> Genome:
-        """Uniform genomes (MapSpace.random_genomes), fanout-repaired."""
+    def random(self, n: int, rng: np.random.Generator, capacity: bool = False) -> Genome:
+        """Uniform genomes (MapSpace.random_genomes), fanout-repaired (and capacity-repaired if asked)."""
         g = self.space.random_genomes(n, rng)
         self.repair(g, rng)
+        if capacity:
+            capacity_repair(self.space, g, rng)
         return g
 
     # ------------------------------------------------------------------ repair
     def repair(self, g: Genome, rng: np.random.Generator) -> Genome:
         """In place: move random prime copies out of over-full spatial slots to the level's temporal slot."""
-        if g.slots.shape[1] == 0:
-            return g
-        slots = g.slots
-        for s, lim in self.limits:
-            temporal = 3 * (s // 3) + TEMPORAL
-            while True:
-                in_s = slots == s
-                over = (in_s * self.log_prime).sum(axis=1) > lim
-                if not over.any():
-                    break
-                rows = np.flatnonzero(over)
-                pick, _ = _random_true(in_s[rows], rng)
-                slots[rows, pick] = temporal
-        return g
+        return fanout_repair(self.space, g, rng, self.limits)
 
     # ------------------------------------------------------------------ crossover
     def crossover(self, a: Genome, b: Genome, rng: np.random.Generator) -> Genome:
@@ -145,7 +136,7 @@ class Operators:
             other = g.slots[gene_rows[sr]]  # (m, G)
             mask = ((self.gene_dim[None, :] != d[sr, None]) & (other != cur[sr, None])
                     & self.allowed[d[sr][:, None], other] & self.allowed[self.gene_dim[None, :], cur[sr, None]])
-            j, ok = _random_true(mask, rng)
+            j, ok = random_true(mask, rng)
             sr, j = sr[ok], j[ok]
             g.slots[gene_rows[sr], i[sr]] = g.slots[gene_rows[sr], j]
             g.slots[gene_rows[sr], j] = cur[sr]
@@ -161,7 +152,7 @@ class Operators:
                 near_mask = mask & close
                 use = near & near_mask.any(axis=1)
                 mask[use] = near_mask[use]
-            s, ok = _random_true(mask, rng)
+            s, ok = random_true(mask, rng)
             g.slots[gene_rows[mr[ok]], i[mr[ok]]] = s[ok]
 
     def active_loops(self, g: Genome) -> np.ndarray:
@@ -179,14 +170,14 @@ class Operators:
         order = g.order[rows]  # (m, L, D)
         act = self.active_loops(g.take(rows))
         active = np.take_along_axis(act, order, axis=2)  # by loop position
-        lvl, ok = _random_true(active.sum(axis=2) >= 2, rng)
+        lvl, ok = random_true(active.sum(axis=2) >= 2, rng)
         if not ok.any():
             return rows
         ar = np.arange(m)
         pos = active[ar, lvl]  # (m, D)
-        a, _ = _random_true(pos, rng)
+        a, _ = random_true(pos, rng)
         pos[ar, a] = False
-        b, _ = _random_true(pos, rng)
+        b, _ = random_true(pos, rng)
         row = order[ar, lvl]  # (m, D)
         D = row.shape[1]
         p = np.arange(D)[None, :]
@@ -202,6 +193,25 @@ class Operators:
         return rows[~ok]
 
 
+def seeded_population(ops: Operators, n: int, rng: np.random.Generator, seeds: Genome, capacity: bool = True,
+                      seeded_frac: float = 0.5) -> Genome:
+    """`n` genomes: the warm-start seeds, 1-2-move mutants of them up to `seeded_frac` of n, the rest uniform."""
+    n_seeded = min(len(seeds), n)
+    if n_seeded == 0:
+        return ops.random(n, rng, capacity=capacity)
+    parts = [seeds.take(slice(0, n_seeded))]
+    n_mut = max(0, int(seeded_frac * n) - n_seeded)
+    if n_mut:
+        mut = ops.mutate(seeds.take(rng.integers(n_seeded, size=n_mut)), rng, rng.integers(1, 3, size=n_mut))
+        if capacity:
+            capacity_repair(ops.space, mut, rng)
+        parts.append(mut)
+    rest = n - n_seeded - n_mut
+    if rest:
+        parts.append(ops.random(rest, rng, capacity=capacity))
+    return Genome.concat(parts)
+
+
 def _fitness(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), np.inf, values)
 
@@ -213,8 +223,12 @@ class GeneticMapper:
 
     def __init__(self, population: int | None = None, tournament: int = 3,
                  crossover_rate: float = 0.7, extra_move_rate: float = 0.5,
-                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS) -> None:
+                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS, repair_capacity: bool = True,
+                 immigrant_rate: float = 0.1, constraint: Any = None) -> None:
         self.population = population
+        self.constraint = constraint  # apply(genome) in place, .target slot and .movable genes for capacity repair
+        self.immigrant_rate = immigrant_rate
+        self.repair_capacity = repair_capacity
         self.tournament = tournament
         self.crossover_rate = crossover_rate
         self.extra_move_rate = extra_move_rate
@@ -226,8 +240,10 @@ class GeneticMapper:
         return max(2, min(budget, int(np.clip(budget // 40, 16, 100))))
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
-        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
+               initial: Sequence[Mapping] | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far.
+        `initial`: warm-start mappings for this layer (rlmap.search.warmstart), seeding the population."""
         check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
@@ -235,7 +251,9 @@ class GeneticMapper:
         rng = np.random.default_rng(seed)
         ev = BudgetedEvaluator(space, objective, budget, time_limit=time_limit, started=started)
         P = self.population_size(budget)
-        pop = ops.random(P, rng)
+        pop = seeded_population(ops, P, rng, initial_genomes(space, initial, rng), capacity=self.repair_capacity)
+        if self.constraint is not None:
+            pop = self._finish(ops, pop, rng)
         fit = _fitness(ev.score(pop))
         generations = stalls = 0
         while not ev.exhausted and stalls < 50:
@@ -255,7 +273,22 @@ class GeneticMapper:
         kids = ops.crossover(a, b, rng)
         kids = Genome(np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order))
         moves = rng.geometric(1 - self.extra_move_rate, size=n) if self.extra_move_rate > 0 else np.ones(n, np.int64)
-        return ops.mutate(ops.repair(kids, rng), rng, moves)
+        kids = ops.mutate(ops.repair(kids, rng), rng, moves)
+        fresh = np.flatnonzero(rng.random(n) < self.immigrant_rate)  # diversity: fresh uniform genomes
+        if len(fresh):
+            new = ops.random(len(fresh), rng)
+            kids.slots[fresh], kids.order[fresh] = new.slots, new.order
+        return self._finish(ops, kids, rng)
+
+    def _finish(self, ops: Operators, g: Genome, rng: np.random.Generator) -> Genome:
+        """The search's constraint (if any: Marvel's fixed off-chip part), then capacity repair."""
+        c = self.constraint
+        if c is not None:
+            c.apply(g)
+        if self.repair_capacity:
+            capacity_repair(ops.space, g, rng, target=c.target if c is not None else 0,
+                            movable=c.movable if c is not None else None)
+        return g
 
     def _tournament(self, fit: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         cand = rng.integers(len(fit), size=(n, self.tournament))

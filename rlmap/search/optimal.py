@@ -31,6 +31,7 @@ import itertools
 import math
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Callable, Iterator
 
 import numpy as np
@@ -709,8 +710,10 @@ class OptimalMapper:
 
     # ------------------------------------------------------------------ search
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int | None = None,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
-        """`budget` and `seed` are not used: the search is deterministic and runs until it has proved the
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
+               initial: Sequence[Mapping] | None = None) -> SearchResult:
+        """`initial`: warm-start mappings (rlmap.search.warmstart); the best valid one is the first incumbent.
+        `budget` and `seed` are not used: the search is deterministic and runs until it has proved the
         optimum or hits its limits.
 
         `time_limit` (seconds; default: the mapper's) is wall-clock for the whole call, warm start and
@@ -740,6 +743,11 @@ class OptimalMapper:
         cost = model.evaluate_reference(trivial)  # plain Python: no compiled code to load first
         if cost.valid:
             best_obj, best_map = float(cost.objective(objective)), trivial
+        for m in initial or ():  # warm start: a better first incumbent prunes more
+            c = model.evaluate(m) if len(m.temporal) == model.L else None
+            evaluations += 1
+            if c is not None and c.valid and c.objective(objective) < best_obj:
+                best_obj, best_map = float(c.objective(objective)), m
         pruned = np.zeros(1, dtype=np.int64)
         warm_s = 0.0
         if self.placement or (self.bypass and any(level.may_bypass for level in arch.levels)):

@@ -18,6 +18,7 @@ stops at its next check with the best mapping so far, and the result says so (no
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,8 @@ from rlmap.search.mapspace import Genome, MapSpace
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
-from rlmap.spec.mapping import MappingBatch
+from rlmap.spec.mapping import Mapping, MappingBatch
 from rlmap.spec.problem import N_DIMS
-
 
 MAX_BUDGET = 100_000_000
 """Most cost-model evaluations one search may be given per layer: every evaluation's value is kept for the
@@ -261,13 +261,20 @@ class RandomMapper:
         self.batch = batch
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
-        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far."""
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
+               initial: Sequence[Mapping] | None = None) -> SearchResult:
+        """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far.
+        `initial`: warm-start mappings for this layer (rlmap.search.warmstart), scored before the draws."""
+        from rlmap.search.warmstart import initial_genomes
+
         check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
         rng = np.random.default_rng(seed)
         ev = BudgetedEvaluator(space, objective, budget, cache=False, time_limit=time_limit, started=started)
+        seeds = initial_genomes(space, initial, rng)
+        if len(seeds):
+            ev.score(seeds.take(slice(0, ev.remaining)))
         while not ev.exhausted:
             ev.score(space.random_genomes(min(self.batch, ev.remaining), rng))
         return ev.result(self.name, started)

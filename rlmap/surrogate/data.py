@@ -36,6 +36,7 @@ import numpy as np
 from rlmap.model.costmodel import BatchCost, Cost, CostModel, footprint
 from rlmap.model.costmodel import fingerprint as costmodel_fingerprint  # stored with datasets and checkpoints
 from rlmap.search.mapspace import Genome, MapSpace
+from rlmap.search.repair import capacity_repair, structural_valid  # re-exported
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.layer import Layer, layer_key
@@ -156,40 +157,6 @@ def load_backend(spec: str | CostBackend | None) -> CostBackend:
     if hasattr(fn, "evaluate") and hasattr(fn, "name"):
         return fn  # already a CostBackend
     return CallableBackend(fn, name=spec)
-
-
-def structural_valid(model: CostModel, b: MappingBatch) -> np.ndarray:
-    """Mask of mappings whose factors, loop orders, spatial fanouts and tile capacities are legal.
-
-    Pure spec checks (layer dims, the architecture's fanouts and capacities); no energy or latency is
-    computed, so this is not a cost-model evaluation.
-    """
-    B = len(b)
-    if B == 0:
-        return np.zeros(0, dtype=bool)
-    T = b.temporal.astype(np.float64)
-    SX = b.spatial_x.astype(np.float64)
-    SY = b.spatial_y.astype(np.float64)
-    L = model.L
-    ok = np.ones(B, dtype=bool)
-    order = b.order
-    ok &= (np.sort(order, axis=2) == np.arange(N_DIMS)).all(axis=(1, 2))
-    for lvl in range(L):
-        ok &= SX[:, lvl].prod(axis=1) <= model.fan_x[lvl]
-        ok &= SY[:, lvl].prod(axis=1) <= model.fan_y[lvl]
-        ax = ~np.array(model.allow_x[lvl])
-        ay = ~np.array(model.allow_y[lvl])
-        if ax.any():
-            ok &= ~(SX[:, lvl, ax] > 1).any(axis=1)
-        if ay.any():
-            ok &= ~(SY[:, lvl, ay] > 1).any(axis=1)
-    TS = T * SX * SY  # (B, L, D)
-    E = np.ones((L + 1, N_DIMS, B))
-    for lvl in range(L - 1, -1, -1):
-        E[lvl] = E[lvl + 1] * TS[:, lvl].T
-    ok &= (E[0] == np.array(model.dims, dtype=np.float64)[:, None]).all(axis=0)
-    _, over = model.tile_check(E)
-    return ok & ~over
 
 
 class BackendModel(CostModel):
@@ -537,28 +504,6 @@ def from_targets(layer: Layer, arch: Architecture, y: np.ndarray) -> tuple[np.nd
 
 
 # ============================================================================ sampling helpers
-def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid: np.ndarray | None = None) -> np.ndarray:
-    """In place: rows whose tiles overflow a buffer get random prime copies moved to the outermost
-    temporal slot (DRAM) until they fit.  Returns the validity mask afterwards."""
-    model = space.model
-    if valid is None:
-        valid = structural_valid(model, space.decode(g))
-    for _ in range(space.n_genes + 1):
-        bad = np.flatnonzero(~valid)
-        if len(bad) == 0:
-            break
-        inner = g.slots[bad] != 0
-        has = inner.any(axis=1)
-        if not has.any():
-            break
-        r = rng.random(inner.shape) * inner
-        pick = np.argmax(r, axis=1)
-        rows = bad[has]
-        g.slots[rows, pick[has]] = 0
-        valid[rows] = structural_valid(model, space.decode(g.take(rows)))
-    return valid
-
-
 def _dedupe(space: MapSpace, g: Genome, seen: set[bytes]) -> np.ndarray:
     """Indices of genomes not yet in `seen` (by effective mapping), adding them to it."""
     from rlmap.search.random_search import effective_keys

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from rlmap.search.random_search import BudgetedEvaluator, check_args, effective_
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
+from rlmap.spec.mapping import Mapping
 
 _MODELS: dict[str, Any] = {}
 
@@ -85,9 +87,12 @@ class SurrogateMapper:
         return self._model
 
     def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult:
+               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
+               initial: Sequence[Mapping] | None = None) -> SearchResult:
         """`budget` true evaluations at most; with `time_limit` (seconds), stop there with the best so far
-        (the first round of true evaluations is always made)."""
+        (the first round of true evaluations is always made).  `initial`: warm-start mappings for this layer
+        (rlmap.search.warmstart): they join every island and are the first of the first round."""
+        from rlmap.search.warmstart import initial_genomes
         from rlmap.surrogate.data import capacity_repair, structural_valid
 
         check_args(objective, budget, time_limit)
@@ -115,9 +120,12 @@ class SurrogateMapper:
         # ---------------------------------------------------------------- 1. islands
         P = self.population
         islands: list[tuple[Genome, np.ndarray]] = []
+        seeds = initial_genomes(space, initial, rng)
         for _ in range(self.islands):
             g = ops.random(self.pool, rng)
             capacity_repair(space, g, rng)
+            if len(seeds):
+                g = Genome.concat([seeds, g])
             v = predict(g)
             islands.append(_survivors(space, g, v, P))
         islands = [self._evolve(space, ops, pop, val, self.generations, predict, rng, ev.deadline)
@@ -127,6 +135,11 @@ class SurrogateMapper:
         first = max(1, min(budget, int(math.ceil(self.first_round * budget))))
         per_round = max(2, int(math.ceil(self.round_frac * budget)))
         picks = _round_robin(space, islands, first, evaluated)
+        if len(seeds):  # the warm-start seeds are scored first, whatever the surrogate thinks of them
+            seen = set(effective_keys(space, seeds))
+            rest = [i for i, k in enumerate(effective_keys(space, picks)) if k not in seen] if len(picks) else []
+            picks = Genome.concat([seeds.take(slice(0, first)),
+                                   picks.take(np.array(rest[:max(0, first - len(seeds))], dtype=np.int64))])
         elite_g: Genome | None = None
         elite_v = np.zeros(0)
         while True:
