@@ -15,7 +15,10 @@ wall time the DiGamma-style GA took, and its best design is re-mapped by the opt
 Results are stored per run in results/codesign/ (JSON) so a re-run only computes what is missing; plots go
 to docs/codesign_curves.png (search curves of the first run of each budget) and the table to stdout.
 
-    python benchmarks/codesign.py --networks resnet18 --budgets edge --evaluations 6000 --seeds 0
+    python benchmarks/codesign.py --networks resnet18 --budgets edge --evaluations 6000 --seeds 0 [-j N | --ray auto]
+
+The candidate evaluations run on the execution backend (-j N local processes, --ray ADDRESS): the same designs
+and figures for any backend and worker count; only wall times (and so the learned loop's time budget) differ.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def within(curve_ev: np.ndarray, curve_best: np.ndarray, target: float) -> int |
 
 
 def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace, policy: object,
-            out_root: Path) -> dict:
+            out_root: Path, backend: object = None) -> dict:
     space = load_space(None, str(REPO / "envs" / "space" / f"{budget_name}.yaml"))
     net = load_network(network)
     wl = Workload.from_network(net)
@@ -72,7 +75,7 @@ def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace,
     for name in ("digamma", *BASELINES):
         opt = make_optimizer(name, population=args.population, inner_budget=args.inner_budget)
         p = Problem(space, wl, "latency", budget, args.evaluations)
-        _, p = run(opt, p, seed)
+        _, p = run(opt, p, seed, backend=backend)
         runs[name] = p
         res["optimizers"][name] = {"best": p.best_value, "evaluations": p.evaluations, "seconds": p.elapsed,
                                    "feasible_designs": sum(r.feasible for r in p.history),
@@ -83,7 +86,7 @@ def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace,
     wall = runs["digamma"].elapsed
     opt = make_optimizer("learned", policy=policy, samples=args.samples, optimal_time_limit=args.optimal_time)
     p = Problem(space, wl, "latency", budget, 10**9, time_limit=wall)
-    opt, p = run(opt, p, seed)
+    opt, p = run(opt, p, seed, backend=backend)
     final = opt.finish(p)
     runs["learned"] = p
     ev, _sec, best = p.curve()
@@ -125,6 +128,10 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--optimal-time", type=float, default=1.0, help="seconds per layer for the optimal re-map")
     ap.add_argument("--results", default=str(REPO / "results" / "codesign"))
+    ap.add_argument("-j", "--processes", type=int, default=1,
+                    help="candidate evaluations in parallel local processes (same designs for any N)")
+    ap.add_argument("--ray", default=None, help="run the evaluations on Ray: auto, local or HOST:PORT "
+                                                "(see docs/distributed.md)")
     ap.add_argument("--report-only", action="store_true", help="tabulate the stored runs, compute nothing")
     ap.add_argument("--plot", default=str(REPO / "docs" / "codesign.png"), help="bar chart of the table ('' = none)")
     args = ap.parse_args()
@@ -143,6 +150,15 @@ def main() -> int:
     print(f"policy: {policy_path}; evaluations per optimiser {args.evaluations}; two-loop inner budget "
           f"{args.inner_budget}/layer; learned loop at the DiGamma GA's wall time, greedy"
           f"{'' if args.samples == 1 else f' best of {args.samples}'}; optimal re-map {args.optimal_time:g} s/layer")
+    from rlmap.execution import backend_from_options
+
+    with backend_from_options(args.processes, args.ray, env=False) as backend:
+        results = sweep(args, policy, out_root, backend)
+    return report(results, args)
+
+
+def sweep(args: argparse.Namespace, policy: object, out_root: Path, backend: object) -> list[dict]:
+    """Every network x budget x seed run not stored yet, computed (evaluations on `backend`) and stored."""
     results = []
     for budget in args.budgets.split(","):
         for network in args.networks.split(","):
@@ -154,11 +170,11 @@ def main() -> int:
                     continue
                 else:
                     t0 = time.perf_counter()
-                    r = one_run(network, budget, seed, args, policy, out_root)
+                    r = one_run(network, budget, seed, args, policy, out_root, backend)
                     r["wall_s"] = time.perf_counter() - t0
                     f.write_text(json.dumps(r, indent=1))
                 results.append(r)
-    return report(results, args)
+    return results
 
 
 def _f(x: float | None) -> str:

@@ -41,3 +41,20 @@ def test_densities_report_and_errors():
                         (("--no-warm-start", "--warm-start-file", "x.json"), "--warm-start-file")):
         bad = invoke("search", "-n", "resnet18", "--budget", "10", *args)
         assert bad.exit_code == 2 and where in bad.output and "Traceback" not in bad.output, bad.output
+
+
+def test_optimal_placement_option_searches_a_superset(tmp_path):
+    """`--placement` (optimal only) searches per-tensor placements: a superset of the plain space, so its proven
+    optimum is never worse; the summary says the option was used; other mappers refuse it in one line."""
+    runs = {}
+    for flag in ((), ("--placement",)):
+        out = tmp_path / ("placed" if flag else "plain")
+        r = invoke("search", "-n", "resnet18", "-a", "eyeriss", "--mapper", "optimal", "--layer", "fc",
+                   "--time-limit", "60", *flag, "-o", str(out))
+        assert r.exit_code == 0, r.output
+        runs[bool(flag)] = json.loads((out / "summary.json").read_text())
+    assert runs[True]["placement"] is True and "placement" not in runs[False]
+    assert all(s["layers"][0]["proven_optimal"] for s in runs.values())
+    assert runs[True]["total"]["edp"] <= runs[False]["total"]["edp"]
+    bad = invoke("search", "-n", "resnet18", "--mapper", "ga", "--placement")
+    assert bad.exit_code == 2 and "--placement" in bad.output

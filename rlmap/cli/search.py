@@ -56,6 +56,9 @@ def search_cmd(
         help=f"wall-clock seconds per distinct layer; the mapper stops there with its best so far and says so "
              f"(default: {OPTIMAL_DEFAULT_LIMIT:g} s for optimal, which then reports 'not proven, within X of the "
              f"bound'; none for the other mappers, which stop at --budget)"),
+    placement: bool = typer.Option(
+        False, "--placement", help="optimal only: search per-tensor tile placements too (a larger space: "
+        "proofs take longer, see docs/optimal_mapper.txt); bypass choices are always searched"),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
@@ -116,6 +119,12 @@ def search_cmd(
     elif warm_start_file is not None:
         raise SpecError("needs warm start (drop --no-warm-start)", "--warm-start-file")
     the_mapper: object = mapper
+    if placement:
+        if key != "optimal":
+            raise SpecError(f"only the optimal mapper searches placements, not {mapper!r}", "--placement")
+        from rlmap.search.optimal import OptimalMapper
+
+        the_mapper = OptimalMapper(placement=True)
     if densities is not None:
         from rlmap.search.sparsity import MODES, SparsityAwareMapper, parse_densities
 
@@ -128,7 +137,7 @@ def search_cmd(
     if not exhaustive and key != "policy" and budget > MAX_BUDGET:
         raise SpecError(budget_refusal(budget, net, a, objective), "--budget")
     # finished layers; a rerun resumes from them (not for a sparsity-aware run: its mapper is an object)
-    resume_dir = output / ".tasks" if output is not None and densities is None else None
+    resume_dir = output / ".tasks" if output is not None and densities is None and not placement else None
     with open_backend(processes, ray, resume_dir) as backend:
         try:
             res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
@@ -144,6 +153,9 @@ def search_cmd(
     meta = {"mapper": mapper, **({} if exhaustive else {"budget": budget, "seed": seed}),
             **({} if time_limit is None else {"time_limit_s": time_limit})}
     warm = ", warm-started" if res.extra.get("warm_start") else ""
+    if placement:
+        meta["placement"] = True
+        warm += ", per-tensor placements"
     if densities is not None:
         meta.update({"densities": densities, "robust": robust, "density_tensor": density_tensor})
     report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}{warm}",

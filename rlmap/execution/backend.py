@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 from rlmap.execution.base import RAY_ADDRESS_ENV, Backend, TaskFn
 from rlmap.execution.store import ResultStore, task_key
@@ -14,7 +14,12 @@ from rlmap.spec.errors import Interrupted, SpecError
 
 class LocalBackend(Backend):
     """Today's `-j N`: N = 1 runs the tasks here, in order; N > 1 in N spawned (not forked: the parent's torch/BLAS
-    threads cannot deadlock them) local processes."""
+    threads cannot deadlock them) local processes.
+
+    Inside `with LocalBackend(n) as b:` the process pool is started once and kept for every call until the block
+    ends (a caller with many small batches, such as co-design's generations, pays the spawn and import once);
+    outside a `with` block each call starts and ends its own pool.
+    """
 
     name = "local"
 
@@ -22,35 +27,63 @@ class LocalBackend(Backend):
         if processes < 1:
             raise SpecError(f"must be >= 1, got {processes}", "--processes")
         self.processes = processes
+        self._keep = False
+        self._pool: Any = None
 
     @property
     def workers(self) -> int:
         return self.processes
+
+    def __enter__(self) -> Self:
+        self._keep = True
+        return self
+
+    def _get_pool(self, n: int) -> Any:
+        if self._pool is not None:
+            return self._pool
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=self.processes if self._keep else min(self.processes, n),
+                                   mp_context=ctx, initializer=ignore_sigint)
+        if self._keep:
+            self._pool = pool
+        return pool
 
     def imap_unordered(self, fn: TaskFn, args: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         if self.processes <= 1 or len(args) <= 1:
             for i, a in enumerate(args):
                 yield i, fn(a)
             return
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self.processes, len(args)), mp_context=ctx,
-                                   initializer=ignore_sigint)
+        pool = self._get_pool(len(args))
         futures = {pool.submit(fn, a): i for i, a in enumerate(args)}
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
         except BaseException:  # Ctrl-C or a failed task: stop now, not after the running tasks finish
-            workers = list(getattr(pool, "_processes", {}).values())  # the processes this pool started
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in workers:
-                proc.terminate()
-            for proc in workers:
-                proc.join(timeout=2)
+            self._pool = None
+            _terminate(pool)
             raise
-        pool.shutdown(wait=True)
+        if pool is not self._pool:
+            pool.shutdown(wait=True)
+
+    def close(self) -> None:
+        pool, self._pool, self._keep = self._pool, None, False
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _terminate(pool: Any) -> None:
+    """End a process pool's workers now (not after their running tasks)."""
+    workers = list(getattr(pool, "_processes", {}).values())  # the processes this pool started
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        proc.join(timeout=2)
 
 
 def ignore_sigint() -> None:
