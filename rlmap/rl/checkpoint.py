@@ -155,7 +155,9 @@ def trained_architectures(config: dict[str, Any]) -> list[str]:
     """Names of the architectures a run trained on (presets by name, generated ones as genSEED)."""
     names = [Path(a.strip()).stem for a in str(config.get("arch", "")).split(",") if a.strip()]
     seed0, n = int(config.get("generated_seed", 0)), int(config.get("generated", 0))
-    return names + [f"gen{s}" for s in range(seed0, seed0 + n)]
+    from rlmap.hardware.generator import generated_name
+
+    return names + [generated_name(s) for s in range(seed0, seed0 + n)]
 
 
 def coverage_note(policy: Policy, arch: str) -> str | None:
