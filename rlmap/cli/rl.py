@@ -219,7 +219,7 @@ def map_cmd(
     if policy is None:
         from rlmap.rl.checkpoint import default_policy
 
-        out.print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(a.name)[1]}")
+        out.print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(Path(arch).stem)[1]}")
     notes = []
     from rlmap.rl.checkpoint import coverage_note
 

@@ -146,7 +146,7 @@ def default_policy(arch: str) -> tuple[Path | None, str]:
     qs, qg = _greedy_on(special, arch), _greedy_on(general, arch)
     if qg is not None and (qs is None or qg < qs):
         return general, (f"general policy (measured greedy {qg:.3f} x optimal on {arch}, "
-                         f"specialised {qs or 'unmeasured'})")
+                         f"specialised {'unmeasured' if qs is None else f'{qs:.3f}'})")
     vs = f", general {qg:.3f}" if qg is not None else ""
     return special, "specialised policy" + (f" (measured greedy {qs:.3f} x optimal on {arch}{vs})" if qs else "")
 
