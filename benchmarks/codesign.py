@@ -238,7 +238,7 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
         ok = need is not None and need * 10 <= o["digamma"]["evaluations"]
         learned_ok[(r["network"], r["budget"])] = learned_ok.get((r["network"], r["budget"]), True) and ok
         vals = [o[c]["best"] for c in ("digamma", *BASELINES, "learned")] + [o["learned"]["optimal_remapped"]]
-        need_s = "never" if need is None else f"{need} ({o['digamma']['evaluations'] / need:.0f}x)"
+        need_s = "never" if need is None else f"{need} ({o['digamma']['evaluations'] / need:.1f}x)"
         print(f"{r['network']:12s} {r['budget']:6s} {r['seed']:4d} " + " ".join(f"{_f(v):>11s}" for v in vals)
               + f" {('inf' if math.isinf(sp) else _f(sp)):>8s} {need_s:>14s} {o['digamma']['seconds']:6.1f}"
               f" {o['learned']['seconds']:6.1f} {o['learned']['evaluations']:7d} {o['learned']['optimal_evaluations'] or 0:9d}"
