@@ -177,9 +177,10 @@ def main() -> int:
     out_root = Path(args.results)
     out_root.mkdir(parents=True, exist_ok=True)
     print(f"$ python benchmarks/codesign.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}")
-    print(f"policy: {policy_path}; evaluations per optimiser {args.evaluations}; two-loop inner budget "
-          f"{args.inner_budget}/layer; learned loop at the DiGamma GA's wall time, greedy"
-          f"{'' if args.samples == 1 else f' best of {args.samples}'}; optimal re-map {args.optimal_time:g} s/layer")
+    if not args.report_only:  # a report's learned-loop settings are the stored runs' (printed by report)
+        print(f"policy: {policy_path}; evaluations per optimiser {args.evaluations}; two-loop inner budget "
+              f"{args.inner_budget}/layer; learned loop at the DiGamma GA's wall time, greedy"
+              f"{'' if args.samples == 1 else f' best of {args.samples}'}; optimal re-map {args.optimal_time:g} s/layer")
     from rlmap.execution import backend_from_options
 
     with backend_from_options(args.processes, args.ray, env=False) as backend:
