@@ -24,7 +24,7 @@ from rlmap.spec.problem import DIMS, N_DIMS
 TEMPORAL, SPATIAL_X, SPATIAL_Y = 0, 1, 2
 
 
-def format_big(n: int | float) -> str:
+def format_big(n: float) -> str:
     """3.4e19 for big counts, the exact integer for small ones."""
     return f"{n:,}" if n < 1_000_000 else f"{float(n):.2g}".replace("e+", "e")
 
@@ -39,11 +39,11 @@ class Genome:
     def __len__(self) -> int:
         return int(self.order.shape[0])
 
-    def take(self, idx: np.ndarray | slice) -> "Genome":
+    def take(self, idx: np.ndarray | slice) -> Genome:
         return Genome(self.slots[idx], self.order[idx])
 
     @staticmethod
-    def concat(parts: list["Genome"]) -> "Genome":
+    def concat(parts: list[Genome]) -> Genome:
         return Genome(np.concatenate([p.slots for p in parts]), np.concatenate([p.order for p in parts]))
 
 
