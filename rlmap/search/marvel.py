@@ -34,7 +34,10 @@ cost model charges DRAM per word, not per burst or row, so layout changes no cos
 the on-chip levels' tiling, spatial unrolling and loop orders -- with the DRAM bounds and order held fixed
 (`OffChipConstraint`; capacity repair pushes primes out to the first on-chip level, not to DRAM).  The
 budget (cost-model evaluations): `explore_frac` of it split evenly over the candidates, the rest on the
-best candidate, seeded with its best mapping.  The result is the best mapping found.
+best candidate, seeded with its best mapping.  The result is the best mapping found.  The GA runs of one
+round are stepped in lockstep (`GeneticMapper.search_many`): each keeps its own population, budget and
+evaluator, but the genome operators run once per generation on all their offspring together -- small
+budgets mean small populations, whose time would otherwise go to per-call numpy overhead.
 """
 
 from __future__ import annotations
