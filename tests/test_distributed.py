@@ -26,7 +26,7 @@ import pytest
 from rlmap.cli.app import run
 from rlmap.execution import LocalBackend, ResultStore, backend_from_options, run_tasks
 from rlmap.execution.backend import RAY_ADDRESS_ENV, Backend
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 
 ray = pytest.importorskip("ray", reason="Ray is in the test extra: pip install -e '.[test]'")
 
@@ -55,7 +55,9 @@ def test_store_is_atomic_and_ignores_half_written_files(tmp_path: Path) -> None:
     assert store.keys() == set()
     store.put("a", {"x": [1, 2]})
     (tmp_path / "tasks" / ".b.123.tmp").write_bytes(b"\x80half")  # what a writer killed mid-write leaves
-    assert store.keys() == {"a"} and store.get("a") == {"x": [1, 2]} and not store.has("b")
+    (tmp_path / "tasks" / ".c.pkl.456.tmp.pkl").write_bytes(b"\x80half")  # ... in atomic_write's naming
+    assert store.keys() == {"a"} and store.get("a") == {"x": [1, 2]} and not store.has("b") and not store.has("c")
+    assert [p.name for p in (tmp_path / "tasks").iterdir() if not p.name.startswith(".")] == ["a.pkl"]
     store.clear()
     assert not (tmp_path / "tasks").exists()
 
@@ -81,9 +83,10 @@ def _square(x: int) -> int:
 def test_interrupted_tasks_resume_without_redoing_or_losing_any(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
     first = _Interrupting(stop_after=3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as stopped:
         run_tasks(first, _square, list(range(8)), store=store)
     assert first.ran == [0, 1, 2] and len(store.keys()) == 3
+    assert stopped.value.partial == [0, 1, 4, None, None, None, None, None] and stopped.value.done == 3
     second = _Interrupting()
     seen: list[tuple[int, bool]] = []
     res = run_tasks(second, _square, list(range(8)), store=store, on_result=lambda i, r, cached: seen.append((i, cached)))

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from rlmap.execution.base import RAY_ADDRESS_ENV, Backend, TaskFn
 from rlmap.execution.store import ResultStore, task_key
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 
 
 class LocalBackend(Backend):
@@ -117,6 +117,8 @@ def run_tasks(backend: Backend, fn: TaskFn, args: Sequence[Any], store: ResultSt
     on_result -- called as (index, result, from_store) for every task as it completes (progress bars)
     Results already in `store` are read back, not recomputed; every new one is written atomically as it
     arrives, before the next is awaited, so an interruption loses at most the tasks still running.
+    Ctrl-C raises rlmap.spec.errors.Interrupted whose `partial` is the result list so far (None for a task
+    that did not finish), so callers keep what finished without bookkeeping of their own.
     """
     n = len(args)
     if store is not None and keys is None:
@@ -128,26 +130,32 @@ def run_tasks(backend: Backend, fn: TaskFn, args: Sequence[Any], store: ResultSt
     same: dict[int, list[int]] = {}
     todo: list[int] = []
     have = store.keys() if store is not None else set()
-    for i in range(n):
-        k = keys[i] if keys is not None else None
-        if k is not None and k in first:
-            same.setdefault(first[k], []).append(i)
-            continue
-        if k is not None:
-            first[k] = i
-        if store is not None and k in have:
-            results[i] = store.get(k)
+    try:  # Ctrl-C while reading back or running: pass on what finished
+        for i in range(n):
+            k = keys[i] if keys is not None else None
+            if k is not None and k in first:
+                same.setdefault(first[k], []).append(i)
+                continue
+            if k is not None:
+                first[k] = i
+            if store is not None and k in have:
+                results[i] = store.get(k)
+                if on_result is not None:
+                    on_result(i, results[i], True)
+            else:
+                todo.append(i)
+        for j, res in backend.imap_unordered(fn, [args[i] for i in todo]):
+            i = todo[j]
+            results[i] = res
+            if store is not None and keys is not None:
+                store.put(keys[i], res)
             if on_result is not None:
-                on_result(i, results[i], True)
-        else:
-            todo.append(i)
-    for j, res in backend.imap_unordered(fn, [args[i] for i in todo]):
-        i = todo[j]
-        results[i] = res
-        if store is not None and keys is not None:
-            store.put(keys[i], res)
-        if on_result is not None:
-            on_result(i, res, False)
+                on_result(i, res, False)
+    except KeyboardInterrupt:  # also an Interrupted a task raised in-process: its partial is not ours
+        for i, dups in same.items():  # a finished task also finished its equal ones
+            for d in dups:
+                results[d] = results[i]
+        raise Interrupted(results, sum(r is not None for r in results), n) from None
     for i, dups in same.items():
         for d in dups:
             results[d] = results[i]
