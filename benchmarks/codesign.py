@@ -15,7 +15,10 @@ wall time the DiGamma-style GA took, and its best design is re-mapped by the opt
 Results are stored per run in results/codesign/ (JSON) so a re-run only computes what is missing; plots go
 to docs/codesign_curves.png (search curves of the first run of each budget) and the table to stdout.
 
-    python benchmarks/codesign.py --networks resnet18 --budgets edge --evaluations 6000 --seeds 0
+    python benchmarks/codesign.py --networks resnet18 --budgets edge --evaluations 6000 --seeds 0 [-j N | --ray auto]
+
+The candidate evaluations run on the execution backend (-j N local processes, --ray ADDRESS): the same designs
+and figures for any backend and worker count; only wall times (and so the learned loop's time budget) differ.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def within(curve_ev: np.ndarray, curve_best: np.ndarray, target: float) -> int |
 
 
 def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace, policy: object,
-            out_root: Path) -> dict:
+            out_root: Path, backend: object = None) -> dict:
     space = load_space(None, str(REPO / "envs" / "space" / f"{budget_name}.yaml"))
     net = load_network(network)
     wl = Workload.from_network(net)
@@ -72,31 +75,14 @@ def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace,
     for name in ("digamma", *BASELINES):
         opt = make_optimizer(name, population=args.population, inner_budget=args.inner_budget)
         p = Problem(space, wl, "latency", budget, args.evaluations)
-        _, p = run(opt, p, seed)
+        _, p = run(opt, p, seed, backend=backend)
         runs[name] = p
         res["optimizers"][name] = {"best": p.best_value, "evaluations": p.evaluations, "seconds": p.elapsed,
                                    "feasible_designs": sum(r.feasible for r in p.history),
                                    "designs": len(p.history)}
         print(f"  {network}/{budget_name}/seed {seed}: {name:9s} best {p.best_value:.6g} "
               f"({p.evaluations} evaluations, {p.elapsed:.1f} s)", file=sys.stderr, flush=True)
-    # the learned loop at the DiGamma GA's wall time
-    wall = runs["digamma"].elapsed
-    opt = make_optimizer("learned", policy=policy, samples=args.samples, optimal_time_limit=args.optimal_time)
-    p = Problem(space, wl, "latency", budget, 10**9, time_limit=wall)
-    opt, p = run(opt, p, seed)
-    final = opt.finish(p)
-    runs["learned"] = p
-    ev, _sec, best = p.curve()
-    target = 1.05 * runs["digamma"].best_value
-    need = within(ev, best, target) if math.isfinite(target) else None
-    res["optimizers"]["learned"] = {
-        "best": p.best_value, "optimal_remapped": final.get("optimal_objective", math.inf),
-        "optimal_evaluations": final.get("optimal_evaluations"), "optimal_proven": final.get("optimal_proven"),
-        "evaluations": p.evaluations, "seconds": p.elapsed, "designs": len(p.history),
-        "evaluations_to_5pct": need}
-    print(f"  {network}/{budget_name}/seed {seed}: learned   best {p.best_value:.6g}, optimal re-map "
-          f"{final.get('optimal_objective', math.inf):.6g} ({p.evaluations} evaluations, {p.elapsed:.1f} s)",
-          file=sys.stderr, flush=True)
+    runs["learned"], final = learned_run(space, wl, budget, seed, args, policy, backend, res)
     # every best design written and re-evaluated from its files
     folder = out_root / f"{network}_{budget_name}_s{seed}"
     same_all = True
@@ -113,6 +99,50 @@ def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace,
     return res
 
 
+def learned_run(space: object, wl: Workload, budget: float, seed: int, args: argparse.Namespace, policy: object,
+                backend: object, res: dict) -> tuple[Problem, dict]:
+    """The learned loop at the DiGamma GA's stored wall time; its figures go into res["optimizers"]["learned"]."""
+    dg = res["optimizers"]["digamma"]
+    opt = make_optimizer("learned", policy=policy, samples=args.samples, optimal_time_limit=args.optimal_time)
+    p = Problem(space, wl, "latency", budget, 10**9, time_limit=dg["seconds"])
+    opt, p = run(opt, p, seed, backend=backend)
+    final = opt.finish(p)
+    ev, _sec, best = p.curve()
+    target = 1.05 * dg["best"]
+    need = within(ev, best, target) if math.isfinite(target) else None
+    res["optimizers"]["learned"] = {
+        "best": p.best_value, "optimal_remapped": final.get("optimal_objective", math.inf),
+        "optimal_evaluations": final.get("optimal_evaluations"), "optimal_proven": final.get("optimal_proven"),
+        "evaluations": p.evaluations, "seconds": p.elapsed, "designs": len(p.history),
+        "evaluations_to_5pct": need, "policy": Path(args.policy_path).name, "samples": args.samples}
+    print(f"  {res['network']}/{res['budget']}/seed {seed}: learned   best {p.best_value:.6g}, optimal re-map "
+          f"{final.get('optimal_objective', math.inf):.6g} ({p.evaluations} evaluations, {p.elapsed:.1f} s)",
+          file=sys.stderr, flush=True)
+    return p, final
+
+
+def relearn(stored: dict, args: argparse.Namespace, policy: object, out_root: Path, backend: object) -> dict:
+    """A stored run with only its learned loop re-run (another policy or K), at the stored DiGamma GA's wall time;
+    the DiGamma GA's and the baselines' figures are kept as stored (same options, so the same runs)."""
+    network, budget_name, seed = stored["network"], stored["budget"], stored["seed"]
+    space = load_space(None, str(REPO / "envs" / "space" / f"{budget_name}.yaml"))
+    net = load_network(network)
+    wl = Workload.from_network(net)
+    from rlmap.codesign.digamma import random_maps
+    from rlmap.codesign.evaluate import evaluate_design
+
+    warm_rng = np.random.default_rng(10**6 + seed)
+    warm_hw = space.random(1, warm_rng)[0]
+    evaluate_design(space, warm_hw, random_maps(Problem(space, wl), warm_hw, warm_rng), wl)
+    p, final = learned_run(space, wl, resolve_budget(budget_name), seed, args, policy, backend, stored)
+    folder = out_root / f"{network}_{budget_name}_s{seed}"
+    if p.best_hw is not None and final:
+        write_design(folder / "learned", p, p.best_hw, final["maps"], final["cost"], net, "learned")
+        _e, c, same = verify_design(folder / "learned", net)
+        stored["reproduced_from_yaml"] = bool(stored["reproduced_from_yaml"] and same and c == final["cost"].cycles)
+    return stored
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--networks", default=",".join(NETWORKS))
@@ -125,7 +155,14 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--optimal-time", type=float, default=1.0, help="seconds per layer for the optimal re-map")
     ap.add_argument("--results", default=str(REPO / "results" / "codesign"))
+    ap.add_argument("-j", "--processes", type=int, default=1,
+                    help="candidate evaluations in parallel local processes (same designs for any N)")
+    ap.add_argument("--ray", default=None, help="run the evaluations on Ray: auto, local or HOST:PORT "
+                                                "(see docs/distributed.md)")
     ap.add_argument("--report-only", action="store_true", help="tabulate the stored runs, compute nothing")
+    ap.add_argument("--relearn", action="store_true",
+                    help="re-run only the learned loop (--policy, --samples) of the stored runs, at their stored "
+                         "DiGamma GA wall time, and store it in their place")
     ap.add_argument("--plot", default=str(REPO / "docs" / "codesign.png"), help="bar chart of the table ('' = none)")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
@@ -135,14 +172,24 @@ def main() -> int:
     from rlmap.cli.codesign import default_policy_path
     from rlmap.rl.checkpoint import load_policy
 
-    policy_path = args.policy or str(default_policy_path())
+    policy_path = args.policy_path = args.policy or str(default_policy_path())
     policy = None if args.report_only else load_policy(policy_path)
     out_root = Path(args.results)
     out_root.mkdir(parents=True, exist_ok=True)
     print(f"$ python benchmarks/codesign.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}")
-    print(f"policy: {policy_path}; evaluations per optimiser {args.evaluations}; two-loop inner budget "
-          f"{args.inner_budget}/layer; learned loop at the DiGamma GA's wall time, greedy"
-          f"{'' if args.samples == 1 else f' best of {args.samples}'}; optimal re-map {args.optimal_time:g} s/layer")
+    if not args.report_only:  # a report's learned-loop settings are the stored runs' (printed by report)
+        print(f"policy: {policy_path}; evaluations per optimiser {args.evaluations}; two-loop inner budget "
+              f"{args.inner_budget}/layer; learned loop at the DiGamma GA's wall time, greedy"
+              f"{'' if args.samples == 1 else f' best of {args.samples}'}; optimal re-map {args.optimal_time:g} s/layer")
+    from rlmap.execution import backend_from_options
+
+    with backend_from_options(args.processes, args.ray, env=False) as backend:
+        results = sweep(args, policy, out_root, backend)
+    return report(results, args)
+
+
+def sweep(args: argparse.Namespace, policy: object, out_root: Path, backend: object) -> list[dict]:
+    """Every network x budget x seed run not stored yet, computed (evaluations on `backend`) and stored."""
     results = []
     for budget in args.budgets.split(","):
         for network in args.networks.split(","):
@@ -150,15 +197,18 @@ def main() -> int:
                 f = out_root / f"{network}_{budget}_s{seed}_e{args.evaluations}.json"
                 if f.exists():
                     r = json.loads(f.read_text())
+                    if args.relearn:
+                        r = relearn(r, args, policy, out_root, backend)
+                        f.write_text(json.dumps(r, indent=1))
                 elif args.report_only:
                     continue
                 else:
                     t0 = time.perf_counter()
-                    r = one_run(network, budget, seed, args, policy, out_root)
+                    r = one_run(network, budget, seed, args, policy, out_root, backend)
                     r["wall_s"] = time.perf_counter() - t0
                     f.write_text(json.dumps(r, indent=1))
                 results.append(r)
-    return report(results, args)
+    return results
 
 
 def _f(x: float | None) -> str:
@@ -167,6 +217,10 @@ def _f(x: float | None) -> str:
 
 def report(results: list[dict], args: argparse.Namespace) -> int:
     cols = ("digamma", *BASELINES, "learned", "learned+opt")
+    used = sorted({f"{lr.get('policy', 'unrecorded')}, "
+                   + ("greedy" if lr.get("samples", 1) == 1 else f"best of {lr['samples']}")
+                   for lr in (r["optimizers"]["learned"] for r in results)})
+    print(f"learned loop of the stored runs: {'; '.join(used)} (runs stored before --relearn existed: unrecorded)")
     print("\nbest feasible latency (cycles) at equal evaluations; learned = policy-mapped at the GA's wall time, "
           "learned+opt = its best design re-mapped optimally")
     print(f"{'network':12s} {'budget':6s} {'seed':>4s} " + " ".join(f"{c:>11s}" for c in cols)
@@ -185,7 +239,7 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
         ok = need is not None and need * 10 <= o["digamma"]["evaluations"]
         learned_ok[(r["network"], r["budget"])] = learned_ok.get((r["network"], r["budget"]), True) and ok
         vals = [o[c]["best"] for c in ("digamma", *BASELINES, "learned")] + [o["learned"]["optimal_remapped"]]
-        need_s = "never" if need is None else f"{need} ({o['digamma']['evaluations'] / need:.0f}x)"
+        need_s = "never" if need is None else f"{need} ({o['digamma']['evaluations'] / need:.1f}x)"
         print(f"{r['network']:12s} {r['budget']:6s} {r['seed']:4d} " + " ".join(f"{_f(v):>11s}" for v in vals)
               + f" {('inf' if math.isinf(sp) else _f(sp)):>8s} {need_s:>14s} {o['digamma']['seconds']:6.1f}"
               f" {o['learned']['seconds']:6.1f} {o['learned']['evaluations']:7d} {o['learned']['optimal_evaluations'] or 0:9d}"

@@ -3,6 +3,7 @@
     python benchmarks/surrogate.py                     # the shipped Eyeriss surrogate, full run (~15 min)
     python benchmarks/surrogate.py --quick             # fewer layers / seeds / samples (~4 min)
     python benchmarks/surrogate.py --checkpoint runs/x/model.pt --json results/surrogate.json
+    python benchmarks/surrogate.py --quick -j 2        # section 3's searches as backend tasks (or --ray auto)
 
 Prints, and checks against the targets:
 
@@ -32,18 +33,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rlmap.spec import io  # noqa: E402
-from rlmap.model.costmodel import CostModel  # noqa: E402
-from rlmap.search.annealing import AnnealingMapper  # noqa: E402
-from rlmap.search.genetic import GeneticMapper  # noqa: E402
-from rlmap.search.mapspace import MapSpace  # noqa: E402
-from rlmap.search.optimal import OptimalMapper  # noqa: E402
-from rlmap.search.random_search import RandomMapper  # noqa: E402
-from rlmap.surrogate.data import random_valid  # noqa: E402
-from rlmap.surrogate.model import SurrogateRewardModel, default_checkpoint  # noqa: E402
-from rlmap.surrogate.search import SurrogateMapper  # noqa: E402
-from rlmap.cli.surrogate import print_eval  # noqa: E402
-from rlmap.surrogate.workflow import evaluate_surrogate  # noqa: E402
+from rlmap.cli.surrogate import print_eval
+from rlmap.execution import Backend, LocalBackend, backend_from_options, run_tasks
+from rlmap.model.costmodel import CostModel
+from rlmap.search.annealing import AnnealingMapper
+from rlmap.search.genetic import GeneticMapper
+from rlmap.search.mapspace import MapSpace
+from rlmap.search.optimal import OptimalMapper
+from rlmap.search.random_search import RandomMapper
+from rlmap.spec import io
+from rlmap.surrogate.data import random_valid
+from rlmap.surrogate.model import SurrogateRewardModel, default_checkpoint
+from rlmap.surrogate.search import SurrogateMapper
+from rlmap.surrogate.workflow import evaluate_surrogate
 
 HELD_OUT = ["resnet18", "mnasnet", "gpt2_small"]
 # (network, layer) pairs for the search comparison: 3x3 / 1x1 / 7x7-stem convs, depthwise 3x3 and 5x5,
@@ -56,7 +58,7 @@ SEARCH_LAYERS = [
 QUICK_LAYERS = [("resnet18", "layer2.0.conv2"), ("resnet18", "fc"), ("mnasnet", "block2.dw"), ("gpt2_small", "c_attn")]
 
 
-def _layer(net: str, name: str):  # noqa: ANN202
+def _layer(net: str, name: str):
     n = io.load_network(net)
     try:
         return n.layer(name)
@@ -109,43 +111,78 @@ def bench_throughput(rm: SurrogateRewardModel, n: int = 100_000) -> dict:
     return out
 
 
+MAPPERS = {"random": RandomMapper, "ga": GeneticMapper, "sa": AnnealingMapper, "surrogate": SurrogateMapper}
+_mappers: dict[tuple[str, str], object] = {}  # per worker process: the surrogate checkpoint is loaded once
+
+
+def _mapper(mname: str, checkpoint: Path):
+    key = (mname, str(checkpoint))
+    if key not in _mappers:
+        _mappers[key] = SurrogateMapper(checkpoint=checkpoint) if mname == "surrogate" else MAPPERS[mname]()
+    return _mappers[key]
+
+
+def search_task(arg: tuple) -> tuple[float, float]:
+    """A backend task: one (layer, budget, mapper, seed) search of section 3: (best EDP, seconds)."""
+    net, name, budget, mname, seed, checkpoint = arg
+    torch.set_num_threads(1)
+    layer, arch = _layer(net, name), io.load_architecture("eyeriss")
+    t = time.perf_counter()
+    r = _mapper(mname, checkpoint).search(layer, arch, "edp", budget, seed)
+    seconds = time.perf_counter() - t
+    assert r.evaluations <= budget
+    if r.mapping is not None:  # the reported cost is the true model's
+        true = CostModel(layer, arch).evaluate(r.mapping)
+        assert math.isclose(true.edp, r.best, rel_tol=1e-9), (mname, true.edp, r.best)
+    return r.best, seconds
+
+
+def reference_task(arg: tuple) -> tuple[float, bool, list[float]]:
+    """A backend task: a layer's optimal-mapper result (best, proven) and, when not proven, the large-budget runs."""
+    net, name, optimal_seconds, ref_budget = arg
+    layer, arch = _layer(net, name), io.load_architecture("eyeriss")
+    opt = OptimalMapper(time_limit=optimal_seconds).search(layer, arch, "edp")
+    if opt.proven_optimal:
+        return opt.best, True, []
+    big = [GeneticMapper().search(layer, arch, "edp", ref_budget, s).best for s in range(2)]
+    big.append(AnnealingMapper().search(layer, arch, "edp", ref_budget, 0).best)
+    return opt.best, False, big
+
+
 def bench_search(checkpoint: Path, layers: list[tuple[str, str]], seeds: int, budgets: list[int], optimal_seconds: float,
-                 ref_budget: int) -> dict:
+                 ref_budget: int, backend: Backend | None = None) -> dict:
     print(f"\n== 3. search at {', '.join(map(str, budgets))} true evaluations, {seeds} seeds, EDP / reference EDP "
           f"(geometric mean over seeds)")
-    arch = io.load_architecture("eyeriss")
-    mappers = {"random": RandomMapper(), "ga": GeneticMapper(), "sa": AnnealingMapper(),
-               "surrogate": SurrogateMapper(checkpoint=checkpoint)}
+    mappers = list(MAPPERS)
+    backend = backend or LocalBackend(1)
+    # every search and every reference is a backend task (-j / --ray); results come back in task order
+    tasks = [(net, name, budget, m, seed, checkpoint) for net, name in layers for budget in budgets for m in mappers
+             for seed in range(seeds)]
+    t0 = time.perf_counter()
+    found = dict(zip(tasks, run_tasks(backend, search_task, tasks)))
+    refs = dict(zip(layers, run_tasks(backend, reference_task, [(n, m, optimal_seconds, ref_budget) for n, m in layers])))
+    per_layer = (time.perf_counter() - t0) / max(1, len(layers))
     rows = []
     for net, name in layers:
         layer = _layer(net, name)
-        t0 = time.perf_counter()
         results: dict[tuple[str, int], list[float]] = {}
         times: dict[tuple[str, int], list[float]] = {}
-        best_seen = math.inf
         for budget in budgets:
-            for mname, mapper in mappers.items():
+            for mname in mappers:
                 for seed in range(seeds):
-                    t = time.perf_counter()
-                    r = mapper.search(layer, arch, "edp", budget, seed)
-                    assert r.evaluations <= budget
-                    if r.mapping is not None:  # the reported cost is the true model's
-                        true = CostModel(layer, arch).evaluate(r.mapping)
-                        assert math.isclose(true.edp, r.best, rel_tol=1e-9), (mname, true.edp, r.best)
-                    results.setdefault((mname, budget), []).append(r.best)
-                    times.setdefault((mname, budget), []).append(time.perf_counter() - t)
-                    best_seen = min(best_seen, r.best)
-        opt = OptimalMapper(time_limit=optimal_seconds).search(layer, arch, "edp")
-        if opt.proven_optimal:
-            ref, kind = opt.best, "optimum"
+                    best, sec = found[(net, name, budget, mname, seed, checkpoint)]
+                    results.setdefault((mname, budget), []).append(best)
+                    times.setdefault((mname, budget), []).append(sec)
+        best_seen = min(v for vals in results.values() for v in vals)
+        opt_best, proven, big = refs[(net, name)]
+        if proven:
+            ref, kind = opt_best, "optimum"
         else:
-            big = [GeneticMapper().search(layer, arch, "edp", ref_budget, s).best for s in range(2)]
-            big.append(AnnealingMapper().search(layer, arch, "edp", ref_budget, 0).best)
-            ref, kind = min([best_seen, opt.best, *big]), "best-known"
+            ref, kind = min([best_seen, opt_best, *big]), "best-known"
         row = {"layer": f"{net}/{layer.name}", "shape": layer.shape_str(), "reference": ref, "reference_kind": kind,
                "ratios": {f"{m}@{b}": gmean([v / ref for v in vals]) for (m, b), vals in results.items()},
                "seconds": {f"{m}@{b}": float(np.mean(v)) for (m, b), v in times.items()},
-               "layer_seconds": time.perf_counter() - t0}
+               "layer_seconds": per_layer}
         rows.append(row)
         cells = "  ".join(f"{k} {v:6.3f}" for k, v in row["ratios"].items() if not k.startswith("sa"))
         print(f"  {row['layer']:<34} [{kind:<10}] {cells}", flush=True)
@@ -181,6 +218,9 @@ def main() -> int:
     ap.add_argument("--ref-budget", type=int, default=20_000)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: accuracy,throughput,search")
     ap.add_argument("--json", type=Path, default=None, help="write all figures as JSON")
+    ap.add_argument("-j", "--processes", type=int, default=1,
+                    help="section 3's searches in parallel local processes (same figures for any N)")
+    ap.add_argument("--ray", default=None, help="run them on Ray: auto, local or HOST:PORT (see docs/distributed.md)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = args.seeds or (2 if args.quick else 3)
@@ -210,8 +250,9 @@ def main() -> int:
                         thr["min_wall_per_s"] >= 100_000))
     if "search" not in skip:
         layers = QUICK_LAYERS if args.quick else SEARCH_LAYERS
-        srch = bench_search(args.checkpoint, layers, seeds, [100, 1000], args.optimal_seconds,
-                            5_000 if args.quick else args.ref_budget)
+        with backend_from_options(args.processes, args.ray, env=False) as backend:
+            srch = bench_search(args.checkpoint, layers, seeds, [100, 1000], args.optimal_seconds,
+                                5_000 if args.quick else args.ref_budget, backend)
         out["search"] = srch
         s = srch["summary"]
         for b in (100, 1000):

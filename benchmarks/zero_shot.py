@@ -15,6 +15,10 @@ rlmap, so that column of the issue is absent.
     python benchmarks/zero_shot.py --policy checkpoints/policy_general --layers-per-network 3 --optimal-time 3
     python benchmarks/zero_shot.py --policy checkpoints/policy_eyeriss --archs eyeriss   # one arch, all layers
 
+-j N / --ray ADDRESS run the per-layer optimal references and baselines as execution-backend tasks (local
+processes or Ray, docs/distributed.md): the same figures for any backend and worker count (the optimal
+mapper's time limit aside, which no backend makes deterministic).
+
 --layers-per-network K measures an evenly spaced subset of K distinct layers of each network (0 = all).
 --write-quality stores the per-architecture figures in the policy folder's quality.json, which `rlmap map`
 reads to choose between policies and to state a policy's measured quality outside its training set.
@@ -39,10 +43,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from rlmap.rl.env import layer_key  # noqa: E402
-from rlmap.spec.arch import Architecture  # noqa: E402
-from rlmap.spec.io import load_architecture, load_network  # noqa: E402
-from rlmap.spec.layer import Layer  # noqa: E402
+from rlmap.execution import Backend, LocalBackend, backend_from_options, run_tasks
+from rlmap.rl.env import layer_key
+from rlmap.spec.arch import Architecture
+from rlmap.spec.io import load_architecture, load_network
+from rlmap.spec.layer import Layer
 
 HELD_OUT = ("mobilenetv2", "mnasnet", "bert_base", "resnet50_sparse")
 
@@ -73,27 +78,35 @@ def code_version() -> str:
 
 
 def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, objective: str,
-                       time_limit: float, cache_dir: Path) -> dict[str, dict]:
-    """Optimal-mapper result per layer key (repr), computed once and cached on disk."""
+                       time_limit: float, cache_dir: Path, backend: Backend | None = None) -> dict[str, dict]:
+    """Optimal-mapper result per layer key (repr), computed once (one backend task per layer) and cached on disk."""
     from rich.progress import Progress
-
-    from rlmap.search.optimal import OptimalMapper
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"optimal_{arch_name}_{objective}_{time_limit:g}s_{code_version()}.json"
     cache: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
-    todo = [l for l in layers if repr(layer_key(l)) not in cache]
-    mapper = OptimalMapper(time_limit=time_limit)
+    todo = list({repr(layer_key(l)): l for l in layers if repr(layer_key(l)) not in cache}.values())
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task(f"optimal mapper, {len(todo)} layers", total=len(todo))
-        for layer in todo:
-            r = mapper.search(layer, arch, objective)
-            cache[repr(layer_key(layer))] = {"layer": layer.name, "edp": r.cost.edp, "energy": r.cost.energy,
-                                             "cycles": r.cost.cycles, "objective": r.best,
-                                             "proven": bool(r.proven_optimal), "seconds": r.seconds}
+
+        def store(i: int, res: dict, _from_store: bool) -> None:
+            cache[repr(layer_key(todo[i]))] = res
             path.write_text(json.dumps(cache, indent=1))  # after every layer: an interrupted run keeps its work
             bar.advance(task)
+
+        run_tasks(backend or LocalBackend(1), optimal_task, [(l, arch, objective, time_limit) for l in todo],
+                  on_result=store)
     return cache
+
+
+def optimal_task(arg: tuple) -> dict:
+    """A backend task: one layer's optimal-mapper reference."""
+    from rlmap.search.optimal import OptimalMapper
+
+    layer, arch, objective, time_limit = arg
+    r = OptimalMapper(time_limit=time_limit).search(layer, arch, objective)
+    return {"layer": layer.name, "edp": r.cost.edp, "energy": r.cost.energy, "cycles": r.cost.cycles,
+            "objective": r.best, "proven": bool(r.proven_optimal), "seconds": r.seconds}
 
 
 def valid_random_objective(layer: Layer, arch: Architecture, objective: str, samples: int, seed: int) -> float:
@@ -114,6 +127,16 @@ def baseline_objective(mapper_name: str, layer: Layer, arch: Architecture, objec
     return get_mapper(mapper_name).search(layer, arch, objective, budget=budget, seed=seed).best
 
 
+def baselines_task(arg: tuple) -> dict[str, float]:
+    """A backend task: one layer's baseline objectives (random and GA at 1 and K evaluations, best of K valid)."""
+    layer, arch, objective, samples, seed = arg
+    return {"random1": baseline_objective("random", layer, arch, objective, 1, seed),
+            "ga1": baseline_objective("ga", layer, arch, objective, 1, seed),
+            "random64": baseline_objective("random", layer, arch, objective, samples, seed),
+            "ga64": baseline_objective("ga", layer, arch, objective, samples, seed),
+            "valid64": valid_random_objective(layer, arch, objective, samples, seed)}
+
+
 PRESET_TARGETS = (1.15, 1.03)
 GENERATED_TARGETS = (1.20, 1.05)
 WORST_LAYER_TARGETS = (2.5, 1.5)
@@ -132,14 +155,14 @@ def default_archs() -> list[str]:
     return list_architectures() + list_generated()
 
 
-def measure_arch(policy, arch_name: str, nets: dict[str, list[Layer]], args) -> dict:
+def measure_arch(policy, arch_name: str, nets: dict[str, list[Layer]], args, backend: Backend | None = None) -> dict:
     """All figures of one architecture (see the module docstring)."""
     from rlmap.rl.mapper import SAMPLE_TEMPERATURE, map_layers, map_network_with_policy
 
     arch = load_architecture(arch_name)
     layers = [l for ls in nets.values() for l in ls]
     t0 = time.perf_counter()
-    refs = optimal_references(layers, arch, arch_name, args.objective, args.optimal_time, Path(args.cache))
+    refs = optimal_references(layers, arch, arch_name, args.objective, args.optimal_time, Path(args.cache), backend)
     t_opt = time.perf_counter() - t0
     greedy = map_layers(policy, layers, arch, args.objective, samples=1, seed=args.seed)
     sampled = map_layers(policy, layers, arch, args.objective, samples=args.samples, seed=args.seed,
@@ -148,18 +171,16 @@ def measure_arch(policy, arch_name: str, nets: dict[str, list[Layer]], args) -> 
                                                     "valid64")}
     proven = 0
     names = []
+    base = run_tasks(backend or LocalBackend(1), baselines_task,
+                     [(layer, arch, args.objective, args.samples, args.seed * 1000 + i) for i, layer in enumerate(layers)])
     for i, layer in enumerate(layers):
         ref = refs[repr(layer_key(layer))]
         proven += ref["proven"]
         opt = ref["objective"]
-        seed = args.seed * 1000 + i
         cols["greedy"].append(greedy[i].best / opt)
         cols["sampled"].append(sampled[i].best / opt)
-        cols["random1"].append(baseline_objective("random", layer, arch, args.objective, 1, seed) / opt)
-        cols["ga1"].append(baseline_objective("ga", layer, arch, args.objective, 1, seed) / opt)
-        cols["random64"].append(baseline_objective("random", layer, arch, args.objective, args.samples, seed) / opt)
-        cols["ga64"].append(baseline_objective("ga", layer, arch, args.objective, args.samples, seed) / opt)
-        cols["valid64"].append(valid_random_objective(layer, arch, args.objective, args.samples, seed) / opt)
+        for k, v in base[i].items():
+            cols[k].append(v / opt)
         names.append(layer.name)
     g = {k: geomean(v) for k, v in cols.items()}
     wins = sum(a < b for a, b in zip(cols["sampled"], cols["ga64"]))
@@ -198,8 +219,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-quality", action="store_true", help="store the figures in the policy's quality.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=str(REPO / "results" / "zero_shot"))
+    ap.add_argument("-j", "--processes", type=int, default=1,
+                    help="optimal references and baselines in parallel local processes (same figures for any N)")
+    ap.add_argument("--ray", default=None, help="run them on Ray: auto, local or HOST:PORT (see docs/distributed.md)")
     args = ap.parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
+    with backend_from_options(args.processes, args.ray, env=False) as backend:
+        return sweep(args, given, backend)
+
+
+def sweep(args: argparse.Namespace, given: list[str], backend: Backend) -> int:
+    """Every architecture measured (its per-layer searches as backend tasks), the table printed; exit status."""
     cmd = "python benchmarks/zero_shot.py " + " ".join(shlex.quote(a) for a in given)
     print(f"command: {cmd.strip()}")
     from rlmap.rl.checkpoint import default_policy, load_policy, trained_architectures
@@ -212,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         for a in arch_names:
             t0 = time.perf_counter()
             optimal_references([l for ls in nets.values() for l in ls], load_architecture(a), a, args.objective,
-                               args.optimal_time, Path(args.cache))
+                               args.optimal_time, Path(args.cache), backend)
             print(f"optimal references: {n_layers} layers on {a} ({time.perf_counter() - t0:.0f} s)", flush=True)
         return 0
     fixed = load_policy(args.policy) if args.policy else None
@@ -229,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         if clash:
             print(f"warning: {', '.join(clash)} were training networks of this policy; they are not held out")
         seen = a in trained_architectures(policy.config)
-        r = measure_arch(policy, a, nets, args)
+        r = measure_arch(policy, a, nets, args, backend)
         r["seen"], r["policy"] = seen, str(policy.path)
         results.append(r)
         wg, ws = r["worst_greedy"], r["worst_sampled"]

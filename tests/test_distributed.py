@@ -26,7 +26,7 @@ import pytest
 from rlmap.cli.app import run
 from rlmap.execution import LocalBackend, ResultStore, backend_from_options, run_tasks
 from rlmap.execution.backend import RAY_ADDRESS_ENV, Backend
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 
 ray = pytest.importorskip("ray", reason="Ray is in the test extra: pip install -e '.[test]'")
 
@@ -55,7 +55,9 @@ def test_store_is_atomic_and_ignores_half_written_files(tmp_path: Path) -> None:
     assert store.keys() == set()
     store.put("a", {"x": [1, 2]})
     (tmp_path / "tasks" / ".b.123.tmp").write_bytes(b"\x80half")  # what a writer killed mid-write leaves
-    assert store.keys() == {"a"} and store.get("a") == {"x": [1, 2]} and not store.has("b")
+    (tmp_path / "tasks" / ".c.pkl.456.tmp.pkl").write_bytes(b"\x80half")  # ... in atomic_write's naming
+    assert store.keys() == {"a"} and store.get("a") == {"x": [1, 2]} and not store.has("b") and not store.has("c")
+    assert [p.name for p in (tmp_path / "tasks").iterdir() if not p.name.startswith(".")] == ["a.pkl"]
     store.clear()
     assert not (tmp_path / "tasks").exists()
 
@@ -81,9 +83,10 @@ def _square(x: int) -> int:
 def test_interrupted_tasks_resume_without_redoing_or_losing_any(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
     first = _Interrupting(stop_after=3)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as stopped:
         run_tasks(first, _square, list(range(8)), store=store)
     assert first.ran == [0, 1, 2] and len(store.keys()) == 3
+    assert stopped.value.partial == [0, 1, 4, None, None, None, None, None] and stopped.value.done == 3
     second = _Interrupting()
     seen: list[tuple[int, bool]] = []
     res = run_tasks(second, _square, list(range(8)), store=store, on_result=lambda i, r, cached: seen.append((i, cached)))
@@ -358,3 +361,39 @@ def test_tune_sweep_runs_ordinary_training_runs_and_reports_the_best(cluster, tm
     assert res["best"]["metric"] == min(t["metric"] for t in res["trials"])
     assert f"best: {res['best']['trial']}" in capfd.readouterr().out
     assert list(cluster["home"].iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- co-design on the backends
+CODESIGN_OPTIMIZERS = "digamma,ga,two-loop" + (",cma" if __import__("importlib").util.find_spec("nevergrad") else "")
+
+
+def _codesign(out: Path, *opts: str) -> dict[str, Any]:
+    """`rlmap codesign` on a two-layer network; every written file that must not depend on where the evaluations
+    ran (design.json without its wall-clock seconds), plus each optimiser's evaluation count."""
+    from rlmap.spec.io import save_network
+    from rlmap.spec.layer import Layer, Network
+
+    net = out.parent / "tiny.yaml"
+    save_network(Network(name="tiny", layers=[Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1)),
+                                              Layer(name="fc", kind="gemm", K=32, C=16, P=4)]), net)
+    assert run(["codesign", "--space", "envs/space/edge.yaml", "--network", str(net), "--area", "edge",
+                "-O", CODESIGN_OPTIMIZERS, "-e", "60", "--population", "4", "--inner-budget", "10", "--seed", "3",
+                "-o", str(out), "--no-tensorboard", *opts]) == 0
+    files: dict[str, Any] = {"pareto.csv": (out / "pareto.csv").read_bytes()}
+    for f in sorted((out / "designs").rglob("*")):
+        if f.is_file():
+            rel = str(f.relative_to(out))
+            files[rel] = f.read_bytes() if f.suffix != ".json" else {
+                k: v for k, v in json.loads(f.read_text()).items() if k != "seconds"}
+    return files
+
+
+def test_codesign_writes_the_same_designs_on_one_or_two_processes_and_on_ray(cluster, tmp_path: Path) -> None:
+    one = _codesign(tmp_path / "j1")
+    counts = {k.split("/")[1]: v["evaluations"] for k, v in one.items() if k.endswith("design.json")}
+    assert 58 <= counts["digamma"] <= 60  # a child repeating a layer's cached mapping is free: may end 1 short
+    assert counts["two-loop"] == 60  # 3 designs x 2 layers x 10 inner-GA evaluations
+    assert len(one) > 2 * len(counts)
+    assert _codesign(tmp_path / "j2", "-j", "2") == one
+    assert _codesign(tmp_path / "ray", "--ray", cluster["address"]) == one
+    assert not ray.is_initialized()

@@ -105,3 +105,25 @@ def test_map_any_architecture_without_a_policy(capsys: pytest.CaptureFixture) ->
     assert run(["map", "--arch", "gen3", "--network", "bert_base"]) == 0
     out = capsys.readouterr().out
     assert "network total" in out and "not trained on gen3" in out and "policy_general" in out
+
+
+def test_search_with_the_policy_mapper_uses_the_policy_map_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rlmap search --mapper policy` on an architecture without a specialised checkpoint falls back to the general
+    policy exactly as `rlmap map` does (it used to refuse), and says what to do when nothing is shipped."""
+    from rlmap.rl import mapper
+    from rlmap.spec.errors import SpecError
+    from rlmap.spec.io import load_network
+
+    if checkpoint.general_policy() is None:
+        pytest.skip("no general policy shipped")
+    layer = next(lyr for lyr in load_network("resnet18").layers if lyr.name == "fc")
+    arch = load_architecture("gen3")
+    monkeypatch.setattr(mapper, "_SHIPPED", {})
+    got = mapper.PolicyMapper().search(layer, arch, "edp", budget=1, seed=0)
+    want = mapper.map_layers(load_policy(None, "gen3"), [layer], arch, "edp", samples=1, seed=0)[0]
+    assert got.cost is not None and got.cost.valid and got.best == want.best
+    monkeypatch.setattr(mapper, "_SHIPPED", {})
+    monkeypatch.setattr(checkpoint, "default_policy", lambda arch: (None, "none shipped"))
+    with pytest.raises(SpecError) as err:
+        mapper.PolicyMapper().search(layer, arch, "edp", budget=1, seed=0)
+    assert err.value.where == "--mapper policy" and "rlmap map --policy RUN" in err.value.message

@@ -99,3 +99,47 @@ def test_marvel_result_keeps_its_offchip_choice_and_is_near_the_optimum():
     opt = OptimalMapper().search(layer, arch, "edp", time_limit=60)
     assert opt.proven_optimal
     assert res.best <= 1.2 * opt.best
+
+
+def test_lockstep_runs_keep_their_own_offchip_part_budget_and_match_single_runs():
+    """GeneticMapper.search_many: runs stepped together each keep their own constraint (the per-row capacity
+    repair must not move a frozen DRAM copy) and budget; one run is exactly `search` (same random stream)."""
+    from rlmap.search.genetic import GeneticMapper
+
+    layer = load_network("resnet18").layer("layer4.0.conv2")
+    arch = load_architecture("eyeriss")
+    space = MapSpace(layer, arch)
+    cands = offchip_candidates(space.model, 3)[0]
+    assert len({c.bounds for c in cands}) == 3
+    budgets = [150, 300, 450]
+    res = GeneticMapper().search_many(space, "edp", budgets, seed=1,
+                                      constraints=[OffChipConstraint(space, c) for c in cands])
+    for r, c, b in zip(res, cands, budgets):
+        assert r.evaluations == b and r.mapping is not None
+        assert tuple(r.mapping.temporal[0]) == c.bounds
+        assert CostModel(layer, arch).evaluate(r.mapping).edp == pytest.approx(r.best, rel=1e-9)
+    ga = GeneticMapper(constraint=OffChipConstraint(space, cands[1]))
+    one = ga.search(layer, arch, "edp", 300, seed=4, model=space.model)
+    many = GeneticMapper().search_many(space, "edp", [300], seed=4, constraints=[OffChipConstraint(space, cands[1])])[0]
+    assert one.best == many.best and np.array_equal(one.curve, many.curve)
+
+
+def test_capacity_repair_per_row_target_and_movable():
+    """Rows repaired together with their own target slot and movable genes (search_many's batches)."""
+    from rlmap.search.genetic import Operators
+    from rlmap.search.repair import capacity_repair
+
+    layer = load_network("resnet18").layer("layer4.0.conv2")
+    space = MapSpace(layer, load_architecture("eyeriss"))
+    g = Operators(space).random(64, np.random.default_rng(0))
+    before = g.slots.copy()
+    target = np.repeat([0, 3], 32)
+    movable = np.ones((64, space.n_genes), dtype=bool)
+    movable[32:, : space.n_genes // 2] = False
+    ok = capacity_repair(space, g, np.random.default_rng(1), target=target, movable=movable)
+    changed = g.slots != before
+    assert changed[:32].any() and changed[32:].any()
+    rows, genes = np.nonzero(changed)
+    assert (g.slots[rows, genes] == target[rows]).all() and (before[rows, genes] > target[rows]).all()
+    assert not (changed & ~movable).any()
+    assert ok[:32].all()  # DRAM is always a way out for rows whose every copy may move there

@@ -76,6 +76,9 @@ def test_list_and_show_print_mac_counts_that_fit_small_models(tiny: Path, capsys
     assert run(["list"]) == 0
     out = capsys.readouterr().out
     assert "0.000" not in out and "1.814 GMACs" in out  # resnet18
+    from rlmap.spec.io import list_generated
+
+    assert list_generated() and ", ".join(list_generated()) in out  # the held-out generated set, loadable by name
 
 
 def test_energy_unit_of_normalized_presets_is_not_pj(capsys) -> None:
@@ -101,6 +104,28 @@ def test_plain_progress_prints_periodic_lines() -> None:
     assert len(lines) >= 3  # several heartbeats while the work ran, then the final line
     assert "3/4 (75%)" in lines[0] and "300 evaluations" in lines[0] and "running" in lines[0]
     assert lines[-1].startswith("ga on tiny: 4/4 (100%), done in")
+
+
+def test_progress_bar_is_rich_on_a_terminal_and_plain_when_piped() -> None:
+    """The one progress factory that search, training and the surrogate workflow share."""
+    from rich.progress import Progress, TimeRemainingColumn
+
+    from rlmap.search.progress import PlainProgress, progress_bar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    piped = io.StringIO()
+    assert isinstance(progress_bar(stream=piped), PlainProgress)
+    assert progress_bar(stream=piped).stream is piped
+    plain = progress_bar(stream=Tty())
+    assert isinstance(plain, Progress)
+    assert not any(isinstance(c, TimeRemainingColumn) for c in plain.columns)
+    timed = progress_bar(stream=Tty(), remaining=True, bar_width=24)
+    assert sum(isinstance(c, TimeRemainingColumn) for c in timed.columns) == 1
+    silent = progress_bar(stream=Tty(), enabled=False)
+    assert isinstance(silent, PlainProgress) and not silent.enabled
 
 
 def test_piped_search_reports_progress_on_stderr(tiny: Path, capsys) -> None:

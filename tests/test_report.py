@@ -97,3 +97,11 @@ def test_report_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert run(["report", str(tmp_path / "missing"), "-o", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no summary.json" in err
+
+
+def test_report_refuses_the_same_run_twice(runs: list[Path], tmp_path: Path, capsys) -> None:
+    """A folder and its own summary.json are one run: comparing it with itself is a mistake, said in one line."""
+    out = tmp_path / "twice.html"
+    assert run(["report", str(runs[0]), str(runs[0] / "summary.json"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "given twice" in err and not out.exists()

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from rlmap.cli.execution import open_backend, ray_option
 from rlmap.spec.errors import SpecError
 
 DEFAULT_POLICIES = ("policy_general", "policy_eyeriss")
@@ -50,6 +51,9 @@ def codesign_cmd(
     output: Path = typer.Option(Path("codesign_out"), "-o", "--output", help="output folder"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from OUTPUT/checkpoints"),
     tensorboard: bool = typer.Option(True, "--tensorboard/--no-tensorboard", help="write TensorBoard curves"),
+    processes: int = typer.Option(1, "--processes", "-j", help="candidate evaluations in N parallel local processes "
+                                                               "(same designs and figures for any N)"),
+    ray: str | None = ray_option(),
 ) -> None:
     """Co-design hardware and mappings; writes the best design (arch.yaml that `rlmap map/search/eval` take),
     its per-layer mappings, the Pareto front (CSV, PNG) and search curves (PNG, TensorBoard)."""
@@ -69,6 +73,8 @@ def codesign_cmd(
                     ("--samples", samples)):
         if v <= 0:
             raise SpecError(f"must be a positive integer, got {v}", name)
+    if processes <= 0:
+        raise SpecError(f"must be >= 1, got {processes}", "--processes")
     if time_limit is not None and not time_limit > 0:
         raise SpecError(f"must be a positive number of seconds, got {time_limit:g}", "--time-limit")
     names = [n.strip().lower() for n in optimizer.split(",") if n.strip()]
@@ -104,7 +110,7 @@ def codesign_cmd(
     runs: dict[str, Problem] = {}
     finals: dict[str, dict[str, Any]] = {}
     opts: dict[str, Any] = {}
-    with progress_bar() as bar:
+    with open_backend(processes, ray) as backend, progress_bar() as bar:
         for n in names:
             task = bar.add_task(n, total=evaluations, info="")
             opt = make_optimizer(n, population=population, inner_budget=inner_budget, policy=pol, samples=samples,
@@ -117,7 +123,8 @@ def codesign_cmd(
             def tick(p: Problem, task: Any = task) -> None:
                 bar.update(task, completed=p.evaluations, info=f"best {objective} {fmt(p.best_value)}")
 
-            opt, problem = run(opt, problem, seed, output / "checkpoints" / f"{n}.pkl", resume, meta, tick, pol)
+            opt, problem = run(opt, problem, seed, output / "checkpoints" / f"{n}.pkl", resume, meta, tick, pol,
+                               backend)
             runs[n], opts[n] = problem, opt
             if hasattr(opt, "finish"):
                 finals[n] = opt.finish(problem)

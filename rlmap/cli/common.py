@@ -17,14 +17,13 @@ from typing import Any, Callable, Optional, TypeVar
 import typer
 from rich.console import Console
 
+from rlmap.cli.tables import TENSOR_SHORT  # noqa: F401  (re-exported for the command modules)
 from rlmap.spec import io
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer, Network
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-TENSOR_SHORT = {"inputs": "I", "weights": "W", "outputs": "O"}
 
 
 def console(stderr: bool = False) -> Console:
@@ -143,10 +142,6 @@ def load_problem(network: str, arch: str, layer: Optional[str]) -> tuple[Network
 
 def fmt(x: float) -> str:
     return f"{x:.6g}"
-
-
-def fmt_int(x: float) -> str:
-    return f"{x:,.0f}" if float(x).is_integer() else fmt(x)
 
 
 def gmacs(macs: int) -> str:

@@ -27,7 +27,7 @@ def generate_cmd(
     import yaml
 
     from rlmap.cli.common import console
-    from rlmap.hardware.generator import generate_architecture, generate_spec
+    from rlmap.hardware.generator import generate_architecture, generate_spec, generated_name
 
     if count <= 0:
         raise SpecError(f"must be >= 1, got {count}", "--count")
@@ -45,13 +45,14 @@ def generate_cmd(
     if output.exists() and not output.is_dir():
         raise SpecError("is a file, expected a folder", str(output))
     output.mkdir(parents=True, exist_ok=True)
-    clash = [output / f"gen{s}.yaml" for s in seeds if (output / f"gen{s}.yaml").exists()]
+    files = {s: output / f"{generated_name(s)}.yaml" for s in seeds}
+    clash = [f for f in files.values() if f.exists()]
     if clash and not force:
         raise SpecError(f"{clash[0].name} exists (pass --force to overwrite)", str(output))
     table = Table("file", "levels", "MACs", "bits", "sparse", "description")
     for s in seeds:
         arch = generate_architecture(s)
-        path = save_architecture(arch, output / f"gen{s}.yaml")
+        path = save_architecture(arch, files[s])
         table.add_row(str(path), str(arch.n_levels), f"{arch.num_pes:,}", str(arch.data_bits), arch.compute.sparse,
                       arch.description.split(": ", 1)[1])
     console().print(table)

@@ -30,6 +30,11 @@ def list_cmd() -> None:
         except SpecError as exc:
             t.add_row(name, "-", "-", f"[red]{error_line(exc)}[/red]")
     out.print(t)
+    generated = io.list_generated()
+    if generated:  # held out of training, loadable by name like the presets
+        out.print(f"generated (envs/generated, held out; `rlmap generate` makes more): {', '.join(generated)}",
+                  markup=False)
+    out.print()
     t = Table(title="Networks", box=box.SIMPLE_HEAVY, title_justify="left")
     t.add_column("name", style="bold")
     t.add_column("layers", justify="right")
@@ -45,6 +50,7 @@ def list_cmd() -> None:
             t.add_row(name, "-", "-", f"[red]{error_line(exc)}[/red]")
     out.print(t)
     out.print("layers: distinct layers (with repeats in parentheses); MACs count repeats.")
+    out.print()
     from rlmap.rl.checkpoint import trained_steps
     from rlmap.rl.config import load_run_config
     from rlmap.spec.io import checkpoints_dir

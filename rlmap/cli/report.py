@@ -299,6 +299,12 @@ def report_cmd(
     """Write a self-contained HTML report (figures embedded, no network needed) of one or more mapping runs."""
     from rlmap.cli.common import console
 
+    seen: dict[Path, Path] = {}
+    for p in results:
+        key = (p.parent if p.name == "summary.json" else p).resolve()
+        if key in seen:
+            raise SpecError(f"given twice (also as {seen[key]}): compare different runs", str(p))
+        seen[key] = p
     runs = [load_results(p) for p in results]
     if output.exists() and output.is_dir():
         raise SpecError("is a directory; give an .html file name", str(output))

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from rlmap import __version__
+from rlmap.cli.tables import energy_unit
 from rlmap.model.costmodel import energy_by_level_tensor
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
@@ -33,17 +35,6 @@ from rlmap.spec.problem import TENSORS
 SUMMARY = "summary.json"
 RUN = "run.json"
 SCHEMA = 2
-
-
-def rlmap_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("rlmap")
-    except Exception:  # noqa: BLE001 - running from a source tree that is not installed
-        import rlmap
-
-        return str(getattr(rlmap, "__version__", "unknown"))
 
 
 def portable_path(path: Any) -> str:
@@ -119,9 +110,9 @@ def build_summary(res: Any, arch: Architecture, meta: dict[str, Any], mapping_fi
     """summary.json's content for a NetworkResult; `mapping_files` maps layer names to paths relative to RESULTS."""
     meta = {k: (portable_path(v) if k in ("policy", "checkpoint") and v is not None else v) for k, v in meta.items()}
     return {
-        "schema": SCHEMA, "rlmap_version": rlmap_version(),
+        "schema": SCHEMA, "rlmap_version": __version__,  # the one version (pyproject reads it, --version prints it)
         "network": res.network, "arch": res.arch, "objective": res.objective, **meta,
-        "energy_unit": str(getattr(arch, "energy_unit", "pJ")), "semantics": arch.semantics,
+        "energy_unit": energy_unit(arch), "semantics": arch.semantics,
         "levels": [lvl.name for lvl in arch.levels], "tensors": list(TENSORS), "num_pes": int(arch.num_pes),
         "layers": [layer_row(lyr, r, arch, mapping_files.get(lyr.name)) for lyr, r in zip(res.layers, res.results)],
         "total": {"energy": float(res.energy), "cycles": float(res.cycles), "edp": float(res.edp),

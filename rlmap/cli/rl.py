@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from rlmap.cli.execution import ray_option
+from rlmap.rl.config import GENERATED_TRAIN_SEED
 from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted, SpecError
 
 DEFAULT_TRAIN = "resnet18,vgg16,gpt2_small"
@@ -37,7 +38,8 @@ def train_cmd(
                              help="architecture preset or YAML file; several comma-separated (one general policy)"),
     generated: int = typer.Option(0, "--generated", help="add N generated architectures to training "
                                   "(rlmap.hardware.generator, seeds --generated-seed ..; `rlmap generate` shows them)"),
-    generated_seed: int = typer.Option(1000, "--generated-seed", help="first generator seed of --generated"),
+    generated_seed: int = typer.Option(GENERATED_TRAIN_SEED, "--generated-seed",
+                                       help="first generator seed of --generated"),
     init: Optional[Path] = typer.Option(None, "--init", help="start from this policy's weights (fine-tuning): "
                                         "a checkpoints/policy_X folder, a run folder or a model .zip"),
     networks: str = typer.Option(DEFAULT_TRAIN, "--networks", help="training networks, comma-separated"),
@@ -126,7 +128,9 @@ def train_cmd(
                 init_pol = load_policy(init)  # fail early on a bad --init
             except SpecError as exc:
                 raise SpecError(str(exc), "--init") from None
-            if init_pol.max_levels != 4:
+            from rlmap.rl.env import MAX_LEVELS
+
+            if init_pol.max_levels != MAX_LEVELS:  # the observation layout training uses
                 raise SpecError("was trained with another observation layout", "--init")
         agent_cfg = load_agent_config(agent)
         env_updates = {k: v for k, v in (("synthetic", synthetic), ("random_density", random_density)) if v is not None}
@@ -215,7 +219,7 @@ def map_cmd(
     if policy is None:
         from rlmap.rl.checkpoint import default_policy
 
-        out.print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(a.name)[1]}")
+        out.print(f"policy: {pol.path.name if pol.path else '?'}, {default_policy(Path(arch).stem)[1]}")
     notes = []
     from rlmap.rl.checkpoint import coverage_note
 

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 SI_PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+TENSOR_SHORT = {"inputs": "I", "weights": "W", "outputs": "O"}
+"""One-letter tensor names of table headers."""
 PIPE_WIDTH = 10_000  # piped output: as wide as the content (trailing blanks stripped), never wrapped or cut
 
 
@@ -145,12 +147,11 @@ def eval_table(cost: Any, arch: Any, width: int = EXACT_WIDTH) -> Table:
     num = exact if width >= EXACT_WIDTH else eng  # access counts
     val = (lambda x: f"{x:.6g}") if width >= EXACT_WIDTH else eng  # energies and cycles
 
-    short = {"inputs": "I", "weights": "W", "outputs": "O"}
     t = new_table("accesses (words of each level) and energy")
     name_column(t, "level", min_width=4)
     for v in TENSORS:
-        num_column(t, f"{short[v]}\nreads")
-        num_column(t, f"{short[v]}\nwrites")
+        num_column(t, f"{TENSOR_SHORT[v]}\nreads")
+        num_column(t, f"{TENSOR_SHORT[v]}\nwrites")
     for header in (f"energy\n{energy_unit(arch)}", "share\n%", "cycles\n(bw)"):
         num_column(t, header)
     total = cost.energy if cost.energy > 0 else 1.0

@@ -70,10 +70,8 @@ class RandomSearch:
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
         if self.enc is None:
             self.enc = FlatEncoding(problem)
-        for _ in range(self.batch):
-            if problem.exhausted:
-                return
-            problem.score(*self.enc.decode(rng.random(self.enc.n)))
+        enc = self.enc
+        problem.score_many(problem.draw(self.batch, lambda: enc.decode(rng.random(enc.n))))
 
 
 class PlainGA:
@@ -90,36 +88,40 @@ class PlainGA:
         self.pop: np.ndarray | None = None
         self.fit: np.ndarray | None = None
 
-    def _score(self, problem: Problem, x: np.ndarray) -> float:
-        return penalised(problem.score(*self.enc.decode(x)), problem.objective)  # type: ignore[union-attr]
+    def _score(self, problem: Problem, make: Any) -> tuple[list[np.ndarray], list[float]]:
+        """Draw vectors from `make()` while the budget allows, score them as one batch: (vectors, losses)."""
+        xs: list[np.ndarray] = []
+        enc = self.enc
+        assert enc is not None
+
+        def design() -> tuple[np.ndarray, list[Genome]]:
+            xs.append(make())
+            return enc.decode(xs[-1])
+
+        costs = problem.score_many(problem.draw(self.P, design))
+        return xs, [penalised(c, problem.objective) for c in costs]
 
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
         if self.enc is None:
             self.enc = FlatEncoding(problem)
         n = self.enc.n
         if self.pop is None:
-            xs, fs = [], []
-            for _ in range(self.P):
-                if problem.exhausted:
-                    break
-                x = rng.random(n)
-                xs.append(x)
-                fs.append(self._score(problem, x))
+            xs, fs = self._score(problem, lambda: rng.random(n))
             if xs:
                 self.pop, self.fit = np.array(xs), np.array(fs)
             return
         assert self.fit is not None
-        kids, kfit = [], []
-        for _ in range(self.P):
-            if problem.exhausted:
-                break
-            a, b = self.pop[self._pick(rng)], self.pop[self._pick(rng)]
+        pop = self.pop
+
+        def kid() -> np.ndarray:
+            a, b = pop[self._pick(rng)], pop[self._pick(rng)]
             x = np.where(rng.random(n) < 0.5, a, b) if rng.random() < self.crossover else a.copy()
             mut = rng.random(n) < 1.0 / n
             mut[int(rng.integers(n))] = True
             x[mut] = rng.random(int(mut.sum()))
-            kids.append(x)
-            kfit.append(self._score(problem, x))
+            return x
+
+        kids, kfit = self._score(problem, kid)
         if not kids:
             return
         pool, fit = np.concatenate([self.pop, np.array(kids)]), np.concatenate([self.fit, np.array(kfit)])
@@ -137,7 +139,8 @@ NEVERGRAD = {"cma": "CMA", "de": "DE", "pso": "PSO"}
 
 
 class Nevergrad:
-    """A nevergrad optimiser (CMA-ES, differential evolution, PSO) asking and told one design at a time."""
+    """A nevergrad optimiser (CMA-ES, differential evolution, PSO): each step asks `batch` designs (nevergrad's
+    num_workers = batch), scores them as one batch of backend tasks, then tells their losses."""
 
     def __init__(self, method: str, batch: int = 20) -> None:
         if method not in NEVERGRAD:
@@ -161,10 +164,15 @@ class Nevergrad:
             param.random_state = np.random.RandomState(int(rng.integers(2**31 - 1)))
             budget = max(1, problem.max_evaluations // problem.per_design)
             self.opt = ng.optimizers.registry[NEVERGRAD[self.method]](parametrization=param, budget=budget,
-                                                                        num_workers=1)
-        assert self.enc is not None
-        for _ in range(self.batch):
-            if problem.exhausted:
-                return
-            cand = self.opt.ask()
-            self.opt.tell(cand, penalised(problem.score(*self.enc.decode(cand.value)), problem.objective))
+                                                                        num_workers=self.batch)
+        enc = self.enc
+        assert enc is not None
+        cands: list[Any] = []
+
+        def ask() -> tuple[np.ndarray, list[Genome]]:
+            cands.append(self.opt.ask())
+            return enc.decode(cands[-1].value)
+
+        costs = problem.score_many(problem.draw(self.batch, ask))  # a batch of asks, then their tells
+        for cand, cost in zip(cands, costs):
+            self.opt.tell(cand, penalised(cost, problem.objective))

@@ -106,27 +106,35 @@ class DiGamma:
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
         obj = problem.objective
         if not self.pop:
-            for _ in range(self.P):
-                if problem.exhausted:
-                    return
+            def fresh() -> tuple[np.ndarray, list[Genome]]:
                 hw = shrink_to_budget(problem, problem.space.random(1, rng)[0], rng)
-                maps = random_maps(problem, hw, rng)
-                cost = problem.score(hw, maps)
+                return hw, random_maps(problem, hw, rng)
+
+            designs = problem.draw(self.P, fresh)
+            for (hw, maps), cost in zip(designs, problem.score_many(designs)):
                 self.pop.append((hw, maps, rank_key(cost, obj), cost))
             return
-        children = []
-        for _ in range(self.P):
-            if problem.exhausted:
-                break
+        parents: list[tuple] = []
+
+        def child() -> tuple[np.ndarray, list[Genome]]:
             a, b = self.pop[self._pick(rng)], self.pop[self._pick(rng)]
-            hw, maps = self._child(problem, a, b, rng)
-            cost = problem.score(hw, maps)
+            parents.append(a)
+            return self._child(problem, a, b, rng)
+
+        children = []
+
+        def merge(i: int, cost: DesignCost) -> None:  # right after child i is recorded, as in a one-by-one loop
+            hw, maps = designs[i]
+            a = parents[i]
             if problem.space.key(hw) == problem.space.key(a[0]):
                 merged = merge_layers(problem, cost, a[3], maps, a[1])
                 if merged is not None:
                     cost, maps = merged
                     problem.record(hw, maps, cost)
             children.append((hw, maps, rank_key(cost, obj), cost))
+
+        designs = problem.draw(self.P, child)
+        problem.score_many(designs, merge)
         pool = self.pop + children  # (mu + lambda): the P best by rank, elitist
         keep = sorted(range(len(pool)), key=lambda i: pool[i][2])
         self.pop = [pool[i] for i in keep[: self.P]]

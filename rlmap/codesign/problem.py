@@ -7,12 +7,19 @@ what its inner mapper spent per layer (`Problem.charge`).  As in rlmap's mappers
 design that changes only some layers' mappings costs only those layers.  Every scored design is recorded
 (evaluations so far, seconds, figures, hardware genes) for the search curves and the Pareto front, and the
 best feasible one (objective under the area budget) is kept with its mappings.
+
+Where the evaluations run is the Problem's `backend` (rlmap.execution: `-j N` local processes or `--ray`):
+an optimiser `draw`s the designs of a step (as many as the budget allows, counted as `score` would count them,
+without evaluating), then `score_many` runs their new layer evaluations as backend tasks (one per design) and
+records the designs in order.  The results, the counter and the records equal those of `score` called one
+design after another, whatever the backend and its number of workers.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +61,13 @@ class Problem:
     best_maps: list[Genome] | None = None
     best_cost: DesignCost | None = None
     cache: dict[bytes, tuple[bool, float, float]] = field(default_factory=dict, repr=False)
+    backend: Any = field(default=None, repr=False)  # rlmap.execution.Backend; None: evaluate in this process
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["seconds"] = self.elapsed
+        state["backend"] = None  # a live backend (process pool, Ray connection) is not saved; the runner sets it
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -75,9 +84,60 @@ class Problem:
 
     @property
     def exhausted(self) -> bool:
-        if self.evaluations + self.per_design > self.max_evaluations:
+        return self.would_exhaust(0)
+
+    def would_exhaust(self, pending: int) -> bool:
+        """`exhausted` once `pending` more evaluations are spent."""
+        if self.evaluations + pending + self.per_design > self.max_evaluations:
             return True
         return self.time_limit is not None and self.elapsed >= self.time_limit
+
+    def keys(self, hw: np.ndarray, maps: list[Genome]) -> list[bytes]:
+        """The cache key of each layer's (hardware, layer, mapping)."""
+        hk = np.asarray(hw, dtype=np.int64).tobytes()
+        return [hk + i.to_bytes(4, "little") + m.slots.astype(np.int16).tobytes() + m.order.astype(np.int8).tobytes()
+                for i, m in enumerate(maps)]
+
+    def draw(self, n: int, make: Callable[[], tuple[np.ndarray, list[Genome]]]) -> list[tuple[np.ndarray, list[Genome]]]:
+        """Up to `n` designs from `make()`, stopping (before calling it) where scoring the ones drawn so far one by
+        one would exhaust the budget: the designs a loop of `if exhausted: break; score(make())` scores."""
+        out: list[tuple[np.ndarray, list[Genome]]] = []
+        seen: set[bytes] = set()
+        for _ in range(n):
+            if self.would_exhaust(len(seen)):
+                break
+            hw, maps = make()
+            seen.update(k for k in self.keys(hw, maps) if k not in self.cache)
+            out.append((hw, maps))
+        return out
+
+    def score_many(self, designs: Sequence[tuple[np.ndarray, list[Genome]]],
+                   then: Callable[[int, DesignCost], None] | None = None) -> list[DesignCost]:
+        """`[score(hw, maps) for hw, maps in designs]`, with the new layer evaluations run as backend tasks (one per
+        design); `then(i, cost)` is called right after design i is recorded, as code after `score` would run."""
+        from rlmap.execution import LocalBackend, run_tasks
+
+        keys = [self.keys(hw, maps) for hw, maps in designs]
+        seen: set[bytes] = set()
+        missing: list[list[int]] = []
+        for ks in keys:  # each design evaluates the layers no earlier design (nor the cache) has
+            new = [i for i, k in enumerate(ks) if k not in self.cache and k not in seen]
+            seen.update(ks[i] for i in new)
+            missing.append(new)
+        todo = [d for d in range(len(designs)) if missing[d]]
+        args = [(self.space.decode(designs[d][0]), designs[d][1], self.workload, missing[d]) for d in todo]
+        backend = self.backend if self.backend is not None else LocalBackend(1)
+        for d, res in zip(todo, run_tasks(backend, layers_task, args)):
+            for i, r in zip(missing[d], res):
+                self.cache[keys[d][i]] = r
+        out = []
+        for d, (hw, maps) in enumerate(designs):
+            self.evaluations += len(missing[d])
+            cost = self._compose(hw, maps, keys[d])
+            out.append(cost)
+            if then is not None:
+                then(d, cost)
+        return out
 
     def area(self, hw: np.ndarray) -> float:
         """The area of a design (no cost-model evaluation: area is a closed form of the hardware)."""
@@ -97,17 +157,13 @@ class Problem:
     def score(self, hw: np.ndarray, maps: list[Genome]) -> DesignCost:
         """Score a design (one evaluation per layer not scored before on this hardware), record it, keep it if it
         is the best feasible one.  Same figures as `evaluate_design`."""
-        arch = self.space.decode(hw)
-        hk = np.asarray(hw, dtype=np.int64).tobytes()
-        keys = [hk + i.to_bytes(4, "little") + m.slots.astype(np.int16).tobytes() + m.order.astype(np.int8).tobytes()
-                for i, m in enumerate(maps)]
-        missing = [i for i, k in enumerate(keys) if k not in self.cache]
-        for i, r in zip(missing, evaluate_layers(arch, maps, self.workload, missing)):
-            self.cache[keys[i]] = r
-        self.evaluations += len(missing)
+        return self.score_many([(hw, maps)])[0]
+
+    def _compose(self, hw: np.ndarray, maps: list[Genome], keys: list[bytes]) -> DesignCost:
+        """The design's figures from its (cached) layer figures; records it."""
         res = [self.cache[k] for k in keys]
-        cost = compose(arch, self.workload, np.array([r[0] for r in res], dtype=bool), np.array([r[1] for r in res]),
-                       np.array([r[2] for r in res]), self.budget_mm2)
+        cost = compose(self.space.decode(hw), self.workload, np.array([r[0] for r in res], dtype=bool),
+                       np.array([r[1] for r in res]), np.array([r[2] for r in res]), self.budget_mm2)
         self.record(hw, maps, cost)
         return cost
 
@@ -120,6 +176,12 @@ class Problem:
             self.best_value, self.best_hw, self.best_cost = value, np.array(hw), cost
             self.best_maps = [Genome(m.slots.copy(), m.order.copy()) for m in maps]
 
+    def run(self, fn: Callable[[Any], Any], args: Sequence[Any]) -> list[Any]:
+        """`[fn(a) for a in args]` on the backend (in this process when none): a two-loop optimiser's inner mappings."""
+        from rlmap.execution import LocalBackend, run_tasks
+
+        return run_tasks(self.backend if self.backend is not None else LocalBackend(1), fn, args)
+
     def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(evaluations, seconds, best feasible objective so far) after each scored design."""
         if not self.history:
@@ -128,3 +190,9 @@ class Problem:
         sec = np.array([r.seconds for r in self.history])
         best = np.minimum.accumulate(np.array([r.objective for r in self.history]))
         return ev, sec, best
+
+
+def layers_task(arg: tuple) -> list[tuple[bool, float, float]]:
+    """A backend task: (valid, energy, cycles) of the listed layers' mappings on one architecture."""
+    arch, maps, workload, which = arg
+    return evaluate_layers(arch, maps, workload, which)

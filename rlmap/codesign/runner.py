@@ -71,14 +71,20 @@ def load_checkpoint(path: Path, meta: dict) -> tuple[Any, Problem, np.random.Gen
 
 def run(optimizer: Any, problem: Problem, seed: int, checkpoint: Path | None = None, resume: bool = False,
         meta: dict | None = None, progress: Callable[[Problem], None] | None = None,
-        policy: Any = None) -> tuple[Any, Problem]:
-    """Step `optimizer` until the problem's budget is spent; returns the (possibly resumed) optimiser and problem."""
+        policy: Any = None, backend: Any = None) -> tuple[Any, Problem]:
+    """Step `optimizer` until the problem's budget is spent; returns the (possibly resumed) optimiser and problem.
+
+    backend -- where the evaluations run (rlmap.execution.Backend; default: the problem's, else this process);
+               any backend, any number of workers: the same designs, figures and evaluation count.
+    """
     rng = np.random.default_rng(seed)
     meta = dict(meta or {})
+    backend = backend if backend is not None else problem.backend
     if resume and checkpoint is not None and checkpoint.exists():
         optimizer, problem, rng = load_checkpoint(checkpoint, meta)
         if hasattr(optimizer, "policy") and optimizer.policy is None:
             optimizer.policy = policy
+    problem.backend = backend
     stalls = 0
     while not problem.exhausted and stalls < 20:
         before = problem.evaluations
@@ -89,4 +95,5 @@ def run(optimizer: Any, problem: Problem, seed: int, checkpoint: Path | None = N
             progress(problem)
         stalls = stalls + 1 if problem.evaluations == before else 0  # 20 steps with nothing new: stop
     problem.stop()
+    problem.backend = None  # the backend outlives nothing it was lent to
     return optimizer, problem

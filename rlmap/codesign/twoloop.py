@@ -6,7 +6,8 @@ stepped to a neighbouring value (a design already tried is not mapped again).  T
 rlmap's GA mapper with `inner_budget` evaluations per layer (`TwoLoop`, the approach DiGamma compares
 with) or a trained policy, zero-shot, greedy or best of K samples (`LearnedLoop`: one evaluation per
 episode).  Every evaluation the inner mapper spends is charged to the problem's counter; the design's
-figures are those of the mappings the inner mapper scored (recomputed, not charged twice).
+figures are those of the mappings the inner mapper scored (recomputed, not charged twice).  The inner mappings
+run as backend tasks (`Problem.run`): one per layer for the GA mapper, one per design for the policy.
 
 `LearnedLoop.finish` re-maps the best design with the optimal mapper (its evaluations reported apart, not
 charged to the search), so the report has both figures: policy-mapped and optimally re-mapped.
@@ -70,12 +71,10 @@ class TwoLoop:
         return problem.per_design * self.inner_budget
 
     def map_layers(self, problem: Problem, arch: Architecture, seed: int) -> list[SearchResult]:
-        from rlmap.search.driver import get_mapper, layer_seed
+        from rlmap.search.driver import layer_seed
 
-        mapper = get_mapper(self.inner)
-        return [mapper.search(layer, arch, problem.objective, budget=self.inner_budget, seed=layer_seed(seed, i),
-                              model=layer_space(layer, arch).model)
-                for i, layer in enumerate(problem.workload.layers)]
+        return problem.run(inner_search_task, [(self.inner, layer, arch, problem.objective, self.inner_budget,
+                                                layer_seed(seed, i)) for i, layer in enumerate(problem.workload.layers)])
 
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
         if problem.evaluations + self.inner_cost(problem) > problem.max_evaluations or problem.exhausted:
@@ -111,10 +110,9 @@ class LearnedLoop(TwoLoop):
         return state
 
     def map_layers(self, problem: Problem, arch: Architecture, seed: int) -> list[SearchResult]:
-        from rlmap.rl.mapper import map_layers
-
-        return map_layers(self.policy, list(problem.workload.layers), arch, problem.objective, samples=self.samples,
-                          seed=seed)
+        # one task per design: the policy maps all layers in one batched call (its episodes share one random stream)
+        return problem.run(policy_task, [(self.policy, list(problem.workload.layers), arch, problem.objective,
+                                          self.samples, seed)])[0]
 
     def finish(self, problem: Problem) -> dict[str, Any]:
         """Re-map the best design with the optimal mapper; both figures (policy-mapped, optimal) in `final`."""
@@ -140,3 +138,20 @@ class LearnedLoop(TwoLoop):
                       "optimal_evaluations": int(sum(r.evaluations for r in results)),
                       "optimal_proven": all(r.proven_optimal for r in results), "cost": cost, "maps": maps}
         return self.final
+
+
+def inner_search_task(arg: tuple) -> SearchResult:
+    """A backend task: one layer mapped by the two-loop optimiser's inner rlmap mapper."""
+    from rlmap.search.driver import get_mapper
+
+    inner, layer, arch, objective, budget, seed = arg
+    return get_mapper(inner).search(layer, arch, objective, budget=budget, seed=seed,
+                                    model=layer_space(layer, arch).model)
+
+
+def policy_task(arg: tuple) -> list[SearchResult]:
+    """A backend task: every layer of a design mapped by a trained policy (rlmap.rl.mapper.map_layers)."""
+    from rlmap.rl.mapper import map_layers
+
+    policy, layers, arch, objective, samples, seed = arg
+    return map_layers(policy, layers, arch, objective, samples=samples, seed=seed)

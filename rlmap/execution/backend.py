@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 from rlmap.execution.base import RAY_ADDRESS_ENV, Backend, TaskFn
 from rlmap.execution.store import ResultStore, task_key
-from rlmap.spec.errors import SpecError
+from rlmap.spec.errors import Interrupted, SpecError
 
 
 class LocalBackend(Backend):
     """Today's `-j N`: N = 1 runs the tasks here, in order; N > 1 in N spawned (not forked: the parent's torch/BLAS
-    threads cannot deadlock them) local processes."""
+    threads cannot deadlock them) local processes.
+
+    Inside `with LocalBackend(n) as b:` the process pool is started once and kept for every call until the block
+    ends (a caller with many small batches, such as co-design's generations, pays the spawn and import once);
+    outside a `with` block each call starts and ends its own pool.
+    """
 
     name = "local"
 
@@ -22,35 +27,63 @@ class LocalBackend(Backend):
         if processes < 1:
             raise SpecError(f"must be >= 1, got {processes}", "--processes")
         self.processes = processes
+        self._keep = False
+        self._pool: Any = None
 
     @property
     def workers(self) -> int:
         return self.processes
+
+    def __enter__(self) -> Self:
+        self._keep = True
+        return self
+
+    def _get_pool(self, n: int) -> Any:
+        if self._pool is not None:
+            return self._pool
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=self.processes if self._keep else min(self.processes, n),
+                                   mp_context=ctx, initializer=ignore_sigint)
+        if self._keep:
+            self._pool = pool
+        return pool
 
     def imap_unordered(self, fn: TaskFn, args: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         if self.processes <= 1 or len(args) <= 1:
             for i, a in enumerate(args):
                 yield i, fn(a)
             return
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self.processes, len(args)), mp_context=ctx,
-                                   initializer=ignore_sigint)
+        pool = self._get_pool(len(args))
         futures = {pool.submit(fn, a): i for i, a in enumerate(args)}
         try:
             for fut in as_completed(futures):
                 yield futures[fut], fut.result()
         except BaseException:  # Ctrl-C or a failed task: stop now, not after the running tasks finish
-            workers = list(getattr(pool, "_processes", {}).values())  # the processes this pool started
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in workers:
-                proc.terminate()
-            for proc in workers:
-                proc.join(timeout=2)
+            self._pool = None
+            _terminate(pool)
             raise
-        pool.shutdown(wait=True)
+        if pool is not self._pool:
+            pool.shutdown(wait=True)
+
+    def close(self) -> None:
+        pool, self._pool, self._keep = self._pool, None, False
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _terminate(pool: Any) -> None:
+    """End a process pool's workers now (not after their running tasks)."""
+    workers = list(getattr(pool, "_processes", {}).values())  # the processes this pool started
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        proc.terminate()
+    for proc in workers:
+        proc.join(timeout=2)
 
 
 def ignore_sigint() -> None:
@@ -84,6 +117,8 @@ def run_tasks(backend: Backend, fn: TaskFn, args: Sequence[Any], store: ResultSt
     on_result -- called as (index, result, from_store) for every task as it completes (progress bars)
     Results already in `store` are read back, not recomputed; every new one is written atomically as it
     arrives, before the next is awaited, so an interruption loses at most the tasks still running.
+    Ctrl-C raises rlmap.spec.errors.Interrupted whose `partial` is the result list so far (None for a task
+    that did not finish), so callers keep what finished without bookkeeping of their own.
     """
     n = len(args)
     if store is not None and keys is None:
@@ -95,26 +130,32 @@ def run_tasks(backend: Backend, fn: TaskFn, args: Sequence[Any], store: ResultSt
     same: dict[int, list[int]] = {}
     todo: list[int] = []
     have = store.keys() if store is not None else set()
-    for i in range(n):
-        k = keys[i] if keys is not None else None
-        if k is not None and k in first:
-            same.setdefault(first[k], []).append(i)
-            continue
-        if k is not None:
-            first[k] = i
-        if store is not None and k in have:
-            results[i] = store.get(k)
+    try:  # Ctrl-C while reading back or running: pass on what finished
+        for i in range(n):
+            k = keys[i] if keys is not None else None
+            if k is not None and k in first:
+                same.setdefault(first[k], []).append(i)
+                continue
+            if k is not None:
+                first[k] = i
+            if store is not None and k in have:
+                results[i] = store.get(k)
+                if on_result is not None:
+                    on_result(i, results[i], True)
+            else:
+                todo.append(i)
+        for j, res in backend.imap_unordered(fn, [args[i] for i in todo]):
+            i = todo[j]
+            results[i] = res
+            if store is not None and keys is not None:
+                store.put(keys[i], res)
             if on_result is not None:
-                on_result(i, results[i], True)
-        else:
-            todo.append(i)
-    for j, res in backend.imap_unordered(fn, [args[i] for i in todo]):
-        i = todo[j]
-        results[i] = res
-        if store is not None and keys is not None:
-            store.put(keys[i], res)
-        if on_result is not None:
-            on_result(i, res, False)
+                on_result(i, res, False)
+    except KeyboardInterrupt:  # also an Interrupted a task raised in-process: its partial is not ours
+        for i, dups in same.items():  # a finished task also finished its equal ones
+            for d in dups:
+                results[d] = results[i]
+        raise Interrupted(results, sum(r is not None for r in results), n) from None
     for i, dups in same.items():
         for d in dups:
             results[d] = results[i]

@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from rlmap.spec.outputs import atomic_write
 
 _SUFFIX = ".pkl"
 
@@ -42,8 +43,8 @@ def task_key(*parts: Any) -> str:
 
 class ResultStore:
     """A folder of `KEY.pkl` files.  `put` writes a temp file in the same folder and renames it over the target
-    (os.replace is atomic on POSIX and Windows), so a reader sees the whole result or none; leftovers of a
-    killed writer (`.KEY.*.tmp`) are never read and are removed by `clear`."""
+    (rlmap.spec.outputs.atomic_write), so a reader sees the whole result or none; leftovers of a killed writer
+    (hidden `.KEY.*.tmp*` files) are never read and are removed by `clear`."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -59,17 +60,13 @@ class ResultStore:
             return pickle.load(f)
 
     def put(self, key: str, value: Any) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
+        def dump(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
                 pickle.dump(value, f, protocol=5)
                 f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old state or the whole result
+
+        atomic_write(self._path(key), dump)
 
     def keys(self) -> set[str]:
         if not self.folder.is_dir():

@@ -140,7 +140,7 @@ def generate_spec(seed: int, name: str | None = None) -> dict[str, Any]:
             if fmts:
                 lvl["formats"] = fmts
     pes = math.prod(lvl.get("fanout", {}).get("x", 1) * lvl.get("fanout", {}).get("y", 1) for lvl in levels)
-    name = name or f"gen{seed}"
+    name = name or generated_name(seed)
     desc = (f"generated (seed {seed}): {n_levels} levels ({layout}), {pes} MACs, {bits}-bit, dataflow {flow}, "
             f"global buffer {_largest(glb_cap) * bits // 8:,} B keeping {', '.join(glb_keeps)}"
             + (f", sparse {sparse} on {', '.join(on)}" if sparse != "none" else ""))
@@ -148,6 +148,11 @@ def generate_spec(seed: int, name: str | None = None) -> dict[str, Any]:
             "source": f"rlmap.hardware.generator seed {seed}; energies rlmap.hardware.energy (45 nm, docs/hardware.md)",
             "data_bits": bits, "clock_ghz": 1.0, "levels": levels,
             "compute": {"mac_energy": float(f"{mac_energy(bits):.6g}"), "sparse": sparse, **({"on": on} if on else {})}}
+
+
+def generated_name(seed: int) -> str:
+    """The name (and file stem, envs/generated/NAME.yaml) of the architecture generated from `seed`."""
+    return f"gen{seed}"
 
 
 def generate_architecture(seed: int, name: str | None = None) -> Architecture:

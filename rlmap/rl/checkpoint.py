@@ -146,7 +146,7 @@ def default_policy(arch: str) -> tuple[Path | None, str]:
     qs, qg = _greedy_on(special, arch), _greedy_on(general, arch)
     if qg is not None and (qs is None or qg < qs):
         return general, (f"general policy (measured greedy {qg:.3f} x optimal on {arch}, "
-                         f"specialised {qs or 'unmeasured'})")
+                         f"specialised {'unmeasured' if qs is None else f'{qs:.3f}'})")
     vs = f", general {qg:.3f}" if qg is not None else ""
     return special, "specialised policy" + (f" (measured greedy {qs:.3f} x optimal on {arch}{vs})" if qs else "")
 
@@ -155,7 +155,9 @@ def trained_architectures(config: dict[str, Any]) -> list[str]:
     """Names of the architectures a run trained on (presets by name, generated ones as genSEED)."""
     names = [Path(a.strip()).stem for a in str(config.get("arch", "")).split(",") if a.strip()]
     seed0, n = int(config.get("generated_seed", 0)), int(config.get("generated", 0))
-    return names + [f"gen{s}" for s in range(seed0, seed0 + n)]
+    from rlmap.hardware.generator import generated_name
+
+    return names + [generated_name(s) for s in range(seed0, seed0 + n)]
 
 
 def coverage_note(policy: Policy, arch: str) -> str | None:

@@ -160,11 +160,11 @@ def arch_names(cfg: TrainConfig) -> list[str]:
 
 def training_architectures(cfg: TrainConfig) -> list[Any]:
     """Every Architecture a run trains on: the named ones, then `generated` generated ones."""
-    from rlmap.hardware.generator import generate_architecture
+    from rlmap.hardware.generator import generate_architectures
     from rlmap.spec.io import load_architecture
 
     named = [load_architecture(a) for a in arch_names(cfg)]
-    return named + [generate_architecture(s) for s in range(cfg.generated_seed, cfg.generated_seed + cfg.generated)]
+    return named + generate_architectures(cfg.generated, cfg.generated_seed)
 
 
 def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:

@@ -173,17 +173,16 @@ class PolicyMapper:
         policy = self.policy
         if policy is None:  # the shipped policy, loaded once per process and architecture
             if arch.name not in _SHIPPED:
-                from rlmap.rl.checkpoint import shipped_policy
-                from rlmap.spec.io import checkpoints_dir
-
-                if shipped_policy(arch.name) is None:  # `search` has no --policy: say what does work
-                    have = sorted(p.name.removeprefix("policy_") for p in checkpoints_dir().glob("policy_*"))
-                    raise SpecError(f"no shipped policy for architecture {arch.name!r} (shipped: "
-                                    f"{', '.join(have) or 'none'}); for a policy you trained, use "
-                                    "`rlmap map --policy RUN`", "--mapper policy")
                 from rlmap.rl.checkpoint import load_policy
 
-                _SHIPPED[arch.name] = load_policy(None, arch.name)
+                try:  # the policy `rlmap map` would pick: specialised, else general (checkpoint.default_policy)
+                    _SHIPPED[arch.name] = load_policy(None, arch.name)
+                except SpecError as exc:
+                    if exc.where != "--policy":
+                        raise
+                    # `search` has no --policy: say what does work
+                    raise SpecError(exc.message.replace("and pass --policy", "and use `rlmap map --policy RUN`"),
+                                    "--mapper policy") from None
             policy = _SHIPPED[arch.name]
         return map_layers(policy, [layer], arch, objective, samples=max(1, budget), seed=seed,
                           time_limit=time_limit)[0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,20 +122,11 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             self.calls = 0
 
         def _on_training_start(self) -> None:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
+            from rlmap.search.progress import progress_bar
 
             self.t0 = time.perf_counter()
-            if progress and not sys.stderr.isatty():  # piped or CI: a plain line every few seconds
-                from rlmap.search.progress import PlainProgress
-
-                self.bar = PlainProgress()
-                self.bar.start()
-                self.task = self.bar.add_task("train", total=cfg.timesteps, completed=start_steps, info="")
-            elif progress:
-                self.bar = RichProgress(TextColumn("[bold]train"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                                        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                        transient=False)
+            if progress:  # a bar on a terminal; piped or CI: a plain line every few seconds
+                self.bar = progress_bar("[bold]train", transient=False, remaining=True, bar_width=24)
                 self.bar.start()
                 self.task = self.bar.add_task("train", total=cfg.timesteps, completed=start_steps, info="")
 

@@ -22,10 +22,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from rlmap.rl.config import AgentConfig, TrainConfig, load_agent_config
-from rlmap.spec.errors import SpecError, pydantic_message
+from rlmap.spec.errors import SpecError
+from rlmap.spec.io import parse_model
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 """How a `search` entry is drawn: {choice: [values]}, {grid: [values]} (every value), {uniform: [lo, hi]},
@@ -57,10 +58,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
     raw = read_yaml(p)
     if not isinstance(raw, dict):
         raise SpecError("expected a mapping with keys agent, metric, mode, seeds, samples, search, train", str(p))
-    try:
-        sweep = SweepConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecError(pydantic_message(exc), str(p)) from None
+    sweep = parse_model(SweepConfig, raw, str(p))
     if not (sweep.metric.startswith("rlmap/") or sweep.metric.startswith("eval/")):
         raise SpecError(f"expected a rollout (rlmap/...) or held-out (eval/...) metric, got {sweep.metric!r}",
                         f"{p}: metric")
@@ -71,10 +69,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
     base = load_agent_config(sweep.agent)
     for key in sweep.search:  # every searched key must exist, and a sample of it must give a valid config
         _apply(base, {key: _example(sweep.search[key])}, f"{p}: search.{key}")
-    try:
-        TrainConfig(agent_name=Path(sweep.agent).stem, agent=base, **sweep.train)
-    except ValidationError as exc:
-        raise SpecError(pydantic_message(exc), f"{p}: train") from None
+    parse_model(TrainConfig, {"agent_name": Path(sweep.agent).stem, "agent": base, **sweep.train}, f"{p}: train")
     return sweep
 
 
@@ -98,10 +93,7 @@ def _apply(agent: AgentConfig, overrides: dict[str, Any], where: str = "search")
         if parts[0] != "hyperparams" and parts[-1] not in node:
             raise SpecError(f"the agent config has no field {key!r}", where)
         node[parts[-1]] = value
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(pydantic_message(exc), where) from None
+    return parse_model(AgentConfig, data, where)
 
 
 def param_space(sweep: SweepConfig) -> dict[str, Any]:

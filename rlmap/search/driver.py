@@ -235,7 +235,6 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     t0 = time.perf_counter()
     evaluations = 0
     serial = run_on.workers <= 1  # one task at a time, in order: the bar can name the layer being searched
-    got: dict[int, SearchResult] = {}  # what has finished, should Ctrl-C stop run_tasks
     interrupted = False
     try:  # outside the bar, so that an interrupted bar does not print "done"
         with progress_bar(enabled=progress) as bar:
@@ -245,7 +244,6 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
             def done(i: int, r: SearchResult, cached: bool) -> None:
                 """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
                 nonlocal evaluations
-                got[i] = r
                 evaluations += r.evaluations
                 how = "read back" if cached else "finished"
                 extra = ({"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"}
@@ -255,9 +253,9 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
                            **extra)
 
             results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # run_tasks passes on what finished (a Ctrl-C elsewhere: nothing did)
         interrupted = True
-        results = [got.get(i) for i in range(len(jobs))]
+        results = exc.partial if isinstance(exc, Interrupted) else [None] * len(jobs)
     seconds = time.perf_counter() - t0
     out = []
     for p, (network, arch, _seed) in enumerate(problems):
@@ -270,5 +268,5 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
         if interrupted:
             out[-1].extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
     if interrupted:
-        raise Interrupted(out, len(got), len(jobs))
+        raise Interrupted(out, sum(r is not None for r in results), len(jobs))
     return out

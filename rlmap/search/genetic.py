@@ -247,28 +247,66 @@ class GeneticMapper:
         check_args(objective, budget, time_limit)
         started = time.perf_counter()
         space = make_space(layer, arch, model)
+        return self.search_many(space, objective, [budget], seed, time_limit, [initial], [self.constraint], started)[0]
+
+    def search_many(self, space: MapSpace, objective: str, budgets: Sequence[int], seed: int = 0,
+                    time_limit: float | None = None, initials: Sequence[Sequence[Mapping] | None] | None = None,
+                    constraints: Sequence[Any] | None = None, started: float | None = None) -> list[SearchResult]:
+        """Independent GA runs on one map space, one per budget, each with its own warm start, constraint,
+        population, evaluator (budget, cache) and stopping rule, stepped in lockstep.
+
+        Why: a run on a small budget has a small population, so its time goes to numpy call overhead, not
+        to work; stepping the runs together applies the genome operators (crossover, mutation, repair,
+        constraint, capacity repair) once per generation to all their offspring at once.  Only selection,
+        scoring and survival stay per run.  One run is exactly `search` (same random stream)."""
+        started = time.perf_counter() if started is None else started
+        n = len(budgets)
+        initials = list(initials) if initials is not None else [None] * n
+        cons = list(constraints) if constraints is not None else [None] * n
         ops = Operators(space, self.mutation_weights)
         rng = np.random.default_rng(seed)
-        ev = BudgetedEvaluator(space, objective, budget, time_limit=time_limit, started=started)
-        P = self.population_size(budget)
-        pop = seeded_population(ops, P, rng, initial_genomes(space, initial, rng), capacity=self.repair_capacity)
-        if self.constraint is not None:
-            pop = self._finish(ops, pop, rng)
-        fit = _fitness(ev.score(pop))
-        generations = stalls = 0
-        while not ev.exhausted and stalls < 50:
-            used = ev.used
-            children = self._offspring(ops, pop, fit, P, rng)
-            cfit = _fitness(ev.score(children))
-            pop, fit = self._survivors(space, Genome.concat([pop, children]), np.concatenate([fit, cfit]), P)
-            generations += 1
-            stalls = stalls + 1 if ev.used == used else 0
-        return ev.result(self.name, started, {"population": P, "generations": generations})
+        evs = [BudgetedEvaluator(space, objective, b, time_limit=time_limit, started=started) for b in budgets]
+        sizes = [self.population_size(b) for b in budgets]
+        pops: list[Genome] = []
+        fits: list[np.ndarray] = []
+        for k in range(n):
+            pop = seeded_population(ops, sizes[k], rng, initial_genomes(space, initials[k], rng),
+                                    capacity=self.repair_capacity)
+            if cons[k] is not None:
+                pop = self._finish(ops, pop, rng, [cons[k]], [len(pop)])
+            pops.append(pop)
+            fits.append(_fitness(evs[k].score(pop)))
+        generations, stalls = [0] * n, [0] * n
+        while True:
+            live = [k for k in range(n) if not evs[k].exhausted and stalls[k] < 50]
+            if not live:
+                break
+            used = [evs[k].used for k in live]
+            children = self._offspring(ops, [pops[k] for k in live], [fits[k] for k in live],
+                                       [sizes[k] for k in live], rng, [cons[k] for k in live])
+            at = 0
+            for k, u in zip(live, used):
+                kids = children.take(slice(at, at + sizes[k]))
+                at += sizes[k]
+                cfit = _fitness(evs[k].score(kids))
+                pops[k], fits[k] = self._survivors(space, Genome.concat([pops[k], kids]),
+                                                   np.concatenate([fits[k], cfit]), sizes[k])
+                generations[k] += 1
+                stalls[k] = stalls[k] + 1 if evs[k].used == u else 0
+        return [evs[k].result(self.name, started, {"population": sizes[k], "generations": generations[k]})
+                for k in range(n)]
 
-    def _offspring(self, ops: Operators, pop: Genome, fit: np.ndarray, n: int, rng: np.random.Generator) -> Genome:
-        pa = self._tournament(fit, n, rng)
-        pb = self._tournament(fit, n, rng)
-        a, b = pop.take(pa), pop.take(pb)
+    def _offspring(self, ops: Operators, pops: list[Genome], fits: list[np.ndarray], sizes: list[int],
+                   rng: np.random.Generator, constraints: list[Any]) -> Genome:
+        """sizes[k] offspring of every population k (parents by tournament within it), concatenated."""
+        a_parts, b_parts = [], []
+        for pop, fit, m in zip(pops, fits, sizes):
+            pa = self._tournament(fit, m, rng)
+            pb = self._tournament(fit, m, rng)
+            a_parts.append(pop.take(pa))
+            b_parts.append(pop.take(pb))
+        a, b = Genome.concat(a_parts), Genome.concat(b_parts)
+        n = len(a)
         cross = rng.random(n) < self.crossover_rate
         kids = ops.crossover(a, b, rng)
         kids = Genome(np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order))
@@ -278,16 +316,26 @@ class GeneticMapper:
         if len(fresh):
             new = ops.random(len(fresh), rng)
             kids.slots[fresh], kids.order[fresh] = new.slots, new.order
-        return self._finish(ops, kids, rng)
+        return self._finish(ops, kids, rng, constraints, sizes)
 
-    def _finish(self, ops: Operators, g: Genome, rng: np.random.Generator) -> Genome:
-        """The search's constraint (if any: Marvel's fixed off-chip part), then capacity repair."""
-        c = self.constraint
-        if c is not None:
-            c.apply(g)
-        if self.repair_capacity:
-            capacity_repair(ops.space, g, rng, target=c.target if c is not None else 0,
-                            movable=c.movable if c is not None else None)
+    def _finish(self, ops: Operators, g: Genome, rng: np.random.Generator, constraints: list[Any],
+                sizes: list[int]) -> Genome:
+        """Each run's constraint (if any: Marvel's fixed off-chip part) on its rows, then capacity repair."""
+        edges = np.cumsum([0, *sizes])
+        for c, lo, hi in zip(constraints, edges[:-1], edges[1:]):
+            if c is not None:
+                c.apply(g.take(slice(int(lo), int(hi))))  # a view: applied in place
+        if not self.repair_capacity:
+            return g
+        if all(c is None for c in constraints):
+            capacity_repair(ops.space, g, rng)
+        elif len(constraints) == 1:
+            capacity_repair(ops.space, g, rng, target=constraints[0].target, movable=constraints[0].movable)
+        else:
+            every = np.ones(ops.space.n_genes, dtype=bool)
+            target = np.repeat([0 if c is None else c.target for c in constraints], sizes)
+            movable = np.repeat(np.stack([every if c is None else c.movable for c in constraints]), sizes, axis=0)
+            capacity_repair(ops.space, g, rng, target=target, movable=movable)
         return g
 
     def _tournament(self, fit: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

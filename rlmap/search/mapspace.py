@@ -24,7 +24,7 @@ from rlmap.spec.problem import DIMS, N_DIMS
 TEMPORAL, SPATIAL_X, SPATIAL_Y = 0, 1, 2
 
 
-def format_big(n: int | float) -> str:
+def format_big(n: float) -> str:
     """3.4e19 for big counts, the exact integer for small ones."""
     return f"{n:,}" if n < 1_000_000 else f"{float(n):.2g}".replace("e+", "e")
 
@@ -39,11 +39,11 @@ class Genome:
     def __len__(self) -> int:
         return int(self.order.shape[0])
 
-    def take(self, idx: np.ndarray | slice) -> "Genome":
+    def take(self, idx: np.ndarray | slice) -> Genome:
         return Genome(self.slots[idx], self.order[idx])
 
     @staticmethod
-    def concat(parts: list["Genome"]) -> "Genome":
+    def concat(parts: list[Genome]) -> Genome:
         return Genome(np.concatenate([p.slots for p in parts]), np.concatenate([p.order for p in parts]))
 
 
@@ -76,15 +76,18 @@ class MapSpace:
         self.gene_dim = np.array(gene_dim, dtype=np.int64)
         self.gene_prime = np.array(gene_prime, dtype=np.int64)
         self.n_genes = len(gene_dim)
+        # genes are grouped by dim: the dims that have genes and where each one's genes start (for decode)
+        self._gene_dims, self._dim_starts = np.unique(self.gene_dim, return_index=True)
 
     # ------------------------------------------------------------------ genome <-> mapping
     def decode(self, g: Genome) -> MappingBatch:
         """Factors per (level, dim) from gene slots; the loop orders pass through."""
         B = len(g)
         fac = np.ones((B, N_DIMS, self.n_slots), dtype=np.int64)
-        ar = np.arange(B)
-        for i in range(self.n_genes):
-            fac[ar, self.gene_dim[i], g.slots[:, i]] *= self.gene_prime[i]
+        if self.n_genes:  # vectorised: each gene's prime in its slot (1 elsewhere), multiplied over each dim's genes
+            onehot = g.slots[:, :, None] == np.arange(self.n_slots)  # (B, G, S)
+            f = np.where(onehot, self.gene_prime[None, :, None], 1)
+            fac[:, self._gene_dims, :] = np.multiply.reduceat(f, self._dim_starts, axis=1)
         fac = fac.reshape(B, N_DIMS, self.L, 3).transpose(0, 2, 1, 3)  # (B, L, D, 3)
         return MappingBatch(temporal=np.ascontiguousarray(fac[..., TEMPORAL]),
                             spatial_x=np.ascontiguousarray(fac[..., SPATIAL_X]),

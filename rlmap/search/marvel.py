@@ -34,7 +34,10 @@ cost model charges DRAM per word, not per burst or row, so layout changes no cos
 the on-chip levels' tiling, spatial unrolling and loop orders -- with the DRAM bounds and order held fixed
 (`OffChipConstraint`; capacity repair pushes primes out to the first on-chip level, not to DRAM).  The
 budget (cost-model evaluations): `explore_frac` of it split evenly over the candidates, the rest on the
-best candidate, seeded with its best mapping.  The result is the best mapping found.
+best candidate, seeded with its best mapping.  The result is the best mapping found.  The GA runs of one
+round are stepped in lockstep (`GeneticMapper.search_many`): each keeps its own population, budget and
+evaluator, but the genome operators run once per generation on all their offspring together -- small
+budgets mean small populations, whose time would otherwise go to per-call numpy overhead.
 """
 
 from __future__ import annotations
@@ -228,31 +231,34 @@ class MarvelMapper:
         rounds = max(1, math.ceil(math.log2(len(cands)))) if len(cands) > 1 else 1
         deadline = math.inf if time_limit is None else started + time_limit
 
-        def run(i: int, n_eval: int) -> None:
+        ga = GeneticMapper()
+
+        def run(ids: list[int], n_eval: int) -> None:
+            """One GA run of `n_eval` evaluations per candidate in `ids`, stepped together (search_many)."""
             nonlocal best, best_cand, evaluations, stopped
             left = None if time_limit is None else deadline - time.perf_counter()
-            if n_eval <= 0 or (left is not None and left <= 0):
+            if n_eval <= 0 or not ids or (left is not None and left <= 0):
                 return
-            seeds = list(initial or ()) + ([champion[i].mapping] if i in champion and champion[i].mapping else [])
-            r = GeneticMapper(constraint=OffChipConstraint(space, cands[i])).search(
-                layer, arch, objective, n_eval, int(rng.integers(2**31)), space.model, left, seeds)
-            evaluations += r.evaluations
-            values.append(r.curve)
-            stopped = str(r.notes.get("stopped", stopped))
-            if i not in champion or r.best < champion[i].best:
-                champion[i] = r
-            if best is None or r.best < best.best:
-                best, best_cand = r, cands[i]
+            seeds = [list(initial or ()) + ([champion[i].mapping] if i in champion and champion[i].mapping else [])
+                     for i in ids]
+            results = ga.search_many(space, objective, [n_eval] * len(ids), int(rng.integers(2**31)), left, seeds,
+                                     [OffChipConstraint(space, cands[i]) for i in ids])
+            for i, r in zip(ids, results):
+                evaluations += r.evaluations
+                values.append(r.curve)
+                stopped = str(r.notes.get("stopped", stopped))
+                if i not in champion or r.best < champion[i].best:
+                    champion[i] = r
+                if best is None or r.best < best.best:
+                    best, best_cand = r, cands[i]
 
         # successive halving over the candidates: every round shares explore/rounds, the better half goes on
         for _ in range(rounds):
-            share = explore // rounds // max(len(alive), 1)
-            for i in alive:
-                run(i, share)
+            run(alive, explore // rounds // max(len(alive), 1))
             alive = sorted(alive, key=lambda i: champion[i].best if i in champion else math.inf)
             alive = alive[:max(1, len(alive) // 2)]
         # the rest of the budget refines the best candidate, starting from its best mapping
-        run(cands.index(best_cand), budget - evaluations)
+        run([cands.index(best_cand)], budget - evaluations)
         per = [{"bounds": list(c.bounds), "stationary": c.stationary, "offchip_words": c.words,
                 "best": champion[i].best if i in champion else None} for i, c in enumerate(cands)]
         curve = best_so_far(np.concatenate(values)) if values else np.zeros(0)

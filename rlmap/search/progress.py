@@ -117,12 +117,17 @@ class PlainProgress:
 
 
 def progress_bar(description_column: str = "[bold]{task.description}", enabled: bool = True,
-                 stream: TextIO | None = None, transient: bool = True, console: Any = None) -> Any:
-    """A rich Progress on a terminal (stderr or `console`), a PlainProgress otherwise; `enabled=False`: silent."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+                 stream: TextIO | None = None, transient: bool = True, console: Any = None,
+                 remaining: bool = False, bar_width: int | None = 40) -> Any:
+    """A rich Progress on a terminal (stderr or `console`), a PlainProgress otherwise; `enabled=False`: silent.
+    `remaining` adds rich's time-remaining column.  Tasks carry an `info` field (pass info="" to add_task)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
     out = stream if stream is not None else (console.file if console is not None else sys.stderr)
     if enabled and getattr(out, "isatty", lambda: False)():
-        return Progress(TextColumn(description_column), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[info]}"), transient=transient, console=console)
+        columns = [TextColumn(description_column), BarColumn(bar_width=bar_width), MofNCompleteColumn(),
+                   TimeElapsedColumn(), *([TimeRemainingColumn()] if remaining else []),
+                   TextColumn("{task.fields[info]}")]
+        return Progress(*columns, transient=transient, console=console)
     return PlainProgress(stream=out, enabled=enabled)

@@ -92,26 +92,29 @@ def structural_valid(model: CostModel, b: MappingBatch) -> np.ndarray:
 
 
 def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid: np.ndarray | None = None,
-                    target: int = 0, movable: np.ndarray | None = None) -> np.ndarray:
+                    target: int | np.ndarray = 0, movable: np.ndarray | None = None) -> np.ndarray:
     """In place: rows whose tiles overflow a buffer get random prime copies moved out to slot `target`
     (default 0, the outermost temporal slot: DRAM) until they fit.  Only copies inside `target` (slot >
-    target) and, if given, with `movable[gene]` set are moved.  Returns the validity mask afterwards."""
+    target) and, if given, with `movable[gene]` set are moved.  `target` (B,) and `movable` (B, G) may
+    also be given per row (several constrained searches repaired in one batch).  Returns the validity
+    mask afterwards."""
     model = space.model
     if valid is None:
         valid = structural_valid(model, space.decode(g))
+    tgt = np.broadcast_to(np.asarray(target), (len(g),))
     for _ in range(space.n_genes + 1):
         bad = np.flatnonzero(~valid)
         if len(bad) == 0:
             break
-        inner = g.slots[bad] > target
+        inner = g.slots[bad] > tgt[bad, None]
         if movable is not None:
-            inner &= movable[None, :]
+            inner &= movable[bad] if movable.ndim == 2 else movable[None, :]
         has = inner.any(axis=1)
         if not has.any():
             break
         r = rng.random(inner.shape) * inner
         pick = np.argmax(r, axis=1)
         rows = bad[has]
-        g.slots[rows, pick[has]] = target
+        g.slots[rows, pick[has]] = tgt[rows]
         valid[rows] = structural_valid(model, space.decode(g.take(rows)))
     return valid

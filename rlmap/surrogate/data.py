@@ -852,20 +852,21 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
     store = ResultStore(resume_dir) if resume_dir is not None else None
     shards = [j[2] for j in jobs]
     keys = [task_key("dataset_shard", job) for job in shards] if store is not None else None
-    got: dict[int, Any] = {}  # what has finished, should Ctrl-C stop run_tasks
+    finished = 0
 
-    def tick(k: int, res: Any, _cached: bool) -> None:
-        got[k] = res
+    def tick(k: int, _res: Any, _cached: bool) -> None:
+        nonlocal finished
+        finished += 1
         if progress:
-            progress(len(got), len(jobs), shards[k].layer.name)
+            progress(finished, len(jobs), shards[k].layer.name)
 
     interrupted = False
     try:
         results = run_tasks(executor if executor is not None else LocalBackend(workers), _run_job, shards,
                             store=store, keys=keys, on_result=tick)
-    except KeyboardInterrupt:  # Ctrl-C: keep the (layer, arch) items finished so far
+    except KeyboardInterrupt as exc:  # Ctrl-C: keep the (layer, arch) items finished so far (run_tasks passes them on)
         interrupted = True
-        results = [got.get(k) for k in range(len(jobs))]
+        results = exc.partial if isinstance(exc, Interrupted) else [None] * len(jobs)
     done = [k for k, r in enumerate(results) if r is not None]
     if interrupted and not done:
         raise Interrupted(None, 0, len(jobs))

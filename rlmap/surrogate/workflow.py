@@ -59,17 +59,10 @@ def _split_names(values: Sequence[str] | str | None) -> list[str]:
 
 
 def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    """A bar on a terminal (stdout), plain periodic lines when piped or in CI (rlmap.search.progress)."""
+    from rlmap.search.progress import progress_bar
 
-    from rlmap.search.progress import PlainProgress
-
-    con = _console()
-    if not con.is_terminal:  # piped or CI: periodic plain lines instead of one bar at the end
-        return PlainProgress(stream=con.file, enabled=enabled)
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=_console(), disable=not enabled,
-                    transient=False)
+    return progress_bar(enabled=enabled, console=_console(), transient=False, remaining=True)
 
 
 # ============================================================================ dataset
