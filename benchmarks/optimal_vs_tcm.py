@@ -1,7 +1,7 @@
 """rlmap's optimal mapper against AccelForge's TCM (its FFM mapper) on the same architecture, in AccelForge.
 
     python benchmarks/optimal_vs_tcm.py [--tcm-cap 600] [--sweep-cap 120] [--resnet50 N] [--time-limit 600]
-                                        [--objective energy]
+                                        [--objective energy] [--tcm-jobs 0]
 
 Architecture (as the issue's table): DRAM -> a 128 KiB buffer (65,536 16-bit words) -> 16 x 16 PEs -> a
 64-word register file per PE -> one MAC each; the register file may bypass any tensor (TCM and rlmap both
@@ -11,9 +11,12 @@ then the distinct ResNet-50 layers (`--resnet50 N`: the first N; 0 = none, -1 = 
 
 Per layer, in one run: rlmap's `OptimalMapper` (its wall clock; proven or not), its mapping scored by
 AccelForge (the exported LoopTree evaluated by `evaluate_mapping`), and TCM (`map_workload_to_arch(spec,
-eval_in_detail=False)`, one process, run as a subprocess of AccelForge's Python 3.12 interpreter and killed at
-its cap: `--tcm-cap` seconds for the issue's three layers, `--sweep-cap` for the ResNet-50 ones); TCM's
-optimum is AccelForge's own number.  "TCM/rlmap" is TCM's objective over rlmap's, both in AccelForge (> 1:
+eval_in_detail=False)` with AccelForge's default of one process per CPU unless `--tcm-jobs N`, run as a
+subprocess of AccelForge's Python 3.12 interpreter and killed at its cap: `--tcm-cap` seconds for the issue's
+three layers, `--sweep-cap` for the ResNet-50 ones); TCM's mapping is then scored by AccelForge's model
+(`evaluate_mapping`, outside TCM's timed call).  TCM gets the layer without rank variables of extent 1
+(`accelforge_problem`): the same layer and architecture, without the loops over size-1 ranks that
+multiplied its templates (1,176 instead of 96 on a GEMM) and made it time out.  "TCM/rlmap" is TCM's objective over rlmap's, both in AccelForge (> 1:
 rlmap's is better); "speedup" is TCM's wall time over rlmap's.  Both wall times come from this run, on
 whatever else the machine is doing (the load average is printed at the start and the end).
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,20 +58,24 @@ ISSUE_LAYERS = [
 WORKER = Path(__file__).with_name("tcm_worker.py")
 
 
-def run_tcm(layer: Layer, arch: Architecture, objective: str, cap: float) -> dict:
-    """TCM on one layer in AccelForge's interpreter, killed after `cap` seconds."""
+def run_tcm(layer: Layer, arch: Architecture, objective: str, cap: float, jobs: int = 0) -> dict:
+    """TCM on one layer in AccelForge's interpreter (`jobs` processes, 0 = its default), killed after `cap` s."""
     docs = accelforge_problem(layer, arch)
-    job = {stem: dump_yaml(doc) for stem, doc in docs.items()} | {"metric": objective}
+    job = {stem: dump_yaml(doc) for stem, doc in docs.items()} | {"metric": objective, "jobs": jobs or None}
     t0 = time.perf_counter()
+    # own session, so that a timeout ends TCM's worker processes (joblib's) with it
+    proc = subprocess.Popen([str(find_accelforge_python()), str(WORKER)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        proc = subprocess.run([str(find_accelforge_python()), str(WORKER)], input=json.dumps(job), text=True,
-                              capture_output=True, timeout=cap, check=False)
+        stdout, stderr = proc.communicate(json.dumps(job), timeout=cap)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"ok": False, "error": f"did not finish in {cap:g} s", "wall": time.perf_counter() - t0}
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        return {"ok": False, "error": (proc.stderr.strip().splitlines() or ["?"])[-1], "wall": wall}
-    out = json.loads(proc.stdout)
+        return {"ok": False, "error": (stderr.strip().splitlines() or ["?"])[-1], "wall": wall}
+    out = json.loads(stdout)
     out["wall"] = wall
     return out
 
@@ -86,6 +94,8 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=600.0, help="rlmap's optimal mapper limit per layer (s)")
     ap.add_argument("--objective", default="energy", choices=["energy", "latency", "edp"])
     ap.add_argument("--no-placement", action="store_true", help="rlmap's mapper without per-tensor placements")
+    ap.add_argument("--tcm-jobs", type=int, default=0, help="TCM's parallel processes (0 = AccelForge's default, "
+                    "one per CPU)")
     args = ap.parse_args()
     why = unavailable_reason()
     if why:
@@ -98,7 +108,8 @@ def main() -> None:
     load_kernels()
     mapper = OptimalMapper(time_limit=args.time_limit, placement=not args.no_placement)
     print(f"rlmap optimal vs AccelForge TCM, objective {args.objective}, architecture {arch.name} "
-          f"(16x16 PEs, 128 KiB buffer, 64-word RF, RF may bypass every tensor); {_load()} on {os.cpu_count()} cores")
+          f"(16x16 PEs, 128 KiB buffer, 64-word RF, RF may bypass every tensor); TCM with "
+          f"{args.tcm_jobs or 'its default (one per CPU)'} process(es); {_load()} on {os.cpu_count()} cores")
     head = (f"{'layer':<32} {'rlmap s':>8} {'proven':>6} {'rlmap (AF)':>12} {'TCM s':>8} {'TCM (AF)':>12} "
             f"{'TCM/rlmap':>9} {'speedup':>8}")
     print(head, flush=True)
@@ -109,7 +120,7 @@ def main() -> None:
         r_s = time.perf_counter() - t0
         _, (af,) = evaluate_in_accelforge([(layer, arch, res.mapping)])
         r_obj = objective_value(af.energy, af.cycles, args.objective) if af.ok else float("nan")
-        tcm = run_tcm(layer, arch, args.objective, cap)
+        tcm = run_tcm(layer, arch, args.objective, cap, args.tcm_jobs)
         if tcm["ok"]:
             t_obj = objective_value(tcm["energy"], tcm["latency"] * arch.clock_ghz * 1e9, args.objective)
             ratio, speed = t_obj / r_obj, tcm["wall"] / r_s

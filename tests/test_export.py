@@ -9,8 +9,8 @@ import random
 import pytest
 import yaml
 
-from rlmap.interop.export import (Tagged, dump_yaml, export, export_notes, load_tagged_yaml, tile_shapes,
-                                  to_accelforge, to_timeloop)
+from rlmap.interop.export import (Tagged, accelforge_problem, dump_yaml, export, export_notes, load_tagged_yaml,
+                                  tile_shapes, to_accelforge, to_timeloop)
 from rlmap.interop.mapping_import import from_accelforge, from_timeloop
 from rlmap.model.costmodel import CostModel
 from rlmap.spec.arch import Architecture, Compute, Fanout, MemoryLevel
@@ -320,6 +320,26 @@ def test_accelforge_strided_grouped_workload(eyeriss):
     inputs = next(a for a in ein["tensor_accesses"] if a["name"] == "I")["projection"]
     assert inputs == {"N": "n", "G": "g", "C": "c", "H": "2*p + r", "W": "2*q + s"}
     assert wl["iteration_space_shape"]["g"] == "0 <= g < 8" and wl["iteration_space_shape"]["c"] == "0 <= c < 1"
+
+
+def test_accelforge_problem_leaves_out_extent_one_ranks(eyeriss):
+    """TCM's workload: no rank variable of extent 1 (each multiplied its templates), same tensors otherwise."""
+    def accesses(layer):
+        wl = accelforge_problem(layer, eyeriss)["workload"]["workload"]
+        return wl["iteration_space_shape"], {a["name"]: a["projection"] for a in wl["einsums"][0]["tensor_accesses"]}
+
+    space, acc = accesses(GEMM)
+    assert space == {"k": "0 <= k < 64", "c": "0 <= c < 32", "p": "0 <= p < 16"}
+    assert acc == {"I": {"C": "c", "H": "p"}, "W": {"K": "k", "C": "c"}, "O": {"K": "k", "P": "p"}}
+    space, acc = accesses(Layer(name="dw.s2", kind="depthwise", K=8, C=8, P=4, Q=4, R=3, S=3, groups=8, stride=2,
+                                padding=1))
+    assert set(space) == {"g", "p", "q", "r", "s"}  # c and k are 1 per group
+    assert acc["I"] == {"G": "g", "H": "2*p + r", "W": "2*q + s"} and acc["W"] == {"G": "g", "R": "r", "S": "s"}
+    _, acc = accesses(Layer(name="down", K=8, C=4, P=7, Q=7, stride=2))
+    assert acc["I"] == {"C": "c", "H": "2*p", "W": "2*q"}
+    # the mapping export keeps every rank (its loops name them all)
+    assert "n" in to_accelforge(GEMM, eyeriss, make(3, temporal={0: {K: 64, C: 32, P: 16}}))["workload"][
+        "workload"]["iteration_space_shape"]
 
 
 def test_export_notes_say_what_is_left_out(eyeriss):

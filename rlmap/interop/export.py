@@ -74,6 +74,7 @@ and tests/data/accelforge_reference.json).
 * Workload: one Einsum named after the layer (non-identifier characters replaced by `_`) over rank
   variables n, g, k, c, p, q, r, s (g only when groups > 1), tensors I, W, O with the sliding-window input
   projection `H: sh*p + dh*r`, `W: sw*q + dw*s` (padding is part of the input's extent, as in rlmap).
+  `accelforge_problem` (the problem for AccelForge's own mapper, TCM) leaves out rank variables of extent 1.
   AccelForge 1.0.467 has no sparsity model: densities, storage formats and compute SAFs are not
   exported (the files describe the dense layer; `export` says so).
 """
@@ -430,30 +431,40 @@ def _af_arch(arch: Architecture, mapping: Mapping | None = None) -> dict[str, An
     return {"arch": {"nodes": nodes}}
 
 
-def _affine(coef_p: int, p: str, coef_r: int, r: str) -> str:
-    a = p if coef_p == 1 else f"{coef_p}*{p}"
-    b = r if coef_r == 1 else f"{coef_r}*{r}"
-    return f"{a} + {b}"
+def _affine(coef_p: int, p: str, coef_r: int, r: str, unit: frozenset[str] = frozenset()) -> str:
+    """`sh*p + dh*r`, leaving out a rank variable in `unit` (extent 1: it is always 0); '' when both are."""
+    terms = [v if c == 1 else f"{c}*{v}" for c, v in ((coef_p, p), (coef_r, r)) if v not in unit]
+    return " + ".join(terms)
 
 
-def _af_workload(layer: Layer, data_bits: int) -> dict[str, Any]:
+def _af_workload(layer: Layer, data_bits: int, unit_ranks: bool = True) -> dict[str, Any]:
+    """The layer as one Einsum.  `unit_ranks=False` leaves out every rank variable of extent 1 (and a tensor
+    dimension indexed by nothing else): the same layer, tensors and accesses, but AccelForge's mapper (TCM)
+    then does not enumerate loop orders, storage placements and spatial choices over ranks that cannot
+    carry a loop (a GEMM as a 7-rank convolution gave TCM 1,176 pmapping templates instead of 96)."""
     dims = dict(zip(DIMS, layer.problem_dims))
     grouped = layer.groups > 1
-    ranks = [d for d in DIMS if d != "G" or grouped]
+    ranks = [d for d in DIMS if (d != "G" or grouped) and (unit_ranks or dims[d] > 1)]
+    unit = frozenset(d.lower() for d in DIMS if d.lower() not in {r.lower() for r in ranks})
     space = {d.lower(): f"0 <= {d.lower()} < {dims[d]}" for d in ranks}
     sh, sw = layer.stride
     dh, dw = layer.dilation
     g = {"G": "g"} if grouped else {}
+
+    def proj(entries: dict[str, str]) -> dict[str, str]:
+        return {dim: expr for dim, expr in entries.items() if expr and expr not in unit}
+
     workload: dict[str, Any] = {
         "iteration_space_shape": space,
         "bits_per_value": {"All": data_bits},
         "einsums": [{
             "name": _einsum_name(layer),
             "tensor_accesses": [
-                {"name": AF_TENSOR["inputs"], "projection": {"N": "n", **g, "C": "c", "H": _affine(sh, "p", dh, "r"),
-                                                             "W": _affine(sw, "q", dw, "s")}},
-                {"name": AF_TENSOR["weights"], "projection": {**g, "K": "k", "C": "c", "R": "r", "S": "s"}},
-                {"name": AF_TENSOR["outputs"], "projection": {"N": "n", **g, "K": "k", "P": "p", "Q": "q"},
+                {"name": AF_TENSOR["inputs"], "projection": proj({"N": "n", **g, "C": "c",
+                                                                  "H": _affine(sh, "p", dh, "r", unit),
+                                                                  "W": _affine(sw, "q", dw, "s", unit)})},
+                {"name": AF_TENSOR["weights"], "projection": proj({**g, "K": "k", "C": "c", "R": "r", "S": "s"})},
+                {"name": AF_TENSOR["outputs"], "projection": proj({"N": "n", **g, "K": "k", "P": "p", "Q": "q"}),
                  "output": True},
             ],
             "renames": {"input": AF_TENSOR["inputs"], "weight": AF_TENSOR["weights"], "output": AF_TENSOR["outputs"]},
@@ -475,8 +486,10 @@ def to_accelforge(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[st
 
 def accelforge_problem(layer: Layer, arch: Architecture) -> dict[str, Any]:
     """The architecture and workload documents without a mapping, for AccelForge's own mapper (TCM): a
-    level's `may_bypass` tensors are `may_keep` there, so the mapper decides their bypass too."""
-    return {"arch": _af_arch(arch), "workload": _af_workload(layer, arch.data_bits)}
+    level's `may_bypass` tensors are `may_keep` there, so the mapper decides their bypass too.  The
+    workload leaves out rank variables of extent 1 (same layer; TCM's map space without loops that cannot
+    exist, as one would write the layer for it by hand)."""
+    return {"arch": _af_arch(arch), "workload": _af_workload(layer, arch.data_bits, unit_ranks=False)}
 
 
 # ----------------------------------------------------------------------------- files
