@@ -57,8 +57,9 @@ def search_cmd(
              f"(default: {OPTIMAL_DEFAULT_LIMIT:g} s for optimal, which then reports 'not proven, within X of the "
              f"bound'; none for the other mappers, which stop at --budget)"),
     placement: bool = typer.Option(
-        False, "--placement", help="optimal only: search per-tensor tile placements too (a larger space: "
-        "proofs take longer, see docs/optimal_mapper.txt); bypass choices are always searched"),
+        False, "--placement", help="optimal only, experimental: search per-tensor tile placements too (a larger "
+        "space: proofs take longer; on large 3x3 convolutions it can overrun --time-limit and use over 15 GB, see "
+        "docs/optimal_vs_tcm.txt); bypass choices are always searched"),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),

@@ -751,9 +751,12 @@ class OptimalMapper:
         pruned = np.zeros(1, dtype=np.int64)
         warm_s = 0.0
         if self.placement or (self.bypass and any(level.may_bypass for level in arch.levels)):
-            # warm start: the optimum with one tile per level and the architecture's keeps (fast to prove) is an
-            # incumbent the wider search must beat, so most of its placements are cut at once
-            plain = OptimalMapper(self.max_tilings, None, self.chunk, self.sweep_chunk, placement=False, bypass=False)
+            # warm start: the optimum of the next smaller space (fast to prove) is an incumbent the wider search
+            # must beat, so most of its placements are cut at once -- with placements, the one-tile-per-level
+            # space with bypass choices (so a stopped placement search never returns worse than it); with
+            # bypass alone, the architecture's keeps
+            plain = OptimalMapper(self.max_tilings, None, self.chunk, self.sweep_chunk, placement=False,
+                                  bypass=self.bypass and self.placement)
             remaining = deadline - time.perf_counter()
             if remaining > 0:
                 warm = plain.search(layer, arch, objective, model=model, time_limit=remaining)
