@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from rlmap.cli.app import run
@@ -53,10 +55,29 @@ t._callbacks = _marked
 """
 
 
+DUMP_STACKS = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+"""Installed first in the child: SIGUSR1 makes it print every thread's stack (what a hang is waiting on)."""
+
+
+def _diagnose(proc: subprocess.Popen) -> str:
+    """The processes left in the command's group and the main process's thread stacks, for a hang's report."""
+    ps = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)], capture_output=True,
+                        text=True).stdout
+    try:
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)
+    except ProcessLookupError:
+        pass
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, err = proc.communicate()
+    return f"processes:\n{ps}\nstdout (end):\n{out[-2000:]}\nstderr (end):\n{err[-8000:]}"
+
+
 def interrupt(args: list[str], marker: str, cwd: Path, timeout: float = 240) -> tuple[int, str, str, float]:
     """Run `rlmap ARGS` with `marker` installed, Ctrl-C its process group after the first "@@done";
     (exit code, stdout, stderr, seconds from SIGINT to exit).  Fails if any process of the group survives."""
-    code = marker + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n"
+    code = (DUMP_STACKS + marker
+            + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env, start_new_session=True,
@@ -73,7 +94,10 @@ def interrupt(args: list[str], marker: str, cwd: Path, timeout: float = 240) -> 
                                  + "".join(err)[-3000:] + proc.stderr.read()[-3000:])  # type: ignore[union-attr]
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
-        out, rest = proc.communicate(timeout=60)
+        try:
+            out, rest = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("still running 60 s after Ctrl-C; " + _diagnose(proc)) from None
         seconds = time.monotonic() - t0
         for _ in range(50):  # worker processes (same process group) must be gone too
             try:
@@ -179,3 +203,53 @@ def test_reused_output_folder_keeps_no_stale_mappings(tmp_path: Path) -> None:
     assert [p.name for p in (out / "mappings").iterdir()] == ["fc.yaml"]
     assert (out / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folders left behind
+
+
+def test_clean_up_after_ctrl_c_is_bounded() -> None:
+    """A clean-up step that would wait forever (a writer's lock left taken by the interrupt) is abandoned after
+    its time; one that finishes reports so; an exception in clean-up does not replace the interrupt."""
+    import threading
+
+    from rlmap.rl.training import _bounded
+
+    t0 = time.monotonic()
+    assert _bounded(threading.Event().wait, seconds=0.3) is False
+    assert 0.25 < time.monotonic() - t0 < 2.0
+    assert _bounded(lambda: None, seconds=5) is True
+    assert _bounded(lambda: 1 / 0, seconds=5) is True
+
+
+def _stuck_env() -> Any:
+    import gymnasium as gym
+
+    class Stuck(gym.Env):
+        """Answers reset, never returns from step (a worker caught mid-step by the interrupt)."""
+
+        observation_space = gym.spaces.Discrete(2)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed: Any = None, options: Any = None) -> tuple[int, dict]:
+            return 0, {}
+
+        def step(self, action: Any) -> Any:
+            time.sleep(3600)
+
+    return Stuck()
+
+
+def test_subprocess_environments_end_without_the_close_handshake() -> None:
+    """After Ctrl-C the workers are ended even while one is stuck in a step: SB3's close() would wait for
+    its reply forever."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from rlmap.rl.training import _end_workers
+
+    venv = SubprocVecEnv([_stuck_env, _stuck_env])
+    venv.reset()
+    venv.step_async(np.zeros(2, dtype=np.int64))
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    _end_workers(venv)
+    assert time.monotonic() - t0 < 5.0
+    assert venv.closed and not any(p.is_alive() for p in venv.processes)

@@ -164,6 +164,53 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
     return [metrics, held_out, Checkpoints(cfg.checkpoint_every), Progress(metrics, held_out)]
 
 
+# ============================================================================ interruption
+INTERRUPT_CLEANUP_S = 5.0
+"""Seconds each clean-up step after Ctrl-C may take before it is abandoned (the checkpoint is already saved)."""
+
+
+def _bounded(fn: Any, seconds: float = INTERRUPT_CLEANUP_S) -> bool:
+    """Run `fn` in a daemon thread for at most `seconds`; True if it finished.  After a KeyboardInterrupt a
+    progress bar's refresh thread or TensorBoard's writer queue can be left mid-operation, and waiting on them
+    must not turn Ctrl-C into a hang (the CLI exits with os._exit, so an abandoned thread ends with it)."""
+    import threading
+
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - clean-up after an interrupt: the checkpoint is what matters
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=target, daemon=True, name="rlmap-interrupt-cleanup").start()
+    return done.wait(seconds)
+
+
+def _end_workers(venv: Any) -> None:
+    """After Ctrl-C: end subprocess environments without the close() handshake (a worker may be gone, or stuck
+    mid-message, and close() would wait on it forever); in-process environments are closed as usual."""
+    processes = getattr(venv, "processes", None)
+    if processes is None:
+        _bounded(venv.close)
+        return
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=2)
+        if proc.is_alive():
+            proc.kill()
+    for remote in getattr(venv, "remotes", ()):
+        try:
+            remote.close()
+        except OSError:
+            pass
+    venv.closed = True
+
+
 # ============================================================================ training
 @dataclass
 class TrainResult:
@@ -243,14 +290,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                         reset_num_timesteps=not resume)
         except KeyboardInterrupt:  # Ctrl-C: keep what was learnt, so --resume can go on from here
             interrupted = True
-            callbacks[3].stop_bar(interrupted=True)
+            _bounded(lambda: callbacks[3].stop_bar(interrupted=True))
             callbacks[2].save()
-            model.logger.close()  # flush TensorBoard now: the CLI then exits without the interpreter's teardown
-    try:
+            # flush TensorBoard now (the CLI then exits without the interpreter's teardown); bounded, since the
+            # interrupt may have left the writer's queue or lock mid-operation
+            _bounded(model.logger.close)
+    if interrupted:
+        _end_workers(venv)
+    else:
         venv.close()
-    except (EOFError, OSError):  # subprocess environments that Ctrl-C has already ended
-        if not interrupted:
-            raise
     seconds = time.perf_counter() - t0
     atomic_write(out / POLICY_FILE, model.save)
     return TrainResult(out_dir=out, model=model, num_timesteps=int(model.num_timesteps), seconds=seconds,
