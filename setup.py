@@ -28,8 +28,9 @@ class BuildPyWithData(build_py):
         for name in DATA_DIRS:
             src = ROOT / name
             if src.is_dir():
-                shutil.copytree(src, dest / name, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    src, dest / name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
 
 
 setup(cmdclass={"build_py": BuildPyWithData})

@@ -55,14 +55,27 @@ def within(curve_ev: np.ndarray, curve_best: np.ndarray, target: float) -> int |
     return int(curve_ev[hit[0]]) if len(hit) else None
 
 
-def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace, policy: object,
-            out_root: Path, backend: object = None) -> dict:
+def one_run(
+    network: str,
+    budget_name: str,
+    seed: int,
+    args: argparse.Namespace,
+    policy: object,
+    out_root: Path,
+    backend: object = None,
+) -> dict:
     space = load_space(None, str(REPO / "envs" / "space" / f"{budget_name}.yaml"))
     net = load_network(network)
     wl = Workload.from_network(net)
     budget = resolve_budget(budget_name)
-    res: dict = {"network": network, "budget": budget_name, "seed": seed, "evaluations": args.evaluations,
-                 "layers": len(wl), "optimizers": {}}
+    res: dict = {
+        "network": network,
+        "budget": budget_name,
+        "seed": seed,
+        "evaluations": args.evaluations,
+        "layers": len(wl),
+        "optimizers": {},
+    }
     # warm-up outside every clock: compile the cost-model kernel for these layers (numba), so that the first
     # optimiser's wall time (which sets the learned loop's) does not include it
     from rlmap.codesign.digamma import random_maps
@@ -77,11 +90,19 @@ def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace,
         p = Problem(space, wl, "latency", budget, args.evaluations)
         _, p = run(opt, p, seed, backend=backend)
         runs[name] = p
-        res["optimizers"][name] = {"best": p.best_value, "evaluations": p.evaluations, "seconds": p.elapsed,
-                                   "feasible_designs": sum(r.feasible for r in p.history),
-                                   "designs": len(p.history)}
-        print(f"  {network}/{budget_name}/seed {seed}: {name:9s} best {p.best_value:.6g} "
-              f"({p.evaluations} evaluations, {p.elapsed:.1f} s)", file=sys.stderr, flush=True)
+        res["optimizers"][name] = {
+            "best": p.best_value,
+            "evaluations": p.evaluations,
+            "seconds": p.elapsed,
+            "feasible_designs": sum(r.feasible for r in p.history),
+            "designs": len(p.history),
+        }
+        print(
+            f"  {network}/{budget_name}/seed {seed}: {name:9s} best {p.best_value:.6g} "
+            f"({p.evaluations} evaluations, {p.elapsed:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     runs["learned"], final = learned_run(space, wl, budget, seed, args, policy, backend, res)
     # every best design written and re-evaluated from its files
     folder = out_root / f"{network}_{budget_name}_s{seed}"
@@ -99,8 +120,16 @@ def one_run(network: str, budget_name: str, seed: int, args: argparse.Namespace,
     return res
 
 
-def learned_run(space: object, wl: Workload, budget: float, seed: int, args: argparse.Namespace, policy: object,
-                backend: object, res: dict) -> tuple[Problem, dict]:
+def learned_run(
+    space: object,
+    wl: Workload,
+    budget: float,
+    seed: int,
+    args: argparse.Namespace,
+    policy: object,
+    backend: object,
+    res: dict,
+) -> tuple[Problem, dict]:
     """The learned loop at the DiGamma GA's stored wall time; its figures go into res["optimizers"]["learned"]."""
     dg = res["optimizers"]["digamma"]
     opt = make_optimizer("learned", policy=policy, samples=args.samples, optimal_time_limit=args.optimal_time)
@@ -111,13 +140,23 @@ def learned_run(space: object, wl: Workload, budget: float, seed: int, args: arg
     target = 1.05 * dg["best"]
     need = within(ev, best, target) if math.isfinite(target) else None
     res["optimizers"]["learned"] = {
-        "best": p.best_value, "optimal_remapped": final.get("optimal_objective", math.inf),
-        "optimal_evaluations": final.get("optimal_evaluations"), "optimal_proven": final.get("optimal_proven"),
-        "evaluations": p.evaluations, "seconds": p.elapsed, "designs": len(p.history),
-        "evaluations_to_5pct": need, "policy": Path(args.policy_path).name, "samples": args.samples}
-    print(f"  {res['network']}/{res['budget']}/seed {seed}: learned   best {p.best_value:.6g}, optimal re-map "
-          f"{final.get('optimal_objective', math.inf):.6g} ({p.evaluations} evaluations, {p.elapsed:.1f} s)",
-          file=sys.stderr, flush=True)
+        "best": p.best_value,
+        "optimal_remapped": final.get("optimal_objective", math.inf),
+        "optimal_evaluations": final.get("optimal_evaluations"),
+        "optimal_proven": final.get("optimal_proven"),
+        "evaluations": p.evaluations,
+        "seconds": p.elapsed,
+        "designs": len(p.history),
+        "evaluations_to_5pct": need,
+        "policy": Path(args.policy_path).name,
+        "samples": args.samples,
+    }
+    print(
+        f"  {res['network']}/{res['budget']}/seed {seed}: learned   best {p.best_value:.6g}, optimal re-map "
+        f"{final.get('optimal_objective', math.inf):.6g} ({p.evaluations} evaluations, {p.elapsed:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
     return p, final
 
 
@@ -155,14 +194,23 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--optimal-time", type=float, default=1.0, help="seconds per layer for the optimal re-map")
     ap.add_argument("--results", default=str(REPO / "results" / "codesign"))
-    ap.add_argument("-j", "--processes", type=int, default=1,
-                    help="candidate evaluations in parallel local processes (same designs for any N)")
-    ap.add_argument("--ray", default=None, help="run the evaluations on Ray: auto, local or HOST:PORT "
-                                                "(see docs/distributed.md)")
+    ap.add_argument(
+        "-j",
+        "--processes",
+        type=int,
+        default=1,
+        help="candidate evaluations in parallel local processes (same designs for any N)",
+    )
+    ap.add_argument(
+        "--ray", default=None, help="run the evaluations on Ray: auto, local or HOST:PORT (see docs/distributed.md)"
+    )
     ap.add_argument("--report-only", action="store_true", help="tabulate the stored runs, compute nothing")
-    ap.add_argument("--relearn", action="store_true",
-                    help="re-run only the learned loop (--policy, --samples) of the stored runs, at their stored "
-                         "DiGamma GA wall time, and store it in their place")
+    ap.add_argument(
+        "--relearn",
+        action="store_true",
+        help="re-run only the learned loop (--policy, --samples) of the stored runs, at their stored "
+        "DiGamma GA wall time, and store it in their place",
+    )
     ap.add_argument("--plot", default=str(REPO / "docs" / "codesign.png"), help="bar chart of the table ('' = none)")
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
@@ -178,9 +226,11 @@ def main() -> int:
     out_root.mkdir(parents=True, exist_ok=True)
     print(f"$ python benchmarks/codesign.py {' '.join(shlex.quote(a) for a in sys.argv[1:])}")
     if not args.report_only:  # a report's learned-loop settings are the stored runs' (printed by report)
-        print(f"policy: {policy_path}; evaluations per optimiser {args.evaluations}; two-loop inner budget "
-              f"{args.inner_budget}/layer; learned loop at the DiGamma GA's wall time, greedy"
-              f"{'' if args.samples == 1 else f' best of {args.samples}'}; optimal re-map {args.optimal_time:g} s/layer")
+        print(
+            f"policy: {policy_path}; evaluations per optimiser {args.evaluations}; two-loop inner budget "
+            f"{args.inner_budget}/layer; learned loop at the DiGamma GA's wall time, greedy"
+            f"{'' if args.samples == 1 else f' best of {args.samples}'}; optimal re-map {args.optimal_time:g} s/layer"
+        )
     from rlmap.execution import backend_from_options
 
     with backend_from_options(args.processes, args.ray, env=False) as backend:
@@ -217,14 +267,23 @@ def _f(x: float | None) -> str:
 
 def report(results: list[dict], args: argparse.Namespace) -> int:
     cols = ("digamma", *BASELINES, "learned", "learned+opt")
-    used = sorted({f"{lr.get('policy', 'unrecorded')}, "
-                   + ("greedy" if lr.get("samples", 1) == 1 else f"best of {lr['samples']}")
-                   for lr in (r["optimizers"]["learned"] for r in results)})
+    used = sorted(
+        {
+            f"{lr.get('policy', 'unrecorded')}, "
+            + ("greedy" if lr.get("samples", 1) == 1 else f"best of {lr['samples']}")
+            for lr in (r["optimizers"]["learned"] for r in results)
+        }
+    )
     print(f"learned loop of the stored runs: {'; '.join(used)} (runs stored before --relearn existed: unrecorded)")
-    print("\nbest feasible latency (cycles) at equal evaluations; learned = policy-mapped at the GA's wall time, "
-          "learned+opt = its best design re-mapped optimally")
-    print(f"{'network':12s} {'budget':6s} {'seed':>4s} " + " ".join(f"{c:>11s}" for c in cols)
-          + f" {'speedup':>8s} {'L evals to 5%':>14s} {'DG s':>6s} {'L s':>6s} {'L evals':>7s} {'opt evals':>9s} {'yaml':>5s}")
+    print(
+        "\nbest feasible latency (cycles) at equal evaluations; learned = policy-mapped at the GA's wall time, "
+        "learned+opt = its best design re-mapped optimally"
+    )
+    print(
+        f"{'network':12s} {'budget':6s} {'seed':>4s} "
+        + " ".join(f"{c:>11s}" for c in cols)
+        + f" {'speedup':>8s} {'L evals to 5%':>14s} {'DG s':>6s} {'L s':>6s} {'L evals':>7s} {'opt evals':>9s} {'yaml':>5s}"
+    )
     speed: dict[str, list[float]] = {}
     wins: dict[str, list[bool]] = {}
     learned_ok: dict[tuple[str, str], bool] = {}
@@ -240,10 +299,13 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
         learned_ok[(r["network"], r["budget"])] = learned_ok.get((r["network"], r["budget"]), True) and ok
         vals = [o[c]["best"] for c in ("digamma", *BASELINES, "learned")] + [o["learned"]["optimal_remapped"]]
         need_s = "never" if need is None else f"{need} ({o['digamma']['evaluations'] / need:.1f}x)"
-        print(f"{r['network']:12s} {r['budget']:6s} {r['seed']:4d} " + " ".join(f"{_f(v):>11s}" for v in vals)
-              + f" {('inf' if math.isinf(sp) else _f(sp)):>8s} {need_s:>14s} {o['digamma']['seconds']:6.1f}"
-              f" {o['learned']['seconds']:6.1f} {o['learned']['evaluations']:7d} {o['learned']['optimal_evaluations'] or 0:9d}"
-              f" {r['reproduced_from_yaml']!s:>5s}")
+        print(
+            f"{r['network']:12s} {r['budget']:6s} {r['seed']:4d} "
+            + " ".join(f"{_f(v):>11s}" for v in vals)
+            + f" {('inf' if math.isinf(sp) else _f(sp)):>8s} {need_s:>14s} {o['digamma']['seconds']:6.1f}"
+            f" {o['learned']['seconds']:6.1f} {o['learned']['evaluations']:7d} {o['learned']['optimal_evaluations'] or 0:9d}"
+            f" {r['reproduced_from_yaml']!s:>5s}"
+        )
     print()
     met = True
     for b, sps in speed.items():
@@ -251,17 +313,24 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
         gm = math.exp(sum(math.log(s) for s in finite) / len(finite)) if finite else float("nan")
         need = 3.0 if b == "edge" else 10.0
         allwin = all(wins[b])
-        print(f"{b}: DiGamma GA better than the best baseline in {sum(wins[b])}/{len(wins[b])} runs; geomean speedup "
-              f"{gm:.3g}x over {len(finite)} runs with a finite baseline (target {need:g}x: "
-              f"{'met' if gm >= need and allwin else 'NOT met'})")
+        print(
+            f"{b}: DiGamma GA better than the best baseline in {sum(wins[b])}/{len(wins[b])} runs; geomean speedup "
+            f"{gm:.3g}x over {len(finite)} runs with a finite baseline (target {need:g}x: "
+            f"{'met' if gm >= need and allwin else 'NOT met'})"
+        )
         met &= gm >= need and allwin
     n_ok = sum(learned_ok.values())
-    print(f"learned loop (policy-mapped) within 5 % of the DiGamma GA's best with >= 10x fewer evaluations, every "
-          f"seed: {n_ok}/{len(learned_ok)} network/budget pairs (target: >= 5 of 7 networks)")
-    opt_better = sum(r["optimizers"]["learned"]["optimal_remapped"] <= 1.05 * r["optimizers"]["digamma"]["best"]
-                     for r in results)
-    print(f"learned loop's best design re-mapped optimally within 5 % of (or better than) the DiGamma GA's best: "
-          f"{opt_better}/{len(results)} runs -- but the optimal re-map spends 1e5-1e6 evaluations (column 'opt evals')")
+    print(
+        f"learned loop (policy-mapped) within 5 % of the DiGamma GA's best with >= 10x fewer evaluations, every "
+        f"seed: {n_ok}/{len(learned_ok)} network/budget pairs (target: >= 5 of 7 networks)"
+    )
+    opt_better = sum(
+        r["optimizers"]["learned"]["optimal_remapped"] <= 1.05 * r["optimizers"]["digamma"]["best"] for r in results
+    )
+    print(
+        f"learned loop's best design re-mapped optimally within 5 % of (or better than) the DiGamma GA's best: "
+        f"{opt_better}/{len(results)} runs -- but the optimal re-map spends 1e5-1e6 evaluations (column 'opt evals')"
+    )
     print(f"every design reproduced from its YAML: {all(r['reproduced_from_yaml'] for r in results)}")
     if args.plot:
         plot(results, Path(args.plot))

@@ -40,8 +40,9 @@ def bench_arch(arch_name: str, layers: list, batch: int, repeats: int) -> tuple[
         singles.append((time.perf_counter() - t0) / len(one))
         singles_cpu.append((time.process_time() - c0) / len(one))
         reps = -(-batch // len(mb))
-        big = MappingBatch(*(np.tile(getattr(mb, f), (reps, 1, 1))[:batch]
-                             for f in ("temporal", "spatial_x", "spatial_y", "order")))
+        big = MappingBatch(
+            *(np.tile(getattr(mb, f), (reps, 1, 1))[:batch] for f in ("temporal", "spatial_x", "spatial_y", "order"))
+        )
         model.evaluate_batch(big.take(slice(0, 8192)))
         best = best_cpu = np.inf
         for _ in range(repeats):
@@ -67,8 +68,10 @@ def main() -> None:
     print(f"{'arch':<10} {'levels':>6} {'one mapping us (wall/cpu)':>26} {'batched mappings/s (wall/cpu)':>30}")
     for name in args.arch or ["eyeriss", "simba"]:
         single, rate, single_cpu, rate_cpu = bench_arch(name, layers, args.batch, args.repeats)
-        print(f"{name:<10} {load_architecture(name).n_levels:>6} {single * 1e6:>12.1f} / {single_cpu * 1e6:<11.1f}"
-              f" {rate:>14,.0f} / {rate_cpu:<13,.0f}")
+        print(
+            f"{name:<10} {load_architecture(name).n_levels:>6} {single * 1e6:>12.1f} / {single_cpu * 1e6:<11.1f}"
+            f" {rate:>14,.0f} / {rate_cpu:<13,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="rounds over all configurations (best time kept)")
     ap.add_argument("--noop", type=int, default=200, help="empty tasks for the overhead figures")
-    ap.add_argument("--estimate-candidates", type=int, default=50_000,
-                    help="candidate accelerators of the paper estimate (co-design: each maps this job's network)")
+    ap.add_argument(
+        "--estimate-candidates",
+        type=int,
+        default=50_000,
+        help="candidate accelerators of the paper estimate (co-design: each maps this job's network)",
+    )
     ap.add_argument("--estimate-cores", type=int, default=1000)
     args = ap.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -94,27 +98,36 @@ def main() -> None:
     rows = [(name, best[name], notes[name]) for name in best]
     t_one = best["in this process"]
     per_task = t_one / len(jobs)
-    print(f"job: {args.mapper} budget {args.budget} on {args.network} / {args.arch}: {len(jobs)} tasks "
-          f"(distinct layers), mean task {per_task * 1000:.0f} ms in this process; best of {args.repeats} rounds")
+    print(
+        f"job: {args.mapper} budget {args.budget} on {args.network} / {args.arch}: {len(jobs)} tasks "
+        f"(distinct layers), mean task {per_task * 1000:.0f} ms in this process; best of {args.repeats} rounds"
+    )
     print(f"Ray: {describe}")
     for name, t, note in rows:
         print(f"  {name:<22} {t:7.2f} s   {note}")
     loc = {name: t for name, t, _ in rows}
-    print(f"speed-up 1 -> 2 workers: local {loc['local, 1 process'] / loc['local, 2 processes']:.2f}x, "
-          f"ray {loc['ray, 1 worker'] / loc['ray, 2 workers']:.2f}x")
+    print(
+        f"speed-up 1 -> 2 workers: local {loc['local, 1 process'] / loc['local, 2 processes']:.2f}x, "
+        f"ray {loc['ray, 1 worker'] / loc['ray, 2 workers']:.2f}x"
+    )
     rt = t_rt / args.noop
-    print(f"Ray round trip of an empty task (one at a time): {rt * 1000:.2f} ms = {100 * rt / per_task:.1f} % of the "
-          f"mean layer-search task; ray 1 worker vs in-process: {100 * (loc['ray, 1 worker'] / t_one - 1):+.1f} %")
+    print(
+        f"Ray round trip of an empty task (one at a time): {rt * 1000:.2f} ms = {100 * rt / per_task:.1f} % of the "
+        f"mean layer-search task; ray 1 worker vs in-process: {100 * (loc['ray, 1 worker'] / t_one - 1):+.1f} %"
+    )
     tput = args.noop * 5 / t_tp
     print(f"driver throughput, empty tasks, 64 in flight: {tput:.0f} tasks/s ({1000 / tput:.2f} ms per task)")
     n, cores = args.estimate_candidates, args.estimate_cores
     compute = n * len(jobs) * per_task / cores
     for label, tasks in (("one layer per task", n * len(jobs)), ("one candidate (whole network) per task", n)):
         driver = tasks / tput
-        print(f"paper estimate, co-design of {n:,} candidates x {len(jobs)} layers ({per_task * 1000:.0f} ms each) on "
-              f"{cores} cores, {label}: compute {compute / 60:.1f} min if perfectly spread, driver {driver / 60:.1f} "
-              f"min to hand out and gather {tasks:,} tasks -> {max(compute, driver) / 60:.1f} min at best "
-              f"({'driver' if driver > compute else 'compute'}-bound)")
+        print(
+            f"paper estimate, co-design of {n:,} candidates x {len(jobs)} layers ({per_task * 1000:.0f} ms each) on "
+            f"{cores} cores, {label}: compute {compute / 60:.1f} min if perfectly spread, driver {driver / 60:.1f} "
+            f"min to hand out and gather {tasks:,} tasks -> {max(compute, driver) / 60:.1f} min at best "
+            f"({'driver' if driver > compute else 'compute'}-bound)"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -56,19 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval in args.train:
         ap.error(f"the evaluation network {args.eval!r} must not be a training network")
 
-    cmd = "python benchmarks/env_learnability.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = "python benchmarks/env_learnability.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     print(f"command: {cmd.strip()}")
     env_kwargs = dict(arch=args.arch, networks=args.train, synthetic=args.synthetic, objective=args.objective)
     env = MappingEnv(**env_kwargs)
-    print(f"arch {args.arch}, objective {args.objective}; training layers: {env.sampler.describe()} "
-          f"({len(env.sampler)} layers); held out: {args.eval}")
+    print(
+        f"arch {args.arch}, objective {args.objective}; training layers: {env.sampler.describe()} "
+        f"({len(env.sampler)} layers); held out: {args.eval}"
+    )
 
     # references of the training layers, computed once here instead of in every worker
     t0 = time.perf_counter()
     for layer in env.sampler.all_layers():
         env.reset(options={"layer": layer})
         env.reference_costs()
-    print(f"reference (best of 16 random valid mappings) for {len(env.sampler)} layers: {time.perf_counter() - t0:.1f} s")
+    print(
+        f"reference (best of 16 random valid mappings) for {len(env.sampler)} layers: {time.perf_counter() - t0:.1f} s"
+    )
 
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -86,16 +92,23 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     model, metrics = train_maskable_ppo(
-        env_kwargs, args.timesteps, log_dir=args.logdir, n_envs=args.n_envs, seed=args.seed,
-        callbacks=[TimeLimit(args.time_limit)])
+        env_kwargs,
+        args.timesteps,
+        log_dir=args.logdir,
+        n_envs=args.n_envs,
+        seed=args.seed,
+        callbacks=[TimeLimit(args.time_limit)],
+    )
     train_s = time.perf_counter() - t0
     steps = model.num_timesteps
     print(f"trained {steps} steps in {train_s:.0f} s ({steps / train_s:.0f} steps/s); TensorBoard: {args.logdir}")
     if metrics.history:
         h = metrics.history
         for row in (h[0], h[len(h) // 2], h[-1]):
-            print(f"  at {int(row['timesteps']):>7} steps: episode reward {row['rlmap/episode_reward']:+.3f}, "
-                  f"EDP/reference {row.get('rlmap/edp_ratio', float('nan')):.3f}, valid {row['rlmap/valid']:.2f}")
+            print(
+                f"  at {int(row['timesteps']):>7} steps: episode reward {row['rlmap/episode_reward']:+.3f}, "
+                f"EDP/reference {row.get('rlmap/edp_ratio', float('nan')):.3f}, valid {row['rlmap/valid']:.2f}"
+            )
     if args.save:
         model.save(args.save)
 
@@ -113,23 +126,33 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(ratio)
         for s in range(args.baseline_seeds):
             per_seed[s].append(info["edp"] / reference_costs(layer, arch, 16, s)["best_edp"])
-        print(f"{layer.name:<24} {layer.shape_str():<34} {info['edp']:>11.4g} {ref:>11.4g} {ratio:>7.3f} "
-              f"{str(info['valid']):>5}")
+        print(
+            f"{layer.name:<24} {layer.shape_str():<34} {info['edp']:>11.4g} {ref:>11.4g} {ratio:>7.3f} "
+            f"{str(info['valid']):>5}"
+        )
     g = geomean(rows)
     wins = sum(r < 1 for r in rows)
-    print(f"\nheld-out {args.eval} ({len(rows)} layers): geometric mean of EDP / best-of-16-random = {g:.3f} "
-          f"(policy better on {wins}/{len(rows)} layers; worst {max(rows):.3f}, best {min(rows):.3f})")
-    print("  against best-of-16 baselines drawn with seeds " + ", ".join(
-        f"{s}: {geomean(per_seed[s]):.3f}" for s in range(args.baseline_seeds)))
+    print(
+        f"\nheld-out {args.eval} ({len(rows)} layers): geometric mean of EDP / best-of-16-random = {g:.3f} "
+        f"(policy better on {wins}/{len(rows)} layers; worst {max(rows):.3f}, best {min(rows):.3f})"
+    )
+    print(
+        "  against best-of-16 baselines drawn with seeds "
+        + ", ".join(f"{s}: {geomean(per_seed[s]):.3f}" for s in range(args.baseline_seeds))
+    )
 
     seen = []
     for name in args.train:
         for layer in load_network(name).layers:
             seen.append(greedy_episode(eval_env, model, layer)["edp_ratio"])
-    print(f"training networks ({', '.join(args.train)}, {len(seen)} layers): geometric mean EDP ratio {geomean(seen):.3f}")
+    print(
+        f"training networks ({', '.join(args.train)}, {len(seen)} layers): geometric mean EDP ratio {geomean(seen):.3f}"
+    )
     ok = g < 1.0
-    print(f"\nRESULT: {'PASS' if ok else 'FAIL'} (geometric-mean EDP ratio {g:.3f} {'<' if ok else '>='} 1 "
-          f"on unseen {args.eval}; {steps} training steps, {train_s:.0f} s)")
+    print(
+        f"\nRESULT: {'PASS' if ok else 'FAIL'} (geometric-mean EDP ratio {g:.3f} {'<' if ok else '>='} 1 "
+        f"on unseen {args.eval}; {steps} training steps, {train_s:.0f} s)"
+    )
     return 0 if ok else 1
 
 

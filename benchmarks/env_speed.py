@@ -69,9 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         ("eyeriss via gymnasium.make", dict(arch="eyeriss", networks=["resnet18", "vgg16", "resnet50"]), True),
         ("simba, whole zoo", dict(arch="simba", networks=zoo), False),
         ("all presets, zoo + 30% synthetic", dict(arch=list_architectures(), networks=zoo, synthetic=0.3), False),
-        ("sparse_eyeriss, random densities, bound ref",
-         dict(arch="sparse_eyeriss", networks=["resnet50_sparse", "mobilenetv2"], random_density=0.5,
-              reference="bound"), False),
+        (
+            "sparse_eyeriss, random densities, bound ref",
+            dict(
+                arch="sparse_eyeriss",
+                networks=["resnet50_sparse", "mobilenetv2"],
+                random_density=0.5,
+                reference="bound",
+            ),
+            False,
+        ),
     ]
     print(f"command: python benchmarks/env_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     print(f"{'configuration':<42} {'steps/s':>9} {'episodes/s':>11} {'steps/ep':>9} {'ref warm-up':>12}")
@@ -86,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         ok &= rate >= args.min_steps
         warm_txt = f"{warm_s:.1f} s" if warm_s else "lazy"
         print(f"{name:<42} {rate:>9.0f} {episodes / dt:>11.0f} {steps / episodes:>9.1f} {warm_txt:>12}")
-    print(f"\n{'PASS' if ok else 'FAIL'}: every configuration {'>=' if ok else 'not all >='} {args.min_steps:.0f} steps/s")
+    print(
+        f"\n{'PASS' if ok else 'FAIL'}: every configuration {'>=' if ok else 'not all >='} {args.min_steps:.0f} steps/s"
+    )
     return 0 if ok else 1
 
 

@@ -30,9 +30,16 @@ from rlmap.spec.io import load_architecture, load_network
 from rlmap.spec.layer import Layer
 from rlmap.surrogate.model import spearman
 
-LAYERS = [("resnet18", "conv1"), ("resnet18", "layer2.0.conv2"), ("resnet18", "layer2.0.downsample"),
-          ("mobilenetv2", "block3.dw"), ("mobilenetv2", "block2.dw"), ("mobilenetv2", "block3.project"),
-          ("bert_base", "q_proj"), ("bert_base", "attn_scores")]
+LAYERS = [
+    ("resnet18", "conv1"),
+    ("resnet18", "layer2.0.conv2"),
+    ("resnet18", "layer2.0.downsample"),
+    ("mobilenetv2", "block3.dw"),
+    ("mobilenetv2", "block2.dw"),
+    ("mobilenetv2", "block3.project"),
+    ("bert_base", "q_proj"),
+    ("bert_base", "attn_scores"),
+]
 DILATED = Layer(name="aspp_d2", K=256, C=256, P=33, Q=33, R=3, S=3, dilation=2, padding=2)
 SEMANTICS = ("timeloop", "accelforge")
 
@@ -75,12 +82,15 @@ def main() -> None:
             if timed:
                 timing.append((label, arch, layer, m, len(cases) - 1))
     t0 = time.perf_counter()
-    version, results = evaluate_in_accelforge([(layer, arch, m) for layer, arch, m, _ in cases],
-                                              repeat=[n for *_, n in cases])
+    version, results = evaluate_in_accelforge(
+        [(layer, arch, m) for layer, arch, m, _ in cases], repeat=[n for *_, n in cases]
+    )
     wall = time.perf_counter() - t0
 
-    print(f"rlmap vs AccelForge {version}: {len(cases)} mappings ({args.per_layer} random valid + the best of a "
-          f"3,000-evaluation genetic search per layer and architecture); AccelForge took {wall:.0f} s")
+    print(
+        f"rlmap vs AccelForge {version}: {len(cases)} mappings ({args.per_layer} random valid + the best of a "
+        f"3,000-evaluation genetic search per layer and architecture); AccelForge took {wall:.0f} s"
+    )
     print("relative error |rlmap - AccelForge| / AccelForge, median / max; Spearman of EDP over the mappings\n")
     head = f"{'layer':30s} {'arch':8s} {'n':>3s}"
     for sem in SEMANTICS:
@@ -91,7 +101,7 @@ def main() -> None:
     totals = {sem: {"e": [], "c": [], "rho": []} for sem in SEMANTICS}
     failed = 0
     for label, layer, arch, maps in groups:
-        res = results[pos:pos + len(maps)]
+        res = results[pos : pos + len(maps)]
         pos += len(maps)
         ok = [i for i, r in enumerate(res) if r.ok]
         failed += len(maps) - len(ok)
@@ -119,10 +129,14 @@ def main() -> None:
     if failed:
         print(f"AccelForge could not evaluate {failed} mapping(s)")
 
-    print("\nOne fixed-mapping evaluation, same mapping in both tools (the GA best, first architecture); wall and CPU "
-          "time (the machine is shared: CPU time is the steadier figure)")
-    print(f"{'layer':30s} {'arch':8s} {'rlmap evaluate':>22s} {'AccelForge evaluate':>22s} {'(+ load)':>9s} "
-          f"{'ratio wall / cpu':>18s}")
+    print(
+        "\nOne fixed-mapping evaluation, same mapping in both tools (the GA best, first architecture); wall and CPU "
+        "time (the machine is shared: CPU time is the steadier figure)"
+    )
+    print(
+        f"{'layer':30s} {'arch':8s} {'rlmap evaluate':>22s} {'AccelForge evaluate':>22s} {'(+ load)':>9s} "
+        f"{'ratio wall / cpu':>18s}"
+    )
     ratios, ratios_cpu = [], []
     for label, arch, layer, m, idx in timing:
         model = CostModel(layer, arch)
@@ -140,17 +154,22 @@ def main() -> None:
             continue
         ratios.append(r.eval_s / mine)
         ratios_cpu.append(r.eval_cpu_s / mine_cpu)
-        print(f"{label:30s} {arch.name:8s} {mine * 1e6:7.1f} / {mine_cpu * 1e6:5.1f} us "
-              f"{r.eval_s * 1e3:7.1f} / {r.eval_cpu_s * 1e3:5.1f} ms {r.load_s * 1e3:6.1f} ms "
-              f"{ratios[-1]:8.0f}x / {ratios_cpu[-1]:6.0f}x")
+        print(
+            f"{label:30s} {arch.name:8s} {mine * 1e6:7.1f} / {mine_cpu * 1e6:5.1f} us "
+            f"{r.eval_s * 1e3:7.1f} / {r.eval_cpu_s * 1e3:5.1f} ms {r.load_s * 1e3:6.1f} ms "
+            f"{ratios[-1]:8.0f}x / {ratios_cpu[-1]:6.0f}x"
+        )
     if ratios:
-        print(f"median ratio AccelForge / rlmap: {statistics.median(ratios):,.0f}x wall, "
-              f"{statistics.median(ratios_cpu):,.0f}x CPU")
+        print(
+            f"median ratio AccelForge / rlmap: {statistics.median(ratios):,.0f}x wall, "
+            f"{statistics.median(ratios_cpu):,.0f}x CPU"
+        )
 
 
 def pct(x: float) -> str:
     """A relative error as a percentage, 3 significant digits (AccelForge's float rounding shows as ~1e-6 %)."""
     return f"{100 * x:8.3g}%"
+
 
 if __name__ == "__main__":
     main()

@@ -50,27 +50,59 @@ def _with_marker(*a, **k):
 t._callbacks = _with_marker
 """
 
-TINY_AGENT = ("algo: maskable_ppo\ninvalid_actions: mask\nn_envs: 2\n"
-              "hyperparams: {n_steps: 64, batch_size: 64, n_epochs: 1}\n"
-              "policy_kwargs: {features_extractor: flatten, net_arch: {pi: [32], vf: [32]}}\n"
-              "env: {synthetic: 0.0, reference: none}\n")
+TINY_AGENT = (
+    "algo: maskable_ppo\ninvalid_actions: mask\nn_envs: 2\n"
+    "hyperparams: {n_steps: 64, batch_size: 64, n_epochs: 1}\n"
+    "policy_kwargs: {features_extractor: flatten, net_arch: {pi: [32], vf: [32]}}\n"
+    "env: {synthetic: 0.0, reference: none}\n"
+)
 
 COMMANDS = {
     "search": ["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000", "-o", "out_search"],
     "search-j2": ["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000", "-j", "2", "-o", "out_j2"],
     "map": ["map", "-n", "resnet50", "--samples", "200", "-o", "out_map"],
-    "dataset": ["surrogate", "dataset", "--arch", "eyeriss", "--networks", "resnet50", "--samples", "500000",
-                "-o", "out_dataset"],
-    "train": ["train", "--agent", "tiny.yaml", "--networks", "resnet18", "--eval-networks", "",
-              "--timesteps", "10000000", "--checkpoint-every", "10000000", "-o", "out_train"],
+    "dataset": [
+        "surrogate",
+        "dataset",
+        "--arch",
+        "eyeriss",
+        "--networks",
+        "resnet50",
+        "--samples",
+        "500000",
+        "-o",
+        "out_dataset",
+    ],
+    "train": [
+        "train",
+        "--agent",
+        "tiny.yaml",
+        "--networks",
+        "resnet18",
+        "--eval-networks",
+        "",
+        "--timesteps",
+        "10000000",
+        "--checkpoint-every",
+        "10000000",
+        "-o",
+        "out_train",
+    ],
 }
 
 
 def interrupt(args: list[str], cwd: Path) -> tuple[int, float, str]:
     code = MARKER + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     for line in proc.stderr:  # type: ignore[union-attr]
         if "@@done" in line:
             break

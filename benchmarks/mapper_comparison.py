@@ -83,8 +83,16 @@ def note_best(layer: Layer, arch_name: str, edp: float) -> None:
 
 
 def run_network(net: Network, arch_name: str, mapper: str, budget: int, warm: bool, seed: int = 0) -> Any:
-    return map_network(net, load_architecture(arch_name), mapper, "edp", budget, seed, progress=False,
-                       warm_start=True if warm else None)
+    return map_network(
+        net,
+        load_architecture(arch_name),
+        mapper,
+        "edp",
+        budget,
+        seed,
+        progress=False,
+        warm_start=True if warm else None,
+    )
 
 
 # ----------------------------------------------------------------------------- parts
@@ -121,16 +129,30 @@ def part_comparison(args: argparse.Namespace, out: dict[str, Any]) -> None:
             ratios = [r.best / ref for r, ref in zip(res.results, refs)]
             evals = [min(evaluations_to_reach(r.curve, 1.05 * ref), r.evaluations) for r, ref in zip(res.results, refs)]
             reached = sum(evaluations_to_reach(r.curve, 1.05 * ref) < math.inf for r, ref in zip(res.results, refs))
-            rows.append({"network": net_name, "arch": arch_name, "mapper": label, "budget": budget,
-                         "layers": len(res.layers), "edp_over_ref_geomean": geomean(ratios),
-                         "edp_over_ref_worst": max(ratios), "evals_to_1.05x_geomean": geomean(evals),
-                         "reached_1.05x": reached, "seconds": res.seconds})
-    print(f"\n{'network':16} {'mapper':20} {'budget':>6} {'EDP/ref':>8} {'worst':>8} {'evals->1.05x':>12} "
-          f"{'reached':>8} {'time s':>7}")
+            rows.append(
+                {
+                    "network": net_name,
+                    "arch": arch_name,
+                    "mapper": label,
+                    "budget": budget,
+                    "layers": len(res.layers),
+                    "edp_over_ref_geomean": geomean(ratios),
+                    "edp_over_ref_worst": max(ratios),
+                    "evals_to_1.05x_geomean": geomean(evals),
+                    "reached_1.05x": reached,
+                    "seconds": res.seconds,
+                }
+            )
+    print(
+        f"\n{'network':16} {'mapper':20} {'budget':>6} {'EDP/ref':>8} {'worst':>8} {'evals->1.05x':>12} "
+        f"{'reached':>8} {'time s':>7}"
+    )
     for r in rows:
-        print(f"{r['network']:16} {r['mapper']:20} {r['budget']:>6} {r['edp_over_ref_geomean']:8.3f} "
-              f"{r['edp_over_ref_worst']:8.3f} {r['evals_to_1.05x_geomean']:12.1f} "
-              f"{r['reached_1.05x']:>4}/{r['layers']:<3} {r['seconds']:7.1f}")
+        print(
+            f"{r['network']:16} {r['mapper']:20} {r['budget']:>6} {r['edp_over_ref_geomean']:8.3f} "
+            f"{r['edp_over_ref_worst']:8.3f} {r['evals_to_1.05x_geomean']:12.1f} "
+            f"{r['reached_1.05x']:>4}/{r['layers']:<3} {r['seconds']:7.1f}"
+        )
     out["comparison"] = rows
     _plot_comparison(rows, Path(args.out))
 
@@ -156,19 +178,28 @@ def part_warmstart(args: argparse.Namespace, out: dict[str, Any]) -> None:
             we_raw = [evaluations_to_reach(r.curve, 1.05 * f) for r, f in zip(warm.results, refs)]
             ce, we = [min(x, budget) for x in ce_raw], [min(x, budget) for x in we_raw]
             # the first layer has nothing to warm-start from: it is left out of the comparison
-            row = {"network": net_name, "seed": s, "budget": budget, "layers": len(refs) - 1,
-                   "cold_evals_geomean": geomean(ce[1:]), "warm_evals_geomean": geomean(we[1:]),
-                   "cold_reached": sum(x < math.inf for x in ce_raw[1:]),
-                   "warm_reached": sum(x < math.inf for x in we_raw[1:]),
-                   "cold_edp_over_ref": geomean([r.best / f for r, f in zip(cold.results, refs)]),
-                   "warm_edp_over_ref": geomean([r.best / f for r, f in zip(warm.results, refs)]),
-                   "cold_seconds": cold.seconds, "warm_seconds": warm.seconds}
+            row = {
+                "network": net_name,
+                "seed": s,
+                "budget": budget,
+                "layers": len(refs) - 1,
+                "cold_evals_geomean": geomean(ce[1:]),
+                "warm_evals_geomean": geomean(we[1:]),
+                "cold_reached": sum(x < math.inf for x in ce_raw[1:]),
+                "warm_reached": sum(x < math.inf for x in we_raw[1:]),
+                "cold_edp_over_ref": geomean([r.best / f for r, f in zip(cold.results, refs)]),
+                "warm_edp_over_ref": geomean([r.best / f for r, f in zip(warm.results, refs)]),
+                "cold_seconds": cold.seconds,
+                "warm_seconds": warm.seconds,
+            }
             row["speedup"] = row["cold_evals_geomean"] / row["warm_evals_geomean"]
             res_rows.append(row)
-            print(f"warm-start {net_name} seed {s} GA-{budget}: evals to 1.05x geomean cold "
-                  f"{row['cold_evals_geomean']:.1f} ({row['cold_reached']}/{row['layers']} reached) vs warm "
-                  f"{row['warm_evals_geomean']:.1f} ({row['warm_reached']}/{row['layers']}): {row['speedup']:.2f}x; "
-                  f"EDP/ref {row['cold_edp_over_ref']:.3f} -> {row['warm_edp_over_ref']:.3f}")
+            print(
+                f"warm-start {net_name} seed {s} GA-{budget}: evals to 1.05x geomean cold "
+                f"{row['cold_evals_geomean']:.1f} ({row['cold_reached']}/{row['layers']} reached) vs warm "
+                f"{row['warm_evals_geomean']:.1f} ({row['warm_reached']}/{row['layers']}): {row['speedup']:.2f}x; "
+                f"EDP/ref {row['cold_edp_over_ref']:.3f} -> {row['warm_edp_over_ref']:.3f}"
+            )
     out["warmstart"] = res_rows
 
 
@@ -186,18 +217,22 @@ def part_sparsity(args: argparse.Namespace, out: dict[str, Any]) -> None:
         for mode in ("worst", "expected"):
             ref_mapper = OptimalMapper(time_limit=args.optimal_time) if args.sparse_reference == "optimal" else None
             res = SparsityAwareMapper(GeneticMapper(), dens, mode=mode, reference=ref_mapper).search(
-                la, arch, "edp", args.sparse_budget, 0)
+                la, arch, "edp", args.sparse_budget, 0
+            )
             for name, m in (("robust", res.mapping),):
-                row[f"{mode}_{name}"] = [CostModel(at_density(la, d), arch).evaluate(m).edp / r.best
-                                         for d, r in zip(dens, refs)]
+                row[f"{mode}_{name}"] = [
+                    CostModel(at_density(la, d), arch).evaluate(m).edp / r.best for d, r in zip(dens, refs)
+                ]
         own = la.density.inputs
         single = refs[dens.index(own)].mapping if own in dens else refs[-1].mapping
         row["single_density"] = own
         row["single"] = [CostModel(at_density(la, d), arch).evaluate(single).edp / r.best for d, r in zip(dens, refs)]
         rows.append(row)
         f = lambda xs: " ".join("inf" if not math.isfinite(x) else f"{x:.3f}" for x in xs)
-        print(f"sparsity {la.name}: robust(worst) {f(row['worst_robust'])} | robust(expected) "
-              f"{f(row['expected_robust'])} | single@{own} {f(row['single'])}  (densities {dens}, / own optimum)")
+        print(
+            f"sparsity {la.name}: robust(worst) {f(row['worst_robust'])} | robust(expected) "
+            f"{f(row['expected_robust'])} | single@{own} {f(row['single'])}  (densities {dens}, / own optimum)"
+        )
     out["sparsity"] = {"densities": dens, "budget": args.sparse_budget, "rows": rows}
 
 
@@ -212,12 +247,19 @@ def part_sparsity_bound(args: argparse.Namespace, out: dict[str, Any]) -> None:
     rows = []
     for la in distinct(load_network("resnet50_sparse"), args.sparse_layers).layers:
         opt = OptimalMapper().search(at_density(la, 0.2), arch, "edp", time_limit=args.optimal_time)
-        r = SparsityAwareMapper(GeneticMapper(), [0.2, 1.0], probs=[1.0, 0.0], mode="expected",
-                                reference=OptimalMapper(time_limit=args.optimal_time)).search(la, arch, "edp", 20000, 0)
+        r = SparsityAwareMapper(
+            GeneticMapper(),
+            [0.2, 1.0],
+            probs=[1.0, 0.0],
+            mode="expected",
+            reference=OptimalMapper(time_limit=args.optimal_time),
+        ).search(la, arch, "edp", 20000, 0)
         ratio = CostModel(at_density(la, 0.2), arch).evaluate(r.mapping).edp / opt.best
         rows.append({"layer": la.name, "ratio_at_0.2_valid_dense": ratio})
-        print(f"sparsity bound {la.name}: best at density 0.2 among mappings valid at 1.0 (GA-20000) / optimum at "
-              f"0.2 = {ratio:.3f}")
+        print(
+            f"sparsity bound {la.name}: best at density 0.2 among mappings valid at 1.0 (GA-20000) / optimum at "
+            f"0.2 = {ratio:.3f}"
+        )
     out["sparsity_bound"] = rows
 
 
@@ -225,26 +267,43 @@ def part_spread(args: argparse.Namespace, out: dict[str, Any]) -> None:
     from rlmap.search.annealing import AnnealingMapper
 
     rows = []
-    for net_name, arch_name in (("mnasnet", "eyeriss"), ("vgg16", "eyeriss"), ("gpt2_small", "eyeriss"),
-                                ("mnasnet", "simba"), ("gpt2_small", "edge")):
+    for net_name, arch_name in (
+        ("mnasnet", "eyeriss"),
+        ("vgg16", "eyeriss"),
+        ("gpt2_small", "eyeriss"),
+        ("mnasnet", "simba"),
+        ("gpt2_small", "edge"),
+    ):
         net = distinct(load_network(net_name), args.spread_layers)
         arch = load_architecture(arch_name)
         for la in net.layers:
             variants = [("ga", GeneticMapper()), ("sa", AnnealingMapper())]
             if args.spread_baseline:  # the mappers as they were before the fix: no capacity repair, no immigrants
-                variants += [("ga-before", GeneticMapper(repair_capacity=False, immigrant_rate=0.0)),
-                             ("sa-before", AnnealingMapper(repair_capacity=False))]
+                variants += [
+                    ("ga-before", GeneticMapper(repair_capacity=False, immigrant_rate=0.0)),
+                    ("sa-before", AnnealingMapper(repair_capacity=False)),
+                ]
             for label, mapper in variants:
                 b = [mapper.search(la, arch, "edp", 1000, seed=layer_seed(s, 0)).best for s in range(5)]
-                rows.append({"network": net_name, "arch": arch_name, "layer": la.name, "mapper": label,
-                             "worst_over_best": max(b) / min(b), "best": b})
+                rows.append(
+                    {
+                        "network": net_name,
+                        "arch": arch_name,
+                        "layer": la.name,
+                        "mapper": label,
+                        "worst_over_best": max(b) / min(b),
+                        "best": b,
+                    }
+                )
     for m in dict.fromkeys(r["mapper"] for r in rows):
         sel = [r for r in rows if r["mapper"] == m]
         worst = max(sel, key=lambda r: r["worst_over_best"])
         over = sum(r["worst_over_best"] >= 2 for r in sel)
-        print(f"spread {m}-1000, 5 seeds, {len(sel)} layer/arch pairs: worst/best median "
-              f"{np.median([r['worst_over_best'] for r in sel]):.3f}, max {worst['worst_over_best']:.3f} "
-              f"({worst['network']}/{worst['layer']} on {worst['arch']}); >= 2x on {over}")
+        print(
+            f"spread {m}-1000, 5 seeds, {len(sel)} layer/arch pairs: worst/best median "
+            f"{np.median([r['worst_over_best'] for r in sel]):.3f}, max {worst['worst_over_best']:.3f} "
+            f"({worst['network']}/{worst['layer']} on {worst['arch']}); >= 2x on {over}"
+        )
     out["spread"] = rows
 
 
@@ -260,19 +319,32 @@ def part_marvel(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 mv = get_mapper("marvel").search(la, arch, "edp", budget, 0)
                 ga = GeneticMapper().search(la, arch, "edp", budget, 0)
                 note_best(la, arch_name, min(mv.best, ga.best))
-                rows.append({"network": net_name, "layer": la.name, "budget": budget, "marvel": mv.best,
-                             "ga": ga.best, "marvel_s": mv.seconds, "ga_s": ga.seconds,
-                             "optimal_s": ref["seconds"], "ref_proven": ref["proven"], "key": (layer_key(la), arch_name)})
+                rows.append(
+                    {
+                        "network": net_name,
+                        "layer": la.name,
+                        "budget": budget,
+                        "marvel": mv.best,
+                        "ga": ga.best,
+                        "marvel_s": mv.seconds,
+                        "ga_s": ga.seconds,
+                        "optimal_s": ref["seconds"],
+                        "ref_proven": ref["proven"],
+                        "key": (layer_key(la), arch_name),
+                    }
+                )
     for r in rows:
         ref = REFS[r.pop("key")]["edp"]
         r["marvel_over_ref"], r["ga_over_ref"] = r["marvel"] / ref, r["ga"] / ref
     for budget in args.budgets:
         sel = [r for r in rows if r["budget"] == budget]
-        print(f"marvel @{budget}: EDP/ref geomean {geomean([r['marvel_over_ref'] for r in sel]):.3f} "
-              f"(worst {max(r['marvel_over_ref'] for r in sel):.3f}, within 1.2x on "
-              f"{sum(r['marvel_over_ref'] <= 1.2 for r in sel)}/{len(sel)}), GA {geomean([r['ga_over_ref'] for r in sel]):.3f}; "
-              f"time marvel {sum(r['marvel_s'] for r in sel):.1f} s, GA {sum(r['ga_s'] for r in sel):.1f} s, optimal "
-              f"{sum(r['optimal_s'] for r in sel):.1f} s ({sum(r['ref_proven'] for r in sel)}/{len(sel)} proven)")
+        print(
+            f"marvel @{budget}: EDP/ref geomean {geomean([r['marvel_over_ref'] for r in sel]):.3f} "
+            f"(worst {max(r['marvel_over_ref'] for r in sel):.3f}, within 1.2x on "
+            f"{sum(r['marvel_over_ref'] <= 1.2 for r in sel)}/{len(sel)}), GA {geomean([r['ga_over_ref'] for r in sel]):.3f}; "
+            f"time marvel {sum(r['marvel_s'] for r in sel):.1f} s, GA {sum(r['ga_s'] for r in sel):.1f} s, optimal "
+            f"{sum(r['optimal_s'] for r in sel):.1f} s ({sum(r['ref_proven'] for r in sel)}/{len(sel)} proven)"
+        )
     out["marvel"] = rows
 
 
@@ -312,15 +384,23 @@ def main() -> None:
     ap.add_argument("--budgets", default="100,1000,10000")
     ap.add_argument("--max-layers", type=int, default=0, help="evenly chosen distinct layers per network (0 = all)")
     ap.add_argument("--optimal-time", type=float, default=30.0)
-    ap.add_argument("--surrogate-max-budget", type=int, default=1000,
-                    help="the surrogate mapper only up to this budget (its screening makes 10,000 slow)")
+    ap.add_argument(
+        "--surrogate-max-budget",
+        type=int,
+        default=1000,
+        help="the surrogate mapper only up to this budget (its screening makes 10,000 slow)",
+    )
     ap.add_argument("--warm-networks", default="resnet50,mobilenetv2")
     ap.add_argument("--warm-budget", type=int, default=2000)
     ap.add_argument("--warm-seeds", type=int, default=1)
     ap.add_argument("--sparse-layers", type=int, default=4)
     ap.add_argument("--sparse-budget", type=int, default=6000)
-    ap.add_argument("--sparse-reference", default="ga", choices=("ga", "optimal"),
-                    help="per-density references inside the robust search: GA (half the budget) or the optimal mapper")
+    ap.add_argument(
+        "--sparse-reference",
+        default="ga",
+        choices=("ga", "optimal"),
+        help="per-density references inside the robust search: GA (half the budget) or the optimal mapper",
+    )
     ap.add_argument("--spread-layers", type=int, default=4)
     ap.add_argument("--spread-baseline", action="store_true", help="also run GA/SA without the robustness fixes")
     ap.add_argument("--out", default="docs/mapper_comparison")
@@ -332,15 +412,23 @@ def main() -> None:
     args.max_layers = args.max_layers or None
     out: dict[str, Any] = {"args": {k: v for k, v in vars(args).items()}}
     t0 = time.perf_counter()
-    parts = {"comparison": part_comparison, "warmstart": part_warmstart, "sparsity": part_sparsity,
-             "spread": part_spread, "marvel": part_marvel, "sparsity-bound": part_sparsity_bound}
+    parts = {
+        "comparison": part_comparison,
+        "warmstart": part_warmstart,
+        "sparsity": part_sparsity,
+        "spread": part_spread,
+        "marvel": part_marvel,
+        "sparsity-bound": part_sparsity_bound,
+    }
     for p in args.parts.split(","):
         parts[p](args, out)
     out["references"] = [{"arch": k[1], "layer_key": str(k[0]), **v} for k, v in REFS.items()]
     out["seconds"] = time.perf_counter() - t0
     Path(args.out).mkdir(parents=True, exist_ok=True)
     name = f"mapper_comparison_{'_'.join(args.parts.split(','))}.json"
-    (Path(args.out) / name).write_text(json.dumps(out, indent=1, default=lambda x: None if isinstance(x, float) else str(x)))
+    (Path(args.out) / name).write_text(
+        json.dumps(out, indent=1, default=lambda x: None if isinstance(x, float) else str(x))
+    )
     print(f"wrote {Path(args.out) / name} ({out['seconds']:.0f} s)")
 
 

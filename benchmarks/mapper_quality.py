@@ -66,8 +66,12 @@ def main() -> None:
     ap.add_argument("--optimal-time", type=float, default=60.0, help="exhaustive-search seconds per layer")
     ap.add_argument("--plot", default="mapper_quality.png", help="PNG of best-so-far EDP vs evaluations ('' = none)")
     ap.add_argument("-j", "--processes", type=int, default=1, help="searches in parallel local processes")
-    ap.add_argument("--ray", default=None, help="run the searches on Ray: auto, local or HOST:PORT (see docs/distributed.md)",
-                    metavar="ADDRESS")
+    ap.add_argument(
+        "--ray",
+        default=None,
+        help="run the searches on Ray: auto, local or HOST:PORT (see docs/distributed.md)",
+        metavar="ADDRESS",
+    )
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     names = list(MAPPERS)
@@ -75,15 +79,20 @@ def main() -> None:
     tasks = []
     for _label, net_name, prefix, arch_name in CASES:
         tasks.append((net_name, prefix, arch_name, "optimal", 0, 0, args.objective, args.optimal_time, False))
-        tasks += [(net_name, prefix, arch_name, m, b, s, args.objective, args.optimal_time, b == budgets[-1] and s == 0)
-                  for m in names for b in budgets for s in range(args.seeds)]
+        tasks += [
+            (net_name, prefix, arch_name, m, b, s, args.objective, args.optimal_time, b == budgets[-1] and s == 0)
+            for m in names
+            for b in budgets
+            for s in range(args.seeds)
+        ]
     with backend_from_options(args.processes, args.ray, env=False) as backend:
         results = dict(zip(tasks, run_tasks(backend, run_one, tasks)))
     rows = []
     curves: dict[str, dict[str, np.ndarray]] = {}
     for label, net_name, prefix, arch_name in CASES:
-        ref_best, proven, t_opt, _, layer_name = results[(net_name, prefix, arch_name, "optimal", 0, 0,
-                                                          args.objective, args.optimal_time, False)]
+        ref_best, proven, t_opt, _, layer_name = results[
+            (net_name, prefix, arch_name, "optimal", 0, 0, args.objective, args.optimal_time, False)
+        ]
         runs: dict[tuple[str, int], list[float]] = {}
         curves[label] = {}
         for task, (best, _p, _t, curve, _n) in results.items():
@@ -96,17 +105,22 @@ def main() -> None:
         for (name, budget), vals in runs.items():
             ratio = math.exp(np.mean([math.log(v / reference) for v in vals]))
             rows.append((label, layer_name, arch_name, name, budget, ratio, proven, t_opt))
-        print(f"{label}: {layer_name} on {arch_name}: optimal EDP {ref_best:.4g} "
-              f"({'proven' if proven else 'NOT proven; ratios are to the best found'}, {t_opt:.0f} s)",
-              flush=True)
+        print(
+            f"{label}: {layer_name} on {arch_name}: optimal EDP {ref_best:.4g} "
+            f"({'proven' if proven else 'NOT proven; ratios are to the best found'}, {t_opt:.0f} s)",
+            flush=True,
+        )
     print()
     print(f"{'layer':<10} {'mapper':<7} " + " ".join(f"{'B=' + str(b):>9}" for b in budgets) + "   reference")
     for label, *_ in CASES:
         for name in names:
             cells = [r[5] for r in rows if r[0] == label and r[3] == name]
             proven = next(r[6] for r in rows if r[0] == label)
-            print(f"{label:<10} {name:<7} " + " ".join(f"{c:>9.3f}" for c in cells)
-                  + f"   {'optimum' if proven else 'best found'}")
+            print(
+                f"{label:<10} {name:<7} "
+                + " ".join(f"{c:>9.3f}" for c in cells)
+                + f"   {'optimum' if proven else 'best found'}"
+            )
     print("\ncells: geometric mean over seeds of EDP / reference EDP (1.000 = optimal)")
     if args.plot:
         import matplotlib

@@ -55,16 +55,23 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=0, help="only the first N distinct layers of each network (0 = all)")
     ap.add_argument("--all-layers", action="store_true", help="every layer, repeated shapes included")
     ap.add_argument("--placement", action="store_true", help="search per-tensor tile placements too")
-    ap.add_argument("-j", "--processes", type=int, default=1,
-                    help="layers searched in parallel local processes (each still gets --time-limit of wall clock)")
+    ap.add_argument(
+        "-j",
+        "--processes",
+        type=int,
+        default=1,
+        help="layers searched in parallel local processes (each still gets --time-limit of wall clock)",
+    )
     ap.add_argument("--ray", default=None, help="search them on Ray: auto, local or HOST:PORT (docs/distributed.md)")
     args = ap.parse_args()
     load_kernels()  # once per process, outside every clock (the mapper's own limit does not count it either)
     space = "per-tensor placements and bypass choices" if args.placement else "one tile per level, bypass choices"
     print(f"optimal mapper ({space}), time limit {args.time_limit:g} s per layer; {_load()} on {os.cpu_count()} cores")
-    head = (f"{'network':<12} {'arch':<9} {'obj':<7} {'layer':<30} {'map space':>9} {'fit fanout':>10} "
-            f"{'cut early':>9} {'visited':>9} {'swept':>8} {'placed':>8} {'seconds':>8} {'cpu s':>6} {'proven':>6} {'best/LB':>8} "
-            f"{'gap':>6}")
+    head = (
+        f"{'network':<12} {'arch':<9} {'obj':<7} {'layer':<30} {'map space':>9} {'fit fanout':>10} "
+        f"{'cut early':>9} {'visited':>9} {'swept':>8} {'placed':>8} {'seconds':>8} {'cpu s':>6} {'proven':>6} {'best/LB':>8} "
+        f"{'gap':>6}"
+    )
     # the whole sweep as backend tasks (one per layer); the table is printed in sweep order as results arrive
     tasks: list[tuple] = []
     events: list[tuple] = []  # ("head",) | ("row", task, network) | ("summary", first, end, network, arch, objective)
@@ -91,8 +98,12 @@ def main() -> None:
     def flush() -> None:
         while events:
             ev = events[0]
-            if ev[0] == "row" and ev[1] not in results or ev[0] == "summary" and not all(
-                    j in results for j in range(ev[1], ev[2])):
+            if (
+                ev[0] == "row"
+                and ev[1] not in results
+                or ev[0] == "summary"
+                and not all(j in results for j in range(ev[1], ev[2]))
+            ):
                 return
             events.pop(0)
             if ev[0] == "head":
@@ -116,20 +127,24 @@ def main() -> None:
 def _print_row(net_name: str, task: tuple, res: tuple) -> None:
     layer, arch, objective = task[:3]
     n, proven, dt, cpu = res
-    print(f"{net_name[:12]:<12} {arch.name[:9]:<9} {objective:<7} {layer.name[:30]:<30} "
-          f"{format_big(n['total']):>9} {format_big(n['tilings_fitting_fanout']):>10} "
-          f"{format_big(n['partial_tilings_pruned']):>9} {format_big(n['fitting_tilings_seen']):>9} "
-          f"{format_big(n['tilings_swept']):>8} {format_big(n['tilings_placed']):>8} {dt:>8.1f} {cpu:>6.1f} {'yes' if proven else 'no':>6} "
-          f"{n['gap_to_lower_bound']:>8.3g} {'' if proven else format(n['gap_to_bound'], '.3g'):>6}",
-          flush=True)
+    print(
+        f"{net_name[:12]:<12} {arch.name[:9]:<9} {objective:<7} {layer.name[:30]:<30} "
+        f"{format_big(n['total']):>9} {format_big(n['tilings_fitting_fanout']):>10} "
+        f"{format_big(n['partial_tilings_pruned']):>9} {format_big(n['fitting_tilings_seen']):>9} "
+        f"{format_big(n['tilings_swept']):>8} {format_big(n['tilings_placed']):>8} {dt:>8.1f} {cpu:>6.1f} {'yes' if proven else 'no':>6} "
+        f"{n['gap_to_lower_bound']:>8.3g} {'' if proven else format(n['gap_to_bound'], '.3g'):>6}",
+        flush=True,
+    )
 
 
 def _summary_line(net_name: str, arch_name: str, objective: str, res: list[tuple]) -> str:
     times, cpus = [r[2] for r in res], [r[3] for r in res]
-    return (f"{net_name}, {arch_name}, {objective}: {sum(r[1] for r in res)}/{len(res)} layers proven optimal; wall "
-            f"{sum(times) / max(len(times), 1):.1f} s per layer on average, {max(times, default=0):.1f} s "
-            f"at most; CPU {sum(cpus) / max(len(cpus), 1):.1f} s on average, {max(cpus, default=0):.1f} s "
-            f"at most")
+    return (
+        f"{net_name}, {arch_name}, {objective}: {sum(r[1] for r in res)}/{len(res)} layers proven optimal; wall "
+        f"{sum(times) / max(len(times), 1):.1f} s per layer on average, {max(times, default=0):.1f} s "
+        f"at most; CPU {sum(cpus) / max(len(cpus), 1):.1f} s on average, {max(cpus, default=0):.1f} s "
+        f"at most"
+    )
 
 
 if __name__ == "__main__":

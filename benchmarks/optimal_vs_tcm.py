@@ -41,12 +41,21 @@ from rlmap.spec.io import load_network
 from rlmap.spec.layer import Layer, distinct_layers
 
 ARCH = {
-    "name": "tcm16x16", "semantics": "accelforge", "data_bits": 16, "clock_ghz": 1.0,
+    "name": "tcm16x16",
+    "semantics": "accelforge",
+    "data_bits": 16,
+    "clock_ghz": 1.0,
     "levels": [
         {"name": "DRAM", "read_energy": 200, "write_energy": 200},
         {"name": "Buffer", "capacity": 65536, "read_energy": 6, "write_energy": 6, "fanout": {"x": 16, "y": 16}},
-        {"name": "RF", "capacity": 64, "read_energy": 1, "write_energy": 1,
-         "may_bypass": ["inputs", "weights", "outputs"]}],
+        {
+            "name": "RF",
+            "capacity": 64,
+            "read_energy": 1,
+            "write_energy": 1,
+            "may_bypass": ["inputs", "weights", "outputs"],
+        },
+    ],
     "compute": {"mac_energy": 1.0},
 }
 
@@ -64,8 +73,14 @@ def run_tcm(layer: Layer, arch: Architecture, objective: str, cap: float, jobs: 
     job = {stem: dump_yaml(doc) for stem, doc in docs.items()} | {"metric": objective, "jobs": jobs or None}
     t0 = time.perf_counter()
     # own session, so that a timeout ends TCM's worker processes (joblib's) with it
-    proc = subprocess.Popen([str(find_accelforge_python()), str(WORKER)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(find_accelforge_python()), str(WORKER)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(json.dumps(job), timeout=cap)
     except subprocess.TimeoutExpired:
@@ -89,13 +104,17 @@ def main() -> None:
     ap.add_argument("--tcm-cap", type=float, default=600.0, help="seconds TCM gets per layer of the issue's three")
     ap.add_argument("--sweep-cap", type=float, default=120.0, help="seconds TCM gets per ResNet-50 layer")
     ap.add_argument("--resnet50", type=int, default=-1, help="distinct ResNet-50 layers to run (-1 = all, 0 = none)")
-    ap.add_argument("--issue-layers", default="0,1,2", help="which of the issue's three layers (comma-separated "
-                    "indices; empty = none)")
+    ap.add_argument(
+        "--issue-layers",
+        default="0,1,2",
+        help="which of the issue's three layers (comma-separated indices; empty = none)",
+    )
     ap.add_argument("--time-limit", type=float, default=600.0, help="rlmap's optimal mapper limit per layer (s)")
     ap.add_argument("--objective", default="energy", choices=["energy", "latency", "edp"])
     ap.add_argument("--no-placement", action="store_true", help="rlmap's mapper without per-tensor placements")
-    ap.add_argument("--tcm-jobs", type=int, default=0, help="TCM's parallel processes (0 = AccelForge's default, "
-                    "one per CPU)")
+    ap.add_argument(
+        "--tcm-jobs", type=int, default=0, help="TCM's parallel processes (0 = AccelForge's default, one per CPU)"
+    )
     args = ap.parse_args()
     why = unavailable_reason()
     if why:
@@ -104,14 +123,18 @@ def main() -> None:
     layers = [(ISSUE_LAYERS[int(i)], args.tcm_cap) for i in args.issue_layers.split(",") if i.strip()]
     if args.resnet50:
         rn = distinct_layers(load_network("resnet50").layers)
-        layers += [(layer, args.sweep_cap) for layer in (rn if args.resnet50 < 0 else rn[:args.resnet50])]
+        layers += [(layer, args.sweep_cap) for layer in (rn if args.resnet50 < 0 else rn[: args.resnet50])]
     load_kernels()
     mapper = OptimalMapper(time_limit=args.time_limit, placement=not args.no_placement)
-    print(f"rlmap optimal vs AccelForge TCM, objective {args.objective}, architecture {arch.name} "
-          f"(16x16 PEs, 128 KiB buffer, 64-word RF, RF may bypass every tensor); TCM with "
-          f"{args.tcm_jobs or 'its default (one per CPU)'} process(es); {_load()} on {os.cpu_count()} cores")
-    head = (f"{'layer':<32} {'rlmap s':>8} {'proven':>6} {'rlmap (AF)':>12} {'TCM s':>8} {'TCM (AF)':>12} "
-            f"{'TCM/rlmap':>9} {'speedup':>8}")
+    print(
+        f"rlmap optimal vs AccelForge TCM, objective {args.objective}, architecture {arch.name} "
+        f"(16x16 PEs, 128 KiB buffer, 64-word RF, RF may bypass every tensor); TCM with "
+        f"{args.tcm_jobs or 'its default (one per CPU)'} process(es); {_load()} on {os.cpu_count()} cores"
+    )
+    head = (
+        f"{'layer':<32} {'rlmap s':>8} {'proven':>6} {'rlmap (AF)':>12} {'TCM s':>8} {'TCM (AF)':>12} "
+        f"{'TCM/rlmap':>9} {'speedup':>8}"
+    )
     print(head, flush=True)
     rows = []
     for layer, cap in layers:
@@ -127,8 +150,10 @@ def main() -> None:
             t_cell, ratio_cell, speed_cell = f"{t_obj:>12.6g}", f"{ratio:>9.5f}", f"{speed:>7.1f}x"
         else:
             t_cell, ratio_cell, speed_cell = f"{'-':>12}", f"{'-':>9}", f"{'-':>8}"
-        line = (f"{layer.name[:32]:<32} {r_s:>8.1f} {'yes' if res.proven_optimal else 'no':>6} {r_obj:>12.6g} "
-                f"{tcm['wall']:>8.1f} {t_cell} {ratio_cell} {speed_cell}")
+        line = (
+            f"{layer.name[:32]:<32} {r_s:>8.1f} {'yes' if res.proven_optimal else 'no':>6} {r_obj:>12.6g} "
+            f"{tcm['wall']:>8.1f} {t_cell} {ratio_cell} {speed_cell}"
+        )
         if not tcm["ok"]:
             line += f"   TCM: {tcm['error']}"
         if not af.ok:
@@ -136,10 +161,15 @@ def main() -> None:
         print(line, flush=True)
         rows.append((res, af, tcm))
     done = [(r, a, t) for r, a, t in rows if t["ok"] and a.ok]
-    better = sum(objective_value(t["energy"], t["latency"] * 1e9, args.objective)
-                 >= objective_value(a.energy, a.cycles, args.objective) * (1 - 1e-9) for r, a, t in done)
-    print(f"\n{len(rows)} layers run; TCM finished on {len(done)}; rlmap's optimum equal or better in AccelForge on "
-          f"{better}/{len(done)}; rlmap proved {sum(r.proven_optimal for r, _, _ in rows)}/{len(rows)}")
+    better = sum(
+        objective_value(t["energy"], t["latency"] * 1e9, args.objective)
+        >= objective_value(a.energy, a.cycles, args.objective) * (1 - 1e-9)
+        for r, a, t in done
+    )
+    print(
+        f"\n{len(rows)} layers run; TCM finished on {len(done)}; rlmap's optimum equal or better in AccelForge on "
+        f"{better}/{len(done)}; rlmap proved {sum(r.proven_optimal for r, _, _ in rows)}/{len(rows)}"
+    )
     print(_load())
 
 

@@ -49,8 +49,11 @@ def main() -> None:
                     fh.write(job[stem])
                 paths.append(path)
             spec = af.Spec.from_yaml(*paths)
-        spec.mapper.metrics = {"energy": Metrics.ENERGY, "latency": Metrics.LATENCY,
-                               "edp": Metrics.ENERGY_DELAY_PRODUCT}[job.get("metric", "energy")]
+        spec.mapper.metrics = {
+            "energy": Metrics.ENERGY,
+            "latency": Metrics.LATENCY,
+            "edp": Metrics.ENERGY_DELAY_PRODUCT,
+        }[job.get("metric", "energy")]
         t0, c0 = time.perf_counter(), time.process_time()
         result = map_workload_to_arch(spec, eval_in_detail=False, print_progress=False)
         out.update(map_s=time.perf_counter() - t0, map_cpu_s=time.process_time() - c0, jobs=get_n_parallel_jobs())
@@ -59,8 +62,9 @@ def main() -> None:
         detail = deepcopy(spec)
         detail.model.metrics = spec.mapper.info_metrics
         detail.mapping = row["Total<SEP>mapping"](_for_model=True)
-        result.data = evaluate_mapping(detail, flattened_arches=result.flattened_arches,
-                                       evaluated_specs=result.evaluated_specs).data
+        result.data = evaluate_mapping(
+            detail, flattened_arches=result.flattened_arches, evaluated_specs=result.evaluated_specs
+        ).data
         out.update(ok=True, energy=float(result.energy()), latency=float(result.latency()))
         try:
             out["mapping"] = repr(result.mapping())[:20000]

@@ -77,8 +77,15 @@ def code_version() -> str:
     return fingerprint()
 
 
-def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, objective: str,
-                       time_limit: float, cache_dir: Path, backend: Backend | None = None) -> dict[str, dict]:
+def optimal_references(
+    layers: list[Layer],
+    arch: Architecture,
+    arch_name: str,
+    objective: str,
+    time_limit: float,
+    cache_dir: Path,
+    backend: Backend | None = None,
+) -> dict[str, dict]:
     """Optimal-mapper result per layer key (repr), computed once (one backend task per layer) and cached on disk."""
     from rich.progress import Progress
 
@@ -94,8 +101,9 @@ def optimal_references(layers: list[Layer], arch: Architecture, arch_name: str, 
             path.write_text(json.dumps(cache, indent=1))  # after every layer: an interrupted run keeps its work
             bar.advance(task)
 
-        run_tasks(backend or LocalBackend(1), optimal_task, [(l, arch, objective, time_limit) for l in todo],
-                  on_result=store)
+        run_tasks(
+            backend or LocalBackend(1), optimal_task, [(l, arch, objective, time_limit) for l in todo], on_result=store
+        )
     return cache
 
 
@@ -105,8 +113,15 @@ def optimal_task(arg: tuple) -> dict:
 
     layer, arch, objective, time_limit = arg
     r = OptimalMapper(time_limit=time_limit).search(layer, arch, objective)
-    return {"layer": layer.name, "edp": r.cost.edp, "energy": r.cost.energy, "cycles": r.cost.cycles,
-            "objective": r.best, "proven": bool(r.proven_optimal), "seconds": r.seconds}
+    return {
+        "layer": layer.name,
+        "edp": r.cost.edp,
+        "energy": r.cost.energy,
+        "cycles": r.cost.cycles,
+        "objective": r.best,
+        "proven": bool(r.proven_optimal),
+        "seconds": r.seconds,
+    }
 
 
 def valid_random_objective(layer: Layer, arch: Architecture, objective: str, samples: int, seed: int) -> float:
@@ -120,8 +135,9 @@ def valid_random_objective(layer: Layer, arch: Architecture, objective: str, sam
     return float(np.min(model.evaluate_batch(space.decode(genomes)).objective(objective)))
 
 
-def baseline_objective(mapper_name: str, layer: Layer, arch: Architecture, objective: str, budget: int,
-                       seed: int) -> float:
+def baseline_objective(
+    mapper_name: str, layer: Layer, arch: Architecture, objective: str, budget: int, seed: int
+) -> float:
     from rlmap.search.driver import get_mapper
 
     return get_mapper(mapper_name).search(layer, arch, objective, budget=budget, seed=seed).best
@@ -130,11 +146,13 @@ def baseline_objective(mapper_name: str, layer: Layer, arch: Architecture, objec
 def baselines_task(arg: tuple) -> dict[str, float]:
     """A backend task: one layer's baseline objectives (random and GA at 1 and K evaluations, best of K valid)."""
     layer, arch, objective, samples, seed = arg
-    return {"random1": baseline_objective("random", layer, arch, objective, 1, seed),
-            "ga1": baseline_objective("ga", layer, arch, objective, 1, seed),
-            "random64": baseline_objective("random", layer, arch, objective, samples, seed),
-            "ga64": baseline_objective("ga", layer, arch, objective, samples, seed),
-            "valid64": valid_random_objective(layer, arch, objective, samples, seed)}
+    return {
+        "random1": baseline_objective("random", layer, arch, objective, 1, seed),
+        "ga1": baseline_objective("ga", layer, arch, objective, 1, seed),
+        "random64": baseline_objective("random", layer, arch, objective, samples, seed),
+        "ga64": baseline_objective("ga", layer, arch, objective, samples, seed),
+        "valid64": valid_random_objective(layer, arch, objective, samples, seed),
+    }
 
 
 PRESET_TARGETS = (1.15, 1.03)
@@ -165,14 +183,25 @@ def measure_arch(policy, arch_name: str, nets: dict[str, list[Layer]], args, bac
     refs = optimal_references(layers, arch, arch_name, args.objective, args.optimal_time, Path(args.cache), backend)
     t_opt = time.perf_counter() - t0
     greedy = map_layers(policy, layers, arch, args.objective, samples=1, seed=args.seed)
-    sampled = map_layers(policy, layers, arch, args.objective, samples=args.samples, seed=args.seed,
-                         temperature=args.temperature or SAMPLE_TEMPERATURE)
-    cols: dict[str, list[float]] = {k: [] for k in ("greedy", "sampled", "random1", "ga1", "random64", "ga64",
-                                                    "valid64")}
+    sampled = map_layers(
+        policy,
+        layers,
+        arch,
+        args.objective,
+        samples=args.samples,
+        seed=args.seed,
+        temperature=args.temperature or SAMPLE_TEMPERATURE,
+    )
+    cols: dict[str, list[float]] = {
+        k: [] for k in ("greedy", "sampled", "random1", "ga1", "random64", "ga64", "valid64")
+    }
     proven = 0
     names = []
-    base = run_tasks(backend or LocalBackend(1), baselines_task,
-                     [(layer, arch, args.objective, args.samples, args.seed * 1000 + i) for i, layer in enumerate(layers)])
+    base = run_tasks(
+        backend or LocalBackend(1),
+        baselines_task,
+        [(layer, arch, args.objective, args.samples, args.seed * 1000 + i) for i, layer in enumerate(layers)],
+    )
     for i, layer in enumerate(layers):
         ref = refs[repr(layer_key(layer))]
         proven += ref["proven"]
@@ -194,19 +223,35 @@ def measure_arch(policy, arch_name: str, nets: dict[str, list[Layer]], args, bac
         t1 = time.perf_counter()
         map_network_with_policy(policy, net, arch, args.objective)
         timing = time.perf_counter() - t1
-    return {"arch": arch_name, "layers": len(layers), "proven": proven, "optimal_seconds": t_opt, **g,
-            "worst_greedy": (cols["greedy"][worst_g], names[worst_g]),
-            "worst_sampled": (cols["sampled"][worst_s], names[worst_s]),
-            "beats_ga64": wins, "ties_ga64": ties, "timing": timing, "per_layer": {k: v for k, v in cols.items()},
-            "layer_names": names}
+    return {
+        "arch": arch_name,
+        "layers": len(layers),
+        "proven": proven,
+        "optimal_seconds": t_opt,
+        **g,
+        "worst_greedy": (cols["greedy"][worst_g], names[worst_g]),
+        "worst_sampled": (cols["sampled"][worst_s], names[worst_s]),
+        "beats_ga64": wins,
+        "ties_ga64": ties,
+        "timing": timing,
+        "per_layer": {k: v for k, v in cols.items()},
+        "layer_names": names,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--policy", default=None,
-                    help="policy checkpoint folder or .zip (default: the one `rlmap map` picks per architecture)")
-    ap.add_argument("--archs", "--arch", default=None,
-                    help="architectures, comma-separated (default: every preset and envs/generated)")
+    ap.add_argument(
+        "--policy",
+        default=None,
+        help="policy checkpoint folder or .zip (default: the one `rlmap map` picks per architecture)",
+    )
+    ap.add_argument(
+        "--archs",
+        "--arch",
+        default=None,
+        help="architectures, comma-separated (default: every preset and envs/generated)",
+    )
     ap.add_argument("--networks", default=",".join(HELD_OUT), help="held-out networks (comma-separated)")
     ap.add_argument("--layers-per-network", type=int, default=0, help="evenly spaced subset per network (0 = all)")
     ap.add_argument("--objective", default="edp", choices=["energy", "latency", "edp"])
@@ -214,13 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: rlmap's)")
     ap.add_argument("--optimal-time", type=float, default=10.0, help="optimal-mapper seconds per layer")
     ap.add_argument("--optimal-only", action="store_true", help="only fill the optimal-mapper cache")
-    ap.add_argument("--timing-network", default="resnet50",
-                    help="network mapped whole, greedily, for the timing ('' = skip)")
+    ap.add_argument(
+        "--timing-network", default="resnet50", help="network mapped whole, greedily, for the timing ('' = skip)"
+    )
     ap.add_argument("--write-quality", action="store_true", help="store the figures in the policy's quality.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=str(REPO / "results" / "zero_shot"))
-    ap.add_argument("-j", "--processes", type=int, default=1,
-                    help="optimal references and baselines in parallel local processes (same figures for any N)")
+    ap.add_argument(
+        "-j",
+        "--processes",
+        type=int,
+        default=1,
+        help="optimal references and baselines in parallel local processes (same figures for any N)",
+    )
     ap.add_argument("--ray", default=None, help="run them on Ray: auto, local or HOST:PORT (see docs/distributed.md)")
     args = ap.parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
@@ -241,15 +292,25 @@ def sweep(args: argparse.Namespace, given: list[str], backend: Backend) -> int:
     if args.optimal_only:
         for a in arch_names:
             t0 = time.perf_counter()
-            optimal_references([l for ls in nets.values() for l in ls], load_architecture(a), a, args.objective,
-                               args.optimal_time, Path(args.cache), backend)
+            optimal_references(
+                [l for ls in nets.values() for l in ls],
+                load_architecture(a),
+                a,
+                args.objective,
+                args.optimal_time,
+                Path(args.cache),
+                backend,
+            )
             print(f"optimal references: {n_layers} layers on {a} ({time.perf_counter() - t0:.0f} s)", flush=True)
         return 0
     fixed = load_policy(args.policy) if args.policy else None
     K = args.samples
     head = ["greedy", f"best-{K}", "random-1", "GA-1", f"random-{K}", f"GA-{K}", f"valid-{K}"]
-    print(f"\n{'arch':<15} {'seen':>4} {'layers':>6} {'proven':>6} " + " ".join(f"{h:>9}" for h in head)
-          + f" {'b64<GA64':>8} {'worst greedy':>26} {'worst best-' + str(K):>26} {'net s':>6}  policy")
+    print(
+        f"\n{'arch':<15} {'seen':>4} {'layers':>6} {'proven':>6} "
+        + " ".join(f"{h:>9}" for h in head)
+        + f" {'b64<GA64':>8} {'worst greedy':>26} {'worst best-' + str(K):>26} {'net s':>6}  policy"
+    )
     results = []
     ok = True
     misses: list[str] = []
@@ -263,16 +324,21 @@ def sweep(args: argparse.Namespace, given: list[str], backend: Backend) -> int:
         r["seen"], r["policy"] = seen, str(policy.path)
         results.append(r)
         wg, ws = r["worst_greedy"], r["worst_sampled"]
-        print(f"{a:<15} {'yes' if seen else 'no':>4} {r['layers']:>6} {r['proven']:>6} "
-              + " ".join(f"{r[k]:>9.3f}" for k in ("greedy", "sampled", "random1", "ga1", "random64", "ga64",
-                                                   "valid64"))
-              + f" {r['beats_ga64']:>4}/{r['layers']:<3} {wg[0]:>7.2f} {wg[1][:18]:>18} {ws[0]:>7.2f} {ws[1][:18]:>18}"
-              + f" {r['timing']:>6.2f}  {Path(str(policy.path)).name}", flush=True)
+        print(
+            f"{a:<15} {'yes' if seen else 'no':>4} {r['layers']:>6} {r['proven']:>6} "
+            + " ".join(f"{r[k]:>9.3f}" for k in ("greedy", "sampled", "random1", "ga1", "random64", "ga64", "valid64"))
+            + f" {r['beats_ga64']:>4}/{r['layers']:<3} {wg[0]:>7.2f} {wg[1][:18]:>18} {ws[0]:>7.2f} {ws[1][:18]:>18}"
+            + f" {r['timing']:>6.2f}  {Path(str(policy.path)).name}",
+            flush=True,
+        )
         tg, ts = GENERATED_TARGETS if a.startswith("gen") else PRESET_TARGETS
-        checks = {f"greedy <= {tg}": r["greedy"] <= tg, f"best-{K} <= {ts}": r["sampled"] <= ts,
-                  f"no layer > {WORST_LAYER_TARGETS[0]}x greedy": wg[0] <= WORST_LAYER_TARGETS[0],
-                  f"no layer > {WORST_LAYER_TARGETS[1]}x best-{K}": ws[0] <= WORST_LAYER_TARGETS[1],
-                  f"best-{K} < GA-{K} on >= 95 % of layers": r["beats_ga64"] >= 0.95 * r["layers"]}
+        checks = {
+            f"greedy <= {tg}": r["greedy"] <= tg,
+            f"best-{K} <= {ts}": r["sampled"] <= ts,
+            f"no layer > {WORST_LAYER_TARGETS[0]}x greedy": wg[0] <= WORST_LAYER_TARGETS[0],
+            f"no layer > {WORST_LAYER_TARGETS[1]}x best-{K}": ws[0] <= WORST_LAYER_TARGETS[1],
+            f"best-{K} < GA-{K} on >= 95 % of layers": r["beats_ga64"] >= 0.95 * r["layers"],
+        }
         if args.timing_network and not a.startswith("gen"):
             checks[f"whole {args.timing_network} < 10 s"] = r["timing"] < 10.0
         for name, good in checks.items():
@@ -281,11 +347,15 @@ def sweep(args: argparse.Namespace, given: list[str], backend: Backend) -> int:
         ok &= all(checks.values())
     gen = [r for r in results if r["arch"].startswith("gen")]
     if gen:
-        print(f"generated held-out architectures ({len(gen)}): greedy {geomean([r['greedy'] for r in gen]):.3f}, "
-              f"best-{K} {geomean([r['sampled'] for r in gen]):.3f} (geomean of the per-architecture geomeans)")
-    print("proven: layers whose optimal reference was proven within --optimal-time; b64<GA64: layers where "
-          f"best-of-{K} beats GA at {K} evaluations"
-          + (f"; net s: whole {args.timing_network} greedily, seconds" if args.timing_network else ""))
+        print(
+            f"generated held-out architectures ({len(gen)}): greedy {geomean([r['greedy'] for r in gen]):.3f}, "
+            f"best-{K} {geomean([r['sampled'] for r in gen]):.3f} (geomean of the per-architecture geomeans)"
+        )
+    print(
+        "proven: layers whose optimal reference was proven within --optimal-time; b64<GA64: layers where "
+        f"best-of-{K} beats GA at {K} evaluations"
+        + (f"; net s: whole {args.timing_network} greedily, seconds" if args.timing_network else "")
+    )
     for m in misses:
         print(f"  MISSED {m}")
     if not misses:
@@ -296,16 +366,26 @@ def sweep(args: argparse.Namespace, given: list[str], backend: Backend) -> int:
         q = json.loads(qpath.read_text()) if qpath.exists() else {}
         q.setdefault("archs", {})
         for r in results:
-            q["archs"][r["arch"]] = {"greedy": round(r["greedy"], 4), "best": round(r["sampled"], 4), "samples": K,
-                                     "layers": r["layers"], "proven": r["proven"], "held_out": not r["seen"],
-                                     "worst_greedy": round(r["worst_greedy"][0], 3),
-                                     "worst_best": round(r["worst_sampled"][0], 3),
-                                     "beats_ga64": r["beats_ga64"], "command": cmd.strip()}
+            q["archs"][r["arch"]] = {
+                "greedy": round(r["greedy"], 4),
+                "best": round(r["sampled"], 4),
+                "samples": K,
+                "layers": r["layers"],
+                "proven": r["proven"],
+                "held_out": not r["seen"],
+                "worst_greedy": round(r["worst_greedy"][0], 3),
+                "worst_best": round(r["worst_sampled"][0], 3),
+                "beats_ga64": r["beats_ga64"],
+                "command": cmd.strip(),
+            }
         held_gen = [v for k, v in q["archs"].items() if k.startswith("gen") and v["held_out"]]
         if held_gen:
-            q["generated_held_out"] = {"archs": len(held_gen), "samples": K,
-                                       "greedy": round(geomean([v["greedy"] for v in held_gen]), 4),
-                                       "best": round(geomean([v["best"] for v in held_gen]), 4)}
+            q["generated_held_out"] = {
+                "archs": len(held_gen),
+                "samples": K,
+                "greedy": round(geomean([v["greedy"] for v in held_gen]), 4),
+                "best": round(geomean([v["best"] for v in held_gen]), 4),
+            }
         qpath.write_text(json.dumps(q, indent=1))
         print(f"wrote {qpath}")
     return 0 if ok else 1

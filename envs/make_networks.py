@@ -36,9 +36,18 @@ class CNN:
         self.channels = channels
         self.layers: list[Layer] = []
 
-    def conv(self, name: str, out: int, k: int = 3, stride: int = 1, groups: int = 1,
-             padding: int | None = None, cin: int | None = None, advance: bool = True,
-             density: Densities | None = None) -> Layer:
+    def conv(
+        self,
+        name: str,
+        out: int,
+        k: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        padding: int | None = None,
+        cin: int | None = None,
+        advance: bool = True,
+        density: Densities | None = None,
+    ) -> Layer:
         """A conv on the current feature map (or on `cin` channels at the current size)."""
         c = self.channels if cin is None else cin
         pad = (k - 1) // 2 if padding is None else padding
@@ -49,8 +58,20 @@ class CNN:
             kind = "depthwise"
         else:
             kind = "conv"
-        layer = Layer(name=name, kind=kind, K=out, C=c, P=hw, Q=hw, R=k, S=k, groups=groups,
-                      stride=stride, padding=pad, density=density or Densities())
+        layer = Layer(
+            name=name,
+            kind=kind,
+            K=out,
+            C=c,
+            P=hw,
+            Q=hw,
+            R=k,
+            S=k,
+            groups=groups,
+            stride=stride,
+            padding=pad,
+            density=density or Densities(),
+        )
         self.layers.append(layer)
         if advance:
             self.hw, self.channels = hw, out
@@ -79,8 +100,10 @@ def merge_repeats(layers: list[Layer]) -> list[Layer]:
                 runs[-1] = (prev.model_copy(update={"repeat": prev.repeat + layer.repeat}), layer.name)
                 continue
         runs.append((layer, layer.name))
-    return [layer if layer.name == last else layer.model_copy(update={"name": f"{layer.name}..{last}"})
-            for layer, last in runs]
+    return [
+        layer if layer.name == last else layer.model_copy(update={"name": f"{layer.name}..{last}"})
+        for layer, last in runs
+    ]
 
 
 def _gmacs(layers: list[Layer]) -> str:
@@ -88,14 +111,17 @@ def _gmacs(layers: list[Layer]) -> str:
     return f"{total / 1e9:.3f} GMACs" if total >= 1e9 else f"{total / 1e6:.1f} MMACs"
 
 
-NO_MAC_OPS = ("Pooling, batch-norm, activations and residual additions are omitted (no MACs). "
-              "Identical consecutive layers are merged into one with `repeat`, named `first..last`. "
-              "Batch 1, 224x224 input.")
+NO_MAC_OPS = (
+    "Pooling, batch-norm, activations and residual additions are omitted (no MACs). "
+    "Identical consecutive layers are merged into one with `repeat`, named `first..last`. "
+    "Batch 1, 224x224 input."
+)
 
 
 # ---------------------------------------------------------------- ResNets
-def _resnet_layers(blocks: list[int], bottleneck: bool,
-                   density: Callable[[str, int], Densities | None] | None = None) -> list[Layer]:
+def _resnet_layers(
+    blocks: list[int], bottleneck: bool, density: Callable[[str, int], Densities | None] | None = None
+) -> list[Layer]:
     """torchvision ResNet (v1.5: a bottleneck's stride sits on its 3x3 conv); `density(name, stage)`
     optionally returns the Densities of each layer."""
     d = density or (lambda name, stage: None)
@@ -120,8 +146,15 @@ def _resnet_layers(blocks: list[int], bottleneck: bool,
                 # projection shortcut: 1x1 conv with the block's stride, applied to the block input
                 hw_out = net.hw
                 net.hw = hw_in
-                net.conv(f"{prefix}.downsample", out, k=1, stride=stride, cin=cin, advance=False,
-                         density=d(f"{prefix}.downsample", stage))
+                net.conv(
+                    f"{prefix}.downsample",
+                    out,
+                    k=1,
+                    stride=stride,
+                    cin=cin,
+                    advance=False,
+                    density=d(f"{prefix}.downsample", stage),
+                )
                 net.hw = hw_out
     net.pool(7, 1)  # global average pool -> 1x1
     net.fc("fc", 1000, density=d("fc", 5))
@@ -132,10 +165,12 @@ def resnet18() -> Network:
     layers = _resnet_layers([2, 2, 2, 2], bottleneck=False)
     return Network(
         name="resnet18",
-        description=(f"ResNet-18 (torchvision), ImageNet 1000 classes: 20 convolutions (incl. 3 projection "
-                     f"shortcuts) + FC, {_gmacs(layers)}. {NO_MAC_OPS}"),
+        description=(
+            f"ResNet-18 (torchvision), ImageNet 1000 classes: 20 convolutions (incl. 3 projection "
+            f"shortcuts) + FC, {_gmacs(layers)}. {NO_MAC_OPS}"
+        ),
         source="He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016 "
-               "(arXiv:1512.03385); shapes as torchvision.models.resnet18.",
+        "(arXiv:1512.03385); shapes as torchvision.models.resnet18.",
         layers=layers,
     )
 
@@ -144,11 +179,13 @@ def resnet50() -> Network:
     layers = _resnet_layers([3, 4, 6, 3], bottleneck=True)
     return Network(
         name="resnet50",
-        description=(f"ResNet-50 v1.5 (torchvision: stride-2 on the 3x3 conv of each bottleneck), ImageNet "
-                     f"1000 classes: 53 convolutions (incl. 4 projection shortcuts) + FC, {_gmacs(layers)}. "
-                     f"{NO_MAC_OPS}"),
+        description=(
+            f"ResNet-50 v1.5 (torchvision: stride-2 on the 3x3 conv of each bottleneck), ImageNet "
+            f"1000 classes: 53 convolutions (incl. 4 projection shortcuts) + FC, {_gmacs(layers)}. "
+            f"{NO_MAC_OPS}"
+        ),
         source="He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016 "
-               "(arXiv:1512.03385); shapes as torchvision.models.resnet50 (v1.5).",
+        "(arXiv:1512.03385); shapes as torchvision.models.resnet50 (v1.5).",
         layers=layers,
     )
 
@@ -226,10 +263,12 @@ def vgg16() -> Network:
     layers = merge_repeats(net.layers)
     return Network(
         name="vgg16",
-        description=(f"VGG-16 (configuration D), ImageNet 1000 classes: 13 3x3 convolutions + 3 FC layers, "
-                     f"{_gmacs(layers)}. {NO_MAC_OPS}"),
+        description=(
+            f"VGG-16 (configuration D), ImageNet 1000 classes: 13 3x3 convolutions + 3 FC layers, "
+            f"{_gmacs(layers)}. {NO_MAC_OPS}"
+        ),
         source="Simonyan & Zisserman. Very Deep Convolutional Networks for Large-Scale Image Recognition. "
-               "ICLR 2015 (arXiv:1409.1556); shapes as torchvision.models.vgg16.",
+        "ICLR 2015 (arXiv:1409.1556); shapes as torchvision.models.vgg16.",
         layers=layers,
     )
 
@@ -247,8 +286,15 @@ def _mbconv(net: CNN, prefix: str, out: int, expand: int, k: int, stride: int) -
 def mobilenetv2() -> Network:
     net = CNN()
     net.conv("stem", 32, k=3, stride=2)
-    settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                (6, 320, 1, 1)]  # (expansion t, channels c, blocks n, first stride s), Table 2 of the paper
+    settings = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]  # (expansion t, channels c, blocks n, first stride s), Table 2 of the paper
     block = 0
     for t, c, n, s in settings:
         for i in range(n):
@@ -260,11 +306,13 @@ def mobilenetv2() -> Network:
     layers = merge_repeats(net.layers)
     return Network(
         name="mobilenetv2",
-        description=(f"MobileNetV2 1.0 / 224, ImageNet 1000 classes: stem conv, 17 inverted-residual blocks "
-                     f"(1x1 expand, 3x3 depthwise, 1x1 projection), 1x1 head conv to 1280, FC; "
-                     f"{_gmacs(layers)}. {NO_MAC_OPS}"),
+        description=(
+            f"MobileNetV2 1.0 / 224, ImageNet 1000 classes: stem conv, 17 inverted-residual blocks "
+            f"(1x1 expand, 3x3 depthwise, 1x1 projection), 1x1 head conv to 1280, FC; "
+            f"{_gmacs(layers)}. {NO_MAC_OPS}"
+        ),
         source="Sandler, Howard, Zhu, Zhmoginov, Chen. MobileNetV2: Inverted Residuals and Linear Bottlenecks. "
-               "CVPR 2018 (arXiv:1801.04381); shapes as torchvision.models.mobilenet_v2.",
+        "CVPR 2018 (arXiv:1801.04381); shapes as torchvision.models.mobilenet_v2.",
         layers=layers,
     )
 
@@ -274,8 +322,15 @@ def mnasnet() -> Network:
     net.conv("stem", 32, k=3, stride=2)
     # MnasNet-A1 (Fig. 7 of the paper; tensorflow/tpu mnasnet_a1 block strings):
     # (repeats, expansion, kernel, first stride, out channels, has SE)
-    specs = [(1, 1, 3, 1, 16, False), (2, 6, 3, 2, 24, False), (3, 3, 5, 2, 40, True), (4, 6, 3, 2, 80, False),
-             (2, 6, 3, 1, 112, True), (3, 6, 5, 2, 160, True), (1, 6, 3, 1, 320, False)]
+    specs = [
+        (1, 1, 3, 1, 16, False),
+        (2, 6, 3, 2, 24, False),
+        (3, 3, 5, 2, 40, True),
+        (4, 6, 3, 2, 80, False),
+        (2, 6, 3, 1, 112, True),
+        (3, 6, 5, 2, 160, True),
+        (1, 6, 3, 1, 320, False),
+    ]
     block = 0
     for n, t, k, s, c, _se in specs:
         for i in range(n):
@@ -295,8 +350,8 @@ def mnasnet() -> Network:
             f"on a pooled 1x1 vector and total ~0.25 MMACs (<0.1% of the network). {NO_MAC_OPS}"
         ),
         source="Tan, Chen, Pang, Vasudevan, Sandler, Howard, Le. MnasNet: Platform-Aware Neural Architecture "
-               "Search for Mobile. CVPR 2019 (arXiv:1807.11626), Fig. 7 (MnasNet-A1); block strings of the "
-               "reference implementation github.com/tensorflow/tpu models/official/mnasnet.",
+        "Search for Mobile. CVPR 2019 (arXiv:1807.11626), Fig. 7 (MnasNet-A1); block strings of the "
+        "reference implementation github.com/tensorflow/tpu models/official/mnasnet.",
         layers=layers,
     )
 
@@ -307,11 +362,25 @@ def _attention(prefix: str, seq: int, hidden: int, heads: int, repeat: int) -> l
     head_dim = hidden // heads
     return [
         # scores[h] = Q[h] (seq x head_dim) @ K[h]^T (head_dim x seq)
-        Layer(name=f"{prefix}attn_scores", kind="matmul", P=seq, C=heads * head_dim, K=heads * seq,
-              groups=heads, repeat=repeat),
+        Layer(
+            name=f"{prefix}attn_scores",
+            kind="matmul",
+            P=seq,
+            C=heads * head_dim,
+            K=heads * seq,
+            groups=heads,
+            repeat=repeat,
+        ),
         # context[h] = softmax(scores[h]) (seq x seq) @ V[h] (seq x head_dim)
-        Layer(name=f"{prefix}attn_context", kind="matmul", P=seq, C=heads * seq, K=heads * head_dim,
-              groups=heads, repeat=repeat),
+        Layer(
+            name=f"{prefix}attn_context",
+            kind="matmul",
+            P=seq,
+            C=heads * seq,
+            K=heads * head_dim,
+            groups=heads,
+            repeat=repeat,
+        ),
     ]
 
 
@@ -320,8 +389,10 @@ def _gemm(name: str, tokens: int, cin: int, cout: int, repeat: int) -> Layer:
 
 
 BERT_SEQ, GPT2_SEQ = 512, 1024
-TRANSFORMER_NOTE = ("Softmax, layer-norm, GELU, residual additions, embedding look-ups and the attention "
-                    "mask do no MACs and are omitted.")
+TRANSFORMER_NOTE = (
+    "Softmax, layer-norm, GELU, residual additions, embedding look-ups and the attention "
+    "mask do no MACs and are omitted."
+)
 
 
 def bert_base() -> Network:
@@ -345,8 +416,8 @@ def bert_base() -> Network:
             f"{_gmacs(layers)} in total. The pooler/task head is not included. {TRANSFORMER_NOTE}"
         ),
         source="Devlin, Chang, Lee, Toutanova. BERT: Pre-training of Deep Bidirectional Transformers for "
-               "Language Understanding. NAACL 2019 (arXiv:1810.04805); Vaswani et al., Attention Is All You "
-               "Need, NeurIPS 2017.",
+        "Language Understanding. NAACL 2019 (arXiv:1810.04805); Vaswani et al., Attention Is All You "
+        "Need, NeurIPS 2017.",
         layers=layers,
     )
 
@@ -372,8 +443,8 @@ def gpt2_small() -> Network:
             f"({d} -> 50257 vocabulary logits, ~39.5 GMACs at this length) is NOT included. {TRANSFORMER_NOTE}"
         ),
         source="Radford, Wu, Child, Luan, Amodei, Sutskever. Language Models are Unsupervised Multitask "
-               "Learners. OpenAI 2019 (GPT-2; 124M configuration: 12 layers, 768 hidden, 12 heads, "
-               "1024 context).",
+        "Learners. OpenAI 2019 (GPT-2; 124M configuration: 12 layers, 768 hidden, 12 heads, "
+        "1024 context).",
         layers=layers,
     )
 

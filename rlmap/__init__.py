@@ -21,5 +21,20 @@ from rlmap.spec.layer import Layer, Network
 from rlmap.spec.mapping import Mapping, MappingBatch
 
 __version__ = "0.1.0"
-__all__ = ["Architecture", "Cost", "CostModel", "InvalidMappingError", "Layer", "Mapping", "MappingBatch", "MapSpace",
-           "Network", "SpecError", "evaluate", "load_architecture", "load_mapping", "load_network", "save_mapping"]
+__all__ = [
+    "Architecture",
+    "Cost",
+    "CostModel",
+    "InvalidMappingError",
+    "Layer",
+    "Mapping",
+    "MappingBatch",
+    "MapSpace",
+    "Network",
+    "SpecError",
+    "evaluate",
+    "load_architecture",
+    "load_mapping",
+    "load_network",
+    "save_mapping",
+]

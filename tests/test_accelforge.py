@@ -59,8 +59,14 @@ def produced() -> list[tuple[str, Layer, object, object]]:
 
     for arch_name in ("eyeriss", "simba"):  # the surrogate-guided mapper is slower: one layer each
         arch = load_architecture(arch_name)
-        cases.append(("surrogate", LAYERS[0], arch,
-                      get_mapper("surrogate").search(LAYERS[0], arch, objective="edp", budget=50, seed=0).mapping))
+        cases.append(
+            (
+                "surrogate",
+                LAYERS[0],
+                arch,
+                get_mapper("surrogate").search(LAYERS[0], arch, objective="edp", budget=50, seed=0).mapping,
+            )
+        )
     from rlmap.rl.mapper import PolicyMapper
 
     for arch_name in ("eyeriss", "sparse_eyeriss"):
@@ -68,8 +74,14 @@ def produced() -> list[tuple[str, Layer, object, object]]:
             continue
         arch = load_architecture(arch_name)
         for layer in LAYERS:
-            cases.append((f"policy_{arch_name}", layer, arch,
-                          PolicyMapper().search(layer, arch, "edp", budget=1, seed=0).mapping))
+            cases.append(
+                (
+                    f"policy_{arch_name}",
+                    layer,
+                    arch,
+                    PolicyMapper().search(layer, arch, "edp", budget=1, seed=0).mapping,
+                )
+            )
     return [c for c in cases if c[3] is not None]
 
 
@@ -103,8 +115,22 @@ def test_cli_export_files_evaluate_in_accelforge(tmp_path):
     net = tmp_path / "net.yaml"
     net.write_text("name: one\nlayers:\n  - {name: conv, K: 16, C: 8, P: 8, Q: 8, R: 3, S: 3, padding: 1}\n")
     save_mapping(m, arch, tmp_path / "m.yaml", layer)
-    r = CliRunner().invoke(app, ["export", "-n", str(net), "-a", "eyeriss", "-m", str(tmp_path / "m.yaml"),
-                                 "-f", "accelforge", "-o", str(tmp_path / "af")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "-n",
+            str(net),
+            "-a",
+            "eyeriss",
+            "-m",
+            str(tmp_path / "m.yaml"),
+            "-f",
+            "accelforge",
+            "-o",
+            str(tmp_path / "af"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     job = {stem: (tmp_path / "af" / f"{stem}.yaml").read_text() for stem in ("arch", "workload", "mapping")}
     _, raw = run_accelforge([job])
@@ -134,10 +160,12 @@ def test_every_mapper_and_policy_mapping_exports_to_timeloop_and_reads_back():
 
 
 TIMELOOP = shutil.which("timeloop-model")
-TIMELOOP_WHY = ("timeloop-model is not installed: Timeloop has no PyPI or Debian package (PyPI's `timeloop` is an "
-                "unrelated task scheduler; `pytimeloop` and `timeloopfe` are not on PyPI) and building it from "
-                "source needs its C++ dependencies and network access; AccelForge 1.0.467 cannot parse Timeloop "
-                "v0.4 files either")
+TIMELOOP_WHY = (
+    "timeloop-model is not installed: Timeloop has no PyPI or Debian package (PyPI's `timeloop` is an "
+    "unrelated task scheduler; `pytimeloop` and `timeloopfe` are not on PyPI) and building it from "
+    "source needs its C++ dependencies and network access; AccelForge 1.0.467 cannot parse Timeloop "
+    "v0.4 files either"
+)
 
 
 @pytest.mark.skipif(TIMELOOP is None, reason=TIMELOOP_WHY)
@@ -145,7 +173,12 @@ def test_timeloop_loads_every_export(tmp_path):  # pragma: no cover - needs time
     for i, (src, layer, arch, m) in enumerate(produced()):
         out = tmp_path / str(i)
         ex.export("timeloop", layer, arch, m, out)
-        proc = subprocess.run([TIMELOOP, *(str(out / f"{s}.yaml") for s in ("arch", "problem", "mapping", "ERT"))],
-                              cwd=out, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [TIMELOOP, *(str(out / f"{s}.yaml") for s in ("arch", "problem", "mapping", "ERT"))],
+            cwd=out,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, f"{src} mapping of {layer.name} on {arch.name}: {proc.stderr[-500:]}"
         assert Path(out / "timeloop-model.stats.txt").exists()

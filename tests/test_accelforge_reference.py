@@ -45,8 +45,14 @@ def test_reference_data_covers_the_issue():
     assert len(cases) >= 300
     assert len({a.name for a, *_ in cases}) >= 3
     kinds = {(l.kind, l.stride != (1, 1), l.dilation != (1, 1), l.groups > 1) for _, l, _, _ in cases}
-    assert {("conv", False, False, False), ("pointwise", False, False, False), ("depthwise", False, False, True),
-            ("gemm", False, False, False), ("conv", True, False, False), ("conv", False, True, False)} <= kinds
+    assert {
+        ("conv", False, False, False),
+        ("pointwise", False, False, False),
+        ("depthwise", False, False, True),
+        ("gemm", False, False, False),
+        ("conv", True, False, False),
+        ("conv", False, True, False),
+    } <= kinds
 
 
 def _model(arch: Architecture, layer: Layer, rules: Rules | None = None, semantics: str = "accelforge") -> CostModel:
@@ -100,7 +106,7 @@ def test_timeloop_semantics_differs_from_accelforge_only_by_the_three_rules():
             assert one.energy <= af.energy * (1 + 1e-12)  # every timeloop rule only saves traffic
         tl = _model(arch, layer, semantics="timeloop").evaluate(m)
         assert _changed(tl, af) <= set().union(*RULE_FOOTPRINT.values())
-        assert (WEIGHTS not in {v for _, v in _changed(tl, af)})
+        assert WEIGHTS not in {v for _, v in _changed(tl, af)}
         differ += tl.energy != af.energy
     assert all(n > 0 for n in mattered.values()), mattered
     assert differ > len(cases) // 4

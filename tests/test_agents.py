@@ -37,8 +37,17 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 def _config(algo: str = "maskable_ppo", timesteps: int = 1024, **kw) -> TrainConfig:
     agent = load_agent_config(algo)
     agent = agent.model_copy(update={"hyperparams": {**agent.hyperparams, **_small(algo)}})
-    base = dict(agent_name=algo, agent=agent, networks=["resnet18"], eval_networks=["bert_base"], timesteps=timesteps,
-                n_envs=2, eval_every=512, checkpoint_every=512, seed=0)
+    base = dict(
+        agent_name=algo,
+        agent=agent,
+        networks=["resnet18"],
+        eval_networks=["bert_base"],
+        timesteps=timesteps,
+        n_envs=2,
+        eval_every=512,
+        checkpoint_every=512,
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -68,12 +77,15 @@ def test_every_shipped_agent_config_validates() -> None:
         assert (cfg.invalid_actions == "mask") == (cfg.algo == "maskable_ppo")
 
 
-@pytest.mark.parametrize("text, field", [
-    ("algo: ppo\ninvalid_actions: mask\n", "invalid_actions"),
-    ("algo: maskable_ppo\ninvalid_actions: mask\nlearning_rate: 3\n", "learning_rate"),
-    ("algo: sac\ninvalid_actions: mask\n", "algo"),
-    ("algo: maskable_ppo\ninvalid_actions: mask\npolicy_kwargs: {features_extractor: cnn}\n", "features_extractor"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("algo: ppo\ninvalid_actions: mask\n", "invalid_actions"),
+        ("algo: maskable_ppo\ninvalid_actions: mask\nlearning_rate: 3\n", "learning_rate"),
+        ("algo: sac\ninvalid_actions: mask\n", "algo"),
+        ("algo: maskable_ppo\ninvalid_actions: mask\npolicy_kwargs: {features_extractor: cnn}\n", "features_extractor"),
+    ],
+)
 def test_bad_agent_config_names_file_and_field(tmp_path: Path, text: str, field: str) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text(text)
@@ -93,8 +105,14 @@ def test_training_writes_config_checkpoints_and_tensorboard(trained: Path) -> No
     assert cfg["agent"]["algo"] == "maskable_ppo" and cfg["networks"] == ["resnet18"] and cfg["timesteps"] == 1024
     assert (trained / "model.zip").exists() and (trained / "checkpoints" / "last.zip").exists()
     tags = _scalars(trained)
-    for tag in ("rlmap/edp_ratio", "rlmap/valid", "rlmap/episode_reward", "rollout/ep_rew_mean",
-                "eval/bert_base/edp_ratio", "eval/edp_ratio"):
+    for tag in (
+        "rlmap/edp_ratio",
+        "rlmap/valid",
+        "rlmap/episode_reward",
+        "rollout/ep_rew_mean",
+        "eval/bert_base/edp_ratio",
+        "eval/edp_ratio",
+    ):
         assert tag in tags, tag
     assert all(v == 1.0 for _s, v in tags["rlmap/valid"])  # masked episodes are always valid
     ratio = tags["eval/bert_base/edp_ratio"][-1][1]
@@ -198,10 +216,14 @@ def test_network_totals_count_repeats(trained: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-def test_cli_map_writes_mappings_that_eval_accepts(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_map_writes_mappings_that_eval_accepts(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
-    assert run(["map", "--network", "bert_base", "--arch", "eyeriss", "--policy", str(trained), "-k", "4",
-                "-o", str(out)]) == 0
+    assert (
+        run(["map", "--network", "bert_base", "--arch", "eyeriss", "--policy", str(trained), "-k", "4", "-o", str(out)])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "network total" in text and "best of 4" in text
     files = sorted((out / "mappings").glob("*.yaml"))
@@ -210,19 +232,23 @@ def test_cli_map_writes_mappings_that_eval_accepts(trained: Path, tmp_path: Path
     assert run(["eval", "--network", "bert_base", "--arch", "eyeriss", "--mapping", str(files[0])]) == 0
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["map", "--arch", "nosuch"], "nosuch"),
-    (["train", "--init", "/nonexistent/run", "-o", "RUNDIR"], "--init"),
-    (["train", "--arch", "eyeriss,nosuch", "-o", "RUNDIR"], "nosuch"),
-    (["map", "--policy", "/nonexistent/run"], "not found"),
-    (["map", "--samples", "0", "--network", "bert_base"], "--samples"),
-    (["train", "--arch", "eyeriss"], "-o"),
-    (["train", "--agent", "nosuch", "-o", "/tmp/x"], "unknown agent"),
-    (["train", "--networks", "resnet18", "--eval-networks", "resnet18", "-o", "/tmp/x"], "both"),
-    (["train", "--networks", "nosuchnet", "--eval-networks", "", "-o", "RUNDIR"], "nosuchnet"),
-])
-def test_cli_user_errors_are_one_line(args: list[str], needle: str, capsys: pytest.CaptureFixture,
-                                      tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["map", "--arch", "nosuch"], "nosuch"),
+        (["train", "--init", "/nonexistent/run", "-o", "RUNDIR"], "--init"),
+        (["train", "--arch", "eyeriss,nosuch", "-o", "RUNDIR"], "nosuch"),
+        (["map", "--policy", "/nonexistent/run"], "not found"),
+        (["map", "--samples", "0", "--network", "bert_base"], "--samples"),
+        (["train", "--arch", "eyeriss"], "-o"),
+        (["train", "--agent", "nosuch", "-o", "/tmp/x"], "unknown agent"),
+        (["train", "--networks", "resnet18", "--eval-networks", "resnet18", "-o", "/tmp/x"], "both"),
+        (["train", "--networks", "nosuchnet", "--eval-networks", "", "-o", "RUNDIR"], "nosuchnet"),
+    ],
+)
+def test_cli_user_errors_are_one_line(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     args = [str(tmp_path / "run") if a == "RUNDIR" else a for a in args]
     assert run(args) == 2
     err = capsys.readouterr().err.strip()
@@ -231,8 +257,24 @@ def test_cli_user_errors_are_one_line(args: list[str], needle: str, capsys: pyte
 
 def test_cli_train_then_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_dir = tmp_path / "cli_run"
-    assert run(["train", "--networks", "bert_base", "--eval-networks", "", "--timesteps", "300", "--n-envs", "2",
-                "-o", str(run_dir)]) == 0
+    assert (
+        run(
+            [
+                "train",
+                "--networks",
+                "bert_base",
+                "--eval-networks",
+                "",
+                "--timesteps",
+                "300",
+                "--n-envs",
+                "2",
+                "-o",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     assert "steps" in capsys.readouterr().out
     assert run(["train", "-o", str(run_dir)]) == 2  # refuses to overwrite
     assert run(["train", "--resume", str(run_dir), "--timesteps", "5000", "--time-limit", "0.001"]) == 0
@@ -298,9 +340,14 @@ def test_map_a_network_imported_from_pytorch(trained: Path, tmp_path: Path, caps
     from rlmap.interop.pytorch import import_module
     from rlmap.spec.io import save_network
 
-    model = nn.Sequential(nn.Conv2d(3, 24, 3, stride=2, padding=1), nn.ReLU(),
-                          nn.Conv2d(24, 24, 3, padding=1, groups=24), nn.Conv2d(24, 40, 1), nn.Flatten(),
-                          nn.Linear(40 * 16 * 16, 10))
+    model = nn.Sequential(
+        nn.Conv2d(3, 24, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(24, 24, 3, padding=1, groups=24),
+        nn.Conv2d(24, 40, 1),
+        nn.Flatten(),
+        nn.Linear(40 * 16 * 16, 10),
+    )
     net = import_module(model, torch.zeros(1, 3, 32, 32), "tiny").network
     path = save_network(net, tmp_path / "tiny.yaml")
     assert run(["map", "--network", str(path), "--arch", "eyeriss", "--policy", str(trained)]) == 0

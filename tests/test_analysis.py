@@ -47,9 +47,32 @@ def test_curve_band_and_evaluations_to_reach():
 
 def test_analyze_command(tmp_path):
     out = tmp_path / "an"
-    r = CliRunner().invoke(app, ["analyze", "-n", "mobilenetv2", "-l", "block14.project", "-a", "eyeriss",
-                                 "--samples", "200", "--neighbours", "16", "--random-points", "2",
-                                 "--mappers", "random,ga", "--budget", "60", "--seeds", "2", "-o", str(out)])
+    r = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            "-n",
+            "mobilenetv2",
+            "-l",
+            "block14.project",
+            "-a",
+            "eyeriss",
+            "--samples",
+            "200",
+            "--neighbours",
+            "16",
+            "--random-points",
+            "2",
+            "--mappers",
+            "random,ga",
+            "--budget",
+            "60",
+            "--seeds",
+            "2",
+            "-o",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     data = json.loads((out / "analysis.json").read_text())
     for png in ("distribution.png", "sensitivity.png", "curves.png"):

@@ -68,8 +68,12 @@ def test_energies_increase_outward(name: str) -> None:
 def test_capacities_grow_outward(name: str) -> None:
     """An instance of an outer level holds at least as much as one instance of any level inside it."""
     arch = load_architecture(name)
-    total = [None if lvl.capacity is None else
-             (lvl.capacity if isinstance(lvl.capacity, int) else sum(lvl.capacity.values())) for lvl in arch.levels]
+    total = [
+        None
+        if lvl.capacity is None
+        else (lvl.capacity if isinstance(lvl.capacity, int) else sum(lvl.capacity.values()))
+        for lvl in arch.levels
+    ]
     for i in range(1, len(total) - 1):
         assert total[i] >= total[i + 1], f"{name}: {arch.levels[i].name} smaller than {arch.levels[i + 1].name}"
 
@@ -98,8 +102,9 @@ def test_eyeriss_structure() -> None:
 
 def test_sparse_eyeriss_matches_eyeriss_but_sparse() -> None:
     dense, sparse = load_architecture("eyeriss"), load_architecture("sparse_eyeriss")
-    assert [(l.name, l.capacity, l.keeps, l.read_energy, l.fanout) for l in dense.levels] == \
-           [(l.name, l.capacity, l.keeps, l.read_energy, l.fanout) for l in sparse.levels]
+    assert [(l.name, l.capacity, l.keeps, l.read_energy, l.fanout) for l in dense.levels] == [
+        (l.name, l.capacity, l.keeps, l.read_energy, l.fanout) for l in sparse.levels
+    ]
     assert sparse.compute.sparse == "skip"
     assert set(sparse.compute.on) == {"inputs", "weights"}
     assert any(lvl.formats for lvl in sparse.levels)

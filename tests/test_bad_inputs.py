@@ -19,21 +19,44 @@ from rlmap.cli.app import run
 
 CASES_FILE = Path(__file__).resolve().parent / "data" / "bad_inputs.txt"
 
-NET = {"name": "tiny", "layers": [
-    {"name": "conv", "K": 16, "C": 8, "P": 8, "Q": 8, "R": 3, "S": 3, "padding": 1},
-    {"name": "fc", "kind": "gemm", "K": 32, "C": 16, "P": 4},
-]}
-GOOD_MAPPING = {"arch": "eyeriss", "layer": "conv", "levels": [
-    {"name": "DRAM", "temporal": {"K": 16, "C": 8, "P": 8, "Q": 8}},
-    {"name": "GLB"},
-    {"name": "spad", "temporal": {"R": 3, "S": 3}},
-]}
+NET = {
+    "name": "tiny",
+    "layers": [
+        {"name": "conv", "K": 16, "C": 8, "P": 8, "Q": 8, "R": 3, "S": 3, "padding": 1},
+        {"name": "fc", "kind": "gemm", "K": 32, "C": 16, "P": 4},
+    ],
+}
+GOOD_MAPPING = {
+    "arch": "eyeriss",
+    "layer": "conv",
+    "levels": [
+        {"name": "DRAM", "temporal": {"K": 16, "C": 8, "P": 8, "Q": 8}},
+        {"name": "GLB"},
+        {"name": "spad", "temporal": {"R": 3, "S": 3}},
+    ],
+}
 
 # ---------------------------------------------------------------------------- generated spec files
-BAD_COUNTS: dict[str, Any] = {"true": True, "false": False, "zero": 0, "neg": -3, "2pow70": 2**70, "frac": 1.5,
-                              "text": "x", "null": None, "list": [2, 2], "dict": {"a": 1}}
-BAD_PAIRS: dict[str, Any] = {"true": True, "half_true": [1, True], "2pow70": 2**70, "neg": -1, "triple": [1, 2, 3],
-                             "text": "x"}
+BAD_COUNTS: dict[str, Any] = {
+    "true": True,
+    "false": False,
+    "zero": 0,
+    "neg": -3,
+    "2pow70": 2**70,
+    "frac": 1.5,
+    "text": "x",
+    "null": None,
+    "list": [2, 2],
+    "dict": {"a": 1},
+}
+BAD_PAIRS: dict[str, Any] = {
+    "true": True,
+    "half_true": [1, True],
+    "2pow70": 2**70,
+    "neg": -1,
+    "triple": [1, 2, 3],
+    "text": "x",
+}
 BAD_REALS: dict[str, Any] = {"inf": float("inf"), "nan": float("nan"), "neg": -1.0, "true": True, "text": "x"}
 
 
@@ -125,11 +148,19 @@ def _mapping_files() -> dict[str, tuple[dict, str]]:
     add("levels_missing", "levels", lambda d: d.pop("levels"))
     add("two_levels", "levels", lambda d: d.__setitem__("levels", d["levels"][:2]))
     add("product_mismatch", "invalid mapping", dram(K=3))
-    add("fanout_exceeded", "invalid mapping", lambda d: (d["levels"][0]["temporal"].pop("K"),
-                                                         d["levels"][0].__setitem__("spatial_x", {"K": 16})))
-    add("capacity_exceeded", "invalid mapping", lambda d: (d["levels"][0].__setitem__("temporal", {}),
-                                                           d["levels"][2].__setitem__("temporal", {
-                                                               "K": 16, "C": 8, "P": 8, "Q": 8, "R": 3, "S": 3})))
+    add(
+        "fanout_exceeded",
+        "invalid mapping",
+        lambda d: (d["levels"][0]["temporal"].pop("K"), d["levels"][0].__setitem__("spatial_x", {"K": 16})),
+    )
+    add(
+        "capacity_exceeded",
+        "invalid mapping",
+        lambda d: (
+            d["levels"][0].__setitem__("temporal", {}),
+            d["levels"][2].__setitem__("temporal", {"K": 16, "C": 8, "P": 8, "Q": 8, "R": 3, "S": 3}),
+        ),
+    )
     return out
 
 
@@ -158,8 +189,12 @@ def _cases() -> list[tuple[list[str], list[str]]]:
         cases.append(([name, field], ["eval", "-n", "net.yaml", "-a", name, "-m", "good.yaml"]))
     for name, (_, needle) in MAPPING_FILES.items():
         cases.append(([name, needle], ["eval", "-n", "net.yaml", "-a", "eyeriss", "-m", name]))
-        cases.append(([name, needle], ["export", "-n", "net.yaml", "-a", "eyeriss", "-m", name, "-f", "timeloop",
-                                       "-o", "exported"]))
+        cases.append(
+            (
+                [name, needle],
+                ["export", "-n", "net.yaml", "-a", "eyeriss", "-m", name, "-f", "timeloop", "-o", "exported"],
+            )
+        )
         cases.append(([name, needle], ["import-mapping", name, "-n", "net.yaml", "-a", "eyeriss", "-o", "m.yaml"]))
     return cases
 
@@ -174,8 +209,9 @@ def scratch(tmp_path_factory) -> Path:
     (root / "good.yaml").write_text(yaml.safe_dump(GOOD_MAPPING))
     (root / "existing_file").write_text("a regular file\n")
     (root / "a_dir").mkdir()
-    (root / "model.py").write_text("import torch.nn as nn\n\n\ndef build():\n"
-                                   "    return nn.Sequential(nn.Flatten(), nn.Linear(512, 10))\n")
+    (root / "model.py").write_text(
+        "import torch.nn as nn\n\n\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(512, 10))\n"
+    )
     (root / "raises.py").write_text("def build():\n    raise RuntimeError('boom')\n")
     (root / "notmodule.py").write_text("def build():\n    return 42\n")
     (root / "empty.npz").write_bytes(b"")

@@ -136,8 +136,20 @@ def test_density_out_of_range(tmp_path):
 def test_usage_errors_through_main(capsys, tiny_net, tmp_path):
     m = tmp_path / "m.yaml"
     save_mapping(conv_mapping(), load_architecture("eyeriss"), m, load_network(str(tiny_net)).layer("conv"))
-    code, _, err = run_capture(capsys, "export", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(m),
-                               "--format", "maestro", "-o", str(tmp_path / "out"))
+    code, _, err = run_capture(
+        capsys,
+        "export",
+        "-n",
+        str(tiny_net),
+        "-a",
+        "eyeriss",
+        "-m",
+        str(m),
+        "--format",
+        "maestro",
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert code == 2 and one_line_error(err).startswith("error: --format: unknown format 'maestro'")
     code, _, err = run_capture(capsys, "eval", "-n", str(tiny_net), "-a", "eyeriss")
     assert code == 2 and "Missing option '--mapping'" in one_line_error(err)
@@ -154,8 +166,9 @@ def test_usage_errors_through_main(capsys, tiny_net, tmp_path):
 def test_entry_point_prints_no_traceback(tmp_path):
     p = tmp_path / "neg.yaml"
     p.write_text("name: n\nlayers:\n  - {name: a, K: -3, C: 4}\n")
-    proc = subprocess.run([sys.executable, "-m", "rlmap", "show", "network", str(p)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlmap", "show", "network", str(p)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert one_line_error(proc.stderr).startswith(f"error: {p}: layers.0.K")
@@ -222,15 +235,21 @@ def test_export_command(tiny_net, tmp_path):
     layer = load_network(str(tiny_net)).layer("conv")
     path = tmp_path / "m.yaml"
     save_mapping(conv_mapping(), arch, path, layer)
-    for fmt, files in (("timeloop", {"problem.yaml", "mapping.yaml", "arch.yaml", "ERT.yaml"}),
-                       ("accelforge", {"mapping.yaml", "arch.yaml", "workload.yaml"})):
+    for fmt, files in (
+        ("timeloop", {"problem.yaml", "mapping.yaml", "arch.yaml", "ERT.yaml"}),
+        ("accelforge", {"mapping.yaml", "arch.yaml", "workload.yaml"}),
+    ):
         out = tmp_path / fmt
         r = invoke("export", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path), "--format", fmt, "-o", str(out))
         assert r.exit_code == 0, r.output
         assert {p.name for p in out.iterdir()} == files
     tl = yaml.safe_load((tmp_path / "timeloop" / "mapping.yaml").read_text())
-    assert tl["mapping"][0] == {"target": "DRAM", "type": "temporal", "factors": "C=8 M=16 R=1 S=1 N=1 P=8 Q=8",
-                                "permutation": "SRQPCMN"}
+    assert tl["mapping"][0] == {
+        "target": "DRAM",
+        "type": "temporal",
+        "factors": "C=8 M=16 R=1 S=1 N=1 P=8 Q=8",
+        "permutation": "SRQPCMN",
+    }
 
 
 # ----------------------------------------------------------------------------- Timeloop / AccelForge mappings in
@@ -248,13 +267,28 @@ def test_eval_and_import_mapping_read_timeloop_and_accelforge_files(tiny_net, tm
     for fmt, path in (("timeloop", tmp_path / "tl" / "mapping.yaml"), ("accelforge", tmp_path / "af" / "mapping.yaml")):
         r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path), "--layer", "conv")
         assert r.exit_code == 0, r.output
-        assert f"({fmt} format), semantics timeloop" in r.stdout and f"energy       {cost.energy:.6g} MAC-eq" in r.stdout
-        r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path), "--layer", "conv",
-                   "--semantics", "accelforge")
+        assert (
+            f"({fmt} format), semantics timeloop" in r.stdout and f"energy       {cost.energy:.6g} MAC-eq" in r.stdout
+        )
+        r = invoke(
+            "eval",
+            "-n",
+            str(tiny_net),
+            "-a",
+            "eyeriss",
+            "-m",
+            str(path),
+            "--layer",
+            "conv",
+            "--semantics",
+            "accelforge",
+        )
         assert r.exit_code == 0 and f"energy       {af_cost.energy:.6g} MAC-eq" in r.stdout
         # a two-layer network: Timeloop and AccelForge files name no layer
         r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path))
-        assert r.exit_code == 2 and f"is a {fmt} mapping, which names no layer; pass --layer" in one_line_error(r.stderr)
+        assert r.exit_code == 2 and f"is a {fmt} mapping, which names no layer; pass --layer" in one_line_error(
+            r.stderr
+        )
         out = tmp_path / f"{fmt}.rlmap.yaml"
         r = invoke("import-mapping", str(path), "-n", str(tiny_net), "-a", "eyeriss", "-l", "conv", "-o", str(out))
         assert r.exit_code == 0, r.output
@@ -263,12 +297,23 @@ def test_eval_and_import_mapping_read_timeloop_and_accelforge_files(tiny_net, tm
         assert r.exit_code == 0 and f"energy       {cost.energy:.6g} MAC-eq" in r.stdout
     r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(out), "--semantics", "maestro")
     assert r.exit_code == 2 and "--semantics" in one_line_error(r.stderr)
-    r = invoke("import-mapping", str(tmp_path / "tl" / "mapping.yaml"), "-n", str(tiny_net), "-a", "eyeriss",
-               "-l", "conv", "--workload", str(tmp_path / "af" / "workload.yaml"))
+    r = invoke(
+        "import-mapping",
+        str(tmp_path / "tl" / "mapping.yaml"),
+        "-n",
+        str(tiny_net),
+        "-a",
+        "eyeriss",
+        "-l",
+        "conv",
+        "--workload",
+        str(tmp_path / "af" / "workload.yaml"),
+    )
     assert r.exit_code == 2 and "--workload: applies to AccelForge mappings" in one_line_error(r.stderr)
     # without -o the rlmap YAML goes to stdout
-    r = invoke("import-mapping", str(tmp_path / "af" / "mapping.yaml"), "-n", str(tiny_net), "-a", "eyeriss",
-               "-l", "conv")
+    r = invoke(
+        "import-mapping", str(tmp_path / "af" / "mapping.yaml"), "-n", str(tiny_net), "-a", "eyeriss", "-l", "conv"
+    )
     assert r.exit_code == 0 and yaml.safe_load(r.stdout)["levels"][0]["name"] == "DRAM"
 
 
@@ -277,7 +322,8 @@ def test_import_mapping_says_what_is_not_expressible(tiny_net, tmp_path):
     (AccelForge refetches there, rlmap keeps the tile): one line naming the file, the storage and the loop.
     (Different tiles per tensor at the GLB, refused before per-tensor placement, are expressible now.)"""
     path = tmp_path / "af.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         mapping:
           nodes:
           - !Storage {tensors: [I, W, O], component: DRAM}
@@ -291,7 +337,8 @@ def test_import_mapping_says_what_is_not_expressible(tiny_net, tmp_path):
           - !Temporal {rank_variable: r, tile_shape: 1}
           - !Temporal {rank_variable: s, tile_shape: 1}
           - !Compute {einsum: conv, component: MAC}
-        """))
+        """)
+    )
     r = invoke("import-mapping", str(path), "-n", str(tiny_net), "-a", "eyeriss", "-l", "conv")
     assert r.exit_code == 2
     line = one_line_error(r.stderr)
@@ -329,7 +376,10 @@ def test_import_command(tmp_path):
     assert r.exit_code == 0, r.output
     net = load_network(str(out))
     assert net.name == "tinynet"
-    assert [(l.name, l.kind, l.K, l.C, l.P) for l in net.layers] == [("conv", "conv", 8, 3, 8), ("fc", "gemm", 10, 8, 1)]
+    assert [(l.name, l.kind, l.K, l.C, l.P) for l in net.layers] == [
+        ("conv", "conv", 8, 3, 8),
+        ("fc", "gemm", 10, 8, 1),
+    ]
     assert "conv" in r.stdout and "skipped" in r.stdout and "relu" in r.stdout
     # user mistakes: bad shape, missing function, builder returning a non-module
     r = invoke("import", f"{model}:build", "--input-shape", "1,3,x", "-o", str(out))

@@ -27,11 +27,14 @@ from rlmap.spec.io import load_architecture
 from rlmap.spec.layer import Layer, Network
 from rlmap.spec.problem import DIMS
 
-TINY = Network(name="tiny", layers=[
-    Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1)),
-    Layer(name="conv_b", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1), repeat=2),  # same shape: merged
-    Layer(name="fc", kind="gemm", K=32, C=16, P=4),
-])
+TINY = Network(
+    name="tiny",
+    layers=[
+        Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1)),
+        Layer(name="conv_b", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1), repeat=2),  # same shape: merged
+        Layer(name="fc", kind="gemm", K=32, C=16, P=4),
+    ],
+)
 
 
 def edge_space() -> DesignSpace:
@@ -76,12 +79,21 @@ def test_bigger_buffer_costs_more_area_and_more_energy_per_access() -> None:
 
 
 def test_dataflow_partitioned_and_either_forms(tmp_path: Path) -> None:
-    spec = SpaceSpec.model_validate({"array": {"dataflows": [{"x": ["K"], "y": ["c", "R"]}]},
-                                     "capacities": {"spad": {"range": [8, 64], "form": "either"}}})
+    spec = SpaceSpec.model_validate(
+        {
+            "array": {"dataflows": [{"x": ["K"], "y": ["c", "R"]}]},
+            "capacities": {"spad": {"range": [8, 64], "form": "either"}},
+        }
+    )
     ds = DesignSpace(load_architecture("eyeriss"), spec)
     names = [k.name for k in ds.knobs]
-    assert names[3:] == ["spad.capacity", "spad.capacity.inputs", "spad.capacity.weights", "spad.capacity.outputs",
-                         "spad.form"]
+    assert names[3:] == [
+        "spad.capacity",
+        "spad.capacity.inputs",
+        "spad.capacity.weights",
+        "spad.capacity.outputs",
+        "spad.form",
+    ]
     g = np.zeros(ds.n_genes, dtype=np.int64)
     g[ds.index["spad.capacity.weights"]] = 3
     g[ds.index["spad.form"]] = 1
@@ -201,8 +213,9 @@ def test_a_layer_scored_before_is_not_charged_again() -> None:
 def test_merge_layers_takes_the_better_mapping_per_layer() -> None:
     ds, wl = edge_space(), Workload.from_network(TINY)
     p = Problem(ds, wl, "latency")
-    mk = lambda c, v: DesignCost(1.0, float(np.dot(c, [3, 1])), float(np.dot(c, [3, 1])), np.array(v),
-                                 np.array(c, float), np.array(c, float))
+    mk = lambda c, v: DesignCost(
+        1.0, float(np.dot(c, [3, 1])), float(np.dot(c, [3, 1])), np.array(v), np.array(c, float), np.array(c, float)
+    )
     child, parent = mk([10.0, 5.0], [True, True]), mk([7.0, 9.0], [True, True])
     cost, maps = merge_layers(p, child, parent, ["c0", "c1"], ["p0", "p1"])  # type: ignore[arg-type]
     assert maps == ["p0", "c1"] and cost.cycles == 3 * 7 + 5
@@ -259,8 +272,9 @@ def test_resume_gives_the_same_run(tmp_path: Path) -> None:
     for _ in range(2):
         opt.step(p, rng)
     save_checkpoint(ck, opt, p, rng, {"k": 1})
-    _, resumed = run(make_optimizer("digamma", population=6), _problem(300), seed=99, checkpoint=ck, resume=True,
-                     meta={"k": 1})
+    _, resumed = run(
+        make_optimizer("digamma", population=6), _problem(300), seed=99, checkpoint=ck, resume=True, meta={"k": 1}
+    )
     assert [x.hw for x in resumed.history] == [x.hw for x in full.history]
     assert resumed.best_value == full.best_value and resumed.evaluations == full.evaluations
     with pytest.raises(SpecError, match="different run"):
@@ -301,30 +315,92 @@ def test_cli_codesign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     save_network(TINY, net)
     out = tmp_path / "out"
-    code = cli_run(["codesign", "--space", "envs/space/edge.yaml", "--network", str(net), "--area", "edge",
-                    "-O", "digamma,random", "-e", "120", "--population", "6", "-o", str(out), "--no-tensorboard"])
+    code = cli_run(
+        [
+            "codesign",
+            "--space",
+            "envs/space/edge.yaml",
+            "--network",
+            str(net),
+            "--area",
+            "edge",
+            "-O",
+            "digamma,random",
+            "-e",
+            "120",
+            "--population",
+            "6",
+            "-o",
+            str(out),
+            "--no-tensorboard",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0, text
     assert "best design: digamma" in text
-    for f in ("pareto.csv", "pareto.png", "curves.png", "best/arch.yaml", "best/design.json",
-              "best/mappings/conv_b.yaml", "checkpoints/digamma.pkl"):
+    for f in (
+        "pareto.csv",
+        "pareto.png",
+        "curves.png",
+        "best/arch.yaml",
+        "best/design.json",
+        "best/mappings/conv_b.yaml",
+        "checkpoints/digamma.pkl",
+    ):
         assert (out / f).exists(), f
     design = json.loads((out / "best" / "design.json").read_text())
     conv = next(r for r in design["layers"] if r["layer"] == "conv")
-    code = cli_run(["eval", "--network", str(net), "--arch", str(out / "best" / "arch.yaml"),
-                    "--mapping", str(out / "best" / "mappings" / "conv.yaml")])
+    code = cli_run(
+        [
+            "eval",
+            "--network",
+            str(net),
+            "--arch",
+            str(out / "best" / "arch.yaml"),
+            "--mapping",
+            str(out / "best" / "mappings" / "conv.yaml"),
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0 and f"{conv['cycles']:,.0f}" in text.replace(" ", "") or f"{conv['cycles']:.6g}" in text
     # resuming the finished run changes nothing
-    assert cli_run(["codesign", "--space", "envs/space/edge.yaml", "--network", str(net), "--area", "edge",
-                    "-O", "digamma", "-e", "120", "--population", "6", "-o", str(out), "--no-tensorboard",
-                    "--resume"]) == 0
+    assert (
+        cli_run(
+            [
+                "codesign",
+                "--space",
+                "envs/space/edge.yaml",
+                "--network",
+                str(net),
+                "--area",
+                "edge",
+                "-O",
+                "digamma",
+                "-e",
+                "120",
+                "--population",
+                "6",
+                "-o",
+                str(out),
+                "--no-tensorboard",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "designs" / "digamma" / "design.json").read_text())["cycles"] == design["cycles"]
 
 
-@pytest.mark.parametrize("args, where", [
-    (["--area", "-2"], "--area"), (["-O", "nope"], "--optimizer"), (["-e", "0"], "--evaluations"),
-    (["--objective", "speed"], "--objective"), (["--template", "nope"], "nope")])
+@pytest.mark.parametrize(
+    "args, where",
+    [
+        (["--area", "-2"], "--area"),
+        (["-O", "nope"], "--optimizer"),
+        (["-e", "0"], "--evaluations"),
+        (["--objective", "speed"], "--objective"),
+        (["--template", "nope"], "nope"),
+    ],
+)
 def test_cli_codesign_errors_are_one_line(args: list[str], where: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli_run(["codesign", "--template", "edge", *args] if "--template" not in args else ["codesign", *args])
     err = capsys.readouterr().err

@@ -13,8 +13,13 @@ from rlmap.codesign.space import load_space
 from rlmap.execution import Backend
 from rlmap.spec.layer import Layer, Network
 
-NET = Network(name="tiny", layers=[Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1)),
-                                   Layer(name="fc", kind="gemm", K=32, C=16, P=4)])
+NET = Network(
+    name="tiny",
+    layers=[
+        Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1)),
+        Layer(name="fc", kind="gemm", K=32, C=16, P=4),
+    ],
+)
 
 
 class Reversed(Backend):
@@ -56,8 +61,9 @@ def test_a_batch_on_any_backend_is_the_one_by_one_run() -> None:
     assert seen == [r.evaluations for r in seq.history]  # `then` runs right after each design is recorded
     assert backend.tasks == 6  # one task per design with anything new to evaluate
     assert [(c.cycles, c.energy, c.area_mm2) for c in got] == [(c.cycles, c.energy, c.area_mm2) for c in costs]
-    assert [(r.evaluations, r.hw, r.cycles) for r in bat.history] == [(r.evaluations, r.hw, r.cycles)
-                                                                       for r in seq.history]
+    assert [(r.evaluations, r.hw, r.cycles) for r in bat.history] == [
+        (r.evaluations, r.hw, r.cycles) for r in seq.history
+    ]
     assert bat.best_value == seq.best_value
 
 

@@ -28,8 +28,13 @@ ALL = ("inputs", "weights", "outputs")
 
 
 # ----------------------------------------------------------------------------- helpers
-def make_mapping(L: int, temporal: dict | None = None, spatial_x: dict | None = None,
-                 spatial_y: dict | None = None, orders: dict | None = None) -> Mapping:
+def make_mapping(
+    L: int,
+    temporal: dict | None = None,
+    spatial_x: dict | None = None,
+    spatial_y: dict | None = None,
+    orders: dict | None = None,
+) -> Mapping:
     """Factors keyed (level, dim); orders[level] lists dims outermost first (the rest go outside)."""
     mats = []
     for spec in (temporal, spatial_x, spatial_y):
@@ -46,10 +51,14 @@ def make_mapping(L: int, temporal: dict | None = None, spatial_x: dict | None = 
 
 def two_level(capacity=None, dram_bw=None, buf_bw=None) -> Architecture:
     """DRAM (read 100, write 120 pJ/word) -> buffer (read 2, write 3) -> one MAC (1 pJ)."""
-    return Architecture(name="two", levels=[
-        MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, bandwidth=dram_bw),
-        MemoryLevel(name="Buf", capacity=capacity, read_energy=2.0, write_energy=3.0, bandwidth=buf_bw),
-    ], compute=Compute(mac_energy=1.0))
+    return Architecture(
+        name="two",
+        levels=[
+            MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, bandwidth=dram_bw),
+            MemoryLevel(name="Buf", capacity=capacity, read_energy=2.0, write_energy=3.0, bandwidth=buf_bw),
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
 
 
 def assert_counts(cost, reads, writes):
@@ -172,9 +181,14 @@ def test_spatial_multicast_and_reduction_by_hand():
     Buf -> MAC: 4 temporal iterations per instance: I 8, W 8, O reads 2*(4-4) = 0, O updates 8.
     Utilization 2 of 2 MACs.
     """
-    arch = Architecture(name="mc", levels=[
-        MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=2)),
-        MemoryLevel(name="Buf", capacity=3, read_energy=2.0, write_energy=3.0)], compute=Compute(mac_energy=1.0))
+    arch = Architecture(
+        name="mc",
+        levels=[
+            MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=2)),
+            MemoryLevel(name="Buf", capacity=3, read_energy=2.0, write_energy=3.0),
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
     m = make_mapping(2, {(0, P): 2, (0, K): 2}, spatial_x={(0, C): 2}, orders={0: (P, K)})
     cost = CostModel(GEMM, arch).evaluate(m)
     assert_counts(cost, [[4, 8, 0], [8, 8, 8]], [[0, 0, 4], [4, 8, 8]])
@@ -186,8 +200,9 @@ def test_spatial_multicast_and_reduction_by_hand():
 # ----------------------------------------------------------------------------- modelling semantics
 def _both(layer: Layer, arch: Architecture, m: Mapping):
     """(timeloop, accelforge) costs of one mapping; the architecture differs only in `semantics`."""
-    return tuple(CostModel(layer, arch.model_copy(update={"semantics": s})).evaluate(m)
-                 for s in ("timeloop", "accelforge"))
+    return tuple(
+        CostModel(layer, arch.model_copy(update={"semantics": s})).evaluate(m) for s in ("timeloop", "accelforge")
+    )
 
 
 def _same_except(a, b, differ: set[tuple[str, int, int]]) -> None:
@@ -214,9 +229,14 @@ def test_semantics_rule2_window_multicast():
     input row, rows p + r = 0, 1, 1, 2.  timeloop: the union {0, 1, 2} is read once: 3;
     accelforge: one read per child window: 4.  The fills (one row per child) are 4 under both."""
     layer = Layer(name="c1", K=1, C=1, P=2, R=2)
-    arch = Architecture(name="x4", levels=[
-        MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=4)),
-        MemoryLevel(name="Buf", read_energy=2.0, write_energy=3.0)], compute=Compute(mac_energy=1.0))
+    arch = Architecture(
+        name="x4",
+        levels=[
+            MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=4)),
+            MemoryLevel(name="Buf", read_energy=2.0, write_energy=3.0),
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
     tl, af = _both(layer, arch, make_mapping(2, spatial_x={(0, P): 2, (0, R): 2}))
     assert (tl.reads[0][INPUTS], af.reads[0][INPUTS]) == (3, 4)
     assert tl.writes[1][INPUTS] == af.writes[1][INPUTS] == 4
@@ -230,9 +250,14 @@ def test_semantics_rule3_partial_sum_refill():
     the other starts from zero): Buf output writes 5 + 20 MAC updates = 25; accelforge: both children are
     refilled, 2 * 5 + 20 = 30.  DRAM reads the 5 partial sums and takes 10 reduced updates under both."""
     layer = Layer(name="red", K=1, C=4, P=5)
-    arch = Architecture(name="x2", levels=[
-        MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=2)),
-        MemoryLevel(name="Buf", read_energy=2.0, write_energy=3.0)], compute=Compute(mac_energy=1.0))
+    arch = Architecture(
+        name="x2",
+        levels=[
+            MemoryLevel(name="DRAM", read_energy=100.0, write_energy=120.0, fanout=Fanout(x=2)),
+            MemoryLevel(name="Buf", read_energy=2.0, write_energy=3.0),
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
     m = make_mapping(2, {(0, C): 2, (0, P): 5}, spatial_x={(0, C): 2}, orders={0: (C, P)})
     tl, af = _both(layer, arch, m)
     assert (tl.reads[0][OUTPUTS], tl.writes[0][OUTPUTS]) == (af.reads[0][OUTPUTS], af.writes[0][OUTPUTS]) == (5, 10)
@@ -265,8 +290,9 @@ def prime_factors(n: int) -> list[int]:
     return out
 
 
-def sample_mapping(rng: random.Random, layer: Layer, arch: Architecture, outer_bias: float = 3.0,
-                   respect_fanout: bool = True) -> Mapping:
+def sample_mapping(
+    rng: random.Random, layer: Layer, arch: Architecture, outer_bias: float = 3.0, respect_fanout: bool = True
+) -> Mapping:
     """Each prime factor of each dim goes to one slot: temporal of level l (weight outer_bias**(L-1-l), so
     tiles stay small), or the X / Y fanout of level l where that dim may be unrolled (a factor that would
     overflow the fanout goes to that level's temporal loop instead, unless respect_fanout is False).
@@ -278,8 +304,10 @@ def sample_mapping(rng: random.Random, layer: Layer, arch: Architecture, outer_b
         for lvl, level in enumerate(arch.levels):
             slots.append(("t", lvl))
             weights.append(outer_bias ** (L - 1 - lvl))
-            for axis, fan, allowed in (("x", level.fanout.x, level.fanout.x_dims),
-                                       ("y", level.fanout.y, level.fanout.y_dims)):
+            for axis, fan, allowed in (
+                ("x", level.fanout.x, level.fanout.x_dims),
+                ("y", level.fanout.y, level.fanout.y_dims),
+            ):
                 if fan > 1 and (not allowed or DIMS[d] in allowed):
                     slots.append((axis, lvl))
                     weights.append(1.5)
@@ -316,13 +344,33 @@ def _sparse_variant(arch: Architecture, sparse: str = "skip") -> Architecture:
 
 def _odd_words() -> Architecture:
     """Word sizes != data size (word_scale), partitioned capacity, bandwidth on every level, Y-only dims."""
-    return Architecture(name="odd", data_bits=8, levels=[
-        MemoryLevel(name="DRAM", word_bits=64, read_energy=80.0, write_energy=90.0, bandwidth=2.0),
-        MemoryLevel(name="GLB", word_bits=32, capacity=4096, keeps=("inputs", "outputs"), read_energy=5.0,
-                    write_energy=6.0, bandwidth=8.0, fanout=Fanout(x=4, y=4, y_dims=("C", "R", "S"))),
-        MemoryLevel(name="RF", word_bits=8, capacity={"inputs": 32, "weights": 64, "outputs": 16},
-                    read_energy=0.5, write_energy=0.6, bandwidth=3.0, fanout=Fanout(x=2)),
-    ], compute=Compute(mac_energy=0.3, sparse="gate", on=("weights",)))
+    return Architecture(
+        name="odd",
+        data_bits=8,
+        levels=[
+            MemoryLevel(name="DRAM", word_bits=64, read_energy=80.0, write_energy=90.0, bandwidth=2.0),
+            MemoryLevel(
+                name="GLB",
+                word_bits=32,
+                capacity=4096,
+                keeps=("inputs", "outputs"),
+                read_energy=5.0,
+                write_energy=6.0,
+                bandwidth=8.0,
+                fanout=Fanout(x=4, y=4, y_dims=("C", "R", "S")),
+            ),
+            MemoryLevel(
+                name="RF",
+                word_bits=8,
+                capacity={"inputs": 32, "weights": 64, "outputs": 16},
+                read_energy=0.5,
+                write_energy=0.6,
+                bandwidth=3.0,
+                fanout=Fanout(x=2),
+            ),
+        ],
+        compute=Compute(mac_energy=0.3, sparse="gate", on=("weights",)),
+    )
 
 
 SPARSE = Densities(inputs=0.6, weights=0.35)
@@ -367,8 +415,10 @@ def test_batch_agrees_with_scalar(arch_name, layer, semantics):
         # the plain-Python reference against the compiled kernel, one at a time and batched
         reference = [model.evaluate_reference(m) for m in mappings]
         stacked = MappingBatch.stack(mappings)
-        for scalar, batch in ((reference, model.evaluate_batch(stacked)),
-                              ([model.evaluate(m) for m in mappings], model.evaluate_batch(stacked))):
+        for scalar, batch in (
+            (reference, model.evaluate_batch(stacked)),
+            ([model.evaluate(m) for m in mappings], model.evaluate_batch(stacked)),
+        ):
             assert np.array_equal(batch.valid, [c.valid for c in scalar])
             e = np.array([c.energy for c in scalar])
             cyc = np.array([c.cycles for c in scalar])
@@ -416,20 +466,46 @@ def test_nonpositive_factors_are_invalid():
 # ----------------------------------------------------------------------------- (c) properties
 def _tiny_archs() -> dict[str, Architecture]:
     return {
-        "2lvl": Architecture(name="a2", levels=[
-            MemoryLevel(name="DRAM", read_energy=50.0, write_energy=60.0, bandwidth=4.0),
-            MemoryLevel(name="Buf", capacity=96, read_energy=2.0, write_energy=2.5, fanout=Fanout(x=4, y=2))],
-            compute=Compute(mac_energy=1.0)),
-        "3lvl": Architecture(name="a3", levels=[
-            MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0, bandwidth=2.0),
-            MemoryLevel(name="GLB", capacity=512, read_energy=6.0, write_energy=6.0, fanout=Fanout(x=4, y=2)),
-            MemoryLevel(name="RF", capacity={"inputs": 16, "weights": 16, "outputs": 8}, read_energy=1.0,
-                        write_energy=1.0, bandwidth=4.0, fanout=Fanout(x=2))], compute=Compute(mac_energy=1.0)),
-        "3lvl-wbypass": Architecture(name="a3w", levels=[
-            MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0),
-            MemoryLevel(name="GLB", capacity=512, keeps=("inputs", "outputs"), read_energy=6.0, write_energy=6.0,
-                        fanout=Fanout(x=3, y=2)),
-            MemoryLevel(name="RF", capacity=24, read_energy=1.0, write_energy=1.0)], compute=Compute(mac_energy=1.0)),
+        "2lvl": Architecture(
+            name="a2",
+            levels=[
+                MemoryLevel(name="DRAM", read_energy=50.0, write_energy=60.0, bandwidth=4.0),
+                MemoryLevel(name="Buf", capacity=96, read_energy=2.0, write_energy=2.5, fanout=Fanout(x=4, y=2)),
+            ],
+            compute=Compute(mac_energy=1.0),
+        ),
+        "3lvl": Architecture(
+            name="a3",
+            levels=[
+                MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0, bandwidth=2.0),
+                MemoryLevel(name="GLB", capacity=512, read_energy=6.0, write_energy=6.0, fanout=Fanout(x=4, y=2)),
+                MemoryLevel(
+                    name="RF",
+                    capacity={"inputs": 16, "weights": 16, "outputs": 8},
+                    read_energy=1.0,
+                    write_energy=1.0,
+                    bandwidth=4.0,
+                    fanout=Fanout(x=2),
+                ),
+            ],
+            compute=Compute(mac_energy=1.0),
+        ),
+        "3lvl-wbypass": Architecture(
+            name="a3w",
+            levels=[
+                MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0),
+                MemoryLevel(
+                    name="GLB",
+                    capacity=512,
+                    keeps=("inputs", "outputs"),
+                    read_energy=6.0,
+                    write_energy=6.0,
+                    fanout=Fanout(x=3, y=2),
+                ),
+                MemoryLevel(name="RF", capacity=24, read_energy=1.0, write_energy=1.0),
+            ],
+            compute=Compute(mac_energy=1.0),
+        ),
     }
 
 
@@ -439,9 +515,16 @@ TINY = _tiny_archs()
 @st.composite
 def layers(draw, strided: bool = True) -> Layer:
     g = draw(st.sampled_from([1, 1, 1, 2, 3]))
-    kw = dict(N=draw(st.integers(1, 2)), K=g * draw(st.integers(1, 6)), C=g * draw(st.integers(1, 6)),
-              P=draw(st.integers(1, 8)), Q=draw(st.integers(1, 4)), R=draw(st.integers(1, 3)),
-              S=draw(st.integers(1, 3)), groups=g)
+    kw = dict(
+        N=draw(st.integers(1, 2)),
+        K=g * draw(st.integers(1, 6)),
+        C=g * draw(st.integers(1, 6)),
+        P=draw(st.integers(1, 8)),
+        Q=draw(st.integers(1, 4)),
+        R=draw(st.integers(1, 3)),
+        S=draw(st.integers(1, 3)),
+        groups=g,
+    )
     if strided:
         kw["stride"] = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
         kw["dilation"] = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -450,7 +533,9 @@ def layers(draw, strided: bool = True) -> Layer:
     return layer
 
 
-PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+PROPS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+)
 
 
 def _valid_mapping(layer: Layer, arch: Architecture, seed: int) -> tuple[CostModel, Mapping]:
@@ -488,7 +573,9 @@ def test_traffic_bounds(layer, arch, seed):
 
 
 @PROPS
-@given(layer=layers(), arch=st.sampled_from(sorted(TINY)), seed=st.integers(0, 2**32 - 1), seed2=st.integers(0, 2**32 - 1))
+@given(
+    layer=layers(), arch=st.sampled_from(sorted(TINY)), seed=st.integers(0, 2**32 - 1), seed2=st.integers(0, 2**32 - 1)
+)
 def test_mac_count_independent_of_mapping(layer, arch, seed, seed2):
     arch = TINY[arch]
     model, m1 = _valid_mapping(layer, arch, seed)
@@ -500,8 +587,13 @@ def test_mac_count_independent_of_mapping(layer, arch, seed, seed2):
 
 
 @PROPS
-@given(layer=layers(), arch=st.sampled_from(sorted(TINY)), seed=st.integers(0, 2**32 - 1),
-       tensor=st.sampled_from([INPUTS, WEIGHTS, OUTPUTS]), data=st.data())
+@given(
+    layer=layers(),
+    arch=st.sampled_from(sorted(TINY)),
+    seed=st.integers(0, 2**32 - 1),
+    tensor=st.sampled_from([INPUTS, WEIGHTS, OUTPUTS]),
+    data=st.data(),
+)
 def test_irrelevant_loop_innermost_never_increases_traffic(layer, arch, seed, tensor, data):
     arch = TINY[arch]
     model, m = _valid_mapping(layer, arch, seed)
@@ -520,8 +612,12 @@ def test_irrelevant_loop_innermost_never_increases_traffic(layer, arch, seed, te
 
 
 @PROPS
-@given(layer=layers(), arch=st.sampled_from(sorted(TINY) + ["eyeriss"]), sparse=st.sampled_from(["gate", "skip"]),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    layer=layers(),
+    arch=st.sampled_from(sorted(TINY) + ["eyeriss"]),
+    sparse=st.sampled_from(["gate", "skip"]),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_sparse_features_at_density_one_are_dense(layer, arch, sparse, seed):
     dense_arch = TINY.get(arch) or load_architecture(arch)
     sparse_arch = _sparse_variant(dense_arch, sparse)
@@ -529,8 +625,19 @@ def test_sparse_features_at_density_one_are_dense(layer, arch, sparse, seed):
     dense = model.evaluate(m)
     same = CostModel(layer, sparse_arch).evaluate(m)
     assert same.valid
-    for field in ("energy", "cycles", "compute_cycles", "reads", "writes", "level_energy", "level_cycles",
-                  "mac_energy", "tiles", "effective_macs", "utilization"):
+    for field in (
+        "energy",
+        "cycles",
+        "compute_cycles",
+        "reads",
+        "writes",
+        "level_energy",
+        "level_cycles",
+        "mac_energy",
+        "tiles",
+        "effective_macs",
+        "utilization",
+    ):
         assert getattr(same, field) == getattr(dense, field), field
     b1 = model.evaluate_batch(m.to_arrays())
     b2 = CostModel(layer, sparse_arch).evaluate_batch(m.to_arrays())
@@ -538,8 +645,13 @@ def test_sparse_features_at_density_one_are_dense(layer, arch, sparse, seed):
 
 
 @PROPS
-@given(layer=layers(strided=False), arch=st.sampled_from(sorted(TINY)), seed=st.integers(0, 2**32 - 1),
-       din=st.sampled_from([0.1, 0.3, 0.5]), dw=st.sampled_from([0.2, 0.4, 0.5]))
+@given(
+    layer=layers(strided=False),
+    arch=st.sampled_from(sorted(TINY)),
+    seed=st.integers(0, 2**32 - 1),
+    din=st.sampled_from([0.1, 0.3, 0.5]),
+    dw=st.sampled_from([0.2, 0.4, 0.5]),
+)
 def test_skip_with_density_below_one_saves_energy_and_cycles(layer, arch, seed, din, dw):
     dense_arch = TINY[arch]
     model, m = _valid_mapping(layer, dense_arch, seed)
@@ -569,10 +681,15 @@ def test_format_factors():
 # ----------------------------------------------------------------------------- (d) known answer
 def eyeriss_like_3level() -> Architecture:
     """DRAM -> GLB (4 PEs) -> 3-word RF per PE -> MAC, Eyeriss ISCA 2016 normalized costs (200 / 6 / 1 / 1)."""
-    return Architecture(name="ws_os", levels=[
-        MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0),
-        MemoryLevel(name="GLB", capacity=2048, read_energy=6.0, write_energy=6.0, fanout=Fanout(x=4)),
-        MemoryLevel(name="RF", capacity=3, read_energy=1.0, write_energy=1.0)], compute=Compute(mac_energy=1.0))
+    return Architecture(
+        name="ws_os",
+        levels=[
+            MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0),
+            MemoryLevel(name="GLB", capacity=2048, read_energy=6.0, write_energy=6.0, fanout=Fanout(x=4)),
+            MemoryLevel(name="RF", capacity=3, read_energy=1.0, write_energy=1.0),
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
 
 
 def test_weight_stationary_vs_output_stationary_known_answer():
@@ -606,10 +723,12 @@ def test_weight_stationary_vs_output_stationary_known_answer():
     ws = model.evaluate(make_mapping(3, fac, spatial_x={(1, K): 4}, orders={1: (C, R, P)}))
     os_ = model.evaluate(make_mapping(3, fac, spatial_x={(1, K): 4}, orders={1: (P, C, R)}))
     # WS:   DRAM            GLB                   RF
-    assert_counts(ws, [[40, 48, 0], [96, 48, 352 + 32], [384, 384, 384 + 352]],
-                  [[0, 0, 32], [40, 48, 384], [384, 48, 352 + 384]])
-    assert_counts(os_, [[40, 48, 0], [96, 384, 0 + 32], [384, 384, 32 + 352]],
-                  [[0, 0, 32], [40, 48, 32], [384, 384, 0 + 384]])
+    assert_counts(
+        ws, [[40, 48, 0], [96, 48, 352 + 32], [384, 384, 384 + 352]], [[0, 0, 32], [40, 48, 384], [384, 48, 352 + 384]]
+    )
+    assert_counts(
+        os_, [[40, 48, 0], [96, 384, 0 + 32], [384, 384, 32 + 352]], [[0, 0, 32], [40, 48, 32], [384, 384, 0 + 384]]
+    )
     assert ws.level_energy == pytest.approx([24000.0, 6000.0, 2672.0])
     assert os_.level_energy == pytest.approx([24000.0, 3792.0, 2304.0])
     assert ws.energy == pytest.approx(33056.0) and os_.energy == pytest.approx(30480.0)

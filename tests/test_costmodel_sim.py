@@ -87,7 +87,7 @@ def _nest(layer: Layer, m: Mapping) -> list[Loop]:
                 loops.append(Loop(lvl, d, f, True))
     # coordinate of dim d = sum(index * stride) with stride = product of the factors of the inner loops on d
     for i, lp in enumerate(loops):
-        lp.stride = math.prod(x.factor for x in loops[i + 1:] if x.dim == lp.dim)
+        lp.stride = math.prod(x.factor for x in loops[i + 1 :] if x.dim == lp.dim)
     for d, size in enumerate(layer.problem_dims):
         assert math.prod(x.factor for x in loops if x.dim == d) == size
     return loops
@@ -231,8 +231,10 @@ def random_mapping(rng: random.Random, layer: Layer, arch: Architecture) -> Mapp
                 kind = rng.choice("tttxy")
                 mat = {"t": t, "x": sx, "y": sy}[kind]
                 mat[lvl][d] *= f
-        fan_ok = all(math.prod(sx[lvl]) <= arch.levels[lvl].fanout.x and math.prod(sy[lvl]) <= arch.levels[lvl].fanout.y
-                     for lvl in range(L))
+        fan_ok = all(
+            math.prod(sx[lvl]) <= arch.levels[lvl].fanout.x and math.prod(sy[lvl]) <= arch.levels[lvl].fanout.y
+            for lvl in range(L)
+        )
         if fan_ok:
             break
     order = []
@@ -246,9 +248,16 @@ def random_mapping(rng: random.Random, layer: Layer, arch: Architecture) -> Mapp
 def random_layer(rng: random.Random, strided: bool) -> Layer:
     while True:
         g = rng.choice([1, 1, 1, 2])
-        kw = dict(N=rng.choice([1, 1, 2]), K=g * rng.choice([1, 2, 3]), C=g * rng.choice([1, 2]),
-                  P=rng.choice([1, 2, 3, 4, 6]), Q=rng.choice([1, 1, 2]), R=rng.choice([1, 2, 3]),
-                  S=rng.choice([1, 1, 2]), groups=g)
+        kw = dict(
+            N=rng.choice([1, 1, 2]),
+            K=g * rng.choice([1, 2, 3]),
+            C=g * rng.choice([1, 2]),
+            P=rng.choice([1, 2, 3, 4, 6]),
+            Q=rng.choice([1, 1, 2]),
+            R=rng.choice([1, 2, 3]),
+            S=rng.choice([1, 1, 2]),
+            groups=g,
+        )
         if strided:
             kw["stride"] = (rng.choice([1, 2]), rng.choice([1, 2]))
             kw["dilation"] = (rng.choice([1, 2]), 1)
@@ -264,11 +273,16 @@ def random_arch(rng: random.Random, n_levels: int, bypass: bool) -> Architecture
         keeps = ("inputs", "weights", "outputs")
         if lvl > 0 and bypass:
             keeps = tuple(t for t in keeps if rng.random() < 0.6) or ("weights",)
-        levels.append(MemoryLevel(name=f"L{lvl}", keeps=keeps, read_energy=rng.choice([1.0, 2.0, 3.0, 5.0, 7.0]) * (10 if lvl == 0 else 1),
-                                  write_energy=rng.choice([1.5, 2.5, 4.0]) * (10 if lvl == 0 else 1),
-                                  fanout=Fanout(x=rng.choice([1, 2, 3]), y=rng.choice([1, 2]))))
+        levels.append(
+            MemoryLevel(
+                name=f"L{lvl}",
+                keeps=keeps,
+                read_energy=rng.choice([1.0, 2.0, 3.0, 5.0, 7.0]) * (10 if lvl == 0 else 1),
+                write_energy=rng.choice([1.5, 2.5, 4.0]) * (10 if lvl == 0 else 1),
+                fanout=Fanout(x=rng.choice([1, 2, 3]), y=rng.choice([1, 2])),
+            )
+        )
     return Architecture(name=f"tiny{n_levels}", levels=levels, compute=Compute(mac_energy=0.5))
-
 
 
 def split_window_parents(layer: Layer, arch: Architecture, m: Mapping) -> set[int]:
@@ -314,8 +328,12 @@ def make_case(seed: int, n_levels: int, bypass: bool, strided: bool):
 
 
 def _counts(res) -> list[tuple[str, int, int, float]]:
-    return [(kind, lvl, v, getattr(res, kind)[lvl][v]) for kind in ("reads", "writes")
-            for lvl in range(len(res.reads)) for v in range(3)]
+    return [
+        (kind, lvl, v, getattr(res, kind)[lvl][v])
+        for kind in ("reads", "writes")
+        for lvl in range(len(res.reads))
+        for v in range(3)
+    ]
 
 
 def _check_against_sim(layer, arch, m, sim, skip_parents=frozenset()) -> None:
@@ -379,8 +397,10 @@ def test_strided_multicast_reads_the_union_of_the_children_windows():
     union; it now counts the union of the children's boxes, under both semantics (AccelForge: one window per
     child, also 3).  Dilation spaces windows the same way: R=2, dilation 3, R on X: rows {0} and {3}."""
     arch = _unit_arch([3, 1], [ALL, ALL])
-    for layer, m, words in ((Layer(name="s2", K=1, C=1, P=3, stride=2), _mapping(2, {}, {(0, P): 3}), 3),
-                            (Layer(name="d3", K=1, C=1, P=1, R=2, dilation=3), _mapping(2, {}, {(0, R): 2}), 2)):
+    for layer, m, words in (
+        (Layer(name="s2", K=1, C=1, P=3, stride=2), _mapping(2, {}, {(0, P): 3}), 3),
+        (Layer(name="d3", K=1, C=1, P=1, R=2, dilation=3), _mapping(2, {}, {(0, R): 2}), 2),
+    ):
         assert simulate(layer, arch, m, box=True).reads[0][INPUTS] == words
         for semantics in ("timeloop", "accelforge"):
             cost = CostModel(layer, arch.model_copy(update={"semantics": semantics})).evaluate(m)
@@ -439,9 +459,14 @@ def _mapping(L: int, temporal: dict, spatial_x: dict, orders: dict | None = None
 
 
 def _unit_arch(fanouts: list[int], keeps: list[tuple[str, ...]]) -> Architecture:
-    return Architecture(name="bug", levels=[
-        MemoryLevel(name=f"L{i}", keeps=k, read_energy=1.0, write_energy=1.0, fanout=Fanout(x=f))
-        for i, (f, k) in enumerate(zip(fanouts, keeps))], compute=Compute(mac_energy=1.0))
+    return Architecture(
+        name="bug",
+        levels=[
+            MemoryLevel(name=f"L{i}", keeps=k, read_energy=1.0, write_energy=1.0, fanout=Fanout(x=f))
+            for i, (f, k) in enumerate(zip(fanouts, keeps))
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
 
 
 ALL = ("inputs", "weights", "outputs")
@@ -495,10 +520,15 @@ def test_simulator_reproduces_the_hand_computed_known_answer():
     """The WS / OS mappings of test_costmodel.test_weight_stationary_vs_output_stationary_known_answer,
     walked by the simulator: same per-level counts, energies 33056 (WS) and 30480 (OS)."""
     layer = Layer(name="conv", K=4, C=4, P=8, R=3)
-    arch = Architecture(name="ws_os", levels=[
-        MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0),
-        MemoryLevel(name="GLB", read_energy=6.0, write_energy=6.0, fanout=Fanout(x=4)),
-        MemoryLevel(name="RF", read_energy=1.0, write_energy=1.0)], compute=Compute(mac_energy=1.0))
+    arch = Architecture(
+        name="ws_os",
+        levels=[
+            MemoryLevel(name="DRAM", read_energy=200.0, write_energy=200.0),
+            MemoryLevel(name="GLB", read_energy=6.0, write_energy=6.0, fanout=Fanout(x=4)),
+            MemoryLevel(name="RF", read_energy=1.0, write_energy=1.0),
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
     fac = {(1, C): 4, (1, R): 3, (1, P): 8}
     for inner, energy in (((C, R, P), 33056.0), ((P, C, R), 30480.0)):
         m = _mapping(3, fac, {(1, K): 4}, orders={1: inner})

@@ -36,7 +36,9 @@ JOB = ["search", "-n", "resnet18", "-a", "eyeriss", "--mapper", "ga", "--budget"
 def files_of(out: Path) -> tuple[bytes, dict[str, bytes]]:
     """summary.json's bytes (deterministic: wall-clock times are in run.json) and every mapping file's bytes: what
     must not depend on where the tasks ran."""
-    return (out / "summary.json").read_bytes(), {p.name: p.read_bytes() for p in sorted((out / "mappings").glob("*.yaml"))}
+    return (out / "summary.json").read_bytes(), {
+        p.name: p.read_bytes() for p in sorted((out / "mappings").glob("*.yaml"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,9 @@ def test_interrupted_tasks_resume_without_redoing_or_losing_any(tmp_path: Path) 
     assert stopped.value.partial == [0, 1, 4, None, None, None, None, None] and stopped.value.done == 3
     second = _Interrupting()
     seen: list[tuple[int, bool]] = []
-    res = run_tasks(second, _square, list(range(8)), store=store, on_result=lambda i, r, cached: seen.append((i, cached)))
+    res = run_tasks(
+        second, _square, list(range(8)), store=store, on_result=lambda i, r, cached: seen.append((i, cached))
+    )
     assert res == [i * i for i in range(8)]
     assert second.ran == [3, 4, 5, 6, 7]  # the three finished tasks are read back, not redone
     assert sorted(seen) == [(i, i < 3) for i in range(8)]
@@ -130,8 +134,10 @@ def test_many_problems_form_one_pool_with_the_answers_of_separate_runs() -> None
     assert [r.best for r in pooled[0].results] != [r.best for r in pooled[1].results]  # seeds are not ignored
 
 
-@pytest.mark.parametrize(("address", "needle"), [("127.0.0.1:1", "cannot join the Ray cluster at 127.0.0.1:1"),
-                                                  ("nonsense", "expected auto, local, HOST:PORT")])
+@pytest.mark.parametrize(
+    ("address", "needle"),
+    [("127.0.0.1:1", "cannot join the Ray cluster at 127.0.0.1:1"), ("nonsense", "expected auto, local, HOST:PORT")],
+)
 def test_a_bad_ray_address_is_one_line_at_once(address: str, needle: str, capfd) -> None:
     t0 = time.monotonic()
     assert run([*JOB, "--ray", address]) == 2
@@ -140,11 +146,14 @@ def test_a_bad_ray_address_is_one_line_at_once(address: str, needle: str, capfd)
     assert time.monotonic() - t0 < 30  # Ray alone would retry for minutes
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--ray", "auto"], "error: --ray: applies to --tune sweeps"),
-    (["--tune", "no_such_sweep.yaml", "-o", "unused"], "error: no_such_sweep.yaml: no such sweep file"),
-    (["--tune", "agents/sweeps/example.yaml"], "error: -o: missing"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--ray", "auto"], "error: --ray: applies to --tune sweeps"),
+        (["--tune", "no_such_sweep.yaml", "-o", "unused"], "error: no_such_sweep.yaml: no such sweep file"),
+        (["--tune", "agents/sweeps/example.yaml"], "error: -o: missing"),
+    ],
+)
 def test_train_tune_user_errors_are_one_line(args: list[str], needle: str, capfd, monkeypatch) -> None:
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     assert run(["train", *args]) == 2
@@ -154,8 +163,11 @@ def test_train_tune_user_errors_are_one_line(args: list[str], needle: str, capfd
 
 def test_a_search_killed_as_a_whole_resumes_to_the_same_files(tmp_path: Path, baseline, capfd) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rlmap", *JOB, "-j", "1", "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlmap", *JOB, "-j", "1", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 90
         while len(ResultStore(out / ".tasks").keys()) < 3 and proc.poll() is None and time.monotonic() < deadline:
@@ -184,8 +196,14 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _node_ports() -> list[str]:
-    names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port",
-             "node-manager-port", "object-manager-port")
+    names = (
+        "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port",
+        "metrics-export-port",
+        "runtime-env-agent-port",
+        "node-manager-port",
+        "object-manager-port",
+    )
     return [f"--{name}={p}" for name, p in zip(names, _free_ports(len(names)))]
 
 
@@ -207,8 +225,13 @@ def cluster() -> Iterator[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="rlr"))  # short: Ray's socket paths must stay under 108 characters
     home = root / "home"
     home.mkdir()
-    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_TMPDIR": str(root)}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_TMPDIR": str(root),
+    }
     saved = {k: os.environ.get(k) for k in ("HOME", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED", "RAY_TMPDIR")}
     ray_bin = str(Path(sys.executable).parent / "ray")
     gcs, dash, client = _free_ports(3)
@@ -217,14 +240,35 @@ def cluster() -> Iterator[dict[str, Any]]:
     procs: list[subprocess.Popen] = []
     logs = [open(root / "head.log", "wb"), open(root / "node.log", "wb")]  # noqa: SIM115
     try:
-        procs.append(subprocess.Popen([ray_bin, "start", "--head", f"--port={gcs}", f"--temp-dir={root / 'ray'}",
-                                       "--include-dashboard=false", f"--dashboard-port={dash}",
-                                       f"--ray-client-server-port={client}", *common, *_node_ports()],
-                                      env=env, stdout=logs[0], stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    ray_bin,
+                    "start",
+                    "--head",
+                    f"--port={gcs}",
+                    f"--temp-dir={root / 'ray'}",
+                    "--include-dashboard=false",
+                    f"--dashboard-port={dash}",
+                    f"--ray-client-server-port={client}",
+                    *common,
+                    *_node_ports(),
+                ],
+                env=env,
+                stdout=logs[0],
+                stderr=subprocess.STDOUT,
+            )
+        )
         os.environ.update({k: env[k] for k in saved})
         _wait_for(address, nodes=1)
-        procs.append(subprocess.Popen([ray_bin, "start", f"--address={address}", *common, *_node_ports()],
-                                      env=env, stdout=logs[1], stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [ray_bin, "start", f"--address={address}", *common, *_node_ports()],
+                env=env,
+                stdout=logs[1],
+                stderr=subprocess.STDOUT,
+            )
+        )
         _wait_for(address, nodes=2)
         yield {"address": address, "root": root, "home": home, "env": env}
     finally:
@@ -265,8 +309,11 @@ def _wait_for(address: str, nodes: int, timeout: float = 90) -> None:
 
 
 def test_local_and_ray_with_any_worker_count_write_the_same_files(cluster, baseline, tmp_path: Path) -> None:
-    runs = {"local -j 2": ["-j", "2"], "ray, 1 task at a time": ["--ray", cluster["address"], "-j", "1"],
-            "ray, 2 workers": ["--ray", cluster["address"]]}
+    runs = {
+        "local -j 2": ["-j", "2"],
+        "ray, 1 task at a time": ["--ray", cluster["address"], "-j", "1"],
+        "ray, 2 workers": ["--ray", cluster["address"]],
+    }
     for name, opts in runs.items():
         out = tmp_path / name.replace(" ", "_").replace(",", "")
         assert run([*JOB, *opts, "-o", str(out)]) == 0, name
@@ -290,7 +337,7 @@ def _task_workers(raylets: set[int]) -> list[int]:
         if d.name.isdigit():
             try:
                 stat = (d / "stat").read_text()
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
                 if ppid in raylets and (d / "cmdline").read_bytes().startswith(b"ray::_call"):
                     pids.append(int(d.name))
             except (OSError, ValueError):
@@ -299,12 +346,19 @@ def _task_workers(raylets: set[int]) -> list[int]:
 
 
 def test_a_killed_worker_is_retried_and_the_summary_is_unchanged(cluster, baseline, tmp_path: Path) -> None:
-    raylets = {pid for pid in _own_processes(str(cluster["root"]))
-               if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"raylet")}
+    raylets = {
+        pid
+        for pid in _own_processes(str(cluster["root"]))
+        if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"raylet")
+    }
     assert len(raylets) == 2
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rlmap", *JOB, "--ray", cluster["address"], "-o", str(out)],
-                            env=cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlmap", *JOB, "--ray", cluster["address"], "-o", str(out)],
+        env=cluster["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     killed = None
     deadline = time.monotonic() + 90
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
@@ -340,11 +394,24 @@ def test_tune_sweep_runs_ordinary_training_runs_and_reports_the_best(cluster, tm
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "agent": "maskable_ppo", "metric": "rlmap/edp_ratio", "mode": "min", "seeds": [0, 1],
-        "search": {"hyperparams.learning_rate": 3e-4, "hyperparams.n_steps": 32, "hyperparams.batch_size": 64,
-                   "hyperparams.n_epochs": 1, "n_envs": 2},
-        "train": {"networks": ["resnet18"], "eval_networks": [], "timesteps": 128, "checkpoint_every": 64}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "agent": "maskable_ppo",
+                "metric": "rlmap/edp_ratio",
+                "mode": "min",
+                "seeds": [0, 1],
+                "search": {
+                    "hyperparams.learning_rate": 3e-4,
+                    "hyperparams.n_steps": 32,
+                    "hyperparams.batch_size": 64,
+                    "hyperparams.n_epochs": 1,
+                    "n_envs": 2,
+                },
+                "train": {"networks": ["resnet18"], "eval_networks": [], "timesteps": 128, "checkpoint_every": 64},
+            }
+        )
+    )
     out = tmp_path / "sweep"
     assert run(["train", "--tune", str(sweep), "--ray", cluster["address"], "-o", str(out)]) == 0
     res = json.loads((out / "sweep.json").read_text())
@@ -374,17 +441,53 @@ def _codesign(out: Path, *opts: str) -> dict[str, Any]:
     from rlmap.spec.layer import Layer, Network
 
     net = out.parent / "tiny.yaml"
-    save_network(Network(name="tiny", layers=[Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1)),
-                                              Layer(name="fc", kind="gemm", K=32, C=16, P=4)]), net)
-    assert run(["codesign", "--space", "envs/space/edge.yaml", "--network", str(net), "--area", "edge",
-                "-O", CODESIGN_OPTIMIZERS, "-e", "60", "--population", "4", "--inner-budget", "10", "--seed", "3",
-                "-o", str(out), "--no-tensorboard", *opts]) == 0
+    save_network(
+        Network(
+            name="tiny",
+            layers=[
+                Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=(1, 1)),
+                Layer(name="fc", kind="gemm", K=32, C=16, P=4),
+            ],
+        ),
+        net,
+    )
+    assert (
+        run(
+            [
+                "codesign",
+                "--space",
+                "envs/space/edge.yaml",
+                "--network",
+                str(net),
+                "--area",
+                "edge",
+                "-O",
+                CODESIGN_OPTIMIZERS,
+                "-e",
+                "60",
+                "--population",
+                "4",
+                "--inner-budget",
+                "10",
+                "--seed",
+                "3",
+                "-o",
+                str(out),
+                "--no-tensorboard",
+                *opts,
+            ]
+        )
+        == 0
+    )
     files: dict[str, Any] = {"pareto.csv": (out / "pareto.csv").read_bytes()}
     for f in sorted((out / "designs").rglob("*")):
         if f.is_file():
             rel = str(f.relative_to(out))
-            files[rel] = f.read_bytes() if f.suffix != ".json" else {
-                k: v for k, v in json.loads(f.read_text()).items() if k != "seconds"}
+            files[rel] = (
+                f.read_bytes()
+                if f.suffix != ".json"
+                else {k: v for k, v in json.loads(f.read_text()).items() if k != "seconds"}
+            )
     return files
 
 

@@ -33,8 +33,9 @@ PRESETS = list_architectures()
 ZOO = list_networks()
 
 
-def play(env: MappingEnv, rng: random.Random, options: dict | None = None, seed: int | None = None
-         ) -> tuple[list[np.ndarray], list[float], dict]:
+def play(
+    env: MappingEnv, rng: random.Random, options: dict | None = None, seed: int | None = None
+) -> tuple[list[np.ndarray], list[float], dict]:
     """One random masked episode; returns observations, rewards and the final info."""
     obs, info = env.reset(seed=seed, options=options)
     observations, rewards = [obs], []
@@ -84,8 +85,13 @@ def test_10000_random_masked_episodes_are_all_valid():
 def test_mask_is_exact_for_slots():
     """An allowed slot keeps the partial mapping valid; a forbidden slot of a real level breaks it."""
     rng = random.Random(1)
-    for arch_name, net in [("eyeriss", "resnet18"), ("simba", "mobilenetv2"), ("tpu_like", "bert_base"),
-                           ("sparse_eyeriss", "resnet50_sparse"), ("edge", "vgg16")]:
+    for arch_name, net in [
+        ("eyeriss", "resnet18"),
+        ("simba", "mobilenetv2"),
+        ("tpu_like", "bert_base"),
+        ("sparse_eyeriss", "resnet50_sparse"),
+        ("edge", "vgg16"),
+    ]:
         env = MappingEnv(arch=arch_name, networks=[net], reference="none")
         arch = env.archs[0].arch
         for episode in range(6):
@@ -102,7 +108,7 @@ def test_mask_is_exact_for_slots():
                     mats[kind][lvl][d] *= f  # ...and put it in this slot
                     trial = Mapping(*(tuple(map(tuple, x)) for x in mats), order=m.order)
                     assert model.evaluate(trial).valid == bool(mask[slot]), (arch_name, slot, d, f)
-                assert not mask[3 * arch.n_levels:].any()
+                assert not mask[3 * arch.n_levels :].any()
                 allowed = np.flatnonzero(mask)
                 _obs, _r, _term, _trunc, info = env.step(int(rng.choice(list(allowed))))
 
@@ -150,8 +156,16 @@ def test_check_env_and_registration():
         warnings.simplefilter("error")  # no checker warning either
         # through gymnasium.make so the checker also finds the spec it needs for the render-mode checks
         check_env(gym.make(ENV_ID, arch="eyeriss", networks=["resnet18"], render_mode="ansi").unwrapped)
-        check_env(gym.make(ENV_ID, arch=["simba", "sparse_eyeriss"], networks=["mobilenetv2"], synthetic=0.5,
-                           random_density=0.5, reference="bound").unwrapped)
+        check_env(
+            gym.make(
+                ENV_ID,
+                arch=["simba", "sparse_eyeriss"],
+                networks=["mobilenetv2"],
+                synthetic=0.5,
+                random_density=0.5,
+                reference="bound",
+            ).unwrapped
+        )
         check_env(MappingEnv(arch="tpu_like", networks=["gpt2_small"]), skip_render_check=True)
     env = gym.make(ENV_ID, arch="tpu_like", networks=["bert_base"], reference="bound")
     assert isinstance(env.unwrapped, MappingEnv)
@@ -228,7 +242,7 @@ def test_reward_is_log_ratio_to_best_of_16_random():
 
 
 def test_factor_tokens_largest_first_and_merged():
-    dims = (1, 1, 2 ** 14, 3 * 2 ** 8, 1024, 1, 1, 1)  # 33 prime copies
+    dims = (1, 1, 2**14, 3 * 2**8, 1024, 1, 1, 1)  # 33 prime copies
     tokens = factor_tokens(dims, 32)
     assert len(tokens) == 32
     for d in range(N_DIMS):
@@ -250,7 +264,9 @@ def test_synthetic_layers_are_valid_irregular_and_seeded():
     a = LayerSampler(networks=["resnet18"], synthetic=0.5, random_density=0.5, seed=3)
     b = LayerSampler(networks=["resnet18"], synthetic=0.5, random_density=0.5, seed=3)
     assert a.synthetic_layers == b.synthetic_layers
-    assert [a.sample(np.random.default_rng(s)) for s in range(20)] == [b.sample(np.random.default_rng(s)) for s in range(20)]
+    assert [a.sample(np.random.default_rng(s)) for s in range(20)] == [
+        b.sample(np.random.default_rng(s)) for s in range(20)
+    ]
     rng = np.random.default_rng(1)
     dens = [a.sample(rng).density for _ in range(200)]
     assert any(not d.is_dense for d in dens)
@@ -307,8 +323,12 @@ def test_tiny_maskable_ppo_run_writes_tensorboard_tags(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     model, metrics = rlenv.train_maskable_ppo(
-        dict(arch="eyeriss", networks=["resnet18"]), total_timesteps=256, log_dir=str(tmp_path), n_envs=2,
-        ppo_kwargs=dict(n_steps=64, batch_size=64, n_epochs=1, policy_kwargs=dict(net_arch=[32])))
+        dict(arch="eyeriss", networks=["resnet18"]),
+        total_timesteps=256,
+        log_dir=str(tmp_path),
+        n_envs=2,
+        ppo_kwargs=dict(n_steps=64, batch_size=64, n_epochs=1, policy_kwargs=dict(net_arch=[32])),
+    )
     assert model.num_timesteps >= 256 and metrics.history
     event_files = list(tmp_path.rglob("events.out.tfevents.*"))
     assert event_files
@@ -319,8 +339,9 @@ def test_tiny_maskable_ppo_run_writes_tensorboard_tags(tmp_path):
         tags |= set(acc.Tags()["scalars"])
     for tag in ("rollout/ep_rew_mean", "rlmap/episode_reward", "rlmap/edp_ratio", "rlmap/valid"):
         assert tag in tags, sorted(tags)
-    info = rlenv.greedy_episode(MappingEnv(arch="eyeriss", networks=["mobilenetv2"]), model,
-                                load_network("mobilenetv2").layers[1])
+    info = rlenv.greedy_episode(
+        MappingEnv(arch="eyeriss", networks=["mobilenetv2"]), model, load_network("mobilenetv2").layers[1]
+    )
     assert info["valid"]
 
 
@@ -367,7 +388,7 @@ def test_observation_shows_densities_only_where_they_can_matter():
         env = MappingEnv(arch=arch, layers=[sparse], reference="none")
         a, info_a = env.reset(options={"layer": sparse})
         b, _ = env.reset(options={"layer": dense})
-        assert np.array_equal(a[lay[0]:lay[1]], b[lay[0]:lay[1]]) == same
+        assert np.array_equal(a[lay[0] : lay[1]], b[lay[0] : lay[1]]) == same
         # the info names the layer asked for, not a cost-equivalent one cached earlier
         while True:
             _o, _r, term, _t, info = env.step(int(np.flatnonzero(env.action_masks())[0]))

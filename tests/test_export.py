@@ -9,8 +9,17 @@ import random
 import pytest
 import yaml
 
-from rlmap.interop.export import (Tagged, accelforge_problem, dump_yaml, export, export_notes, load_tagged_yaml,
-                                  tile_shapes, to_accelforge, to_timeloop)
+from rlmap.interop.export import (
+    Tagged,
+    accelforge_problem,
+    dump_yaml,
+    export,
+    export_notes,
+    load_tagged_yaml,
+    tile_shapes,
+    to_accelforge,
+    to_timeloop,
+)
 from rlmap.interop.mapping_import import from_accelforge, from_timeloop
 from rlmap.model.costmodel import CostModel
 from rlmap.spec.arch import Architecture, Compute, Fanout, MemoryLevel
@@ -25,6 +34,7 @@ CANON = tuple(range(N_DIMS))
 
 def make(L: int, temporal=None, sx=None, sy=None, order=None) -> Mapping:
     """Mapping from sparse {level: {dim: factor}} dicts; order: {level: outermost-first dim tuple}."""
+
     def mat(spec):
         rows = [[1] * N_DIMS for _ in range(L)]
         for lvl, fs in (spec or {}).items():
@@ -59,8 +69,13 @@ GEMM = Layer(name="fc", kind="gemm", K=64, C=32, P=16)
 
 def conv_on_eyeriss() -> Mapping:
     # DRAM: K=4 C=8 P=8 | GLB: X K=4, Y Q=8 | spad: R=3 S=3
-    return make(3, temporal={0: {K: 4, C: 8, P: 8}, 2: {R: 3, S: 3}}, sx={1: {K: 4}}, sy={1: {Q: 8}},
-                order={0: g_outermost(CANON), 1: g_outermost(CANON), 2: g_outermost(CANON)})
+    return make(
+        3,
+        temporal={0: {K: 4, C: 8, P: 8}, 2: {R: 3, S: 3}},
+        sx={1: {K: 4}},
+        sy={1: {Q: 8}},
+        order={0: g_outermost(CANON), 1: g_outermost(CANON), 2: g_outermost(CANON)},
+    )
 
 
 # ----------------------------------------------------------------------------- Timeloop
@@ -76,17 +91,47 @@ def random_orders(L: int, seed: int, grouped: bool) -> dict[int, tuple[int, ...]
 
 def roundtrip_cases(eyeriss, simba):
     yield CONV, eyeriss, conv_on_eyeriss()
-    yield CONV, eyeriss, make(3, temporal={0: {K: 4, C: 8, P: 8}, 2: {R: 3, S: 3}}, sx={1: {K: 4}}, sy={1: {Q: 8}},
-                              order=random_orders(3, 1, grouped=False))
+    yield (
+        CONV,
+        eyeriss,
+        make(
+            3,
+            temporal={0: {K: 4, C: 8, P: 8}, 2: {R: 3, S: 3}},
+            sx={1: {K: 4}},
+            sy={1: {Q: 8}},
+            order=random_orders(3, 1, grouped=False),
+        ),
+    )
     # all on DRAM except the filter in the spads, no spatial at all
-    yield CONV, eyeriss, make(3, temporal={0: {K: 16, C: 8, P: 8, Q: 8}, 2: {R: 3, S: 3}},
-                              order=random_orders(3, 2, grouped=False))
+    yield (
+        CONV,
+        eyeriss,
+        make(3, temporal={0: {K: 16, C: 8, P: 8, Q: 8}, 2: {R: 3, S: 3}}, order=random_orders(3, 2, grouped=False)),
+    )
     # simba: K on X and C on Y at both fanouts (their allowed dims), weights in the register
-    yield GEMM, simba, make(4, temporal={0: {P: 16}, 1: {K: 2}}, sx={1: {K: 4}, 2: {K: 8}}, sy={1: {C: 4}, 2: {C: 8}},
-                            order=random_orders(4, 3, grouped=False))
+    yield (
+        GEMM,
+        simba,
+        make(
+            4,
+            temporal={0: {P: 16}, 1: {K: 2}},
+            sx={1: {K: 4}, 2: {K: 8}},
+            sy={1: {C: 4}, 2: {C: 8}},
+            order=random_orders(4, 3, grouped=False),
+        ),
+    )
     # grouped layer: G split over DRAM and the GLB fanout (X); orders fully random
-    yield DW, eyeriss, make(3, temporal={0: {G: 4, P: 6}, 2: {R: 3, S: 3}}, sx={1: {G: 2}}, sy={1: {Q: 6}},
-                            order=random_orders(3, 4, grouped=True))
+    yield (
+        DW,
+        eyeriss,
+        make(
+            3,
+            temporal={0: {G: 4, P: 6}, 2: {R: 3, S: 3}},
+            sx={1: {G: 2}},
+            sy={1: {Q: 6}},
+            order=random_orders(3, 4, grouped=True),
+        ),
+    )
 
 
 def test_timeloop_roundtrip_equal(eyeriss, simba):
@@ -119,10 +164,12 @@ def test_timeloop_permutation_is_innermost_first(eyeriss):
     assert dram["permutation"] == "CMPSRQN"  # reversed, K written as Timeloop's M, G dropped
     assert dram["factors"].split() == ["C=8", "M=16", "R=1", "S=1", "N=1", "P=8", "Q=8"]
     # and reading a hand-written directive: 'CMP' = innermost C, then M, outermost P
-    hand = {"mapping": [
-        {"target": "DRAM", "type": "temporal", "factors": "C=8 M=16 P=8 Q=8", "permutation": "CMP"},
-        {"target": "spad", "type": "temporal", "factors": "R=3 S=3", "permutation": "SR"},
-    ]}
+    hand = {
+        "mapping": [
+            {"target": "DRAM", "type": "temporal", "factors": "C=8 M=16 P=8 Q=8", "permutation": "CMP"},
+            {"target": "spad", "type": "temporal", "factors": "R=3 S=3", "permutation": "SR"},
+        ]
+    }
     back = from_timeloop(hand, CONV, eyeriss)
     assert back.order[0][-3:] == (P, K, C)  # rlmap: outermost first
     assert back.order[2][-2:] == (R, S)
@@ -144,15 +191,26 @@ def test_timeloop_spatial_split_and_bypass(eyeriss):
     assert set(dummy_t["factors"].split()) == {f"{d}=1" for d in "CMRSNPQ"}
     bypass = {d["target"]: d for d in directives if d["type"] == "bypass"}
     assert bypass["GLB"]["bypass"] == ["Weights"] and bypass["GLB"]["keep"] == ["Inputs", "Outputs"]
-    assert bypass["GLB_dummy_y"] == {"target": "GLB_dummy_y", "type": "bypass", "keep": [],
-                                     "bypass": ["Inputs", "Weights", "Outputs"]}
+    assert bypass["GLB_dummy_y"] == {
+        "target": "GLB_dummy_y",
+        "type": "bypass",
+        "keep": [],
+        "bypass": ["Inputs", "Weights", "Outputs"],
+    }
     prob = tl["problem"]["problem"]
     assert prob["shape"]["dimensions"] == ["C", "M", "R", "S", "N", "P", "Q"]
     assert prob["instance"]["M"] == 16 and prob["instance"]["Wstride"] == 1
     nodes = tl["arch"]["architecture"]["nodes"]
     assert [(n.tag, n["name"]) for n in nodes] == [
-        ("!Container", "system"), ("!Component", "DRAM"), ("!Component", "GLB"), ("!Container", "spad_columns"),
-        ("!Component", "GLB_dummy_y"), ("!Container", "spad_array"), ("!Component", "spad"), ("!Component", "mac")]
+        ("!Container", "system"),
+        ("!Component", "DRAM"),
+        ("!Component", "GLB"),
+        ("!Container", "spad_columns"),
+        ("!Component", "GLB_dummy_y"),
+        ("!Container", "spad_array"),
+        ("!Component", "spad"),
+        ("!Component", "mac"),
+    ]
     assert nodes[3]["spatial"] == {"meshX": 14} and nodes[5]["spatial"] == {"meshY": 12}
     ert = {t["name"]: t for t in tl["ERT"]["ERT"]["tables"]}
     assert ert["system.DRAM"]["actions"][0]["energy"] == 200
@@ -171,8 +229,13 @@ def test_timeloop_grouped_problem(eyeriss):
 def test_timeloop_dim_on_both_axes_round_trips(eyeriss):
     """A dimension unrolled on X and Y of one level (what the mappers often produce) is written exactly: the
     X factor on GLB's spatial directive, the Y factor on GLB_dummy_y's; it reads back to the same mapping."""
-    m = make(3, temporal={0: {K: 4, C: 8, P: 8, Q: 2}, 2: {R: 3, S: 3}}, sx={1: {Q: 2, K: 4}}, sy={1: {Q: 2}},
-             order={lvl: g_outermost(CANON) for lvl in range(3)})
+    m = make(
+        3,
+        temporal={0: {K: 4, C: 8, P: 8, Q: 2}, 2: {R: 3, S: 3}},
+        sx={1: {Q: 2, K: 4}},
+        sy={1: {Q: 2}},
+        order={lvl: g_outermost(CANON) for lvl in range(3)},
+    )
     directives = to_timeloop(CONV, eyeriss, m)["mapping"]["mapping"]
     sp = {d["target"]: d["factors"].split() for d in directives if d["type"] == "spatial"}
     assert {"M=4", "Q=2"} <= set(sp["GLB"]) and "Q=2" in sp["GLB_dummy_y"] and "M=1" in sp["GLB_dummy_y"]
@@ -189,12 +252,22 @@ def test_timeloop_dim_on_both_axes_round_trips(eyeriss):
 
 def test_timeloop_one_axis_fanouts():
     """A one-axis fanout is one spatial directive and no dummy level: X (split = every dim) or Y (split 0)."""
-    arch = Architecture(name="rows_cols", levels=[
-        MemoryLevel(name="DRAM", read_energy=100.0, write_energy=100.0, fanout=Fanout(x=4)),
-        MemoryLevel(name="buf", read_energy=2.0, write_energy=2.0, fanout=Fanout(y=8)),
-        MemoryLevel(name="reg", read_energy=1.0, write_energy=1.0)], compute=Compute(mac_energy=1.0))
-    m = make(3, temporal={0: {C: 32, P: 16, K: 2}}, sx={0: {K: 4}}, sy={1: {K: 8}},
-             order={lvl: g_outermost(CANON) for lvl in range(3)})
+    arch = Architecture(
+        name="rows_cols",
+        levels=[
+            MemoryLevel(name="DRAM", read_energy=100.0, write_energy=100.0, fanout=Fanout(x=4)),
+            MemoryLevel(name="buf", read_energy=2.0, write_energy=2.0, fanout=Fanout(y=8)),
+            MemoryLevel(name="reg", read_energy=1.0, write_energy=1.0),
+        ],
+        compute=Compute(mac_energy=1.0),
+    )
+    m = make(
+        3,
+        temporal={0: {C: 32, P: 16, K: 2}},
+        sx={0: {K: 4}},
+        sy={1: {K: 8}},
+        order={lvl: g_outermost(CANON) for lvl in range(3)},
+    )
     tl = to_timeloop(GEMM, arch, m)
     sp = {d["target"]: d for d in tl["mapping"]["mapping"] if d["type"] == "spatial"}
     assert set(sp) == {"DRAM", "buf"}
@@ -222,13 +295,15 @@ def test_accelforge_hand_example(eyeriss):
     levels above that indexes it (weights bypass the GLB, so their spad node sits above the p loop)."""
     af = to_accelforge(CONV, eyeriss, conv_on_eyeriss())
     nodes = af["mapping"]["mapping"]["nodes"]
-    summary = [(n.tag, n.get("component"), n.get("rank_variable"), n.get("tile_shape"), tuple(n.get("tensors", ())))
-               for n in nodes]
+    summary = [
+        (n.tag, n.get("component"), n.get("rank_variable"), n.get("tile_shape"), tuple(n.get("tensors", ())))
+        for n in nodes
+    ]
     assert summary == [
         ("!Storage", "DRAM", None, None, ("I", "W", "O")),
-        ("!Temporal", None, "k", 4, ()),     # K=16: 4 iterations at DRAM leave tiles of 4 (the X spatial 4)
-        ("!Temporal", None, "c", 1, ()),     # C=8 all at DRAM
-        ("!Storage", "spad", None, None, ("W",)),     # weights: innermost loop indexing them is c
+        ("!Temporal", None, "k", 4, ()),  # K=16: 4 iterations at DRAM leave tiles of 4 (the X spatial 4)
+        ("!Temporal", None, "c", 1, ()),  # C=8 all at DRAM
+        ("!Storage", "spad", None, None, ("W",)),  # weights: innermost loop indexing them is c
         ("!Temporal", None, "p", 1, ()),
         ("!Storage", "GLB", None, None, ("I", "O")),  # inputs, outputs: below p
         ("!Storage", "spad", None, None, ("I", "O")),
@@ -258,7 +333,7 @@ def test_accelforge_tile_shape_is_product_of_inner_factors(eyeriss, simba):
         shapes = tile_shapes(nodes)
         assert [rv for _, rv, _ in shapes] == [DIMS[d].lower() for d, _ in loops]
         for i, (d, _f) in enumerate(loops):
-            inner = math.prod(f for d2, f in loops[i + 1:] if d2 == d)
+            inner = math.prod(f for d2, f in loops[i + 1 :] if d2 == d)
             assert shapes[i][2] == inner
         # every tensor has exactly one Storage node per level that keeps it (none where bypassed)
         stored = [(n["component"], t) for n in nodes if n.tag == "!Storage" for t in n["tensors"]]
@@ -283,13 +358,21 @@ def test_accelforge_storage_hoisted_above_irrelevant_parent_loops(eyeriss):
 
 
 def test_accelforge_arch_and_workload(simba):
-    af = to_accelforge(GEMM, simba, make(4, temporal={0: {P: 16}, 1: {K: 2}}, sx={1: {K: 4}, 2: {K: 8}},
-                                         sy={1: {C: 4}, 2: {C: 8}}))
+    af = to_accelforge(
+        GEMM, simba, make(4, temporal={0: {P: 16}, 1: {K: 2}}, sx={1: {K: 4}, 2: {K: 8}}, sy={1: {C: 4}, 2: {C: 8}})
+    )
     arch_nodes = af["arch"]["arch"]["nodes"]
     names = [n["name"] for n in arch_nodes]
     # `global_...` is reserved by AccelForge; a partitioned level is one memory of the summed size
-    assert names == ["DRAM", "mem_global_buffer", "mem_global_buffer_fanout", "pe_buffer", "pe_buffer_fanout",
-                     "weight_reg", "MAC"]
+    assert names == [
+        "DRAM",
+        "mem_global_buffer",
+        "mem_global_buffer_fanout",
+        "pe_buffer",
+        "pe_buffer_fanout",
+        "weight_reg",
+        "MAC",
+    ]
     gb = arch_nodes[1]
     assert gb.tag == "!Memory" and gb["size"] == 65536 * 8 and gb["tensors"] == {"keep": "I | O"}
     assert gb["bits_per_action"] == 8 and gb["leak_power"] == 0 and gb["area"] == 0
@@ -302,8 +385,9 @@ def test_accelforge_arch_and_workload(simba):
     assert fan.tag == "!Container" and fan["spatial"][0]["name"] == "X" and fan["spatial"][0]["fanout"] == 8
     assert fan["spatial"][0]["loop_bounds"] == [{"expression": "~(k)", "operator": "==", "value": 1}]
     mac = arch_nodes[-1]
-    assert mac["actions"] == [{"name": "compute", "energy": simba.compute.mac_energy,
-                               "throughput": simba.clock_ghz * 1e9}]
+    assert mac["actions"] == [
+        {"name": "compute", "energy": simba.compute.mac_energy, "throughput": simba.clock_ghz * 1e9}
+    ]
     wl = af["workload"]["workload"]
     assert wl["iteration_space_shape"]["k"] == "0 <= k < 64" and "g" not in wl["iteration_space_shape"]
     acc = {a["name"]: a for a in wl["einsums"][0]["tensor_accesses"]}
@@ -314,7 +398,9 @@ def test_accelforge_arch_and_workload(simba):
 
 def test_accelforge_strided_grouped_workload(eyeriss):
     layer = Layer(name="dw.s2", kind="depthwise", K=8, C=8, P=4, Q=4, R=3, S=3, groups=8, stride=2, padding=1)
-    wl = to_accelforge(layer, eyeriss, make(3, temporal={0: {G: 8, P: 4, Q: 4}, 2: {R: 3, S: 3}}))["workload"]["workload"]
+    wl = to_accelforge(layer, eyeriss, make(3, temporal={0: {G: 8, P: 4, Q: 4}, 2: {R: 3, S: 3}}))["workload"][
+        "workload"
+    ]
     ein = wl["einsums"][0]
     assert ein["name"] == "dw_s2"
     inputs = next(a for a in ein["tensor_accesses"] if a["name"] == "I")["projection"]
@@ -324,6 +410,7 @@ def test_accelforge_strided_grouped_workload(eyeriss):
 
 def test_accelforge_problem_leaves_out_extent_one_ranks(eyeriss):
     """TCM's workload: no rank variable of extent 1 (each multiplied its templates), same tensors otherwise."""
+
     def accesses(layer):
         wl = accelforge_problem(layer, eyeriss)["workload"]["workload"]
         return wl["iteration_space_shape"], {a["name"]: a["projection"] for a in wl["einsums"][0]["tensor_accesses"]}
@@ -331,23 +418,31 @@ def test_accelforge_problem_leaves_out_extent_one_ranks(eyeriss):
     space, acc = accesses(GEMM)
     assert space == {"k": "0 <= k < 64", "c": "0 <= c < 32", "p": "0 <= p < 16"}
     assert acc == {"I": {"C": "c", "H": "p"}, "W": {"K": "k", "C": "c"}, "O": {"K": "k", "P": "p"}}
-    space, acc = accesses(Layer(name="dw.s2", kind="depthwise", K=8, C=8, P=4, Q=4, R=3, S=3, groups=8, stride=2,
-                                padding=1))
+    space, acc = accesses(
+        Layer(name="dw.s2", kind="depthwise", K=8, C=8, P=4, Q=4, R=3, S=3, groups=8, stride=2, padding=1)
+    )
     assert set(space) == {"g", "p", "q", "r", "s"}  # c and k are 1 per group
     assert acc["I"] == {"G": "g", "H": "2*p + r", "W": "2*q + s"} and acc["W"] == {"G": "g", "R": "r", "S": "s"}
     _, acc = accesses(Layer(name="down", K=8, C=4, P=7, Q=7, stride=2))
     assert acc["I"] == {"C": "c", "H": "2*p", "W": "2*q"}
     # the mapping export keeps every rank (its loops name them all)
-    assert "n" in to_accelforge(GEMM, eyeriss, make(3, temporal={0: {K: 64, C: 32, P: 16}}))["workload"][
-        "workload"]["iteration_space_shape"]
+    assert (
+        "n"
+        in to_accelforge(GEMM, eyeriss, make(3, temporal={0: {K: 64, C: 32, P: 16}}))["workload"]["workload"][
+            "iteration_space_shape"
+        ]
+    )
 
 
 def test_export_notes_say_what_is_left_out(eyeriss):
     sparse = load_architecture("sparse_eyeriss")
     assert any("no sparsity model" in n for n in export_notes("accelforge", CONV, sparse))
     assert any("summed size" in n for n in export_notes("timeloop", CONV, eyeriss))
-    plain = Architecture(name="plain", levels=[MemoryLevel(name="DRAM", read_energy=1.0, write_energy=1.0)],
-                         compute=Compute(mac_energy=1.0))
+    plain = Architecture(
+        name="plain",
+        levels=[MemoryLevel(name="DRAM", read_energy=1.0, write_energy=1.0)],
+        compute=Compute(mac_energy=1.0),
+    )
     assert export_notes("accelforge", CONV, plain) == [] == export_notes("timeloop", CONV, plain)
 
 

@@ -21,8 +21,13 @@ EYERISS = checkpoints_dir() / "policy_eyeriss"
 
 
 def test_training_architectures_are_the_named_then_the_generated_ones() -> None:
-    cfg = TrainConfig(agent_name="maskable_ppo", agent=load_agent_config("maskable_ppo"), arch="eyeriss, edge",
-                      generated=2, generated_seed=1000)
+    cfg = TrainConfig(
+        agent_name="maskable_ppo",
+        agent=load_agent_config("maskable_ppo"),
+        arch="eyeriss, edge",
+        generated=2,
+        generated_seed=1000,
+    )
     archs = training_architectures(cfg)
     assert [a.name for a in archs] == ["eyeriss", "edge", "gen1000", "gen1001"]
     assert archs[2] == generate_architecture(1000)
@@ -38,8 +43,23 @@ def _params(path: Path) -> np.ndarray:
 
 
 def test_init_fine_tunes_from_the_checkpoint(tmp_path: Path) -> None:
-    args = ["train", "--arch", "edge", "--generated", "1", "--networks", "bert_base", "--eval-networks", "",
-            "--timesteps", "64", "--n-envs", "2", "--synthetic", "0"]
+    args = [
+        "train",
+        "--arch",
+        "edge",
+        "--generated",
+        "1",
+        "--networks",
+        "bert_base",
+        "--eval-networks",
+        "",
+        "--timesteps",
+        "64",
+        "--n-envs",
+        "2",
+        "--synthetic",
+        "0",
+    ]
     assert run([*args, "--init", str(EYERISS), "-o", str(tmp_path / "ft")]) == 0
     assert run([*args, "-o", str(tmp_path / "fresh")]) == 0
     base, tuned, fresh = _params(EYERISS), _params(tmp_path / "ft"), _params(tmp_path / "fresh")
@@ -65,16 +85,20 @@ def test_held_out_generated_set_is_what_the_generator_gives() -> None:
         assert load_architecture(f"gen{s}") == generate_architecture(s)  # loadable by name, never trained on
 
 
-def _fake_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, special_greedy: float | None,
-                      general_greedy: float) -> Path:
+def _fake_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, special_greedy: float | None, general_greedy: float
+) -> Path:
     for name in ("policy_eyeriss", "policy_general"):
         shutil.copytree(EYERISS, tmp_path / name)
-    q = {"archs": {"eyeriss": {"greedy": general_greedy, "best": 1.0, "samples": 64, "layers": 3, "held_out": False}},
-         "generated_held_out": {"archs": 8, "samples": 64, "greedy": 1.5, "best": 1.1}}
+    q = {
+        "archs": {"eyeriss": {"greedy": general_greedy, "best": 1.0, "samples": 64, "layers": 3, "held_out": False}},
+        "generated_held_out": {"archs": 8, "samples": 64, "greedy": 1.5, "best": 1.1},
+    }
     (tmp_path / "policy_general" / "quality.json").write_text(json.dumps(q))
     if special_greedy is not None:
-        (tmp_path / "policy_eyeriss" / "quality.json").write_text(json.dumps(
-            {"archs": {"eyeriss": {"greedy": special_greedy, "best": 1.0, "samples": 64, "layers": 3}}}))
+        (tmp_path / "policy_eyeriss" / "quality.json").write_text(
+            json.dumps({"archs": {"eyeriss": {"greedy": special_greedy, "best": 1.0, "samples": 64, "layers": 3}}})
+        )
     monkeypatch.setattr(checkpoint, "checkpoints_dir", lambda: tmp_path)
     return tmp_path
 

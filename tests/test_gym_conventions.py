@@ -19,8 +19,10 @@ ENV = "rlmap/Mapping-v0"
 
 
 def test_import_rlmap_registers_the_environment() -> None:
-    code = ("import gymnasium, rlmap, sys; assert 'rlmap/Mapping-v0' in gymnasium.registry; "
-            "env = gymnasium.make('rlmap/Mapping-v0', networks=['resnet18']); env.reset(seed=0); print('ok')")
+    code = (
+        "import gymnasium, rlmap, sys; assert 'rlmap/Mapping-v0' in gymnasium.registry; "
+        "env = gymnasium.make('rlmap/Mapping-v0', networks=['resnet18']); env.reset(seed=0); print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 

@@ -41,9 +41,20 @@ def test_larger_buffers_cost_more_and_width_scales_linearly():
         energy.sram_access_energy(0, 8)
 
 
-@pytest.mark.parametrize("preset,level", [("simba", "global_buffer"), ("simba", "pe_buffer"), ("edge", "SL2"),
-                                          ("edge", "SL1"), ("cloud", "SL2"), ("cloud", "SL1"),
-                                          ("tpu_like", "unified_buffer"), ("simba", "weight_reg"), ("cloud", "DRAM")])
+@pytest.mark.parametrize(
+    "preset,level",
+    [
+        ("simba", "global_buffer"),
+        ("simba", "pe_buffer"),
+        ("edge", "SL2"),
+        ("edge", "SL1"),
+        ("cloud", "SL2"),
+        ("cloud", "SL1"),
+        ("tpu_like", "unified_buffer"),
+        ("simba", "weight_reg"),
+        ("cloud", "DRAM"),
+    ],
+)
 def test_reproduces_absolute_presets(preset, level):
     arch = load_architecture(preset)
     lvl = arch.levels[arch.level_index(level)]

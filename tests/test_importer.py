@@ -71,14 +71,39 @@ def _flops(model: nn.Module, *shape: int) -> int:
 
 
 def _dims(layer: Layer) -> dict:
-    return dict(kind=layer.kind, N=layer.N, K=layer.K, C=layer.C, P=layer.P, Q=layer.Q, R=layer.R, S=layer.S,
-                groups=layer.groups, stride=layer.stride, dilation=layer.dilation, padding=layer.padding)
+    return dict(
+        kind=layer.kind,
+        N=layer.N,
+        K=layer.K,
+        C=layer.C,
+        P=layer.P,
+        Q=layer.Q,
+        R=layer.R,
+        S=layer.S,
+        groups=layer.groups,
+        stride=layer.stride,
+        dilation=layer.dilation,
+        padding=layer.padding,
+    )
 
 
-def _conv(kind: str, N: int, K: int, C: int, P: int, Q: int, R: int, S: int, groups: int = 1,
-          stride=(1, 1), dilation=(1, 1), padding=(0, 0)) -> dict:
-    return dict(kind=kind, N=N, K=K, C=C, P=P, Q=Q, R=R, S=S, groups=groups,
-                stride=stride, dilation=dilation, padding=padding)
+def _conv(
+    kind: str,
+    N: int,
+    K: int,
+    C: int,
+    P: int,
+    Q: int,
+    R: int,
+    S: int,
+    groups: int = 1,
+    stride=(1, 1),
+    dilation=(1, 1),
+    padding=(0, 0),
+) -> dict:
+    return dict(
+        kind=kind, N=N, K=K, C=C, P=P, Q=Q, R=R, S=S, groups=groups, stride=stride, dilation=dilation, padding=padding
+    )
 
 
 def _mm(kind: str, K: int, C: int, P: int, groups: int = 1) -> dict:
@@ -145,8 +170,9 @@ def test_dilated_and_asymmetric_convs() -> None:
 
 
 def test_grouped_conv_and_same_padding() -> None:
-    model = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1, groups=2), nn.ReLU(),
-                          nn.Conv2d(12, 6, 3, padding="same", groups=3))
+    model = nn.Sequential(
+        nn.Conv2d(8, 12, 3, padding=1, groups=2), nn.ReLU(), nn.Conv2d(12, 6, 3, padding="same", groups=3)
+    )
     g2, g3 = _imp(model, 1, 8, 6, 6).network.layers
     assert (g2.name, g3.name) == ("_0", "_2")  # fx names Sequential children _0, _1, ...
     assert _dims(g2) == _conv("conv", 1, 12, 8, 6, 6, 3, 3, groups=2, padding=(1, 1))
@@ -238,11 +264,11 @@ def test_matmul_operand_rules() -> None:
             self.a = nn.Parameter(torch.randn(4, 6))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (2, 6, 8)
-            y = x @ self.w                        # weight operand -> gemm, batch folded into rows
-            z = torch.bmm(x, x.transpose(1, 2))   # both activations, batched -> matmul, groups 2
-            s = x[0] @ x[1].t()                   # 2-D activations -> matmul, groups 1
-            t = self.a @ x                        # constant A, batched B -> transposed gemm
-            v = x.matmul(x[0, 0])                 # matrix-vector (tensor method)
+            y = x @ self.w  # weight operand -> gemm, batch folded into rows
+            z = torch.bmm(x, x.transpose(1, 2))  # both activations, batched -> matmul, groups 2
+            s = x[0] @ x[1].t()  # 2-D activations -> matmul, groups 1
+            t = self.a @ x  # constant A, batched B -> transposed gemm
+            v = x.matmul(x[0, 0])  # matrix-vector (tensor method)
             return y.sum() + z.sum() + s.sum() + t.sum() + v.sum()
 
     layers = {l.name: l for l in _imp(Net(), 2, 6, 8).network.layers}
@@ -270,8 +296,14 @@ def test_sdpa_and_nn_multihead_attention() -> None:
 
     res = _imp(Net(), 3, 5, 16)
     layers = {l.name: l for l in res.network.layers}
-    assert list(layers) == ["mha_in_proj", "mha_qk", "mha_av", "mha_out_proj",
-                            "scaled_dot_product_attention_qk", "scaled_dot_product_attention_av"]
+    assert list(layers) == [
+        "mha_in_proj",
+        "mha_qk",
+        "mha_av",
+        "mha_out_proj",
+        "scaled_dot_product_attention_qk",
+        "scaled_dot_product_attention_av",
+    ]
     assert _dims(layers["mha_in_proj"]) == _mm("gemm", K=48, C=16, P=15)
     assert _dims(layers["mha_out_proj"]) == _mm("gemm", K=16, C=16, P=15)
     for key in ("mha", "scaled_dot_product_attention"):  # 3 batches x 2 heads, 5 tokens, head dim 8
@@ -324,12 +356,14 @@ def test_no_mac_layer_and_bad_input_are_spec_errors() -> None:
 # ---------------------------------------------------------------- builder / shape parsing
 def test_load_builder(tmp_path) -> None:
     src = tmp_path / "my_model.py"
-    src.write_text(textwrap.dedent("""
+    src.write_text(
+        textwrap.dedent("""
         from torch import nn
 
         def build():
             return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
-    """))
+    """)
+    )
     builder = load_builder(f"{src}:build")
     net = import_module(builder().eval(), torch.zeros(parse_input_shape("1,3,8,8")), "user").network
     assert [(l.kind, l.macs) for l in net.layers] == [("conv", 8 * 3 * 8 * 8 * 9)]

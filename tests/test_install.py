@@ -20,12 +20,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SKIP_COPY = shutil.ignore_patterns(".git", ".venv*", "__pycache__", "*.egg-info", "build", "dist", "runs", "data",
-                                   "results", "_data", ".pytest_cache", ".hypothesis")
+SKIP_COPY = shutil.ignore_patterns(
+    ".git",
+    ".venv*",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    "runs",
+    "data",
+    "results",
+    "_data",
+    ".pytest_cache",
+    ".hypothesis",
+)
 
 
-def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
-         user: str | None = None) -> subprocess.CompletedProcess:
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300, user: str | None = None
+) -> subprocess.CompletedProcess:
     if user is not None:
         import pwd
 
@@ -44,8 +57,9 @@ def installed():
         src = root / "src"
         shutil.copytree(REPO, src, ignore=SKIP_COPY)
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-        r = _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "wheels"), str(src)],
-                 cwd=root)
+        r = _run(
+            [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(root / "wheels"), str(src)], cwd=root
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         wheel = next((root / "wheels").glob("rlmap-*.whl"))
         venv = root / "venv"
@@ -74,8 +88,18 @@ def _env(**extra: str) -> dict[str, str]:
 def test_wheel_ships_the_data_and_runs_list_map_eval_outside_the_checkout(installed):
     venv, work = installed
     rlmap = str(venv / "bin" / "rlmap")
-    r = _run([str(venv / "bin" / "python"), "-c", ("import rlmap, rlmap.spec.io as io; print(rlmap.__file__); "
-              "print(io.envs_dir()); print(io.agents_dir()); print(io.checkpoints_dir())")], cwd=work, env=_env())
+    r = _run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            (
+                "import rlmap, rlmap.spec.io as io; print(rlmap.__file__); "
+                "print(io.envs_dir()); print(io.agents_dir()); print(io.checkpoints_dir())"
+            ),
+        ],
+        cwd=work,
+        env=_env(),
+    )
     assert r.returncode == 0, r.stderr
     where = [Path(line) for line in r.stdout.split()]
     assert all(venv in p.parents for p in where), where  # the installed package and its data, not the checkout
@@ -113,8 +137,10 @@ def test_version_is_single_sourced():
     assert version("rlmap") == rlmap.__version__
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
-                    reason="runs the read-only install as user nobody, which needs root and setpriv")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="runs the read-only install as user nobody, which needs root and setpriv",
+)
 def test_read_only_install_without_a_writable_home_runs_as_a_non_root_user(installed):
     """numba's cache=True fails with 'no locator available' when neither the package folder nor ~/.cache
     is writable; rlmap then points numba at a private temporary folder, so every command still runs."""
@@ -125,23 +151,35 @@ def test_read_only_install_without_a_writable_home_runs_as_a_non_root_user(insta
     script.write_text(script.read_text().replace(str(venv), str(ro)))
     subprocess.run(["chmod", "-R", "a-w,a+rX", str(ro)], check=True)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8"}
-    probe = _run([str(ro / "bin" / "python"), "-c", (
-                  "import os, rlmap, rlmap.model.jit as j; "
-                  "print(os.access(os.path.dirname(rlmap.__file__), os.W_OK), j.CACHE, "
-                  "os.environ['NUMBA_CACHE_DIR'])")],
-                 cwd=work, env=env, user="nobody")
+    probe = _run(
+        [
+            str(ro / "bin" / "python"),
+            "-c",
+            (
+                "import os, rlmap, rlmap.model.jit as j; "
+                "print(os.access(os.path.dirname(rlmap.__file__), os.W_OK), j.CACHE, "
+                "os.environ['NUMBA_CACHE_DIR'])"
+            ),
+        ],
+        cwd=work,
+        env=env,
+        user="nobody",
+    )
     assert probe.returncode == 0, probe.stderr
     writable, cache, folder = probe.stdout.split()
     assert (writable, cache) == ("False", "True") and folder.startswith(tempfile.gettempdir()), probe.stdout
     r = _run([str(script), "--help"], cwd=work, env=env, user="nobody")
     assert r.returncode == 0 and "Usage" in r.stdout, r.stderr
     mapping = work / "ro_conv.yaml"
-    mapping.write_text("layer: conv\nlevels:\n  - {name: DRAM, temporal: {K: 16, C: 8, P: 8, Q: 8}}\n"
-                       "  - {name: GLB}\n  - {name: spad, temporal: {R: 3, S: 3}}\n")
+    mapping.write_text(
+        "layer: conv\nlevels:\n  - {name: DRAM, temporal: {K: 16, C: 8, P: 8, Q: 8}}\n"
+        "  - {name: GLB}\n  - {name: spad, temporal: {R: 3, S: 3}}\n"
+    )
     net = work / "ro_net.yaml"
     net.write_text("name: tiny\nlayers:\n  - {name: conv, K: 16, C: 8, P: 8, Q: 8, R: 3, S: 3, padding: 1}\n")
-    r = _run([str(script), "eval", "-n", str(net), "-a", "eyeriss", "-m", str(mapping)], cwd=work, env=env,
-             user="nobody")
+    r = _run(
+        [str(script), "eval", "-n", str(net), "-a", "eyeriss", "-m", str(mapping)], cwd=work, env=env, user="nobody"
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "73,728" in r.stdout  # 16 x 8 x 8 x 8 x 3 x 3 MACs
 

@@ -61,8 +61,9 @@ DUMP_STACKS = "import faulthandler, signal\nfaulthandler.register(signal.SIGUSR1
 
 def _diagnose(proc: subprocess.Popen) -> str:
     """The processes left in the command's group and the main process's thread stacks, for a hang's report."""
-    ps = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)], capture_output=True,
-                        text=True).stdout
+    ps = subprocess.run(
+        ["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)], capture_output=True, text=True
+    ).stdout
     try:
         os.kill(proc.pid, signal.SIGUSR1)
         time.sleep(1.0)
@@ -76,12 +77,18 @@ def _diagnose(proc: subprocess.Popen) -> str:
 def interrupt(args: list[str], marker: str, cwd: Path, timeout: float = 240) -> tuple[int, str, str, float]:
     """Run `rlmap ARGS` with `marker` installed, Ctrl-C its process group after the first "@@done";
     (exit code, stdout, stderr, seconds from SIGINT to exit).  Fails if any process of the group survives."""
-    code = (DUMP_STACKS + marker
-            + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n")
+    code = DUMP_STACKS + marker + f"\nfrom rlmap.cli.app import main\nsys.argv = ['rlmap', *{args!r}]\nmain()\n"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     err = []
     deadline = time.monotonic() + timeout
     try:
@@ -90,8 +97,11 @@ def interrupt(args: list[str], marker: str, cwd: Path, timeout: float = 240) -> 
             if "@@done" in line or time.monotonic() > deadline:
                 break
         if proc.poll() is not None:
-            raise AssertionError(f"ended (exit {proc.returncode}) before its first piece of work:\n"
-                                 + "".join(err)[-3000:] + proc.stderr.read()[-3000:])  # type: ignore[union-attr]
+            raise AssertionError(
+                f"ended (exit {proc.returncode}) before its first piece of work:\n"
+                + "".join(err)[-3000:]
+                + proc.stderr.read()[-3000:]
+            )  # type: ignore[union-attr]
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -119,8 +129,9 @@ def _check_partial_results(out_dir: Path, total_layers: int) -> dict:
     rows = summary["layers"]
     assert 1 <= len(rows) < total_layers
     # exactly the finished layers' mappings, nothing stale beside them
-    assert sorted(p.stem for p in (out_dir / "mappings").iterdir()) == sorted(r["layer"] for r in rows
-                                                                             if r.get("found", True))
+    assert sorted(p.stem for p in (out_dir / "mappings").iterdir()) == sorted(
+        r["layer"] for r in rows if r.get("found", True)
+    )
     assert not [p for p in out_dir.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
     return summary
 
@@ -129,8 +140,9 @@ def test_search_ctrl_c_keeps_finished_layers(tmp_path: Path) -> None:
     # a finished run first: the interrupted one must replace its files, not add to them
     assert run(["search", "-n", "resnet18", "--mapper", "random", "--budget", "500", "-o", str(tmp_path / "out")]) == 0
     assert len(list((tmp_path / "out" / "mappings").iterdir())) == 15
-    rc, out, err, stop = interrupt(["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000",
-                                    "-o", "out"], AFTER_PROGRESS, tmp_path)
+    rc, out, err, stop = interrupt(
+        ["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000", "-o", "out"], AFTER_PROGRESS, tmp_path
+    )
     assert rc == 130, err[-3000:]
     assert stop < STOP_S
     assert "interrupted:" in out and "marked partial" in out and "Traceback" not in err
@@ -139,8 +151,11 @@ def test_search_ctrl_c_keeps_finished_layers(tmp_path: Path) -> None:
 
 
 def test_search_with_worker_processes_stops_at_once(tmp_path: Path) -> None:
-    rc, out, err, stop = interrupt(["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000",
-                                    "-j", "2", "-o", "out"], AFTER_PROGRESS, tmp_path)
+    rc, out, err, stop = interrupt(
+        ["search", "-n", "resnet18", "--mapper", "random", "--budget", "200000", "-j", "2", "-o", "out"],
+        AFTER_PROGRESS,
+        tmp_path,
+    )
     assert rc == 130, err[-3000:]
     assert stop < STOP_S  # it used to wait for every queued layer (46-50 s)
     assert "Traceback" not in err and "interrupted:" in out
@@ -149,8 +164,7 @@ def test_search_with_worker_processes_stops_at_once(tmp_path: Path) -> None:
 
 def test_map_ctrl_c_keeps_finished_layers(tmp_path: Path) -> None:
     pytest.importorskip("sb3_contrib")
-    rc, out, err, stop = interrupt(["map", "-n", "resnet18", "--samples", "100", "-o", "out"],
-                                   AFTER_PROGRESS, tmp_path)
+    rc, out, err, stop = interrupt(["map", "-n", "resnet18", "--samples", "100", "-o", "out"], AFTER_PROGRESS, tmp_path)
     assert rc == 130, err[-3000:]
     assert stop < STOP_S and "interrupted:" in out and "Traceback" not in err
     summary = _check_partial_results(tmp_path / "out", 15)
@@ -161,8 +175,11 @@ def test_surrogate_dataset_ctrl_c_saves_finished_pairs(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from rlmap.surrogate.data import SampleSet
 
-    rc, out, err, stop = interrupt(["surrogate", "dataset", "--arch", "eyeriss", "--networks", "resnet18",
-                                    "--samples", "60000", "-o", "ds"], AFTER_PROGRESS, tmp_path)
+    rc, out, err, stop = interrupt(
+        ["surrogate", "dataset", "--arch", "eyeriss", "--networks", "resnet18", "--samples", "60000", "-o", "ds"],
+        AFTER_PROGRESS,
+        tmp_path,
+    )
     assert rc == 130, err[-3000:]
     assert stop < STOP_S and "interrupted:" in out and "Traceback" not in err
     meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
@@ -177,13 +194,31 @@ def test_surrogate_dataset_ctrl_c_saves_finished_pairs(tmp_path: Path) -> None:
 def test_train_ctrl_c_saves_a_checkpoint_and_exits_nonzero(tmp_path: Path) -> None:
     pytest.importorskip("sb3_contrib")
     agent = tmp_path / "tiny.yaml"
-    agent.write_text("algo: maskable_ppo\ninvalid_actions: mask\nn_envs: 2\n"
-                     "hyperparams: {n_steps: 64, batch_size: 64, n_epochs: 1}\n"
-                     "policy_kwargs: {features_extractor: flatten, net_arch: {pi: [32], vf: [32]}}\n"
-                     "env: {synthetic: 0.0, reference: none}\n")
-    rc, out, err, stop = interrupt(["train", "--agent", str(agent), "--networks", "resnet18", "--eval-networks", "",
-                                    "--timesteps", "1000000", "--checkpoint-every", "1000000", "-o", "run"],
-                                   AFTER_ROLLOUT, tmp_path)
+    agent.write_text(
+        "algo: maskable_ppo\ninvalid_actions: mask\nn_envs: 2\n"
+        "hyperparams: {n_steps: 64, batch_size: 64, n_epochs: 1}\n"
+        "policy_kwargs: {features_extractor: flatten, net_arch: {pi: [32], vf: [32]}}\n"
+        "env: {synthetic: 0.0, reference: none}\n"
+    )
+    rc, out, err, stop = interrupt(
+        [
+            "train",
+            "--agent",
+            str(agent),
+            "--networks",
+            "resnet18",
+            "--eval-networks",
+            "",
+            "--timesteps",
+            "1000000",
+            "--checkpoint-every",
+            "1000000",
+            "-o",
+            "run",
+        ],
+        AFTER_ROLLOUT,
+        tmp_path,
+    )
     assert rc == 130, err[-3000:]
     assert stop < STOP_S and "interrupted; continue with" in out and "Traceback" not in err
     state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())

@@ -14,8 +14,13 @@ REPO = Path(__file__).resolve().parent.parent
 def test_import_contracts_hold() -> None:
     """`lint-imports` with the contracts of pyproject.toml (layers spec -> ... -> cli, acyclic siblings)."""
     pytest.importorskip("importlinter")
-    proc = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 kept, 0 broken" in proc.stdout, proc.stdout
 
@@ -29,9 +34,18 @@ def test_an_upward_import_would_break_the_contract(tmp_path: Path) -> None:
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     bad = tmp_path / "rlmap" / "spec" / "layer.py"
     bad.write_text(bad.read_text() + "\nfrom rlmap.model import costmodel  # noqa: E402,F401\n")
-    proc = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, '.'); "
-                           "from importlinter.cli import lint_imports_command; lint_imports_command()"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, '.'); "
+            "from importlinter.cli import lint_imports_command; lint_imports_command()",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "rlmap.spec.layer -> rlmap.model.costmodel" in proc.stdout, proc.stdout
 

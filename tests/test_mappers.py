@@ -100,8 +100,12 @@ def test_bad_arguments_are_spec_errors(cls, kwargs, needle, conv, eyeriss) -> No
 
 
 def test_ga_and_sa_beat_random(eyeriss) -> None:
-    layers = [load_network("resnet50").layer("conv1"), load_network("resnet50").layer("layer1.0.conv2"),
-              load_network("mobilenetv2").layer("block2.dw"), load_network("bert_base").layer("q_proj")]
+    layers = [
+        load_network("resnet50").layer("conv1"),
+        load_network("resnet50").layer("layer1.0.conv2"),
+        load_network("mobilenetv2").layer("block2.dw"),
+        load_network("bert_base").layer("q_proj"),
+    ]
     logs: dict[str, list[float]] = {"ga": [], "sa": []}
     for layer in layers:
         model = CostModel(layer, eyeriss)

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 from rlmap.interop.export import dump_yaml, to_accelforge, to_timeloop
-from rlmap.interop.mapping_import import (compute_einsum, detect_format, from_accelforge, mapping_from,
-                                          names_from_workload, read_mapping_file)
+from rlmap.interop.mapping_import import (
+    compute_einsum,
+    detect_format,
+    from_accelforge,
+    mapping_from,
+    names_from_workload,
+    read_mapping_file,
+)
 from rlmap.interop.yaml_tags import load_tagged_yaml
 from rlmap.model.costmodel import CostModel
 from rlmap.search.mapspace import MapSpace
@@ -20,12 +26,25 @@ from rlmap.spec.errors import SpecError
 from rlmap.spec.io import load_architecture
 from rlmap.spec.layer import Layer
 
-TINY3 = Architecture(name="tiny3", data_bits=8, semantics="accelforge", levels=[
-    MemoryLevel(name="DRAM", word_bits=8, read_energy=200, write_energy=200, bandwidth=4),
-    MemoryLevel(name="GLB", capacity=65536, word_bits=8, read_energy=6, write_energy=6, bandwidth=16,
-                fanout=Fanout(x=4, y=4)),
-    MemoryLevel(name="RegFile", capacity=256, word_bits=8, read_energy=1, write_energy=1)],
-    compute=Compute(mac_energy=1.0))
+TINY3 = Architecture(
+    name="tiny3",
+    data_bits=8,
+    semantics="accelforge",
+    levels=[
+        MemoryLevel(name="DRAM", word_bits=8, read_energy=200, write_energy=200, bandwidth=4),
+        MemoryLevel(
+            name="GLB",
+            capacity=65536,
+            word_bits=8,
+            read_energy=6,
+            write_energy=6,
+            bandwidth=16,
+            fanout=Fanout(x=4, y=4),
+        ),
+        MemoryLevel(name="RegFile", capacity=256, word_bits=8, read_energy=1, write_energy=1),
+    ],
+    compute=Compute(mac_energy=1.0),
+)
 GEMM8 = Layer(name="gemm", kind="gemm", K=8, C=8, P=8)  # Z[m, n] = A[m, k] B[k, n]: m = P, k = C, n = K
 GEMM_WORKLOAD = """
 workload:
@@ -75,16 +94,18 @@ workload:
 def test_output_stationary_gemm_imports_with_its_numbers():
     """m x n over the 4x4 array, k in the PE; each tensor's RegFile node right below the innermost loop
     indexing it (the form rlmap's exporter writes): expressible, and rlmap's counts are AccelForge's."""
-    doc = tree("!Storage {tensors: [A, B, Z], component: DRAM}",
-               "!Storage {tensors: [A, B, Z], component: GLB}",
-               "!Temporal {rank_variable: m, tile_shape: 4}",
-               "!Storage {tensors: [A], component: RegFile}",
-               "!Temporal {rank_variable: n, tile_shape: 4}",
-               "!Storage {tensors: [B, Z], component: RegFile}",
-               "!Spatial {rank_variable: m, tile_shape: 1, name: X, component: GLB_fanout}",
-               "!Spatial {rank_variable: n, tile_shape: 1, name: Y, component: GLB_fanout}",
-               "!Temporal {rank_variable: k, tile_shape: 1}",
-               "!Compute {einsum: gemm, component: MAC}")
+    doc = tree(
+        "!Storage {tensors: [A, B, Z], component: DRAM}",
+        "!Storage {tensors: [A, B, Z], component: GLB}",
+        "!Temporal {rank_variable: m, tile_shape: 4}",
+        "!Storage {tensors: [A], component: RegFile}",
+        "!Temporal {rank_variable: n, tile_shape: 4}",
+        "!Storage {tensors: [B, Z], component: RegFile}",
+        "!Spatial {rank_variable: m, tile_shape: 1, name: X, component: GLB_fanout}",
+        "!Spatial {rank_variable: n, tile_shape: 1, name: Y, component: GLB_fanout}",
+        "!Temporal {rank_variable: k, tile_shape: 1}",
+        "!Compute {einsum: gemm, component: MAC}",
+    )
     m = from_accelforge(doc, GEMM8, TINY3, names=gemm_names())
     # m (= P) and n (= K) loop at GLB in that order, k (= C) in the RegFile; m on X, n on Y
     assert m.temporal == ((1,) * 8, (1, 1, 2, 1, 2, 1, 1, 1), (1, 1, 1, 8, 1, 1, 1, 1))
@@ -101,16 +122,18 @@ def test_per_tensor_tiles_at_one_level_read_as_placements():
     node above n, B's below n and m, Z's below m: tiles of their own at one level.  rlmap reads it with
     per-tensor placements (before issue 13 it refused it): n loops at the GLB (only B's node is below it),
     m and k at the RegFile with Z's tile below m; AccelForge scores the re-export to rlmap's numbers."""
-    ffm_best = tree("!Storage {tensors: [Z, B, A], component: DRAM}",
-                    "!Storage {tensors: [A, B, Z], component: GLB}",
-                    "!Spatial {rank_variable: k, tile_shape: 2, name: X, component: GLB_fanout}",
-                    "!Storage {tensors: [A], component: RegFile}",
-                    "!Temporal {rank_variable: n, tile_shape: 1}",
-                    "!Storage {tensors: [B], component: RegFile}",
-                    "!Temporal {rank_variable: m, tile_shape: 1}",
-                    "!Storage {tensors: [Z], component: RegFile}",
-                    "!Temporal {rank_variable: k, tile_shape: 1}",
-                    "!Compute {einsum: gemm, component: MAC}")
+    ffm_best = tree(
+        "!Storage {tensors: [Z, B, A], component: DRAM}",
+        "!Storage {tensors: [A, B, Z], component: GLB}",
+        "!Spatial {rank_variable: k, tile_shape: 2, name: X, component: GLB_fanout}",
+        "!Storage {tensors: [A], component: RegFile}",
+        "!Temporal {rank_variable: n, tile_shape: 1}",
+        "!Storage {tensors: [B], component: RegFile}",
+        "!Temporal {rank_variable: m, tile_shape: 1}",
+        "!Storage {tensors: [Z], component: RegFile}",
+        "!Temporal {rank_variable: k, tile_shape: 1}",
+        "!Compute {einsum: gemm, component: MAC}",
+    )
     m = from_accelforge(ffm_best, GEMM8, TINY3, "best.yaml", gemm_names())
     d = m.to_dict(TINY3)["levels"]
     assert d[1]["temporal"] == {"K": 8} and d[1]["spatial_x"] == {"C": 4}
@@ -128,34 +151,54 @@ def test_per_tensor_tiles_at_one_level_read_as_placements():
 def test_refetch_below_an_irrelevant_loop_is_refused():
     """A's RegFile node under the n loop (which does not index A): AccelForge refetches A per n iteration,
     rlmap keeps it; the message says so and how to get the same reuse."""
-    doc = tree("!Storage {tensors: [A, B, Z], component: DRAM}",
-               "!Storage {tensors: [A, B, Z], component: GLB}",
-               "!Temporal {rank_variable: m, tile_shape: 4}",
-               "!Temporal {rank_variable: n, tile_shape: 4}",
-               "!Spatial {rank_variable: m, tile_shape: 1, name: X, component: GLB_fanout}",
-               "!Spatial {rank_variable: n, tile_shape: 1, name: Y, component: GLB_fanout}",
-               "!Storage {tensors: [A, B, Z], component: RegFile}",
-               "!Temporal {rank_variable: k, tile_shape: 1}",
-               "!Compute {einsum: gemm, component: MAC}")
-    with pytest.raises(SpecError, match=r"the storage of inputs at RegFile sits below loop temporal n \(tile_shape 4\)"
-                                        r", which does not index inputs: AccelForge refetches"):
+    doc = tree(
+        "!Storage {tensors: [A, B, Z], component: DRAM}",
+        "!Storage {tensors: [A, B, Z], component: GLB}",
+        "!Temporal {rank_variable: m, tile_shape: 4}",
+        "!Temporal {rank_variable: n, tile_shape: 4}",
+        "!Spatial {rank_variable: m, tile_shape: 1, name: X, component: GLB_fanout}",
+        "!Spatial {rank_variable: n, tile_shape: 1, name: Y, component: GLB_fanout}",
+        "!Storage {tensors: [A, B, Z], component: RegFile}",
+        "!Temporal {rank_variable: k, tile_shape: 1}",
+        "!Compute {einsum: gemm, component: MAC}",
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"the storage of inputs at RegFile sits below loop temporal n \(tile_shape 4\)"
+        r", which does not index inputs: AccelForge refetches",
+    ):
         from_accelforge(doc, GEMM8, TINY3, names=gemm_names())
 
 
-@pytest.mark.parametrize("nodes,message", [
-    (["!Storage {tensors: [I, W, O], component: DRAM}", "!Temporal {rank_variable: z, tile_shape: 1}"],
-     "unknown rank variable 'z'"),
-    (["!Storage {tensors: [I, W, O], component: DRAM}", "!Temporal {rank_variable: k, tile_shape: 3}"],
-     "tile_shape 3 does not divide the 8 left of rank k"),
-    (["!Storage {tensors: [I, W, O], component: SRAM}"], "component 'SRAM' is not a level"),
-    (["!Storage {tensors: [I, W, O], component: DRAM}", "!Sequential {nodes: []}"], "!Sequential nodes are not"),
-    (["!Storage {tensors: [I, W, O, Q], component: DRAM}"], "unknown tensor 'Q'"),
-    (["!Storage {tensors: [I, W, O], component: DRAM}", "!Temporal {rank_variable: k, tile_shape: 1}",
-      "!Temporal {rank_variable: c, tile_shape: 1}", "!Temporal {rank_variable: p, tile_shape: 1}"],
-     "does not store inputs at GLB, which architecture 'tiny3' must keep there"),
-    (["!Storage {tensors: [I, W, O], component: DRAM}", "!Spatial {rank_variable: k, tile_shape: 1, name: Z}"],
-     "spatial axis 'Z' is not X or Y"),
-])
+@pytest.mark.parametrize(
+    "nodes,message",
+    [
+        (
+            ["!Storage {tensors: [I, W, O], component: DRAM}", "!Temporal {rank_variable: z, tile_shape: 1}"],
+            "unknown rank variable 'z'",
+        ),
+        (
+            ["!Storage {tensors: [I, W, O], component: DRAM}", "!Temporal {rank_variable: k, tile_shape: 3}"],
+            "tile_shape 3 does not divide the 8 left of rank k",
+        ),
+        (["!Storage {tensors: [I, W, O], component: SRAM}"], "component 'SRAM' is not a level"),
+        (["!Storage {tensors: [I, W, O], component: DRAM}", "!Sequential {nodes: []}"], "!Sequential nodes are not"),
+        (["!Storage {tensors: [I, W, O, Q], component: DRAM}"], "unknown tensor 'Q'"),
+        (
+            [
+                "!Storage {tensors: [I, W, O], component: DRAM}",
+                "!Temporal {rank_variable: k, tile_shape: 1}",
+                "!Temporal {rank_variable: c, tile_shape: 1}",
+                "!Temporal {rank_variable: p, tile_shape: 1}",
+            ],
+            "does not store inputs at GLB, which architecture 'tiny3' must keep there",
+        ),
+        (
+            ["!Storage {tensors: [I, W, O], component: DRAM}", "!Spatial {rank_variable: k, tile_shape: 1, name: Z}"],
+            "spatial axis 'Z' is not X or Y",
+        ),
+    ],
+)
 def test_looptree_errors_are_precise(nodes, message):
     with pytest.raises(SpecError, match=message):
         from_accelforge(tree(*nodes, "!Compute {einsum: gemm, component: MAC}"), GEMM8, TINY3, "m.yaml")
@@ -164,10 +207,14 @@ def test_looptree_errors_are_precise(nodes, message):
 def test_bypass_follows_the_architecture():
     eyeriss = load_architecture("eyeriss")
     layer = Layer(name="fc", kind="gemm", K=16, C=16, P=4)
-    docs = to_accelforge(layer, eyeriss, MapSpace(layer, eyeriss).decode(
-        MapSpace(layer, eyeriss).sample(1, np.random.default_rng(0))[0])[0])
-    text = dump_yaml(docs["mapping"]).replace("tensors:\n    - I\n    - O\n    component: GLB",
-                                                "tensors:\n    - I\n    - W\n    - O\n    component: GLB")
+    docs = to_accelforge(
+        layer,
+        eyeriss,
+        MapSpace(layer, eyeriss).decode(MapSpace(layer, eyeriss).sample(1, np.random.default_rng(0))[0])[0],
+    )
+    text = dump_yaml(docs["mapping"]).replace(
+        "tensors:\n    - I\n    - O\n    component: GLB", "tensors:\n    - I\n    - W\n    - O\n    component: GLB"
+    )
     with pytest.raises(SpecError, match="stores weights at GLB, which architecture 'eyeriss' bypasses"):
         from_accelforge(load_tagged_yaml(text), layer, eyeriss)
 

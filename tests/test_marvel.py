@@ -22,8 +22,12 @@ def _dram_mapping(layer: Layer, arch, bounds, order) -> Mapping:
     dims = layer.problem_dims
     ones = (1,) * N_DIMS
     t = [tuple(bounds), tuple(d // b for d, b in zip(dims, bounds))] + [ones] * (L - 2)
-    return Mapping(temporal=tuple(t), spatial_x=(ones,) * L, spatial_y=(ones,) * L,
-                   order=(tuple(order),) + (tuple(range(N_DIMS)),) * (L - 1))
+    return Mapping(
+        temporal=tuple(t),
+        spatial_x=(ones,) * L,
+        spatial_y=(ones,) * L,
+        order=(tuple(order),) + (tuple(range(N_DIMS)),) * (L - 1),
+    )
 
 
 @pytest.mark.parametrize("rs, exact", [(1, True), (3, False)])
@@ -70,7 +74,9 @@ def test_candidates_are_near_the_least_traffic_distinct_and_fit():
     one, _ = offchip_candidates(model, 1, slack=0.0)
     assert one[0].words == words[0]
     for c in cands:  # each carries its best DRAM order
-        assert c.words == pytest.approx(min(offchip_words(model, np.array([c.bounds]), o)[0] for o in stationary_orders()))
+        assert c.words == pytest.approx(
+            min(offchip_words(model, np.array([c.bounds]), o)[0] for o in stationary_orders())
+        )
 
 
 def test_constraint_holds_the_off_chip_part():
@@ -112,8 +118,9 @@ def test_lockstep_runs_keep_their_own_offchip_part_budget_and_match_single_runs(
     cands = offchip_candidates(space.model, 3)[0]
     assert len({c.bounds for c in cands}) == 3
     budgets = [150, 300, 450]
-    res = GeneticMapper().search_many(space, "edp", budgets, seed=1,
-                                      constraints=[OffChipConstraint(space, c) for c in cands])
+    res = GeneticMapper().search_many(
+        space, "edp", budgets, seed=1, constraints=[OffChipConstraint(space, c) for c in cands]
+    )
     for r, c, b in zip(res, cands, budgets):
         assert r.evaluations == b and r.mapping is not None
         assert tuple(r.mapping.temporal[0]) == c.bounds

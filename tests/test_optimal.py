@@ -18,26 +18,56 @@ from rlmap.spec.problem import N_DIMS, C, K, P, R
 
 ARCHS = {
     # shared buffer, bandwidth-limited DRAM: EDP and latency depend on traffic
-    "shared": {"name": "shared", "levels": [
-        {"name": "DRAM", "read_energy": 200, "write_energy": 200, "bandwidth": 2},
-        {"name": "GLB", "capacity": 48, "read_energy": 6, "write_energy": 6, "fanout": {"x": 2, "y": 2},
-         "bandwidth": 4},
-        {"name": "RF", "capacity": {"inputs": 4, "weights": 8, "outputs": 4}, "read_energy": 1, "write_energy": 1}],
-        "compute": {"mac_energy": 1.0}},
+    "shared": {
+        "name": "shared",
+        "levels": [
+            {"name": "DRAM", "read_energy": 200, "write_energy": 200, "bandwidth": 2},
+            {
+                "name": "GLB",
+                "capacity": 48,
+                "read_energy": 6,
+                "write_energy": 6,
+                "fanout": {"x": 2, "y": 2},
+                "bandwidth": 4,
+            },
+            {"name": "RF", "capacity": {"inputs": 4, "weights": 8, "outputs": 4}, "read_energy": 1, "write_energy": 1},
+        ],
+        "compute": {"mac_energy": 1.0},
+    },
     # Eyeriss-style bypass: weights skip the GLB; restricted spatial axes
-    "bypass": {"name": "bypass", "levels": [
-        {"name": "DRAM", "read_energy": 100, "write_energy": 120, "bandwidth": 1},
-        {"name": "GLB", "capacity": 40, "keeps": ["inputs", "outputs"], "read_energy": 5, "write_energy": 5,
-         "fanout": {"x": 2, "y": 3, "x_dims": ["K", "P"], "y_dims": ["C", "R", "Q"]}},
-        {"name": "RF", "capacity": 12, "read_energy": 1, "write_energy": 1.5}],
-        "compute": {"mac_energy": 0.5}},
+    "bypass": {
+        "name": "bypass",
+        "levels": [
+            {"name": "DRAM", "read_energy": 100, "write_energy": 120, "bandwidth": 1},
+            {
+                "name": "GLB",
+                "capacity": 40,
+                "keeps": ["inputs", "outputs"],
+                "read_energy": 5,
+                "write_energy": 5,
+                "fanout": {"x": 2, "y": 3, "x_dims": ["K", "P"], "y_dims": ["C", "R", "Q"]},
+            },
+            {"name": "RF", "capacity": 12, "read_energy": 1, "write_energy": 1.5},
+        ],
+        "compute": {"mac_energy": 0.5},
+    },
     # sparse: compressed weights, skipping MACs
-    "sparse": {"name": "sparse", "levels": [
-        {"name": "DRAM", "read_energy": 200, "write_energy": 200, "formats": {"weights": "bitmask"}},
-        {"name": "GLB", "capacity": 64, "read_energy": 6, "write_energy": 6, "fanout": {"x": 4},
-         "formats": {"weights": "coordinate", "inputs": "rle"}},
-        {"name": "RF", "capacity": 6, "keeps": ["weights", "outputs"], "read_energy": 1, "write_energy": 1}],
-        "compute": {"mac_energy": 1.0, "sparse": "skip", "on": ["weights"]}},
+    "sparse": {
+        "name": "sparse",
+        "levels": [
+            {"name": "DRAM", "read_energy": 200, "write_energy": 200, "formats": {"weights": "bitmask"}},
+            {
+                "name": "GLB",
+                "capacity": 64,
+                "read_energy": 6,
+                "write_energy": 6,
+                "fanout": {"x": 4},
+                "formats": {"weights": "coordinate", "inputs": "rle"},
+            },
+            {"name": "RF", "capacity": 6, "keeps": ["weights", "outputs"], "read_energy": 1, "write_energy": 1},
+        ],
+        "compute": {"mac_energy": 1.0, "sparse": "skip", "on": ["weights"]},
+    },
 }
 
 
@@ -64,8 +94,12 @@ def brute_force(layer: Layer, arch: Architecture, objective: str) -> float:
             perms.append([tuple(rest) + p for p in itertools.permutations(dims)])
         combos = np.array(list(itertools.product(*perms)), dtype=np.int64)
         n = len(combos)
-        batch = MappingBatch(np.repeat(f3[None, ..., 0], n, 0), np.repeat(f3[None, ..., 1], n, 0),
-                             np.repeat(f3[None, ..., 2], n, 0), combos)
+        batch = MappingBatch(
+            np.repeat(f3[None, ..., 0], n, 0),
+            np.repeat(f3[None, ..., 1], n, 0),
+            np.repeat(f3[None, ..., 2], n, 0),
+            combos,
+        )
         best = min(best, float(model.evaluate_batch(batch).objective(objective).min()))
     return best
 
@@ -73,16 +107,36 @@ def brute_force(layer: Layer, arch: Architecture, objective: str) -> float:
 def random_layer(rng: np.random.Generator, i: int) -> Layer:
     kind = ["conv", "gemm", "depthwise", "strided"][i % 4]
     if kind == "gemm":
-        return Layer(name=f"g{i}", kind="gemm", K=int(rng.choice([2, 3, 4])), C=int(rng.choice([2, 4])),
-                     P=int(rng.choice([1, 2, 3])))
+        return Layer(
+            name=f"g{i}",
+            kind="gemm",
+            K=int(rng.choice([2, 3, 4])),
+            C=int(rng.choice([2, 4])),
+            P=int(rng.choice([1, 2, 3])),
+        )
     if kind == "depthwise":
         ch = int(rng.choice([2, 3]))
-        return Layer(name=f"d{i}", kind="depthwise", K=ch, C=ch, groups=ch, P=int(rng.choice([2, 3])),
-                     R=int(rng.choice([1, 2, 3])))
+        return Layer(
+            name=f"d{i}",
+            kind="depthwise",
+            K=ch,
+            C=ch,
+            groups=ch,
+            P=int(rng.choice([2, 3])),
+            R=int(rng.choice([1, 2, 3])),
+        )
     stride = 2 if kind == "strided" else 1
-    return Layer(name=f"c{i}", K=int(rng.choice([1, 2, 4])), C=int(rng.choice([1, 2])), P=int(rng.choice([2, 3, 4])),
-                 Q=int(rng.choice([1, 2])), R=int(rng.choice([1, 2, 3])), stride=stride,
-                 dilation=int(rng.choice([1, 2])), density={"weights": float(rng.choice([0.3, 1.0]))})
+    return Layer(
+        name=f"c{i}",
+        K=int(rng.choice([1, 2, 4])),
+        C=int(rng.choice([1, 2])),
+        P=int(rng.choice([2, 3, 4])),
+        Q=int(rng.choice([1, 2])),
+        R=int(rng.choice([1, 2, 3])),
+        stride=stride,
+        dilation=int(rng.choice([1, 2])),
+        density={"weights": float(rng.choice([0.3, 1.0]))},
+    )
 
 
 CASES = [(i, arch, obj) for i in range(8) for arch in ARCHS for obj in ("energy", "edp", "latency")]
@@ -113,7 +167,9 @@ def test_optimal_equals_brute_force_under_accelforge_semantics(i: int, arch_name
     assert result.best == pytest.approx(brute_force(layer, arch, objective), rel=1e-9)
 
 
-PRESET_CASES = [(i, arch, obj) for i in range(4) for arch in ("simba", "tpu_like") for obj in ("energy", "edp", "latency")]
+PRESET_CASES = [
+    (i, arch, obj) for i in range(4) for arch in ("simba", "tpu_like") for obj in ("energy", "edp", "latency")
+]
 
 
 @pytest.mark.parametrize("i,arch_name,objective", PRESET_CASES)
@@ -165,9 +221,17 @@ def test_not_proven_when_limits_hit() -> None:
     assert result.mapping is not None and result.cost.valid
 
 
-@pytest.mark.parametrize("net,arch_name", [("resnet50", "eyeriss"), ("mobilenetv2", "simba"),
-                                           ("resnet50_sparse", "sparse_eyeriss"), ("bert_base", "tpu_like"),
-                                           ("mobilenetv2", "tpu_like"), ("resnet50", "edge")])
+@pytest.mark.parametrize(
+    "net,arch_name",
+    [
+        ("resnet50", "eyeriss"),
+        ("mobilenetv2", "simba"),
+        ("resnet50_sparse", "sparse_eyeriss"),
+        ("bert_base", "tpu_like"),
+        ("mobilenetv2", "tpu_like"),
+        ("resnet50", "edge"),
+    ],
+)
 def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: str) -> None:
     """The branch-and-bound cut on partial tilings is sound, for every objective: for random valid mappings,
     the bound of every prefix of their tiling (dims placed in enumeration order, the rest not yet placed)
@@ -208,8 +272,10 @@ def test_partial_tiling_bound_never_exceeds_a_completion(net: str, arch_name: st
         assert np.mean(np.concatenate(ratios)) > 0.55, objective
 
 
-@pytest.mark.parametrize("net,arch_name", [("resnet50", "eyeriss"), ("mobilenetv2", "simba"),
-                                           ("resnet50_sparse", "sparse_eyeriss"), ("bert_base", "edge")])
+@pytest.mark.parametrize(
+    "net,arch_name",
+    [("resnet50", "eyeriss"), ("mobilenetv2", "simba"), ("resnet50_sparse", "sparse_eyeriss"), ("bert_base", "edge")],
+)
 def test_compiled_tiling_expansion_matches_the_numpy_reference(net: str, arch_name: str) -> None:
     """expand_fitting keeps exactly the rows that the readable numpy test (_fits_numpy) accepts."""
     from rlmap.search.tiling_kernel import expand_fitting
@@ -243,8 +309,9 @@ def test_compiled_tiling_expansion_matches_the_numpy_reference(net: str, arch_na
                 distinct = np.unique(values)
                 threshold = float(distinct[len(distinct) // 2] * (1 + 1e-9))  # no value within rounding of it
                 pruned = np.zeros(1, dtype=np.int64)
-                cut, cut_values = expand_fitting(model, fan_size, part, options[d], d, bound.static, k, threshold,
-                                                 pruned)
+                cut, cut_values = expand_fitting(
+                    model, fan_size, part, options[d], d, bound.static, k, threshold, pruned
+                )
                 assert np.array_equal(cut, want[values <= threshold])
                 np.testing.assert_allclose(cut_values, values[values <= threshold], rtol=1e-12)
                 # counted before the capacity test, so rows that would not have fit are counted too

@@ -84,8 +84,7 @@ def test_list_and_show_print_mac_counts_that_fit_small_models(tiny: Path, capsys
 def test_energy_unit_of_normalized_presets_is_not_pj(capsys) -> None:
     assert load_architecture("eyeriss").energy_unit == "MAC-eq"
     assert load_architecture("simba").energy_unit == "pJ"
-    assert run(["search", "-n", "resnet18", "-a", "eyeriss", "--mapper", "random", "--budget", "30",
-                "-l", "fc"]) == 0
+    assert run(["search", "-n", "resnet18", "-a", "eyeriss", "--mapper", "random", "--budget", "30", "-l", "fc"]) == 0
     out = capsys.readouterr().out
     assert "MAC-eq" in out and "pJ" not in out
 
@@ -131,8 +130,9 @@ def test_progress_bar_is_rich_on_a_terminal_and_plain_when_piped() -> None:
 def test_piped_search_reports_progress_on_stderr(tiny: Path, capsys) -> None:
     assert run(["search", "-n", str(tiny), "-a", "eyeriss", "--mapper", "random", "--budget", "40"]) == 0
     err = capsys.readouterr().err
-    assert re.search(r"random on tiny: fc: 2/2 \(100%\), done in \d+ s, 80 evaluations; finished fc: best edp",
-                     err), err
+    assert re.search(r"random on tiny: fc: 2/2 \(100%\), done in \d+ s, 80 evaluations; finished fc: best edp", err), (
+        err
+    )
 
 
 # ----------------------------------------------------------------------------- tables
@@ -150,7 +150,7 @@ def test_network_table_fits_80_columns_without_cutting_numbers(tiny: Path) -> No
     for r in res.results:
         for v in (r.cost.energy, r.cost.cycles, r.cost.edp):
             assert eng(v) in text
-    body = text[text.index("━"):].splitlines()[1:]
+    body = text[text.index("━") :].splitlines()[1:]
     assert LONG in "".join(line.split()[0] for line in body if line.split())  # folded over lines, not cut
 
 
@@ -164,14 +164,34 @@ def test_piped_output_is_not_padded(tiny: Path, capsys, monkeypatch) -> None:
 
 
 def test_eval_table_fits_80_columns(tmp_path: Path, capsys, monkeypatch) -> None:
-    assert run(["search", "-n", "resnet18", "-a", "eyeriss", "--mapper", "ga", "--budget", "100", "-l",
-                "layer2.0.conv1", "-o", str(tmp_path / "r")]) == 0
+    assert (
+        run(
+            [
+                "search",
+                "-n",
+                "resnet18",
+                "-a",
+                "eyeriss",
+                "--mapper",
+                "ga",
+                "--budget",
+                "100",
+                "-l",
+                "layer2.0.conv1",
+                "-o",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     monkeypatch.setenv("COLUMNS", "80")
-    assert run(["eval", "-n", "resnet18", "-a", "eyeriss", "-m",
-                str(tmp_path / "r" / "mappings" / "layer2.0.conv1.yaml")]) == 0
+    assert (
+        run(["eval", "-n", "resnet18", "-a", "eyeriss", "-m", str(tmp_path / "r" / "mappings" / "layer2.0.conv1.yaml")])
+        == 0
+    )
     out = capsys.readouterr().out
-    table = out[out.index("accesses"):]
+    table = out[out.index("accesses") :]
     assert "…" not in table and max(len(line) for line in table.splitlines()) <= 80
     assert re.search(r"total\s+\S+\s+100\.0\s+\S+", table)
 
@@ -179,8 +199,26 @@ def test_eval_table_fits_80_columns(tmp_path: Path, capsys, monkeypatch) -> None
 # ----------------------------------------------------------------------------- summary.json
 def test_identical_seeded_runs_write_identical_summaries(tiny: Path, tmp_path: Path, capsys) -> None:
     for name in ("a", "b"):
-        assert run(["search", "-n", str(tiny), "-a", "eyeriss", "--mapper", "ga", "--budget", "60", "--seed", "3",
-                    "-o", str(tmp_path / name)]) == 0
+        assert (
+            run(
+                [
+                    "search",
+                    "-n",
+                    str(tiny),
+                    "-a",
+                    "eyeriss",
+                    "--mapper",
+                    "ga",
+                    "--budget",
+                    "60",
+                    "--seed",
+                    "3",
+                    "-o",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     a, b = tmp_path / "a", tmp_path / "b"
     assert (a / "summary.json").read_bytes() == (b / "summary.json").read_bytes()
@@ -193,8 +231,19 @@ def test_identical_seeded_runs_write_identical_summaries(tiny: Path, tmp_path: P
     assert run_a["command"].startswith("rlmap search") and "--seed 3" in run_a["command"]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", run_a["timestamp"]) and run_a["seconds"] >= 0
     row = s["layers"][0]
-    assert row["shape"] == {"kind": "conv", "N": 1, "K": 32, "C": 16, "P": 14, "Q": 14, "R": 3, "S": 3, "groups": 1,
-                            "stride": [1, 1], "macs": 32 * 16 * 14 * 14 * 9}
+    assert row["shape"] == {
+        "kind": "conv",
+        "N": 1,
+        "K": 32,
+        "C": 16,
+        "P": 14,
+        "Q": 14,
+        "R": 3,
+        "S": 3,
+        "groups": 1,
+        "stride": [1, 1],
+        "macs": 32 * 16 * 14 * 14 * 9,
+    }
     assert (a / row["mapping"]).exists() and not Path(row["mapping"]).is_absolute()
     # breakdowns add up to the layer's energy; the convergence curve ends at the best, after every evaluation
     assert sum(row["energy_by_level"].values()) == pytest.approx(row["energy"], rel=1e-9)
@@ -239,4 +288,3 @@ def test_help_texts(capsys) -> None:
     out = CliRunner().invoke(surrogate_app, ["eval", "--help"], terminal_width=80).output
     assert str(checkpoints_dir()) not in out and "/" + checkpoints_dir().name not in out
     assert "shipped eyeriss surrogate" in " ".join(re.sub(r"[│]", " ", out).split())
-

@@ -27,10 +27,24 @@ def _order(*first: str) -> tuple[int, ...]:
 
 
 def tiny_arch(semantics: str = "accelforge", rf_cap: int | None = None) -> Architecture:
-    return Architecture.model_validate({"name": "tiny", "semantics": semantics, "levels": [
-        {"name": "DRAM", "read_energy": 10, "write_energy": 10},
-        {"name": "RF", "capacity": rf_cap, "keeps": ["weights"], "may_bypass": ["weights"],
-         "read_energy": 1, "write_energy": 2}], "compute": {"mac_energy": 0.0}})
+    return Architecture.model_validate(
+        {
+            "name": "tiny",
+            "semantics": semantics,
+            "levels": [
+                {"name": "DRAM", "read_energy": 10, "write_energy": 10},
+                {
+                    "name": "RF",
+                    "capacity": rf_cap,
+                    "keeps": ["weights"],
+                    "may_bypass": ["weights"],
+                    "read_energy": 1,
+                    "write_energy": 2,
+                },
+            ],
+            "compute": {"mac_energy": 0.0},
+        }
+    )
 
 
 GEMM = Layer(name="g", kind="gemm", K=4, C=2, P=3)
@@ -38,8 +52,13 @@ GEMM = Layer(name="g", kind="gemm", K=4, C=2, P=3)
 
 def _gemm_mapping(**extra: object) -> Mapping:
     # DRAM: for p in 3; RF: for k in 4: for c in 2
-    return Mapping(temporal=(_row(P=3), _row(K=4, C=2)), spatial_x=(ONES, ONES), spatial_y=(ONES, ONES),
-                   order=(_order("P"), _order("K", "C")), **extra)
+    return Mapping(
+        temporal=(_row(P=3), _row(K=4, C=2)),
+        spatial_x=(ONES, ONES),
+        spatial_y=(ONES, ONES),
+        order=(_order("P"), _order("K", "C")),
+        **extra,
+    )
 
 
 def test_hand_computed_placement_and_bypass():
@@ -97,17 +116,39 @@ def _random_placed(layer: Layer, arch: Architecture, n: int, seed: int) -> list[
 
 
 def three_level(semantics: str) -> Architecture:
-    return Architecture.model_validate({"name": "t3", "semantics": semantics, "levels": [
-        {"name": "DRAM", "read_energy": 200, "write_energy": 200, "bandwidth": 4},
-        {"name": "GLB", "capacity": 4096, "read_energy": 6, "write_energy": 7, "bandwidth": 16,
-         "may_bypass": ["inputs", "weights", "outputs"], "fanout": {"x": 4, "y": 2}},
-        {"name": "RF", "capacity": 256, "read_energy": 1, "write_energy": 1.5, "may_bypass": ["weights", "inputs"]}],
-        "compute": {"mac_energy": 1.0}})
+    return Architecture.model_validate(
+        {
+            "name": "t3",
+            "semantics": semantics,
+            "levels": [
+                {"name": "DRAM", "read_energy": 200, "write_energy": 200, "bandwidth": 4},
+                {
+                    "name": "GLB",
+                    "capacity": 4096,
+                    "read_energy": 6,
+                    "write_energy": 7,
+                    "bandwidth": 16,
+                    "may_bypass": ["inputs", "weights", "outputs"],
+                    "fanout": {"x": 4, "y": 2},
+                },
+                {
+                    "name": "RF",
+                    "capacity": 256,
+                    "read_energy": 1,
+                    "write_energy": 1.5,
+                    "may_bypass": ["weights", "inputs"],
+                },
+            ],
+            "compute": {"mac_energy": 1.0},
+        }
+    )
 
 
-LAYERS = [Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=1),
-          Layer(name="pw_s2", K=8, C=4, P=4, Q=4, stride=2),
-          Layer(name="fc", kind="gemm", K=32, C=32, P=16)]
+LAYERS = [
+    Layer(name="conv", K=16, C=8, P=8, Q=8, R=3, S=3, padding=1),
+    Layer(name="pw_s2", K=8, C=4, P=4, Q=4, stride=2),
+    Layer(name="fc", kind="gemm", K=32, C=32, P=16),
+]
 
 
 @pytest.mark.parametrize("semantics", ["timeloop", "accelforge"])
@@ -136,10 +177,19 @@ def test_bypass_equals_an_architecture_without_the_tensor():
         if m.bypass is None:
             continue
         kept = m.kept(arch)
-        variant = arch.model_copy(update={"levels": [
-            lvl.model_copy(update={"keeps": tuple(t for v, t in enumerate(("inputs", "weights", "outputs"))
-                                                  if kept[i][v]), "may_bypass": ()})
-            for i, lvl in enumerate(arch.levels)]})
+        variant = arch.model_copy(
+            update={
+                "levels": [
+                    lvl.model_copy(
+                        update={
+                            "keeps": tuple(t for v, t in enumerate(("inputs", "weights", "outputs")) if kept[i][v]),
+                            "may_bypass": (),
+                        }
+                    )
+                    for i, lvl in enumerate(arch.levels)
+                ]
+            }
+        )
         plain = Mapping(m.temporal, m.spatial_x, m.spatial_y, m.order, None, m.place)
         a, b = model.evaluate(m), CostModel(layer, variant).evaluate(plain)
         assert a.energy == pytest.approx(b.energy, rel=1e-12) and a.cycles == pytest.approx(b.cycles, rel=1e-12)
@@ -148,8 +198,9 @@ def test_bypass_equals_an_architecture_without_the_tensor():
 def test_placement_never_beats_the_whole_tile_for_weights_and_outputs():
     """Moving a loop above a weights/outputs tile refetches at least what it saves: with the same order and
     fitting capacity, a placed mapping moves no fewer words than the same mapping at placement 0."""
-    arch = three_level("accelforge").model_copy(update={"levels": [
-        lvl.model_copy(update={"capacity": None}) for lvl in three_level("accelforge").levels]})
+    arch = three_level("accelforge").model_copy(
+        update={"levels": [lvl.model_copy(update={"capacity": None}) for lvl in three_level("accelforge").levels]}
+    )
     layer = LAYERS[2]
     model = CostModel(layer, arch)
     for m in _random_placed(layer, arch, 80, 5):
@@ -180,10 +231,16 @@ def test_yaml_round_trip_and_errors():
     with pytest.raises(SpecError, match="integer 0..8"):
         Mapping.from_dict(d, arch)
     with pytest.raises(ValueError, match="may_bypass names"):
-        Architecture.model_validate({"name": "x", "levels": [
-            {"name": "DRAM", "read_energy": 1, "write_energy": 1},
-            {"name": "RF", "keeps": ["weights"], "may_bypass": ["inputs"], "read_energy": 1, "write_energy": 1}],
-            "compute": {"mac_energy": 1}})
+        Architecture.model_validate(
+            {
+                "name": "x",
+                "levels": [
+                    {"name": "DRAM", "read_energy": 1, "write_energy": 1},
+                    {"name": "RF", "keeps": ["weights"], "may_bypass": ["inputs"], "read_energy": 1, "write_energy": 1},
+                ],
+                "compute": {"mac_energy": 1},
+            }
+        )
 
 
 def test_placed_and_bypassing_mappings_agree_with_accelforge():
@@ -209,12 +266,23 @@ def test_placed_and_bypassing_mappings_agree_with_accelforge():
 
 
 # ----------------------------------------------------------------------------- optimal mapper, new space
-PLACED_ARCH = {"name": "placed", "levels": [
-    {"name": "DRAM", "read_energy": 100, "write_energy": 120, "bandwidth": 2},
-    {"name": "GLB", "capacity": 12, "read_energy": 6, "write_energy": 6, "fanout": {"x": 2}, "bandwidth": 4,
-     "may_bypass": ["inputs", "weights", "outputs"]},
-    {"name": "RF", "capacity": 3, "read_energy": 1, "write_energy": 1.5, "may_bypass": ["weights"]}],
-    "compute": {"mac_energy": 0.5}}
+PLACED_ARCH = {
+    "name": "placed",
+    "levels": [
+        {"name": "DRAM", "read_energy": 100, "write_energy": 120, "bandwidth": 2},
+        {
+            "name": "GLB",
+            "capacity": 12,
+            "read_energy": 6,
+            "write_energy": 6,
+            "fanout": {"x": 2},
+            "bandwidth": 4,
+            "may_bypass": ["inputs", "weights", "outputs"],
+        },
+        {"name": "RF", "capacity": 3, "read_energy": 1, "write_energy": 1.5, "may_bypass": ["weights"]},
+    ],
+    "compute": {"mac_energy": 0.5},
+}
 
 
 def brute_force_placed(layer: Layer, arch: Architecture, objective: str) -> float:
@@ -238,7 +306,10 @@ def brute_force_placed(layer: Layer, arch: Architecture, objective: str) -> floa
         byp = np.zeros((L, 3), dtype=np.int64)
         for i, (lvl, v) in enumerate(free):
             byp[lvl, v] = bits >> i & 1
-        kept = [[t in level.keeps and not byp[lvl, v] for v, t in enumerate(tensors)] for lvl, level in enumerate(arch.levels)]
+        kept = [
+            [t in level.keeps and not byp[lvl, v] for v, t in enumerate(tensors)]
+            for lvl, level in enumerate(arch.levels)
+        ]
         for choice in itertools.product(*per_dim):
             fac = np.ones((D, 3 * L), dtype=np.int64)
             for d, (slots, f) in enumerate(choice):
@@ -259,16 +330,29 @@ def brute_force_placed(layer: Layer, arch: Architecture, objective: str) -> floa
             n = len(combos)
             orders = np.array([[o for o, _ in c] for c in combos], dtype=np.int64)
             place = np.array([[p for _, p in c] for c in combos], dtype=np.int64)
-            batch = MappingBatch(np.repeat(f3[None, ..., 0], n, 0), np.repeat(f3[None, ..., 1], n, 0),
-                                 np.repeat(f3[None, ..., 2], n, 0), orders, np.repeat(byp[None], n, 0), place)
+            batch = MappingBatch(
+                np.repeat(f3[None, ..., 0], n, 0),
+                np.repeat(f3[None, ..., 1], n, 0),
+                np.repeat(f3[None, ..., 2], n, 0),
+                orders,
+                np.repeat(byp[None], n, 0),
+                place,
+            )
             best = min(best, float(model.evaluate_batch(batch).objective(objective).min()))
     return best
 
 
-PLACED_LAYERS = [Layer(name="g", kind="gemm", K=4, C=2, P=2), Layer(name="c", K=2, C=2, P=3, R=2),
-                 Layer(name="g2", kind="gemm", K=2, C=3, P=2)]
-PLACED_CASES = [(i, sem, obj) for i in range(len(PLACED_LAYERS)) for sem in ("timeloop", "accelforge")
-                for obj in ("energy", "edp", "latency")]
+PLACED_LAYERS = [
+    Layer(name="g", kind="gemm", K=4, C=2, P=2),
+    Layer(name="c", K=2, C=2, P=3, R=2),
+    Layer(name="g2", kind="gemm", K=2, C=3, P=2),
+]
+PLACED_CASES = [
+    (i, sem, obj)
+    for i in range(len(PLACED_LAYERS))
+    for sem in ("timeloop", "accelforge")
+    for obj in ("energy", "edp", "latency")
+]
 
 
 @pytest.mark.parametrize("i,semantics,objective", PLACED_CASES)
@@ -372,7 +456,6 @@ def test_smallest_tile_capacity_test_matches_the_numpy_reference(net, arch_name)
     assert grew > 0
 
 
-
 def test_a_stopped_placement_search_is_never_worse_than_the_space_without_placements():
     """The placement search starts from the proven optimum with bypass choices but one tile per level, so a
     placement search stopped by its time limit returns no worse than it (before: 1.45x worse on this GEMM,
@@ -380,14 +463,32 @@ def test_a_stopped_placement_search_is_never_worse_than_the_space_without_placem
     from rlmap.search.optimal import OptimalMapper, load_kernels
 
     load_kernels()
-    arch = Architecture.model_validate({
-        "name": "tcm16x16", "semantics": "accelforge", "data_bits": 16, "clock_ghz": 1.0,
-        "levels": [
-            {"name": "DRAM", "read_energy": 200, "write_energy": 200},
-            {"name": "Buffer", "capacity": 65536, "read_energy": 6, "write_energy": 6, "fanout": {"x": 16, "y": 16}},
-            {"name": "RF", "capacity": 64, "read_energy": 1, "write_energy": 1,
-             "may_bypass": ["inputs", "weights", "outputs"]}],
-        "compute": {"mac_energy": 1.0}})
+    arch = Architecture.model_validate(
+        {
+            "name": "tcm16x16",
+            "semantics": "accelforge",
+            "data_bits": 16,
+            "clock_ghz": 1.0,
+            "levels": [
+                {"name": "DRAM", "read_energy": 200, "write_energy": 200},
+                {
+                    "name": "Buffer",
+                    "capacity": 65536,
+                    "read_energy": 6,
+                    "write_energy": 6,
+                    "fanout": {"x": 16, "y": 16},
+                },
+                {
+                    "name": "RF",
+                    "capacity": 64,
+                    "read_energy": 1,
+                    "write_energy": 1,
+                    "may_bypass": ["inputs", "weights", "outputs"],
+                },
+            ],
+            "compute": {"mac_energy": 1.0},
+        }
+    )
     layer = Layer(name="gemm", kind="gemm", K=1024, C=1024, P=1024)
     plain = OptimalMapper(time_limit=None, placement=False).search(layer, arch, "energy")
     stopped = OptimalMapper(time_limit=8.0, placement=True).search(layer, arch, "energy")

@@ -32,10 +32,25 @@ def render(page: Path, png: Path, width: int = 1280, height: int = 2400) -> list
     """Screenshot `page` with headless Chromium; the console messages (errors, warnings, logs) it printed."""
     exe = chromium()
     assert exe is not None
-    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                           "--no-first-run", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
-                           f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert png.exists(), proc.stderr[-2000:]
     return [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
 
@@ -48,8 +63,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     out = []
     for mapper, budget in (("random", "80"), ("ga", "120"), ("sa", "120")):
         folder = root / mapper
-        assert run(["search", "-n", str(net), "-a", "eyeriss", "--mapper", mapper, "--budget", budget,
-                    "-o", str(folder)]) == 0
+        assert (
+            run(["search", "-n", str(net), "-a", "eyeriss", "--mapper", mapper, "--budget", budget, "-o", str(folder)])
+            == 0
+        )
         out.append(folder)
     return out
 
@@ -76,8 +93,10 @@ def test_report_is_self_contained_and_compares_runs(runs: list[Path], report: Pa
 
 def test_report_renders_in_headless_chromium_without_console_errors(report: Path, tmp_path: Path) -> None:
     if chromium() is None:
-        pytest.skip("Chromium is not installed and could not be (.ci/run installs Debian's `chromium` package: "
-                    "apt-get install -y chromium)")
+        pytest.skip(
+            "Chromium is not installed and could not be (.ci/run installs Debian's `chromium` package: "
+            "apt-get install -y chromium)"
+        )
     import matplotlib.image as mpimg
 
     png = tmp_path / "report.png"

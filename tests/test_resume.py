@@ -20,10 +20,19 @@ from rlmap.rl.training import train  # noqa: E402
 
 def _config(timesteps: int = 1024, checkpoint_every: int = 256) -> TrainConfig:
     agent = load_agent_config("maskable_ppo")
-    agent = agent.model_copy(update={"hyperparams": {**agent.hyperparams, "n_steps": 64, "batch_size": 64,
-                                                      "n_epochs": 1}})
-    return TrainConfig(agent_name="maskable_ppo", agent=agent, networks=["resnet18"], eval_networks=[],
-                       timesteps=timesteps, n_envs=2, checkpoint_every=checkpoint_every, seed=0)
+    agent = agent.model_copy(
+        update={"hyperparams": {**agent.hyperparams, "n_steps": 64, "batch_size": 64, "n_epochs": 1}}
+    )
+    return TrainConfig(
+        agent_name="maskable_ppo",
+        agent=agent,
+        networks=["resnet18"],
+        eval_networks=[],
+        timesteps=timesteps,
+        n_envs=2,
+        checkpoint_every=checkpoint_every,
+        seed=0,
+    )
 
 
 def _values_per_step(run_dir: Path) -> Counter:
@@ -66,8 +75,9 @@ def test_killed_before_the_first_checkpoint_can_restart_or_resume(trained: Path,
     assert checkpoint_step(run_dir / "checkpoints" / "last.zip") >= 256
 
 
-def test_damaged_or_missing_last_zip_falls_back_to_the_newest_intact_step(trained: Path, tmp_path: Path,
-                                                                          capsys: pytest.CaptureFixture) -> None:
+def test_damaged_or_missing_last_zip_falls_back_to_the_newest_intact_step(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     run_dir = _copy(trained, tmp_path / "run")
     ck = run_dir / "checkpoints"
     assert sorted(p.name for p in ck.glob("step_*.zip")) == ["step_1024.zip", "step_512.zip", "step_768.zip"]

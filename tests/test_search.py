@@ -51,8 +51,23 @@ def test_unknown_mapper_is_a_user_error() -> None:
 
 def test_cli_search_writes_mappings_that_eval_reads(tmp_path, capsys) -> None:
     out = tmp_path / "res"
-    rc = run(["search", "--network", "resnet18", "--arch", "eyeriss", "--mapper", "random", "--budget", "2000",
-              "--layer", "conv1", "-o", str(out)])
+    rc = run(
+        [
+            "search",
+            "--network",
+            "resnet18",
+            "--arch",
+            "eyeriss",
+            "--mapper",
+            "random",
+            "--budget",
+            "2000",
+            "--layer",
+            "conv1",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["layers"][0]["layer"] == "conv1" and summary["layers"][0]["evaluations"] == 2000
@@ -61,17 +76,22 @@ def test_cli_search_writes_mappings_that_eval_reads(tmp_path, capsys) -> None:
     layer = load_network("resnet18").layer(layer_name)
     assert CostModel(layer, arch).evaluate(mapping).edp == pytest.approx(summary["layers"][0]["edp"], rel=1e-12)
     capsys.readouterr()
-    assert run(["eval", "--network", "resnet18", "--arch", "eyeriss", "--mapping",
-                str(out / "mappings" / "conv1.yaml")]) == 0
+    assert (
+        run(["eval", "--network", "resnet18", "--arch", "eyeriss", "--mapping", str(out / "mappings" / "conv1.yaml")])
+        == 0
+    )
     assert "EDP" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--budget", "0"], "--budget"),
-    (["--objective", "speed"], "--objective"),
-    (["--layer", "nope"], "--layer"),
-    (["--network", "no_such_net"], "no_such_net"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--budget", "0"], "--budget"),
+        (["--objective", "speed"], "--objective"),
+        (["--layer", "nope"], "--layer"),
+        (["--network", "no_such_net"], "no_such_net"),
+    ],
+)
 def test_cli_search_bad_input_is_one_line_exit_2(args, needle, capsys) -> None:
     assert run(["search", "--network", "resnet18", *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -81,8 +101,23 @@ def test_cli_search_bad_input_is_one_line_exit_2(args, needle, capsys) -> None:
 def test_cli_search_falls_back_to_the_all_outermost_mapping_when_no_draw_is_valid(tmp_path, capsys) -> None:
     # ~1 % of uniformly random conv1 mappings fit Eyeriss's spads: 5 draws almost surely find none; the
     # budget's last evaluation then goes to the mapping with every loop in DRAM (single-word inner tiles), valid
-    rc = run(["search", "--network", "resnet18", "--mapper", "random", "--budget", "5", "--layer", "conv1",
-              "--seed", "0", "-o", str(tmp_path / "out")])
+    rc = run(
+        [
+            "search",
+            "--network",
+            "resnet18",
+            "--mapper",
+            "random",
+            "--budget",
+            "5",
+            "--layer",
+            "conv1",
+            "--seed",
+            "0",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "none valid" not in out and "keeps the all-outermost one" in out
@@ -103,8 +138,21 @@ def test_cli_search_reports_a_layer_that_fits_nowhere(tmp_path, capsys) -> None:
     data["levels"][-1]["capacity"] = 2
     data["levels"][-1]["keeps"] = ["inputs", "weights", "outputs"]
     (tmp_path / "tiny_spad.yaml").write_text(yaml.safe_dump(data))
-    rc = run(["search", "--network", "resnet18", "--arch", str(tmp_path / "tiny_spad.yaml"), "--mapper", "ga",
-              "--budget", "50", "--layer", "conv1"])
+    rc = run(
+        [
+            "search",
+            "--network",
+            "resnet18",
+            "--arch",
+            str(tmp_path / "tiny_spad.yaml"),
+            "--mapper",
+            "ga",
+            "--budget",
+            "50",
+            "--layer",
+            "conv1",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "none valid" in out and "no mapping fits the architecture" in out
@@ -121,8 +169,23 @@ def test_search_hint_never_suggests_the_mapper_that_ran() -> None:
 def test_cli_search_optimal_time_limit_and_title(capsys) -> None:
     """The optimal mapper's title shows the limit it runs under and neither budget nor seed (it uses none);
     a layer the limit stops says how far from its bound it may be."""
-    rc = run(["search", "--network", "gpt2_small", "--arch", "tpu_like", "--mapper", "optimal", "--time-limit", "0.05",
-              "--layer", "mlp_c_fc", "--objective", "energy"])
+    rc = run(
+        [
+            "search",
+            "--network",
+            "gpt2_small",
+            "--arch",
+            "tpu_like",
+            "--mapper",
+            "optimal",
+            "--time-limit",
+            "0.05",
+            "--layer",
+            "mlp_c_fc",
+            "--objective",
+            "energy",
+        ]
+    )
     assert rc == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "optimal on gpt2_small / tpu_like, objective energy, time limit 0.05 s per layer" in out
@@ -137,8 +200,21 @@ def test_cli_search_help_states_the_time_limit_default(capsys) -> None:
 
 
 def test_cli_search_budgeted_mapper_time_limit(capsys) -> None:
-    rc = run(["search", "--network", "resnet18", "--mapper", "ga", "--budget", "10000000", "--time-limit", "0.5",
-              "--layer", "conv1"])
+    rc = run(
+        [
+            "search",
+            "--network",
+            "resnet18",
+            "--mapper",
+            "ga",
+            "--budget",
+            "10000000",
+            "--time-limit",
+            "0.5",
+            "--layer",
+            "conv1",
+        ]
+    )
     assert rc == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "objective edp, budget 10000000, time limit 0.5 s per layer, seed 0" in out
@@ -185,17 +261,25 @@ def test_mapping_file_names_are_unique_and_keep_unicode(tmp_path, capsys) -> Non
     import yaml
 
     names = ["a b", "a/b", "a_b", "층1", "A_B"]
-    net = {"name": "names", "layers": [{"name": n, "kind": "gemm", "K": 16, "C": 16, "P": 2 + i}
-                                       for i, n in enumerate(names)]}
+    net = {
+        "name": "names",
+        "layers": [{"name": n, "kind": "gemm", "K": 16, "C": 16, "P": 2 + i} for i, n in enumerate(names)],
+    }
     (tmp_path / "names.yaml").write_text(yaml.safe_dump(net, allow_unicode=True))
     out = tmp_path / "out"
-    assert run(["search", "-n", str(tmp_path / "names.yaml"), "--mapper", "random", "--budget", "50",
-                "-o", str(out)]) == 0
+    assert (
+        run(["search", "-n", str(tmp_path / "names.yaml"), "--mapper", "random", "--budget", "50", "-o", str(out)]) == 0
+    )
     assert "(5 mappings)" in capsys.readouterr().out
     files = sorted(p.name for p in (out / "mappings").iterdir())
     assert files == sorted(["a_b.yaml", "a_b-2.yaml", "a_b-3.yaml", "층1.yaml", "A_B-4.yaml"])
     rows = json.loads((out / "summary.json").read_text())["layers"]
-    assert [r["mapping"] for r in rows] == ["mappings/a_b.yaml", "mappings/a_b-2.yaml", "mappings/a_b-3.yaml",
-                                           "mappings/층1.yaml", "mappings/A_B-4.yaml"]
+    assert [r["mapping"] for r in rows] == [
+        "mappings/a_b.yaml",
+        "mappings/a_b-2.yaml",
+        "mappings/a_b-3.yaml",
+        "mappings/층1.yaml",
+        "mappings/A_B-4.yaml",
+    ]
     for r in rows:  # each file holds the mapping of the layer the summary says
         assert yaml.safe_load((out / r["mapping"]).read_text())["layer"] == r["layer"]

@@ -19,8 +19,21 @@ def invoke(*args: str):
 def test_marvel_and_warm_start_on_a_network(tmp_path):
     out = tmp_path / "o"
     buf = tmp_path / "buf.json"
-    r = invoke("search", "-n", "bert_base", "-a", "eyeriss", "--mapper", "marvel", "--budget", "60",
-               "--warm-start-file", str(buf), "-o", str(out))
+    r = invoke(
+        "search",
+        "-n",
+        "bert_base",
+        "-a",
+        "eyeriss",
+        "--mapper",
+        "marvel",
+        "--budget",
+        "60",
+        "--warm-start-file",
+        str(buf),
+        "-o",
+        str(out),
+    )
     assert r.exit_code == 0, r.output
     assert "warm-started" in r.output
     entries = json.loads(buf.read_text())["entries"]
@@ -32,13 +45,27 @@ def test_marvel_and_warm_start_on_a_network(tmp_path):
 
 
 def test_densities_report_and_errors():
-    r = invoke("search", "-n", "resnet50_sparse", "-a", "sparse_eyeriss", "--layer", "layer2.0.conv1",
-               "--budget", "300", "--densities", "0.2,0.5,1.0")
+    r = invoke(
+        "search",
+        "-n",
+        "resnet50_sparse",
+        "-a",
+        "sparse_eyeriss",
+        "--layer",
+        "layer2.0.conv1",
+        "--budget",
+        "300",
+        "--densities",
+        "0.2,0.5,1.0",
+    )
     assert r.exit_code == 0, r.output
     assert "robust" in r.output and "single" in r.output
-    for args, where in ((("--densities", "0,1"), "--densities"), (("--densities", "0.5", "--robust", "best"), "--robust"),
-                        (("--densities", "0.5", "--mapper", "optimal"), "--mapper"),
-                        (("--no-warm-start", "--warm-start-file", "x.json"), "--warm-start-file")):
+    for args, where in (
+        (("--densities", "0,1"), "--densities"),
+        (("--densities", "0.5", "--robust", "best"), "--robust"),
+        (("--densities", "0.5", "--mapper", "optimal"), "--mapper"),
+        (("--no-warm-start", "--warm-start-file", "x.json"), "--warm-start-file"),
+    ):
         bad = invoke("search", "-n", "resnet18", "--budget", "10", *args)
         assert bad.exit_code == 2 and where in bad.output and "Traceback" not in bad.output, bad.output
 
@@ -49,8 +76,22 @@ def test_optimal_placement_option_searches_a_superset(tmp_path):
     runs = {}
     for flag in ((), ("--placement",)):
         out = tmp_path / ("placed" if flag else "plain")
-        r = invoke("search", "-n", "resnet18", "-a", "eyeriss", "--mapper", "optimal", "--layer", "fc",
-                   "--time-limit", "60", *flag, "-o", str(out))
+        r = invoke(
+            "search",
+            "-n",
+            "resnet18",
+            "-a",
+            "eyeriss",
+            "--mapper",
+            "optimal",
+            "--layer",
+            "fc",
+            "--time-limit",
+            "60",
+            *flag,
+            "-o",
+            str(out),
+        )
         assert r.exit_code == 0, r.output
         runs[bool(flag)] = json.loads((out / "summary.json").read_text())
     assert runs[True]["placement"] is True and "placement" not in runs[False]

@@ -13,19 +13,32 @@ import numpy as np
 import pytest
 import torch
 
+from rlmap.cli.surrogate import surrogate_app
 from rlmap.model.costmodel import CostModel
 from rlmap.search.mapspace import MapSpace
 from rlmap.spec import io
 from rlmap.spec.errors import SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import MappingBatch
-from rlmap.surrogate.data import (MAX_LEVELS, N_CONTEXT_FEATURES, N_MAPPING_FEATURES, BackendModel, BuiltinBackend,
-                                  CallableBackend, Encoder, LayerJob, SampleSet, context_features,
-                                  generate_layer_samples, generate_samples, load_backend, random_valid,
-                                  structural_valid)
+from rlmap.surrogate.data import (
+    MAX_LEVELS,
+    N_CONTEXT_FEATURES,
+    N_MAPPING_FEATURES,
+    BackendModel,
+    BuiltinBackend,
+    CallableBackend,
+    Encoder,
+    LayerJob,
+    SampleSet,
+    context_features,
+    generate_layer_samples,
+    generate_samples,
+    load_backend,
+    random_valid,
+    structural_valid,
+)
 from rlmap.surrogate.model import SurrogateRewardModel, load_checkpoint, net_from_checkpoint, rankdata, spearman
 from rlmap.surrogate.search import SurrogateMapper
-from rlmap.cli.surrogate import surrogate_app
 from rlmap.surrogate.workflow import build_dataset, evaluate_surrogate, train_surrogate
 
 ARCH = io.load_architecture("eyeriss")
@@ -139,7 +152,8 @@ def test_load_backend_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         "    c = CostModel(layer, arch).evaluate(mapping)\n"
         "    return (c.energy, c.cycles) if c.valid else None\n"
         "def broken(layer, arch, mapping):\n"
-        "    return 'nonsense'\n")
+        "    return 'nonsense'\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     be = load_backend("my_cost_model:score")
     b = _valid_batch(SMALL, 5)
@@ -166,8 +180,11 @@ def test_slow_backend_dataset_costs_match_builtin() -> None:
 # ----------------------------------------------------------------------------- dataset files
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    items = [(SMALL, ["toy"], ARCH), (SMALL2, ["toy"], ARCH),
-             (Layer(name="g", kind="gemm", K=32, C=48, P=16), ["toy"], ARCH)]
+    items = [
+        (SMALL, ["toy"], ARCH),
+        (SMALL2, ["toy"], ARCH),
+        (Layer(name="g", kind="gemm", K=32, C=48, P=16), ["toy"], ARCH),
+    ]
     data = generate_samples(items, 400, seed=0)
     return data.save(tmp_path_factory.mktemp("ds") / "dataset.npz")
 
@@ -241,8 +258,10 @@ def test_reward_model_matches_the_network(tiny_model: Path) -> None:
     y = rm.predict_log2(SMALL, ARCH, b)
     net = net_from_checkpoint(load_checkpoint(tiny_model))
     with torch.no_grad():
-        ref = net(torch.from_numpy(np.ascontiguousarray(Encoder(SMALL, ARCH)(b))),
-                  torch.from_numpy(context_features(SMALL, ARCH))[None, :]).numpy()
+        ref = net(
+            torch.from_numpy(np.ascontiguousarray(Encoder(SMALL, ARCH)(b))),
+            torch.from_numpy(context_features(SMALL, ARCH))[None, :],
+        ).numpy()
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)  # folded fast path == plain forward
     edp = rm.predict_edp(SMALL, ARCH, b)
     e, c = rm.predict(SMALL, ARCH, b)
@@ -301,15 +320,33 @@ def test_cli_commands(tmp_path: Path, tiny_model: Path) -> None:
     from typer.testing import CliRunner
 
     runner = CliRunner()
-    r = runner.invoke(surrogate_app, ["dataset", "--arch", "eyeriss", "--synthetic", "2", "--samples", "64",
-                                      "-o", str(tmp_path / "d")])
+    r = runner.invoke(
+        surrogate_app,
+        ["dataset", "--arch", "eyeriss", "--synthetic", "2", "--samples", "64", "-o", str(tmp_path / "d")],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "d" / "dataset.npz").exists() and (tmp_path / "d" / "dataset.json").exists()
-    r = runner.invoke(surrogate_app, ["train", "--data", str(tmp_path / "d"), "-o", str(tmp_path / "m"), "--epochs", "1",
-                                      "--hidden", "16", "--depth", "1"])
+    r = runner.invoke(
+        surrogate_app,
+        [
+            "train",
+            "--data",
+            str(tmp_path / "d"),
+            "-o",
+            str(tmp_path / "m"),
+            "--epochs",
+            "1",
+            "--hidden",
+            "16",
+            "--depth",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "m" / "model.pt").exists() and (tmp_path / "m" / "last.pt").exists()
-    r = runner.invoke(surrogate_app, ["dataset", "--arch", "eyeriss", "--samples", "0", "--synthetic", "1", "-o", str(tmp_path)])
+    r = runner.invoke(
+        surrogate_app, ["dataset", "--arch", "eyeriss", "--samples", "0", "--synthetic", "1", "-o", str(tmp_path)]
+    )
     assert isinstance(r.exception, SpecError)
 
 
@@ -335,8 +372,12 @@ def test_costmodel_fingerprint_follows_numbers_not_bytes(monkeypatch: pytest.Mon
     base = surrogate_data.costmodel_fingerprint()
     assert len(base) == 12 and base == surrogate_data.costmodel_fingerprint()
     surrogate_data.costmodel_fingerprint.cache_clear()
-    monkeypatch.setattr(CostModel, "mac_energy", property(lambda self: 0.0, lambda self, v: None),  # a formula change
-                        raising=False)
+    monkeypatch.setattr(
+        CostModel,
+        "mac_energy",
+        property(lambda self: 0.0, lambda self, v: None),  # a formula change
+        raising=False,
+    )
     try:
         assert surrogate_data.costmodel_fingerprint() != base
     finally:

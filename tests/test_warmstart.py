@@ -148,9 +148,13 @@ def test_surrogate_scores_the_seed_first(eyeriss):
 def test_warm_start_results_depend_on_the_wave_not_on_the_workers(eyeriss):
     """Warm-started runs keep the execution guarantee: same seed, same result with 1 or 2 worker processes."""
     net = Network(name="r", layers=load_network("resnet18").layers[:5])
-    runs = {(wave, j): map_network(net, eyeriss, "ga", budget=60, seed=3, processes=j, progress=False,
-                                   warm_start=True, warm_wave=wave)
-            for wave in (1, 2) for j in (1, 2)}
+    runs = {
+        (wave, j): map_network(
+            net, eyeriss, "ga", budget=60, seed=3, processes=j, progress=False, warm_start=True, warm_wave=wave
+        )
+        for wave in (1, 2)
+        for j in (1, 2)
+    }
     for wave in (1, 2):
         one, two = runs[(wave, 1)], runs[(wave, 2)]
         assert [r.best for r in one.results] == [r.best for r in two.results]

@@ -127,11 +127,19 @@ def test_attention_matmuls(zoo, name, seq):
 # MobileNetV2 3,504,872), MnasNet paper (A1 3.9 M, 2 s.f.).  The presets hold conv/FC weights only, so the
 # published counts also include biases and batch-norm (<= 1.0%, MobileNetV2's 34k BN parameters being the
 # largest share) -- hence 1.5%.  MnasNet-A1 also gets its skipped SE weights added back (computed below).
-MNASNET_SE_WEIGHTS = sum(2 * expanded * reduced for expanded, reduced in [
-    (72, 6), (120, 10), (120, 10),  # 40-channel stage: expansion 3, SE reduce = int(0.25 * block input)
-    (480, 20), (672, 28),  # 112-channel stage
-    (672, 28), (960, 40), (960, 40),  # 160-channel stage
-])
+MNASNET_SE_WEIGHTS = sum(
+    2 * expanded * reduced
+    for expanded, reduced in [
+        (72, 6),
+        (120, 10),
+        (120, 10),  # 40-channel stage: expansion 3, SE reduce = int(0.25 * block input)
+        (480, 20),
+        (672, 28),  # 112-channel stage
+        (672, 28),
+        (960, 40),
+        (960, 40),  # 160-channel stage
+    ]
+)
 PUBLISHED_PARAMS = {
     "resnet18": (11_689_512, 0),
     "resnet50": (25_557_032, 0),
@@ -148,12 +156,15 @@ def test_weight_counts_match_published(zoo, name):
     assert weights(zoo[name]) + skipped == pytest.approx(published, rel=0.015)
 
 
-@pytest.mark.parametrize("name, embeddings, published", [
-    # BERT-base: 110 M = layers + token/position/segment embeddings + pooler (768x768)
-    ("bert_base", (30522 + 512 + 2) * 768 + 768 * 768, 110e6),
-    # GPT-2 small: 124 M = blocks + token/position embeddings (the LM head is tied to the token embedding)
-    ("gpt2_small", (50257 + 1024) * 768, 124e6),
-])
+@pytest.mark.parametrize(
+    "name, embeddings, published",
+    [
+        # BERT-base: 110 M = layers + token/position/segment embeddings + pooler (768x768)
+        ("bert_base", (30522 + 512 + 2) * 768 + 768 * 768, 110e6),
+        # GPT-2 small: 124 M = blocks + token/position embeddings (the LM head is tied to the token embedding)
+        ("gpt2_small", (50257 + 1024) * 768, 124e6),
+    ],
+)
 def test_transformer_parameter_counts(zoo, name, embeddings, published):
     projections = weights(zoo[name], kinds=("gemm",))
     assert projections == 12 * 12 * 768 * 768  # 4 d^2 attention + 8 d^2 FFN, 12 layers
@@ -162,8 +173,14 @@ def test_transformer_parameter_counts(zoo, name, embeddings, published):
 
 # (layer entries, layers counting repeats): 53 convs + FC for ResNet-50, 20 + FC for ResNet-18, ...
 LAYER_COUNTS = {
-    "resnet18": (15, 21), "resnet50": (53, 54), "resnet50_sparse": (53, 54), "vgg16": (12, 16),
-    "mobilenetv2": (53, 53), "mnasnet": (50, 50), "bert_base": (8, 96), "gpt2_small": (6, 72),
+    "resnet18": (15, 21),
+    "resnet50": (53, 54),
+    "resnet50_sparse": (53, 54),
+    "vgg16": (12, 16),
+    "mobilenetv2": (53, 53),
+    "mnasnet": (50, 50),
+    "bert_base": (8, 96),
+    "gpt2_small": (6, 72),
 }
 
 

@@ -49,8 +49,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "tests" / "data" / "accel
 
 
 def mapping_rows(m: Mapping) -> dict[str, list]:
-    return {"t": [list(r) for r in m.temporal], "x": [list(r) for r in m.spatial_x],
-            "y": [list(r) for r in m.spatial_y], "o": [list(r) for r in m.order]}
+    return {
+        "t": [list(r) for r in m.temporal],
+        "x": [list(r) for r in m.spatial_x],
+        "y": [list(r) for r in m.spatial_y],
+        "o": [list(r) for r in m.order],
+    }
 
 
 def mapping_from_rows(d: dict[str, list]) -> Mapping:
@@ -100,17 +104,35 @@ def main() -> None:
         if not r.ok:
             print(f"  AccelForge rejected a mapping of {layer.name} on {a}: {r.error}")
             continue
-        rows.append({"arch": a, "layer": layer.name, "mapping": mapping_rows(m), "energy": r.energy,
-                     "cycles": r.cycles, "reads": _compact(r.reads), "writes": _compact(r.writes)})
+        rows.append(
+            {
+                "arch": a,
+                "layer": layer.name,
+                "mapping": mapping_rows(m),
+                "energy": r.energy,
+                "cycles": r.cycles,
+                "reads": _compact(r.reads),
+                "writes": _compact(r.writes),
+            }
+        )
         mine = CostModel(layer, archs[a].model_copy(update={"semantics": "accelforge"})).evaluate(m)
-        worst = max(worst, abs(mine.energy / r.energy - 1), abs(mine.cycles / r.cycles - 1),
-                    *(abs(x - y) / max(y, 1.0) for kind in ("reads", "writes")
-                      for rx, ry in zip(getattr(mine, kind), getattr(r, kind)) for x, y in zip(rx, ry)))
+        worst = max(
+            worst,
+            abs(mine.energy / r.energy - 1),
+            abs(mine.cycles / r.cycles - 1),
+            *(
+                abs(x - y) / max(y, 1.0)
+                for kind in ("reads", "writes")
+                for rx, ry in zip(getattr(mine, kind), getattr(r, kind))
+                for x, y in zip(rx, ry)
+            ),
+        )
     print(f"rlmap (accelforge semantics) vs these numbers: largest relative difference {worst:.2e}")
     data = {
         "about": "AccelForge's evaluation of rlmap mappings (energy pJ, cycles, reads/writes [level][I, W, O] in "
-                 "words of the level); written by tools/accelforge_reference.py",
-        "accelforge": version, "date": datetime.date.today().isoformat(),
+        "words of the level); written by tools/accelforge_reference.py",
+        "accelforge": version,
+        "date": datetime.date.today().isoformat(),
         "archs": {name: dump_model(arch) for name, arch in archs.items()},
         "layers": {layer.name: dump_model(layer) for layer in LAYERS},
         "cases": rows,

@@ -21,18 +21,24 @@ DEFAULT_MAPPERS = "random,ga,sa,marvel,surrogate,policy"
 def analyze_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
-    layer: Optional[str] = typer.Option(None, "--layer", "-l", help="layer to analyse (default: the network's "
-                                        "layer with the most MACs)"),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", "-l", help="layer to analyse (default: the network's layer with the most MACs)"
+    ),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     samples: int = typer.Option(2000, "--samples", help="uniform valid mappings for the distribution"),
     neighbours: int = typer.Option(64, "--neighbours", help="one-move variants per base mapping and axis"),
     random_points: int = typer.Option(8, "--random-points", help="random valid base mappings for the sensitivity"),
-    mappers: str = typer.Option(DEFAULT_MAPPERS, "--mappers", help="comma-separated mappers for the search curves "
-                                "(a mapper that cannot run here, e.g. a surrogate without a checkpoint, is skipped)"),
+    mappers: str = typer.Option(
+        DEFAULT_MAPPERS,
+        "--mappers",
+        help="comma-separated mappers for the search curves "
+        "(a mapper that cannot run here, e.g. a surrogate without a checkpoint, is skipped)",
+    ),
     budget: int = typer.Option(1000, "--budget", help="evaluations per search-curve run (policy: samples)"),
     seeds: int = typer.Option(3, "--seeds", help="runs per mapper for the curves' median and spread"),
-    optimal_time: float = typer.Option(30.0, "--optimal-time", metavar="SECONDS",
-                                       help="time limit of the optimal mapper that gives the reference"),
+    optimal_time: float = typer.Option(
+        30.0, "--optimal-time", metavar="SECONDS", help="time limit of the optimal mapper that gives the reference"
+    ),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     output: Path = typer.Option(Path("analysis"), "-o", "--output", help="directory for analysis.json and the PNGs"),
 ) -> None:
@@ -65,16 +71,20 @@ def analyze_cmd(
     if opt.mapping is None:
         raise SpecError(f"no valid mapping of {lay.name!r} on {a.name!r} was found", "--layer")
     ref = opt.best
-    out.print(f"[bold]{lay.name}[/] on {a.name}: reference {objective} {ref:.4g} "
-              f"({'proven optimum' if opt.proven_optimal else 'best found by the optimal mapper, not proven'}, "
-              f"{time.perf_counter() - t0:.1f} s)")
+    out.print(
+        f"[bold]{lay.name}[/] on {a.name}: reference {objective} {ref:.4g} "
+        f"({'proven optimum' if opt.proven_optimal else 'best found by the optimal mapper, not proven'}, "
+        f"{time.perf_counter() - t0:.1f} s)"
+    )
 
     dist = distribution(space, objective, samples, rng)
     ratios = dist["values"] / ref
     q = {f"p{p}": float(np.percentile(ratios, p)) for p in (0, 1, 10, 50, 90, 100)} if len(ratios) else {}
-    out.print(f"distribution of {len(ratios)} uniform valid mappings ({objective} / reference): "
-              + ", ".join(f"{k} {v:.3g}" for k, v in q.items())
-              + f"; valid share of uniform draws {dist['acceptance']:.2%}")
+    out.print(
+        f"distribution of {len(ratios)} uniform valid mappings ({objective} / reference): "
+        + ", ".join(f"{k} {v:.3g}" for k, v in q.items())
+        + f"; valid share of uniform draws {dist['acceptance']:.2%}"
+    )
 
     best = space.encode(opt.mapping.to_arrays())
     bases = {"optimum": best}
@@ -92,8 +102,11 @@ def analyze_cmd(
         cells = []
         for k in sens:
             s = sens[k][axis]
-            cells.append("n/a" if s["median_abs_log10"] is None else
-                         f"{s['median_abs_log10']:.3f} / {s['p90_abs_log10']:.3f}, {s['invalid_share']:.0%}")
+            cells.append(
+                "n/a"
+                if s["median_abs_log10"] is None
+                else f"{s['median_abs_log10']:.3f} / {s['p90_abs_log10']:.3f}, {s['invalid_share']:.0%}"
+            )
         t.add_row(axis, *cells)
     out.print(t)
 
@@ -120,9 +133,12 @@ def analyze_cmd(
             if skipped:
                 curves[name] = {"skipped": skipped}
                 continue
-            curves[name] = {**curve_band(runs, ref, budget), "final": [float(c[-1] / ref) for c in runs],
-                            "evals_to_1.05x": [evaluations_to_reach(c, 1.05 * ref) for c in runs],
-                            "seconds": secs}
+            curves[name] = {
+                **curve_band(runs, ref, budget),
+                "final": [float(c[-1] / ref) for c in runs],
+                "evals_to_1.05x": [evaluations_to_reach(c, 1.05 * ref) for c in runs],
+                "seconds": secs,
+            }
     t = Table(box=box.SIMPLE_HEAD, title=f"search curves ({seeds} seeds, budget {budget}): best / reference")
     for c in ("mapper", "median final", "worst seed", "evals to 1.05x (median)"):
         t.add_column(c, justify="right" if c != "mapper" else "left")
@@ -131,15 +147,31 @@ def analyze_cmd(
             t.add_row(name, "skipped", "", c["skipped"][:50])
             continue
         e = float(np.median(c["evals_to_1.05x"]))
-        t.add_row(name, f"{np.median(c['final']):.3f}", f"{max(c['final']):.3f}", "never" if math.isinf(e) else f"{e:.0f}")
+        t.add_row(
+            name, f"{np.median(c['final']):.3f}", f"{max(c['final']):.3f}", "never" if math.isinf(e) else f"{e:.0f}"
+        )
     out.print(t)
 
     output.mkdir(parents=True, exist_ok=True)
-    data = {"network": net.name, "layer": lay.name, "arch": a.name, "objective": objective, "reference": ref,
-            "reference_proven": opt.proven_optimal, "map_space": {k: float(v) for k, v in space.sizes().items()},
-            "distribution": {"samples": len(ratios), "valid_share_of_uniform_draws": dist["acceptance"],
-                             "quantiles": q, "ratios": [float(x) for x in ratios]},
-            "sensitivity": sens, "curves": curves, "budget": budget, "seeds": seeds}
+    data = {
+        "network": net.name,
+        "layer": lay.name,
+        "arch": a.name,
+        "objective": objective,
+        "reference": ref,
+        "reference_proven": opt.proven_optimal,
+        "map_space": {k: float(v) for k, v in space.sizes().items()},
+        "distribution": {
+            "samples": len(ratios),
+            "valid_share_of_uniform_draws": dist["acceptance"],
+            "quantiles": q,
+            "ratios": [float(x) for x in ratios],
+        },
+        "sensitivity": sens,
+        "curves": curves,
+        "budget": budget,
+        "seeds": seeds,
+    }
     (output / "analysis.json").write_text(json.dumps(data, default=_finite))
     _plots(output, data)
     out.print(f"wrote {output / 'analysis.json'}, distribution.png, sensitivity.png, curves.png")
@@ -168,10 +200,14 @@ def _plots(output: Path, data: dict[str, Any]) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    axes = [a for a in data["sensitivity"]["optimum"] if data["sensitivity"]["optimum"][a]["median_abs_log10"] is not None]
+    axes = [
+        a for a in data["sensitivity"]["optimum"] if data["sensitivity"]["optimum"][a]["median_abs_log10"] is not None
+    ]
     width = 0.8 / max(len(data["sensitivity"]), 1)
     for i, (k, s) in enumerate(data["sensitivity"].items()):
-        ax.bar(np.arange(len(axes)) + i * width, [s[a]["median_abs_log10"] or 0 for a in axes], width, label=f"around {k}")
+        ax.bar(
+            np.arange(len(axes)) + i * width, [s[a]["median_abs_log10"] or 0 for a in axes], width, label=f"around {k}"
+        )
     ax.set_xticks(np.arange(len(axes)) + width * (len(data["sensitivity"]) - 1) / 2, axes)
     ax.set_ylabel("median |log10 change|")
     ax.set_title(f"{title}: sensitivity per axis")

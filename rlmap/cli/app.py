@@ -47,8 +47,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="print rlmap's version and exit")) -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print rlmap's version and exit"
+    ),
+) -> None:
     """Map DNN layers onto spatial accelerators: inspect presets, import models, evaluate and export mappings."""
 
 
@@ -130,8 +133,13 @@ def run(argv: Optional[list[str]] = None) -> int:
         if os.environ.get("RLMAP_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        typer.echo(error_line(f"internal error ({type(exc).__name__}{': ' + first if first else ''}); "
-                              "please report it, with the traceback RLMAP_DEBUG=1 prints"), err=True)
+        typer.echo(
+            error_line(
+                f"internal error ({type(exc).__name__}{': ' + first if first else ''}); "
+                "please report it, with the traceback RLMAP_DEBUG=1 prints"
+            ),
+            err=True,
+        )
         return 1
 
 
@@ -155,4 +163,3 @@ def main() -> None:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
-

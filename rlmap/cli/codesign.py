@@ -25,34 +25,55 @@ def default_policy_path() -> Path:
 
 
 def codesign_cmd(
-    template: str | None = typer.Option(None, "--template", "-t",
-                                           help="template architecture (preset or YAML); default: the space file's"),
-    space: Path | None = typer.Option(None, "--space", "-s", help="design-space YAML (docs/codesign.md); "
-                                         "default: array sides and capacities 1/16x..16x the template's"),
+    template: str | None = typer.Option(
+        None, "--template", "-t", help="template architecture (preset or YAML); default: the space file's"
+    ),
+    space: Path | None = typer.Option(
+        None,
+        "--space",
+        "-s",
+        help="design-space YAML (docs/codesign.md); default: array sides and capacities 1/16x..16x the template's",
+    ),
     network: str = typer.Option("resnet18", "--network", "-n", help="network preset or YAML file"),
-    area: str | None = typer.Option(None, "--area", metavar="MM2|edge|cloud",
-                                       help="area budget in mm^2, or a preset: edge 1.03, cloud 34.47 "
-                                            "(the edge / cloud presets' own areas; docs/codesign.md); default none"),
-    optimizer: str = typer.Option("digamma", "--optimizer", "-O",
-                                  help="comma-separated: digamma, random, ga, cma, de, pso, two-loop, learned"),
-    evaluations: int = typer.Option(5000, "--evaluations", "-e",
-                                    help="cost-model evaluations per optimiser (one = one layer's mapping scored)"),
+    area: str | None = typer.Option(
+        None,
+        "--area",
+        metavar="MM2|edge|cloud",
+        help="area budget in mm^2, or a preset: edge 1.03, cloud 34.47 "
+        "(the edge / cloud presets' own areas; docs/codesign.md); default none",
+    ),
+    optimizer: str = typer.Option(
+        "digamma", "--optimizer", "-O", help="comma-separated: digamma, random, ga, cma, de, pso, two-loop, learned"
+    ),
+    evaluations: int = typer.Option(
+        5000, "--evaluations", "-e", help="cost-model evaluations per optimiser (one = one layer's mapping scored)"
+    ),
     objective: str = typer.Option("latency", "--objective", help="latency, energy or edp (under the area budget)"),
     seed: int = typer.Option(0, "--seed", help="random seed: same seed, same designs"),
     population: int = typer.Option(20, "--population", help="population (GA family) / designs per step"),
     inner_budget: int = typer.Option(200, "--inner-budget", help="two-loop: GA-mapper evaluations per layer"),
-    policy: Path | None = typer.Option(None, "--policy", help="learned loop: policy checkpoint "
-                                          f"(default: checkpoints/{DEFAULT_POLICIES[0]}, else {DEFAULT_POLICIES[1]})"),
+    policy: Path | None = typer.Option(
+        None,
+        "--policy",
+        help="learned loop: policy checkpoint "
+        f"(default: checkpoints/{DEFAULT_POLICIES[0]}, else {DEFAULT_POLICIES[1]})",
+    ),
     samples: int = typer.Option(1, "--samples", help="learned loop: 1 = greedy, K = best of K episodes per layer"),
-    optimal_time_limit: float = typer.Option(5.0, "--optimal-time-limit",
-                                             help="learned loop: seconds per layer for the optimal re-mapping"),
-    time_limit: float | None = typer.Option(None, "--time-limit", metavar="SECONDS",
-                                               help="wall-clock limit per optimiser (breaks determinism)"),
+    optimal_time_limit: float = typer.Option(
+        5.0, "--optimal-time-limit", help="learned loop: seconds per layer for the optimal re-mapping"
+    ),
+    time_limit: float | None = typer.Option(
+        None, "--time-limit", metavar="SECONDS", help="wall-clock limit per optimiser (breaks determinism)"
+    ),
     output: Path = typer.Option(Path("codesign_out"), "-o", "--output", help="output folder"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from OUTPUT/checkpoints"),
     tensorboard: bool = typer.Option(True, "--tensorboard/--no-tensorboard", help="write TensorBoard curves"),
-    processes: int = typer.Option(1, "--processes", "-j", help="candidate evaluations in N parallel local processes "
-                                                               "(same designs and figures for any N)"),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        "-j",
+        help="candidate evaluations in N parallel local processes (same designs and figures for any N)",
+    ),
     ray: str | None = ray_option(),
 ) -> None:
     """Co-design hardware and mappings; writes the best design (arch.yaml that `rlmap map/search/eval` take),
@@ -69,8 +90,12 @@ def codesign_cmd(
 
     if objective not in ("latency", "energy", "edp"):
         raise SpecError(f"unknown objective {objective!r} (expected latency, energy or edp)", "--objective")
-    for name, v in (("--evaluations", evaluations), ("--population", population), ("--inner-budget", inner_budget),
-                    ("--samples", samples)):
+    for name, v in (
+        ("--evaluations", evaluations),
+        ("--population", population),
+        ("--inner-budget", inner_budget),
+        ("--samples", samples),
+    ):
         if v <= 0:
             raise SpecError(f"must be a positive integer, got {v}", name)
     if processes <= 0:
@@ -96,16 +121,22 @@ def codesign_cmd(
 
         pol = load_policy(policy or default_policy_path())
         if pol.max_levels < ds.template.n_levels:
-            raise SpecError(f"the policy handles {pol.max_levels} levels, template {ds.template.name!r} has "
-                            f"{ds.template.n_levels}", "--policy")
+            raise SpecError(
+                f"the policy handles {pol.max_levels} levels, template {ds.template.name!r} has {ds.template.n_levels}",
+                "--policy",
+            )
     if output.exists() and not output.is_dir():
         raise SpecError("exists and is not a directory", str(output))
     out = console()
-    out.print(f"design space over {ds.template.name}: {ds.size:,} designs "
-              f"({'; '.join(f'{k}: {v}' for k, v in ds.describe())})")
-    out.print(f"{net.name}: {len(wl)} distinct layers; area budget "
-              f"{'none' if budget == float('inf') else f'{budget:g} mm^2'}; objective {objective}; "
-              f"{evaluations:,} evaluations per optimiser; seed {seed}")
+    out.print(
+        f"design space over {ds.template.name}: {ds.size:,} designs "
+        f"({'; '.join(f'{k}: {v}' for k, v in ds.describe())})"
+    )
+    out.print(
+        f"{net.name}: {len(wl)} distinct layers; area budget "
+        f"{'none' if budget == float('inf') else f'{budget:g} mm^2'}; objective {objective}; "
+        f"{evaluations:,} evaluations per optimiser; seed {seed}"
+    )
     (output / "checkpoints").mkdir(parents=True, exist_ok=True)
     runs: dict[str, Problem] = {}
     finals: dict[str, dict[str, Any]] = {}
@@ -113,18 +144,35 @@ def codesign_cmd(
     with open_backend(processes, ray) as backend, progress_bar() as bar:
         for n in names:
             task = bar.add_task(n, total=evaluations, info="")
-            opt = make_optimizer(n, population=population, inner_budget=inner_budget, policy=pol, samples=samples,
-                                 optimal_time_limit=optimal_time_limit)
+            opt = make_optimizer(
+                n,
+                population=population,
+                inner_budget=inner_budget,
+                policy=pol,
+                samples=samples,
+                optimal_time_limit=optimal_time_limit,
+            )
             problem = Problem(ds, wl, objective, budget, evaluations, time_limit)
-            meta = {"optimizer": n, "template": ds.template.name, "space": str(space), "network": net.name,
-                    "area": budget, "evaluations": evaluations, "objective": objective, "seed": seed,
-                    "population": population, "inner_budget": inner_budget, "samples": samples}
+            meta = {
+                "optimizer": n,
+                "template": ds.template.name,
+                "space": str(space),
+                "network": net.name,
+                "area": budget,
+                "evaluations": evaluations,
+                "objective": objective,
+                "seed": seed,
+                "population": population,
+                "inner_budget": inner_budget,
+                "samples": samples,
+            }
 
             def tick(p: Problem, task: Any = task) -> None:
                 bar.update(task, completed=p.evaluations, info=f"best {objective} {fmt(p.best_value)}")
 
-            opt, problem = run(opt, problem, seed, output / "checkpoints" / f"{n}.pkl", resume, meta, tick, pol,
-                               backend)
+            opt, problem = run(
+                opt, problem, seed, output / "checkpoints" / f"{n}.pkl", resume, meta, tick, pol, backend
+            )
             runs[n], opts[n] = problem, opt
             if hasattr(opt, "finish"):
                 finals[n] = opt.finish(problem)
@@ -141,9 +189,11 @@ def codesign_cmd(
         maps, cost = p.best_maps, p.best_cost
         if finals.get(n):
             extra["policy_mapped"] = {"objective": finals[n]["policy_objective"]}
-            extra["optimal_remapped"] = {"objective": finals[n]["optimal_objective"],
-                                         "evaluations": finals[n]["optimal_evaluations"],
-                                         "proven": finals[n]["optimal_proven"]}
+            extra["optimal_remapped"] = {
+                "objective": finals[n]["optimal_objective"],
+                "evaluations": finals[n]["optimal_evaluations"],
+                "proven": finals[n]["optimal_proven"],
+            }
             maps, cost = finals[n]["maps"], finals[n]["cost"]  # the design as re-mapped by the optimal mapper
         folder = output / "designs" / n
         summaries[n] = write_design(folder, p, p.best_hw, maps, cost, net, n, extra)
@@ -155,13 +205,17 @@ def codesign_cmd(
 
         shutil.copytree(output / "designs" / best_name, output / "best", dirs_exist_ok=True)
         s = summaries[best_name]
-        out.print(f"best design: {best_name}, area {s['area_mm2']:.4g} mm^2, cycles {fmt(s['cycles'])}, energy "
-                  f"{fmt(s['energy_pj'])} pJ -> {output / 'best' / 'arch.yaml'} (re-evaluated from the YAML: same "
-                  f"numbers); try `rlmap eval` / `rlmap search --arch {output / 'best' / 'arch.yaml'}`")
+        out.print(
+            f"best design: {best_name}, area {s['area_mm2']:.4g} mm^2, cycles {fmt(s['cycles'])}, energy "
+            f"{fmt(s['energy_pj'])} pJ -> {output / 'best' / 'arch.yaml'} (re-evaluated from the YAML: same "
+            f"numbers); try `rlmap eval` / `rlmap search --arch {output / 'best' / 'arch.yaml'}`"
+        )
     else:
         out.print("[yellow]no optimiser found a feasible design: raise --evaluations or --area[/yellow]")
-    out.print(f"wrote {output}/pareto.csv, pareto.png, curves.png"
-              f"{', tensorboard/' if tensorboard else ''}, designs/<optimiser>/ (arch.yaml, mappings/, design.json)")
+    out.print(
+        f"wrote {output}/pareto.csv, pareto.png, curves.png"
+        f"{', tensorboard/' if tensorboard else ''}, designs/<optimiser>/ (arch.yaml, mappings/, design.json)"
+    )
 
 
 def _report(out: Any, runs: dict[str, Any], finals: dict[str, dict[str, Any]], objective: str) -> None:
@@ -171,14 +225,30 @@ def _report(out: Any, runs: dict[str, Any], finals: dict[str, dict[str, Any]], o
     from rlmap.cli.common import fmt
 
     t = Table(title=f"co-design, best feasible {objective}", box=box.SIMPLE_HEAVY, title_justify="left")
-    for col in ("optimiser", "evaluations", "seconds", f"best {objective}", "area mm2", "designs scored",
-                "feasible", "optimal re-map"):
+    for col in (
+        "optimiser",
+        "evaluations",
+        "seconds",
+        f"best {objective}",
+        "area mm2",
+        "designs scored",
+        "feasible",
+        "optimal re-map",
+    ):
         t.add_column(col, justify="left" if col == "optimiser" else "right")
     for n, p in runs.items():
         feas = sum(r.feasible for r in p.history)
         remap = ""
         if finals.get(n):
             remap = fmt(finals[n]["optimal_objective"])
-        t.add_row(n, f"{p.evaluations:,}", f"{p.elapsed:.1f}", fmt(p.best_value) if p.best_cost else "none",
-                  f"{p.best_cost.area_mm2:.4g}" if p.best_cost else "-", f"{len(p.history):,}", f"{feas:,}", remap)
+        t.add_row(
+            n,
+            f"{p.evaluations:,}",
+            f"{p.elapsed:.1f}",
+            fmt(p.best_value) if p.best_cost else "none",
+            f"{p.best_cost.area_mm2:.4g}" if p.best_cost else "-",
+            f"{len(p.history):,}",
+            f"{feas:,}",
+            remap,
+        )
     out.print(t)

@@ -11,8 +11,9 @@ import functools
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -181,11 +182,14 @@ def mapping_file_names(names: list[str]) -> dict[str, str]:
     return out
 
 
-MAPPING_HELP = ("mapping YAML file: rlmap's own, a Timeloop mapping or an AccelForge LoopTree mapping "
-                "(the format is detected)")
+MAPPING_HELP = (
+    "mapping YAML file: rlmap's own, a Timeloop mapping or an AccelForge LoopTree mapping (the format is detected)"
+)
 SEMANTICS_HELP = "modelling semantics, timeloop or accelforge (default: the architecture's `semantics`)"
-WORKLOAD_HELP = ("AccelForge workload YAML whose Einsum names the LoopTree's rank variables and tensors "
-                 "(default: rlmap's names n g k c p q r s and I W O)")
+WORKLOAD_HELP = (
+    "AccelForge workload YAML whose Einsum names the LoopTree's rank variables and tensors "
+    "(default: rlmap's names n g k c p q r s and I W O)"
+)
 
 
 def with_semantics(arch: Architecture, semantics: Optional[str]) -> Architecture:
@@ -206,8 +210,7 @@ def mapping_problem(network: str, arch: str, mapping: Path, layer: Optional[str]
     return lyr, a, m
 
 
-def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str],
-                     workload: Optional[Path] = None):  # noqa: ANN201
+def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str], workload: Optional[Path] = None):  # noqa: ANN201
     """(layer, architecture, Mapping, format) from a mapping file in rlmap's, Timeloop's or AccelForge's format
     (detected).  The layer comes from --layer, else from an rlmap file, else the network's only layer;
     `workload` (AccelForge) names the LoopTree's rank variables and tensors."""
@@ -243,47 +246,65 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
     return lyr, a, m, fmt
 
 
-def report_network_result(res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any],
-                          hint: str = "") -> None:
+def report_network_result(
+    res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any], hint: str = ""
+) -> None:
     """Per-layer table and network totals of a NetworkResult; with `output`, mappings (YAML) + summary.json."""
     from rlmap.cli.results import build_run, build_summary, write_results
     from rlmap.cli.tables import energy_unit, eng, network_table
 
     out = console()
     if res.extra.get("partial") and not res.results:
-        out.print(f"[yellow]interrupted before any layer was mapped: nothing to report"
-                  f"{', nothing written to ' + str(output) if output is not None else ''}[/yellow]")
+        out.print(
+            f"[yellow]interrupted before any layer was mapped: nothing to report"
+            f"{', nothing written to ' + str(output) if output is not None else ''}[/yellow]"
+        )
         return
     unit = energy_unit(arch)
     out.print(title, soft_wrap=True)
     out.print(network_table(res, unit))
     missing = [lyr.name for lyr, r in zip(res.layers, res.results) if r.cost is None]
     if missing:
-        unfit = [f"{lyr.name} ({r.notes['unmappable']})" for lyr, r in zip(res.layers, res.results)
-                 if r.cost is None and r.notes.get("unmappable")]
+        unfit = [
+            f"{lyr.name} ({r.notes['unmappable']})"
+            for lyr, r in zip(res.layers, res.results)
+            if r.cost is None and r.notes.get("unmappable")
+        ]
         if unfit:  # even every loop in DRAM does not fit: no budget or mapper helps
             hint = f"no mapping fits the architecture: {', '.join(unfit)}"
-        out.print(f"{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
-                  f"{': ' + hint if hint else ''}; totals are infinite", style="yellow", markup=False)
-    stopped = {id(r): (lyr.name, r.notes["stopped"]) for lyr, r in zip(res.layers, res.results) if r.notes.get("stopped")}
+        out.print(
+            f"{len(missing)} layer(s) without a valid mapping ({', '.join(missing)})"
+            f"{': ' + hint if hint else ''}; totals are infinite",
+            style="yellow",
+            markup=False,
+        )
+    stopped = {
+        id(r): (lyr.name, r.notes["stopped"]) for lyr, r in zip(res.layers, res.results) if r.notes.get("stopped")
+    }
     if stopped:
         name, why = next(iter(stopped.values()))
         out.print(f"[yellow]{len(stopped)} distinct layer(s) stopped early, e.g. {name}: {why}[/yellow]")
     fell = [lyr.name for lyr, r in zip(res.layers, res.results) if r.notes.get("fallback")]
     if fell:
-        note = (f"note: no sampled mapping was valid for {len(fell)} layer(s); each keeps the all-outermost one "
-                f"(every loop in DRAM)")
+        note = (
+            f"note: no sampled mapping was valid for {len(fell)} layer(s); each keeps the all-outermost one "
+            f"(every loop in DRAM)"
+        )
         named = f"{note}: {', '.join(fell)}"
         out.print(named if len(named) <= 120 else note, style="yellow", markup=False)
     distinct = res.extra.get("distinct_layers")
     same = f" ({distinct} distinct layers, each mapped once)" if distinct and distinct < len(res.layers) else ""
     partial = bool(res.extra.get("partial"))
     if partial:
-        out.print(f"[yellow]interrupted: {res.extra.get('distinct_done', len(res.results))} of {distinct or '?'} "
-                  f"distinct layers mapped ({len(res.layers)} of {res.extra.get('total_layers', '?')} layers); "
-                  f"the totals below cover those only[/yellow]")
-    out.print(f"network total (with repeats): energy {eng(res.energy)} {unit}, cycles {eng(res.cycles)}, "
-              f"EDP {eng(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}")
+        out.print(
+            f"[yellow]interrupted: {res.extra.get('distinct_done', len(res.results))} of {distinct or '?'} "
+            f"distinct layers mapped ({len(res.layers)} of {res.extra.get('total_layers', '?')} layers); "
+            f"the totals below cover those only[/yellow]"
+        )
+    out.print(
+        f"network total (with repeats): energy {eng(res.energy)} {unit}, cycles {eng(res.cycles)}, "
+        f"EDP {eng(res.edp)}, {res.macs:,} MACs, {res.seconds:.1f} s{same}"
+    )
     if output is None:
         return
     check_output_dir(output)
@@ -298,13 +319,26 @@ def report_network_result(res: Any, arch: Architecture, title: str, output: Opti
                 continue
             rel = f"mappings/{names[lyr.name]}"
             files[lyr.name] = rel
-            io.save_mapping(r.mapping, arch, stage / rel, lyr,
-                            extra={"network": res.network, "mapper": label, "objective": res.objective,
-                                   "energy_pj": float(r.cost.energy), "cycles": float(r.cost.cycles)})
+            io.save_mapping(
+                r.mapping,
+                arch,
+                stage / rel,
+                lyr,
+                extra={
+                    "network": res.network,
+                    "mapper": label,
+                    "objective": res.objective,
+                    "energy_pj": float(r.cost.energy),
+                    "cycles": float(r.cost.cycles),
+                },
+            )
         (stage / "mappings").mkdir(exist_ok=True)
         summary = build_summary(res, arch, meta, files)
         if partial:  # Ctrl-C: only the layers finished are in it
             summary.update(partial=True, layers_total=res.extra.get("total_layers"))
         write_results(stage, summary, build_run(res))
-    out.print(f"wrote {output / 'mappings'}/ ({len(files)} mappings), {output / 'summary.json'} and "
-              f"{output / 'run.json'}" + (" (marked partial)" if partial else ""), markup=False)
+    out.print(
+        f"wrote {output / 'mappings'}/ ({len(files)} mappings), {output / 'summary.json'} and "
+        f"{output / 'run.json'}" + (" (marked partial)" if partial else ""),
+        markup=False,
+    )

@@ -7,8 +7,7 @@ from typing import Optional
 
 import typer
 
-from rlmap.cli.common import console, fmt, load_any_mapping, with_semantics
-from rlmap.cli.common import MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP
+from rlmap.cli.common import MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP, console, fmt, load_any_mapping, with_semantics
 from rlmap.spec.errors import SpecError
 
 
@@ -16,8 +15,9 @@ def eval_cmd(
     network: str = typer.Option(..., "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option(..., "--arch", "-a", help="architecture preset or YAML file"),
     mapping: Path = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP),
-    layer: Optional[str] = typer.Option(None, "--layer", "-l",
-                                        help="layer name (default: the one an rlmap file names, or the network's only layer)"),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", "-l", help="layer name (default: the one an rlmap file names, or the network's only layer)"
+    ),
     semantics: Optional[str] = typer.Option(None, "--semantics", help=SEMANTICS_HELP),
     workload: Optional[Path] = typer.Option(None, "--workload", help=WORKLOAD_HELP),
 ) -> None:
@@ -43,4 +43,3 @@ def eval_cmd(
     out.print(f"energy/MAC   {fmt(cost.energy / max(cost.macs, 1))} {unit}")
     t = eval_table(cost, a, out.width)
     out.print(t)
-

@@ -10,10 +10,12 @@ import typer
 if TYPE_CHECKING:
     from rlmap.execution import Backend
 
-RAY_HELP = ("run the tasks on Ray: ADDRESS 'auto' joins the cluster this machine belongs to or starts a local one; "
-            "'local' always starts a private local one; "
-            "HOST:PORT (or ray://HOST:10001) joins that cluster; default: $RLMAP_RAY_ADDRESS, else local processes "
-            "(-j then caps the tasks in flight; needs pip install 'rlmap[ray]'; see docs/distributed.md)")
+RAY_HELP = (
+    "run the tasks on Ray: ADDRESS 'auto' joins the cluster this machine belongs to or starts a local one; "
+    "'local' always starts a private local one; "
+    "HOST:PORT (or ray://HOST:10001) joins that cluster; default: $RLMAP_RAY_ADDRESS, else local processes "
+    "(-j then caps the tasks in flight; needs pip install 'rlmap[ray]'; see docs/distributed.md)"
+)
 
 
 def ray_option() -> Any:

@@ -14,8 +14,9 @@ from rlmap.spec.errors import SpecError
 def generate_cmd(
     count: int = typer.Option(1, "--count", "-n", help="how many architectures (seeds --seed .. --seed + N - 1)"),
     seed: int = typer.Option(0, "--seed", "-s", help="first generator seed; a seed always gives the same architecture"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="folder for genSEED.yaml files (default: print the YAML)"),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="folder for genSEED.yaml files (default: print the YAML)"
+    ),
     force: bool = typer.Option(False, "--force", help="overwrite existing files"),
 ) -> None:
     """Generate accelerators: 3-4 storage levels, 4x4..64x64 PE arrays, dataflow limits, shared or partitioned
@@ -53,6 +54,12 @@ def generate_cmd(
     for s in seeds:
         arch = generate_architecture(s)
         path = save_architecture(arch, files[s])
-        table.add_row(str(path), str(arch.n_levels), f"{arch.num_pes:,}", str(arch.data_bits), arch.compute.sparse,
-                      arch.description.split(": ", 1)[1])
+        table.add_row(
+            str(path),
+            str(arch.n_levels),
+            f"{arch.num_pes:,}",
+            str(arch.data_bits),
+            arch.compute.sparse,
+            arch.description.split(": ", 1)[1],
+        )
     console().print(table)

@@ -32,8 +32,9 @@ def list_cmd() -> None:
     out.print(t)
     generated = io.list_generated()
     if generated:  # held out of training, loadable by name like the presets
-        out.print(f"generated (envs/generated, held out; `rlmap generate` makes more): {', '.join(generated)}",
-                  markup=False)
+        out.print(
+            f"generated (envs/generated, held out; `rlmap generate` makes more): {', '.join(generated)}", markup=False
+        )
     out.print()
     t = Table(title="Networks", box=box.SIMPLE_HEAVY, title_justify="left")
     t.add_column("name", style="bold")
@@ -55,17 +56,24 @@ def list_cmd() -> None:
     from rlmap.rl.config import load_run_config
     from rlmap.spec.io import checkpoints_dir
 
-    t = Table(title="Pretrained policies (checkpoints/; `rlmap map --arch NAME` picks the best measured one)",
-              box=box.SIMPLE_HEAVY,
-              title_justify="left")
+    t = Table(
+        title="Pretrained policies (checkpoints/; `rlmap map --arch NAME` picks the best measured one)",
+        box=box.SIMPLE_HEAVY,
+        title_justify="left",
+    )
     for col in ("policy", "architectures", "agent", "steps", "trained on"):
         t.add_column(col, justify="right" if col == "steps" else "left")
     for folder in sorted(checkpoints_dir().glob("policy_*")):
         try:
             cfg = load_run_config(folder)
             archs = cfg.arch + (f" + {cfg.generated} generated" if cfg.generated else "")
-            t.add_row(folder.name, archs, cfg.agent_name, f"{trained_steps(folder / 'model.zip'):,}",
-                      ", ".join(cfg.networks) + (" + synthetic" if cfg.agent.env.synthetic > 0 else ""))
+            t.add_row(
+                folder.name,
+                archs,
+                cfg.agent_name,
+                f"{trained_steps(folder / 'model.zip'):,}",
+                ", ".join(cfg.networks) + (" + synthetic" if cfg.agent.env.synthetic > 0 else ""),
+            )
         except SpecError as exc:
             t.add_row(folder.name, "-", "-", "-", f"[red]{error_line(exc)}[/red]")
     out.print(t)
@@ -82,16 +90,41 @@ def show_network(name: str = typer.Argument(..., help="preset name or path to a 
     if net.source:
         out.print(f"source: {' '.join(net.source.split())}")
     t = Table(box=box.SIMPLE_HEAVY)
-    for col in ("layer", "kind", "N", "K", "C", "P", "Q", "R", "S", "groups", "stride", "repeat", "MACs",
-                "density I/W/O"):
+    for col in (
+        "layer",
+        "kind",
+        "N",
+        "K",
+        "C",
+        "P",
+        "Q",
+        "R",
+        "S",
+        "groups",
+        "stride",
+        "repeat",
+        "MACs",
+        "density I/W/O",
+    ):
         t.add_column(col, justify="left" if col in ("layer", "kind") else "right")
     for l in net.layers:
         dens = "dense" if l.density.is_dense else "/".join(f"{x:g}" for x in l.density.as_tuple())
-        t.add_row(l.name, l.kind, *(str(getattr(l, d)) for d in "NKCPQRS"), str(l.groups),
-                  "x".join(map(str, l.stride)), str(l.repeat), f"{l.macs:,}", dens)
+        t.add_row(
+            l.name,
+            l.kind,
+            *(str(getattr(l, d)) for d in "NKCPQRS"),
+            str(l.groups),
+            "x".join(map(str, l.stride)),
+            str(l.repeat),
+            f"{l.macs:,}",
+            dens,
+        )
     out.print(t)
     reps = sum(l.repeat for l in net.layers)
-    out.print(f"total: {len(net.layers)} layers ({reps} with repeats), {net.macs:,} MACs" + (f" = {gmacs(net.macs)}" if net.macs >= 1e4 else ""))
+    out.print(
+        f"total: {len(net.layers)} layers ({reps} with repeats), {net.macs:,} MACs"
+        + (f" = {gmacs(net.macs)}" if net.macs >= 1e4 else "")
+    )
 
 
 def _capacity_str(cap: Any) -> str:
@@ -123,15 +156,35 @@ def show_arch(name: str = typer.Argument(..., help="preset name or path to an ar
     out = console()
     out.print(f"[bold]{a.name}[/bold]: {' '.join(a.description.split())}")
     t = Table(box=box.SIMPLE_HEAVY)
-    for col in ("level", "instances", "capacity (words)", "word bits", "keeps", "read pJ", "write pJ",
-                "bandwidth (w/cyc)", "fanout XxY", "formats"):
-        t.add_column(col, justify="left" if col in ("level", "capacity (words)", "keeps", "fanout XxY", "formats")
-                     else "right")
+    for col in (
+        "level",
+        "instances",
+        "capacity (words)",
+        "word bits",
+        "keeps",
+        "read pJ",
+        "write pJ",
+        "bandwidth (w/cyc)",
+        "fanout XxY",
+        "formats",
+    ):
+        t.add_column(
+            col, justify="left" if col in ("level", "capacity (words)", "keeps", "fanout XxY", "formats") else "right"
+        )
     for i, lvl in enumerate(a.levels):
         fmts = ", ".join(f"{TENSOR_SHORT[k]}:{v}" for k, v in lvl.formats.items()) or "-"
-        t.add_row(lvl.name, f"{a.instances(i):,}", _capacity_str(lvl.capacity), str(lvl.word_bits),
-                  " ".join(TENSOR_SHORT[k] for k in lvl.keeps), f"{lvl.read_energy:g}", f"{lvl.write_energy:g}",
-                  "unbounded" if lvl.bandwidth is None else f"{lvl.bandwidth:g}", _fanout_str(lvl), fmts)
+        t.add_row(
+            lvl.name,
+            f"{a.instances(i):,}",
+            _capacity_str(lvl.capacity),
+            str(lvl.word_bits),
+            " ".join(TENSOR_SHORT[k] for k in lvl.keeps),
+            f"{lvl.read_energy:g}",
+            f"{lvl.write_energy:g}",
+            "unbounded" if lvl.bandwidth is None else f"{lvl.bandwidth:g}",
+            _fanout_str(lvl),
+            fmts,
+        )
     out.print(t)
     c = a.compute
     sparse = "none" if c.sparse == "none" else f"{c.sparse} on {', '.join(c.on)}"

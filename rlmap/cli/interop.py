@@ -10,8 +10,18 @@ import typer
 from rich import box
 from rich.table import Table
 
-from rlmap.cli.common import (MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP, check_output_dir, check_output_file, console,
-                              gmacs, load_any_mapping, mapping_problem, with_semantics)
+from rlmap.cli.common import (
+    MAPPING_HELP,
+    SEMANTICS_HELP,
+    WORKLOAD_HELP,
+    check_output_dir,
+    check_output_file,
+    console,
+    gmacs,
+    load_any_mapping,
+    mapping_problem,
+    with_semantics,
+)
 from rlmap.cli.common import fmt as fmt_num
 from rlmap.cli.tables import energy_unit
 from rlmap.spec import io
@@ -20,7 +30,9 @@ from rlmap.spec.problem import DIMS
 
 
 def import_cmd(
-    spec: str = typer.Argument(..., metavar="MODEL.py:BUILD_FN", help="Python file and the function that returns the model"),
+    spec: str = typer.Argument(
+        ..., metavar="MODEL.py:BUILD_FN", help="Python file and the function that returns the model"
+    ),
     input_shape: str = typer.Option(..., "--input-shape", help="example input shape, e.g. 1,3,224,224"),
     output: Path = typer.Option(..., "-o", "--output", help="network YAML file to write"),
     name: Optional[str] = typer.Option(None, "--name", help="network name (default: the file's stem)"),
@@ -47,24 +59,33 @@ def import_cmd(
     from torch import nn
 
     if not isinstance(model, nn.Module):
-        raise SpecError(f"{spec.rpartition(':')[2]}() returned a {type(model).__name__}, not a torch.nn.Module",
-                        path_str)
+        raise SpecError(
+            f"{spec.rpartition(':')[2]}() returned a {type(model).__name__}, not a torch.nn.Module", path_str
+        )
     try:
         example = torch.zeros(shape)
     except (RuntimeError, MemoryError) as exc:  # not enough memory for the example input
-        raise SpecError(f"cannot allocate an input of shape {shape}: {str(exc).splitlines()[0]}",
-                        "--input-shape") from None
+        raise SpecError(
+            f"cannot allocate an input of shape {shape}: {str(exc).splitlines()[0]}", "--input-shape"
+        ) from None
     result = import_module(model.eval(), example, name or Path(path_str).stem)
     io.save_network(result.network, output)
     out = console()
     net = result.network
-    t = Table(title=f"{net.name}: {len(net.layers)} layers, {gmacs(net.macs)}", box=box.SIMPLE_HEAVY,
-              title_justify="left")
+    t = Table(
+        title=f"{net.name}: {len(net.layers)} layers, {gmacs(net.macs)}", box=box.SIMPLE_HEAVY, title_justify="left"
+    )
     for col in ("layer", "kind", "N", "K", "C", "P", "Q", "R", "S", "groups", "stride", "MACs"):
         t.add_column(col, justify="left" if col in ("layer", "kind") else "right")
     for l in net.layers:
-        t.add_row(l.name, l.kind, *(str(getattr(l, d)) for d in "NKCPQRS"), str(l.groups),
-                  "x".join(map(str, l.stride)), f"{l.macs:,}")
+        t.add_row(
+            l.name,
+            l.kind,
+            *(str(getattr(l, d)) for d in "NKCPQRS"),
+            str(l.groups),
+            "x".join(map(str, l.stride)),
+            f"{l.macs:,}",
+        )
     out.print(t)
     if result.skipped:
         out.print(f"skipped {len(result.skipped)} operators (no MACs or unsupported):")
@@ -81,8 +102,9 @@ def export_cmd(
     mapping: Path = typer.Option(..., "--mapping", "-m", help=MAPPING_HELP),
     fmt: str = typer.Option(..., "--format", "-f", help="timeloop or accelforge"),
     output: Path = typer.Option(..., "-o", "--output", help="directory to write the files into"),
-    layer: Optional[str] = typer.Option(None, "--layer", "-l",
-                                        help="layer name (default: the one an rlmap file names, or the network's only layer)"),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", "-l", help="layer name (default: the one an rlmap file names, or the network's only layer)"
+    ),
 ) -> None:
     """Write a mapping (with its problem and architecture) as Timeloop or AccelForge input files.
 
@@ -111,19 +133,21 @@ def export_cmd(
         out.print(f"note: {note}")
     if key == "accelforge":
         af = CostModel(lyr, with_semantics(a, "accelforge")).evaluate(m)
-        out.print(f"rlmap under accelforge semantics (what AccelForge computes for these files): energy "
-                  f"{fmt_num(af.energy)} {energy_unit(a)}, cycles {fmt_num(af.cycles)}")
+        out.print(
+            f"rlmap under accelforge semantics (what AccelForge computes for these files): energy "
+            f"{fmt_num(af.energy)} {energy_unit(a)}, cycles {fmt_num(af.cycles)}"
+        )
 
 
 def import_mapping_cmd(
     mapping: Path = typer.Argument(..., metavar="FILE", help="Timeloop or AccelForge mapping YAML (or rlmap's own)"),
     network: str = typer.Option(..., "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option(..., "--arch", "-a", help="architecture preset or YAML file"),
-    layer: Optional[str] = typer.Option(None, "--layer", "-l",
-                                        help="layer name (default: the network's only layer)"),
+    layer: Optional[str] = typer.Option(None, "--layer", "-l", help="layer name (default: the network's only layer)"),
     workload: Optional[Path] = typer.Option(None, "--workload", help=WORKLOAD_HELP),
-    output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                          help="rlmap mapping YAML to write (default: print it)"),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="rlmap mapping YAML to write (default: print it)"
+    ),
     semantics: Optional[str] = typer.Option(None, "--semantics", help=SEMANTICS_HELP),
 ) -> None:
     """Convert a Timeloop or AccelForge mapping into rlmap's mapping YAML, or say precisely what rlmap cannot express.
@@ -142,13 +166,21 @@ def import_mapping_cmd(
     out = console(stderr=output is None)
     out.print(f"read {mapping} ({source} format) for layer {lyr.name} on {a.name}")
     for lvl, level in enumerate(a.levels):
-        parts = [f"{kind} " + " ".join(f"{d}{f}" for d, f in row.items())
-                 for kind, row in (("T", _row(m.temporal[lvl])), ("X", _row(m.spatial_x[lvl])),
-                                   ("Y", _row(m.spatial_y[lvl]))) if row]
+        parts = [
+            f"{kind} " + " ".join(f"{d}{f}" for d, f in row.items())
+            for kind, row in (
+                ("T", _row(m.temporal[lvl])),
+                ("X", _row(m.spatial_x[lvl])),
+                ("Y", _row(m.spatial_y[lvl])),
+            )
+            if row
+        ]
         order = "".join(DIMS[d] for d in m.order[lvl] if m.temporal[lvl][d] > 1)
         out.print(f"  {level.name:12s} {'  '.join(parts) or '-'}" + (f"  (order {order})" if len(order) > 1 else ""))
-    out.print(f"energy {fmt_num(cost.energy)} {energy_unit(a)}, cycles {fmt_num(cost.cycles)}, EDP {fmt_num(cost.edp)} "
-              f"({a.semantics} semantics)")
+    out.print(
+        f"energy {fmt_num(cost.energy)} {energy_unit(a)}, cycles {fmt_num(cost.cycles)}, EDP {fmt_num(cost.edp)} "
+        f"({a.semantics} semantics)"
+    )
     data = m.to_dict(a, lyr)
     data["source"] = f"{source}: {mapping}"
     if output is None:

@@ -72,8 +72,12 @@ def per_layer_figure(runs: list[dict[str, Any]], labels: list[str]) -> str:
 
     names = _layer_names(runs)
     unit = runs[0].get("energy_unit", "pJ")
-    panels = (("energy", f"energy ({unit})", True), ("cycles", "latency (cycles)", True),
-              ("edp", f"EDP ({unit} x cycles)", True), ("utilization", "PE utilisation (%)", False))
+    panels = (
+        ("energy", f"energy ({unit})", True),
+        ("cycles", "latency (cycles)", True),
+        ("edp", f"EDP ({unit} x cycles)", True),
+        ("utilization", "PE utilisation (%)", False),
+    )
     width = max(8.0, 0.28 * len(names) * max(1, len(runs)) ** 0.5 + 2)
     fig, axes = plt.subplots(len(panels), 1, figsize=(width, 2.3 * len(panels)), sharex=True)
     x = np.arange(len(names))
@@ -112,8 +116,13 @@ def breakdown_figure(runs: list[dict[str, Any]], labels: list[str], by: str) -> 
                     parts.append(p)
     colors = {p: TENSOR_COLORS.get(p, COLORS[i % len(COLORS)]) for i, p in enumerate(parts)}
     width = max(8.0, 0.22 * len(names) + 3)
-    fig, axes = plt.subplots(len(runs), 2, figsize=(width, 2.6 * len(runs)), squeeze=False,
-                             gridspec_kw={"width_ratios": [max(4, len(names) // 3), 1]})
+    fig, axes = plt.subplots(
+        len(runs),
+        2,
+        figsize=(width, 2.6 * len(runs)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [max(4, len(names) // 3), 1]},
+    )
     unit = runs[0].get("energy_unit", "pJ")
     x = np.arange(len(names))
     for i, (run, label) in enumerate(zip(runs, labels)):
@@ -158,8 +167,13 @@ def convergence_figure(runs: list[dict[str, Any]], labels: list[str]) -> str:
     import matplotlib.pyplot as plt
 
     names = _layer_names(runs)
-    best = {n: min((p[1] for r in runs for row in r["layers"] if row["layer"] == n for p in row.get("curve", [])),
-                   default=math.nan) for n in names}
+    best = {
+        n: min(
+            (p[1] for r in runs for row in r["layers"] if row["layer"] == n for p in row.get("curve", [])),
+            default=math.nan,
+        )
+        for n in names
+    }
     fig, axes = plt.subplots(1, len(runs), figsize=(max(6.0, 4.2 * len(runs)), 3.2), squeeze=False, sharey=True)
     for ax, run, label in zip(axes[0], runs, labels):
         drawn = 0
@@ -190,9 +204,12 @@ def convergence_figure(runs: list[dict[str, Any]], labels: list[str]) -> str:
 
 def _table(head: list[str], rows: list[list[str]], num_from: int = 1) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(
-        f"<td class='{'num' if i >= num_from else 'name'}'>{html.escape(c)}</td>" for i, c in enumerate(r)) + "</tr>"
-        for r in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td class='{'num' if i >= num_from else 'name'}'>{html.escape(c)}</td>" for i, c in enumerate(r))
+        + "</tr>"
+        for r in rows
+    )
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -205,12 +222,39 @@ def totals_table(runs: list[dict[str, Any]], labels: list[str]) -> str:
         evals = sum(int(row.get("evaluations", 0)) for row in distinct.values())
         secs = r.get("run", {}).get("seconds")
         found = sum(1 for row in r["layers"] if row.get("found", True))
-        rows.append([label, r["network"], r["arch"], r.get("objective", "?"), eng(r["total"]["energy"]),
-                     eng(r["total"]["cycles"]), eng(edp), f"{edp / best:.3f}" if best > 0 else "-",
-                     f"{found}/{len(r['layers'])}", f"{evals:,}", "-" if secs is None else f"{secs:.1f}"])
+        rows.append(
+            [
+                label,
+                r["network"],
+                r["arch"],
+                r.get("objective", "?"),
+                eng(r["total"]["energy"]),
+                eng(r["total"]["cycles"]),
+                eng(edp),
+                f"{edp / best:.3f}" if best > 0 else "-",
+                f"{found}/{len(r['layers'])}",
+                f"{evals:,}",
+                "-" if secs is None else f"{secs:.1f}",
+            ]
+        )
     unit = runs[0].get("energy_unit", "pJ")
-    return _table(["run", "network", "arch", "objective", f"energy ({unit})", "cycles", "EDP", "EDP / best",
-                   "layers mapped", "evaluations", "seconds"], rows, num_from=4)
+    return _table(
+        [
+            "run",
+            "network",
+            "arch",
+            "objective",
+            f"energy ({unit})",
+            "cycles",
+            "EDP",
+            "EDP / best",
+            "layers mapped",
+            "evaluations",
+            "seconds",
+        ],
+        rows,
+        num_from=4,
+    )
 
 
 def layer_table(runs: list[dict[str, Any]], labels: list[str]) -> str:
@@ -258,19 +302,27 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
     for r, label in zip(runs, labels):
         run = r.get("run", {})
         macs = sum(int(row.get("shape", {}).get("macs", 0)) * int(row.get("repeat", 1)) for row in r["layers"])
-        line = (f"<b>{html.escape(label)}</b>: <code>{html.escape(run.get('command', '(command not recorded)'))}</code>"
-                f" — rlmap {html.escape(str(r.get('rlmap_version', '?')))}"
-                f"{', ' + html.escape(run['timestamp']) if run.get('timestamp') else ''}, "
-                f"{count(macs, 'MACs')}, "
-                f"semantics {html.escape(str(r.get('semantics', '?')))}, "
-                f"folder <code>{html.escape(r['_folder'])}</code>")
+        line = (
+            f"<b>{html.escape(label)}</b>: <code>{html.escape(run.get('command', '(command not recorded)'))}</code>"
+            f" — rlmap {html.escape(str(r.get('rlmap_version', '?')))}"
+            f"{', ' + html.escape(run['timestamp']) if run.get('timestamp') else ''}, "
+            f"{count(macs, 'MACs')}, "
+            f"semantics {html.escape(str(r.get('semantics', '?')))}, "
+            f"folder <code>{html.escape(r['_folder'])}</code>"
+        )
         meta.append(f"<p class='meta'>{line}</p>")
-    note = ("" if len(units) == 1 else
-            f"<p class='meta'><b>note:</b> the runs use different energy units ({', '.join(units)}).</p>")
+    note = (
+        ""
+        if len(units) == 1
+        else f"<p class='meta'><b>note:</b> the runs use different energy units ({', '.join(units)}).</p>"
+    )
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>", *meta, note,
-        "<h2>Totals (with repeats)</h2>", totals_table(runs, labels),
+        f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+        *meta,
+        note,
+        "<h2>Totals (with repeats)</h2>",
+        totals_table(runs, labels),
         "<h2>Per layer: energy, latency, EDP, utilisation</h2>",
         f"<img alt='per-layer energy, latency, EDP and utilisation' "
         f"src='data:image/png;base64,{per_layer_figure(runs, labels)}'>",
@@ -283,16 +335,20 @@ def render_report(runs: list[dict[str, Any]], title: str | None = None) -> str:
         "run found for that layer (1 = best known). The optimal mapper reports one point per chunk of tilings; a "
         "policy one point per sample.</p>",
         f"<img alt='search convergence' src='data:image/png;base64,{convergence_figure(runs, labels)}'>",
-        "<h2>Per-layer EDP</h2>", f"<div class='scroll'>{layer_table(runs, labels)}</div>",
+        "<h2>Per-layer EDP</h2>",
+        f"<div class='scroll'>{layer_table(runs, labels)}</div>",
         "</body></html>",
     ]
     return "\n".join(parts)
 
 
 def report_cmd(
-    results: list[Path] = typer.Argument(..., metavar="RESULTS_DIR",
-                                         help="results folders written by `rlmap search -o` or `rlmap map -o` "
-                                         "(or their summary.json); several are compared side by side"),
+    results: list[Path] = typer.Argument(
+        ...,
+        metavar="RESULTS_DIR",
+        help="results folders written by `rlmap search -o` or `rlmap map -o` "
+        "(or their summary.json); several are compared side by side",
+    ),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="HTML file to write"),
     title: Optional[str] = typer.Option(None, "--title", help="page title (default: the networks and architectures)"),
 ) -> None:

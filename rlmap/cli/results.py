@@ -74,30 +74,48 @@ def curve_steps(curve: np.ndarray, evaluations: int, notes: dict[str, Any] | Non
 
 
 def layer_shape(layer: Any) -> dict[str, Any]:
-    return {"kind": layer.kind, **{d: int(getattr(layer, d)) for d in "NKCPQRS"}, "groups": int(layer.groups),
-            "stride": list(layer.stride), "macs": int(layer.macs)}
+    return {
+        "kind": layer.kind,
+        **{d: int(getattr(layer, d)) for d in "NKCPQRS"},
+        "groups": int(layer.groups),
+        "stride": list(layer.stride),
+        "macs": int(layer.macs),
+    }
 
 
 def layer_row(layer: Any, r: Any, arch: Architecture, mapping_file: str | None) -> dict[str, Any]:
     """One layer of summary.json: shape, cost, breakdowns, convergence (no wall-clock times)."""
-    row: dict[str, Any] = {"layer": layer.name, "repeat": int(layer.repeat), "shape": layer_shape(layer),
-                           "evaluations": int(r.evaluations)}
+    row: dict[str, Any] = {
+        "layer": layer.name,
+        "repeat": int(layer.repeat),
+        "shape": layer_shape(layer),
+        "evaluations": int(r.evaluations),
+    }
     c = r.cost
     if c is None:
         return {**row, "found": False, "curve": []}
     by_lt = energy_by_level_tensor(c, arch)
-    row.update({
-        "found": True, "energy": float(c.energy), "cycles": float(c.cycles), "edp": float(c.edp),
-        "utilization": float(c.utilization), "compute_cycles": float(c.compute_cycles),
-        "proven_optimal": bool(r.proven_optimal),
-        "energy_by_level": {**{lvl.name: float(e) for lvl, e in zip(arch.levels, c.level_energy)},
-                            "MAC": float(c.mac_energy)},
-        "energy_by_tensor": {t: float(sum(row_[v] for row_ in by_lt)) for v, t in enumerate(TENSORS)},
-        "energy_by_level_tensor": {lvl.name: dict(zip(TENSORS, map(float, row_)))
-                                   for lvl, row_ in zip(arch.levels, by_lt)},
-        "mapping": mapping_file,
-        "curve": curve_steps(r.curve, r.evaluations, r.notes),
-    })
+    row.update(
+        {
+            "found": True,
+            "energy": float(c.energy),
+            "cycles": float(c.cycles),
+            "edp": float(c.edp),
+            "utilization": float(c.utilization),
+            "compute_cycles": float(c.compute_cycles),
+            "proven_optimal": bool(r.proven_optimal),
+            "energy_by_level": {
+                **{lvl.name: float(e) for lvl, e in zip(arch.levels, c.level_energy)},
+                "MAC": float(c.mac_energy),
+            },
+            "energy_by_tensor": {t: float(sum(row_[v] for row_ in by_lt)) for v, t in enumerate(TENSORS)},
+            "energy_by_level_tensor": {
+                lvl.name: dict(zip(TENSORS, map(float, row_))) for lvl, row_ in zip(arch.levels, by_lt)
+            },
+            "mapping": mapping_file,
+            "curve": curve_steps(r.curve, r.evaluations, r.notes),
+        }
+    )
     gap = r.notes.get("gap_to_bound")
     if gap is not None:
         row["gap_to_bound"] = float(gap)
@@ -110,13 +128,24 @@ def build_summary(res: Any, arch: Architecture, meta: dict[str, Any], mapping_fi
     """summary.json's content for a NetworkResult; `mapping_files` maps layer names to paths relative to RESULTS."""
     meta = {k: (portable_path(v) if k in ("policy", "checkpoint") and v is not None else v) for k, v in meta.items()}
     return {
-        "schema": SCHEMA, "rlmap_version": __version__,  # the one version (pyproject reads it, --version prints it)
-        "network": res.network, "arch": res.arch, "objective": res.objective, **meta,
-        "energy_unit": energy_unit(arch), "semantics": arch.semantics,
-        "levels": [lvl.name for lvl in arch.levels], "tensors": list(TENSORS), "num_pes": int(arch.num_pes),
+        "schema": SCHEMA,
+        "rlmap_version": __version__,  # the one version (pyproject reads it, --version prints it)
+        "network": res.network,
+        "arch": res.arch,
+        "objective": res.objective,
+        **meta,
+        "energy_unit": energy_unit(arch),
+        "semantics": arch.semantics,
+        "levels": [lvl.name for lvl in arch.levels],
+        "tensors": list(TENSORS),
+        "num_pes": int(arch.num_pes),
         "layers": [layer_row(lyr, r, arch, mapping_files.get(lyr.name)) for lyr, r in zip(res.layers, res.results)],
-        "total": {"energy": float(res.energy), "cycles": float(res.cycles), "edp": float(res.edp),
-                  "macs": int(res.macs)},
+        "total": {
+            "energy": float(res.energy),
+            "cycles": float(res.cycles),
+            "edp": float(res.edp),
+            "macs": int(res.macs),
+        },
         "run": RUN,
     }
 
@@ -157,8 +186,11 @@ def load_results(folder: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("layers"), list):
         raise SpecError("is not an rlmap summary (no 'layers' list)", str(path))
     if data.get("schema", 1) < SCHEMA:
-        raise SpecError(f"was written by an older rlmap (schema {data.get('schema', 1)}) without the breakdowns the "
-                        f"report needs; run the search again", str(path))
+        raise SpecError(
+            f"was written by an older rlmap (schema {data.get('schema', 1)}) without the breakdowns the "
+            f"report needs; run the search again",
+            str(path),
+        )
     run_path = path.parent / RUN
     if run_path.exists():
         try:

@@ -30,10 +30,12 @@ def budget_refusal(budget: int, net: Network, arch: Architecture, objective: str
     probe = RandomMapper().search(layers[0], arch, objective, budget=4096, seed=0)
     rate = probe.evaluations / max(probe.seconds, 1e-9)
     days = budget * len(layers) / rate / 86400
-    return (f"{budget:,} evaluations per layer is more than {MAX_BUDGET:,}: at the {rate:,.0f} evaluations/s measured "
-            f"on {layers[0].name}, {len(layers)} distinct layer(s) would take about {days:.3g} days and keep "
-            f"{budget * 8 / 2**30:.3g} GiB of convergence curve per layer; give a smaller --budget or bound the run "
-            f"with --time-limit")
+    return (
+        f"{budget:,} evaluations per layer is more than {MAX_BUDGET:,}: at the {rate:,.0f} evaluations/s measured "
+        f"on {layers[0].name}, {len(layers)} distinct layer(s) would take about {days:.3g} days and keep "
+        f"{budget * 8 / 2**30:.3g} GiB of convergence curve per layer; give a smaller --budget or bound the run "
+        f"with --time-limit"
+    )
 
 
 def search_hint(mapper: str) -> str:
@@ -47,44 +49,83 @@ def search_hint(mapper: str) -> str:
 def search_cmd(
     network: str = typer.Option("resnet50", "--network", "-n", help="network preset or YAML file"),
     arch: str = typer.Option("eyeriss", "--arch", "-a", help="architecture preset or YAML file"),
-    mapper: str = typer.Option("ga", "--mapper", help="random, ga, sa, marvel (decoupled off-chip/on-chip), optimal, "
-                               "surrogate or policy (the shipped policy; --budget = samples)"),
-    budget: int = typer.Option(2000, "--budget", help="cost-model evaluations per layer (policy: samples; "
-                               "optimal: not used, it runs until proven or --time-limit)"),
+    mapper: str = typer.Option(
+        "ga",
+        "--mapper",
+        help="random, ga, sa, marvel (decoupled off-chip/on-chip), optimal, "
+        "surrogate or policy (the shipped policy; --budget = samples)",
+    ),
+    budget: int = typer.Option(
+        2000,
+        "--budget",
+        help="cost-model evaluations per layer (policy: samples; "
+        "optimal: not used, it runs until proven or --time-limit)",
+    ),
     time_limit: Optional[float] = typer.Option(
-        None, "--time-limit", metavar="SECONDS",
+        None,
+        "--time-limit",
+        metavar="SECONDS",
         help=f"wall-clock seconds per distinct layer; the mapper stops there with its best so far and says so "
-             f"(default: {OPTIMAL_DEFAULT_LIMIT:g} s for optimal, which then reports 'not proven, within X of the "
-             f"bound'; none for the other mappers, which stop at --budget)"),
+        f"(default: {OPTIMAL_DEFAULT_LIMIT:g} s for optimal, which then reports 'not proven, within X of the "
+        f"bound'; none for the other mappers, which stop at --budget)",
+    ),
     placement: bool = typer.Option(
-        False, "--placement", help="optimal only, experimental: search per-tensor tile placements too (a larger "
+        False,
+        "--placement",
+        help="optimal only, experimental: search per-tensor tile placements too (a larger "
         "space: proofs take longer; on large 3x3 convolutions it can overrun --time-limit and use over 15 GB, see "
-        "docs/optimal_vs_tcm.txt); bypass choices are always searched"),
+        "docs/optimal_vs_tcm.txt); bypass choices are always searched",
+    ),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
     seed: int = typer.Option(0, "--seed", help="random seed (same seed, same result; optimal: not used)"),
     processes: int = typer.Option(1, "--processes", "-j", help="layers mapped in parallel processes"),
     ray: Optional[str] = ray_option(),
     layer: Optional[str] = typer.Option(None, "--layer", "-l", help="map only this layer"),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="directory for mappings (YAML) and summary.json"),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="directory for mappings (YAML) and summary.json"
+    ),
     warm_start: Optional[bool] = typer.Option(
-        None, "--warm-start/--no-warm-start", rich_help_panel=PANEL,
+        None,
+        "--warm-start/--no-warm-start",
+        rich_help_panel=PANEL,
         help="seed each layer's search with the adapted best mappings of the nearest layers mapped before it "
-             "(default: on for a whole network, off with --layer; the policy always runs cold)"),
+        "(default: on for a whole network, off with --layer; the policy always runs cold)",
+    ),
     warm_start_file: Optional[Path] = typer.Option(
-        None, "--warm-start-file", metavar="JSON", rich_help_panel=PANEL,
-        help="replay buffer kept across runs: read if it exists, written back with this run's layers"),
+        None,
+        "--warm-start-file",
+        metavar="JSON",
+        rich_help_panel=PANEL,
+        help="replay buffer kept across runs: read if it exists, written back with this run's layers",
+    ),
     warm_wave: int = typer.Option(
-        1, "--warm-wave", metavar="N", rich_help_panel=PANEL,
+        1,
+        "--warm-wave",
+        metavar="N",
+        rich_help_panel=PANEL,
         help="with warm start, layers searched at once (each uses only layers of earlier waves); raise it "
-             "with -j/--ray to run in parallel -- results depend on N, never on the workers"),
+        "with -j/--ray to run in parallel -- results depend on N, never on the workers",
+    ),
     densities: Optional[str] = typer.Option(
-        None, "--densities", metavar="D1,D2,..", rich_help_panel=PANEL,
+        None,
+        "--densities",
+        metavar="D1,D2,..",
+        rich_help_panel=PANEL,
         help="sparsity-aware search: one mapping robust over these input densities (e.g. 0.2,0.5,1.0, or "
-             "0.2:0.3,1.0:0.7 with probabilities); needs a search mapper (random, ga, sa, marvel)"),
-    robust: str = typer.Option("worst", "--robust", rich_help_panel=PANEL, help="with --densities: minimise the worst or the expected "
-                               "ratio to each density's own best"),
-    density_tensor: str = typer.Option("inputs", "--density-tensor", rich_help_panel=PANEL, help="with --densities: the tensor whose "
-                                       "density varies (inputs, weights or outputs)"),
+        "0.2:0.3,1.0:0.7 with probabilities); needs a search mapper (random, ga, sa, marvel)",
+    ),
+    robust: str = typer.Option(
+        "worst",
+        "--robust",
+        rich_help_panel=PANEL,
+        help="with --densities: minimise the worst or the expected ratio to each density's own best",
+    ),
+    density_tensor: str = typer.Option(
+        "inputs",
+        "--density-tensor",
+        rich_help_panel=PANEL,
+        help="with --densities: the tensor whose density varies (inputs, weights or outputs)",
+    ),
 ) -> None:
     """Map every layer of a network with a classical mapper; per-layer table and network totals."""
     from rlmap.model.costmodel import OBJECTIVES
@@ -141,9 +182,21 @@ def search_cmd(
     resume_dir = output / ".tasks" if output is not None and densities is None and not placement else None
     with open_backend(processes, ray, resume_dir) as backend:
         try:
-            res = map_network(net, a, the_mapper, objective, budget, seed, processes, progress=True,
-                              time_limit=time_limit, backend=backend, resume_dir=resume_dir, warm_start=buffer,
-                              warm_wave=warm_wave)
+            res = map_network(
+                net,
+                a,
+                the_mapper,
+                objective,
+                budget,
+                seed,
+                processes,
+                progress=True,
+                time_limit=time_limit,
+                backend=backend,
+                resume_dir=resume_dir,
+                warm_start=buffer,
+                warm_wave=warm_wave,
+            )
             interrupted = False
         except Interrupted as exc:  # Ctrl-C: report and write the layers finished, marked partial
             res, interrupted = exc.partial, True
@@ -151,16 +204,25 @@ def search_cmd(
     limit = f", time limit {time_limit:g} s per layer" if time_limit is not None else ""
     used = "" if exhaustive else f", budget {budget}"
     seeded = "" if exhaustive else f", seed {seed}"
-    meta = {"mapper": mapper, **({} if exhaustive else {"budget": budget, "seed": seed}),
-            **({} if time_limit is None else {"time_limit_s": time_limit})}
+    meta = {
+        "mapper": mapper,
+        **({} if exhaustive else {"budget": budget, "seed": seed}),
+        **({} if time_limit is None else {"time_limit_s": time_limit}),
+    }
     warm = ", warm-started" if res.extra.get("warm_start") else ""
     if placement:
         meta["placement"] = True
         warm += ", per-tensor placements"
     if densities is not None:
         meta.update({"densities": densities, "robust": robust, "density_tensor": density_tensor})
-    report_network_result(res, a, f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}{warm}",
-                          output, meta, hint=search_hint(mapper))
+    report_network_result(
+        res,
+        a,
+        f"{mapper} on {net.name} / {a.name}, objective {objective}{used}{limit}{seeded}{warm}",
+        output,
+        meta,
+        hint=search_hint(mapper),
+    )
     if interrupted:
         if resume_dir is not None and res.results:
             typer.echo(f"the same command resumes from the finished layers (kept in {resume_dir})", err=True)
@@ -186,8 +248,11 @@ def _density_report(res: NetworkResult) -> None:
         return
     keys = list(first.notes["robust"]["ratio_per_density"])
     dens = [str(d) for d in first.notes["densities"]]
-    t = Table(box=box.SIMPLE_HEAD, title=f"objective / each density's own best ({first.notes['mode']} case "
-                                         f"optimised; single = best for density {first.notes['single_density']})")
+    t = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"objective / each density's own best ({first.notes['mode']} case "
+        f"optimised; single = best for density {first.notes['single_density']})",
+    )
     t.add_column("layer")
     for d in dens:
         t.add_column(f"robust @{d}", justify="right")

@@ -92,8 +92,15 @@ def make_console(stderr: bool = False) -> Console:
         return Console(file=stream, highlight=False, soft_wrap=False)
     cols = os.environ.get("COLUMNS", "")
     width = int(cols) if cols.isdigit() and int(cols) > 0 else PIPE_WIDTH
-    return Console(file=TrimmedLines(stream), width=width, highlight=False, soft_wrap=False, force_terminal=False,
-                   force_jupyter=False, color_system=None)
+    return Console(
+        file=TrimmedLines(stream),
+        width=width,
+        highlight=False,
+        soft_wrap=False,
+        force_terminal=False,
+        force_jupyter=False,
+        color_system=None,
+    )
 
 
 def new_table(title: str | None = None) -> Table:
@@ -130,8 +137,16 @@ def network_table(res: Any, unit: str) -> Table:
         if c is None:
             t.add_row(lyr.name, str(lyr.repeat), "none valid", "-", "-", "-", f"{r.evaluations:,}", *proof)
             continue
-        t.add_row(lyr.name, str(lyr.repeat), eng(c.energy), eng(c.cycles), eng(c.edp), f"{c.utilization * 100:.1f}",
-                  f"{r.evaluations:,}", *proof)
+        t.add_row(
+            lyr.name,
+            str(lyr.repeat),
+            eng(c.energy),
+            eng(c.cycles),
+            eng(c.edp),
+            f"{c.utilization * 100:.1f}",
+            f"{r.evaluations:,}",
+            *proof,
+        )
     return t
 
 
@@ -161,9 +176,15 @@ def eval_table(cost: Any, arch: Any, width: int = EXACT_WIDTH) -> Table:
             kept = TENSORS[v] in lvl.keeps
             cells += [num(cost.reads[i][v]) if kept else "-", num(cost.writes[i][v]) if kept else "-"]
         cyc = cost.level_cycles[i] if i < len(cost.level_cycles) else 0.0
-        t.add_row(lvl.name, *cells, val(cost.level_energy[i]), f"{cost.level_energy[i] / total * 100:.1f}",
-                  val(cyc) if lvl.bandwidth is not None else "-")
-    t.add_row("MAC", *([""] * 6), val(cost.mac_energy), f"{cost.mac_energy / total * 100:.1f}",
-              val(cost.compute_cycles))
+        t.add_row(
+            lvl.name,
+            *cells,
+            val(cost.level_energy[i]),
+            f"{cost.level_energy[i] / total * 100:.1f}",
+            val(cyc) if lvl.bandwidth is not None else "-",
+        )
+    t.add_row(
+        "MAC", *([""] * 6), val(cost.mac_energy), f"{cost.mac_energy / total * 100:.1f}", val(cost.compute_cycles)
+    )
     t.add_row("total", *([""] * 6), val(cost.energy), "100.0", val(cost.cycles))
     return t

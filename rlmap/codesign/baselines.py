@@ -41,9 +41,9 @@ class FlatEncoding:
         hw = np.minimum((x[:H] * self.sizes).astype(np.int64), self.sizes - 1)
         maps, at = [], H
         for g in self.genes:
-            slots = np.minimum((x[at:at + g] * 3 * self.L).astype(np.int64), 3 * self.L - 1)[None, :]
+            slots = np.minimum((x[at : at + g] * 3 * self.L).astype(np.int64), 3 * self.L - 1)[None, :]
             at += g
-            keys = x[at:at + self.L * N_DIMS].reshape(1, self.L, N_DIMS)
+            keys = x[at : at + self.L * N_DIMS].reshape(1, self.L, N_DIMS)
             at += self.L * N_DIMS
             maps.append(Genome(slots, np.argsort(keys, axis=2, kind="stable")))
         return hw, maps
@@ -163,8 +163,9 @@ class Nevergrad:
             param = ng.p.Array(init=np.full(self.enc.n, 0.5)).set_bounds(0.0, 1.0, method="clipping")
             param.random_state = np.random.RandomState(int(rng.integers(2**31 - 1)))
             budget = max(1, problem.max_evaluations // problem.per_design)
-            self.opt = ng.optimizers.registry[NEVERGRAD[self.method]](parametrization=param, budget=budget,
-                                                                        num_workers=self.batch)
+            self.opt = ng.optimizers.registry[NEVERGRAD[self.method]](
+                parametrization=param, budget=budget, num_workers=self.batch
+            )
         enc = self.enc
         assert enc is not None
         cands: list[Any] = []

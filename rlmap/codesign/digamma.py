@@ -66,8 +66,9 @@ def shrink_to_budget(problem: Problem, hw: np.ndarray, rng: np.random.Generator,
     return hw
 
 
-def merge_layers(problem: Problem, child: DesignCost, parent: DesignCost, child_maps: list[Genome],
-                 parent_maps: list[Genome]) -> tuple[DesignCost, list[Genome]] | None:
+def merge_layers(
+    problem: Problem, child: DesignCost, parent: DesignCost, child_maps: list[Genome], parent_maps: list[Genome]
+) -> tuple[DesignCost, list[Genome]] | None:
     """Same hardware: each layer keeps the better of the child's and the parent's mapping.  The figures of both
     are known exactly (same hardware, same mapping, same cost), so the merged design costs no evaluation.
     Only for objectives that add up over layers (latency, energy); None when nothing changes."""
@@ -82,9 +83,16 @@ def merge_layers(problem: Problem, child: DesignCost, parent: DesignCost, child_
     e = np.where(take_p, parent.layer_energy, child.layer_energy)
     c = np.where(take_p, parent.layer_cycles, child.layer_cycles)
     v = np.where(take_p, parent.layer_valid, child.layer_valid)
-    cost = DesignCost(area_mm2=child.area_mm2, energy=float((e * w).sum()), cycles=float((c * w).sum()),
-                      layer_valid=v, layer_energy=e, layer_cycles=c, budget_mm2=child.budget_mm2,
-                      area_parts=child.area_parts)
+    cost = DesignCost(
+        area_mm2=child.area_mm2,
+        energy=float((e * w).sum()),
+        cycles=float((c * w).sum()),
+        layer_valid=v,
+        layer_energy=e,
+        layer_cycles=c,
+        budget_mm2=child.budget_mm2,
+        area_parts=child.area_parts,
+    )
     maps = [parent_maps[i] if take_p[i] else child_maps[i] for i in range(len(child_maps))]
     return cost, maps
 
@@ -94,8 +102,14 @@ class DiGamma:
 
     name = "digamma"
 
-    def __init__(self, population: int = 20, tournament: int = 3, hw_mutation: float = 0.3,
-                 map_mutation: float = 0.5, crossover: float = 0.7) -> None:
+    def __init__(
+        self,
+        population: int = 20,
+        tournament: int = 3,
+        hw_mutation: float = 0.3,
+        map_mutation: float = 0.5,
+        crossover: float = 0.7,
+    ) -> None:
         self.P = population
         self.tournament = tournament
         self.hw_mutation = hw_mutation
@@ -106,6 +120,7 @@ class DiGamma:
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
         obj = problem.objective
         if not self.pop:
+
             def fresh() -> tuple[np.ndarray, list[Genome]]:
                 hw = shrink_to_budget(problem, problem.space.random(1, rng)[0], rng)
                 return hw, random_maps(problem, hw, rng)

@@ -93,8 +93,9 @@ def layer_space(layer: Layer, arch: Architecture) -> MapSpace:
     return MapSpace(layer, arch, CostModel(layer, arch))
 
 
-def evaluate_layers(arch: Architecture, maps: list[Genome], workload: Workload,
-                    which: list[int]) -> list[tuple[bool, float, float]]:
+def evaluate_layers(
+    arch: Architecture, maps: list[Genome], workload: Workload, which: list[int]
+) -> list[tuple[bool, float, float]]:
     """(valid, energy, cycles) of the listed layers' mappings on `arch`: one cost-model evaluation each."""
     out = []
     for i in which:
@@ -104,18 +105,27 @@ def evaluate_layers(arch: Architecture, maps: list[Genome], workload: Workload,
     return out
 
 
-def compose(arch: Architecture, workload: Workload, valid: np.ndarray, energy: np.ndarray, cycles: np.ndarray,
-            budget_mm2: float) -> DesignCost:
+def compose(
+    arch: Architecture, workload: Workload, valid: np.ndarray, energy: np.ndarray, cycles: np.ndarray, budget_mm2: float
+) -> DesignCost:
     """A design's figures from its layers' (with repeats) and its area."""
     w = np.asarray(workload.weights, dtype=np.float64)
     area = design_area(arch)
-    return DesignCost(area_mm2=area.total_mm2, energy=float((energy * w).sum()), cycles=float((cycles * w).sum()),
-                      layer_valid=valid, layer_energy=energy, layer_cycles=cycles, budget_mm2=budget_mm2,
-                      area_parts=area.parts_mm2)
+    return DesignCost(
+        area_mm2=area.total_mm2,
+        energy=float((energy * w).sum()),
+        cycles=float((cycles * w).sum()),
+        layer_valid=valid,
+        layer_energy=energy,
+        layer_cycles=cycles,
+        budget_mm2=budget_mm2,
+        area_parts=area.parts_mm2,
+    )
 
 
-def evaluate_design(space: DesignSpace, hw: np.ndarray, maps: list[Genome], workload: Workload,
-                    budget_mm2: float = math.inf) -> DesignCost:
+def evaluate_design(
+    space: DesignSpace, hw: np.ndarray, maps: list[Genome], workload: Workload, budget_mm2: float = math.inf
+) -> DesignCost:
     """Score one design: `hw` its hardware genes, `maps[i]` a one-row Genome for distinct layer i.
 
     Costs exactly len(workload) cost-model evaluations.  Pure: same inputs, same DesignCost.
@@ -136,7 +146,7 @@ def tile_extents(ms: MapSpace, g: Genome) -> np.ndarray:
     inner = np.cumprod(per_level[:, ::-1, :], axis=1)[:, ::-1, :]  # product over levels >= l
     B = len(g)
     E = np.ones((ms.L + 1, N_DIMS, B), dtype=np.float64)
-    E[:ms.L] = inner.transpose(1, 2, 0)
+    E[: ms.L] = inner.transpose(1, 2, 0)
     return E
 
 

@@ -29,8 +29,16 @@ def safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def write_design(out: Path, problem: Problem, hw: np.ndarray, maps: list[Genome], cost: DesignCost,
-                 network: Network, label: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_design(
+    out: Path,
+    problem: Problem,
+    hw: np.ndarray,
+    maps: list[Genome],
+    cost: DesignCost,
+    network: Network,
+    label: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """arch.yaml, mappings/<layer>.yaml (every layer of the network), design.json; returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     arch = problem.space.decode(hw, name=f"{problem.space.template.name}_{safe(label)}")
@@ -40,18 +48,44 @@ def write_design(out: Path, problem: Problem, hw: np.ndarray, maps: list[Genome]
     for layer in network.layers:
         i = by_key[layer_key(layer)]
         mapping = layer_space(problem.workload.layers[i], arch).decode(maps[i])[0]
-        io.save_mapping(mapping, arch, out / "mappings" / f"{safe(layer.name)}.yaml", layer,
-                        extra={"network": network.name, "optimizer": label, "objective": problem.objective,
-                               "energy_pj": float(cost.layer_energy[i]), "cycles": float(cost.layer_cycles[i])})
-        rows.append({"layer": layer.name, "repeat": layer.repeat, "energy_pj": float(cost.layer_energy[i]),
-                     "cycles": float(cost.layer_cycles[i]), "valid": bool(cost.layer_valid[i])})
-    summary = {"optimizer": label, "network": network.name, "template": problem.space.template.name,
-               "objective": problem.objective, "area_budget_mm2": problem.budget_mm2
-               if math.isfinite(problem.budget_mm2) else None,
-               "area_mm2": cost.area_mm2, "area_parts_mm2": cost.area_parts, "energy_pj": cost.energy,
-               "cycles": cost.cycles, "edp": cost.edp, "feasible": cost.feasible,
-               "hardware": {k: _plain(v) for k, v in problem.space.values(hw).items()}, "layers": rows,
-               **(extra or {})}
+        io.save_mapping(
+            mapping,
+            arch,
+            out / "mappings" / f"{safe(layer.name)}.yaml",
+            layer,
+            extra={
+                "network": network.name,
+                "optimizer": label,
+                "objective": problem.objective,
+                "energy_pj": float(cost.layer_energy[i]),
+                "cycles": float(cost.layer_cycles[i]),
+            },
+        )
+        rows.append(
+            {
+                "layer": layer.name,
+                "repeat": layer.repeat,
+                "energy_pj": float(cost.layer_energy[i]),
+                "cycles": float(cost.layer_cycles[i]),
+                "valid": bool(cost.layer_valid[i]),
+            }
+        )
+    summary = {
+        "optimizer": label,
+        "network": network.name,
+        "template": problem.space.template.name,
+        "objective": problem.objective,
+        "area_budget_mm2": problem.budget_mm2 if math.isfinite(problem.budget_mm2) else None,
+        "area_mm2": cost.area_mm2,
+        "area_parts_mm2": cost.area_parts,
+        "energy_pj": cost.energy,
+        "cycles": cost.cycles,
+        "edp": cost.edp,
+        "feasible": cost.feasible,
+        "hardware": {k: _plain(v) for k, v in problem.space.values(hw).items()},
+        "layers": rows,
+        **(extra or {}),
+    }
     (out / "design.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -108,13 +142,34 @@ def write_pareto(out: Path, runs: dict[str, Problem], budget_mm2: float) -> Path
     out.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["optimizer", "evaluations", "area_mm2", "cycles", "energy_pj", "edp", "within_budget",
-                    *(f"pareto_{m}" for m, _ in METRICS), *(k.name for k in space.knobs)])
+        w.writerow(
+            [
+                "optimizer",
+                "evaluations",
+                "area_mm2",
+                "cycles",
+                "energy_pj",
+                "edp",
+                "within_budget",
+                *(f"pareto_{m}" for m, _ in METRICS),
+                *(k.name for k in space.knobs),
+            ]
+        )
         for j, (name, r) in enumerate(rows):
             knobs = [_fmt_knob(v) for v in space.values(np.array(r.hw)).values()]
-            w.writerow([name, r.evaluations, f"{r.area_mm2:.6g}", f"{r.cycles:.10g}", f"{r.energy:.10g}",
-                        f"{r.energy * r.cycles:.10g}", int(r.area_mm2 <= budget_mm2),
-                        *(int(flags[m][j]) for m, _ in METRICS), *knobs])
+            w.writerow(
+                [
+                    name,
+                    r.evaluations,
+                    f"{r.area_mm2:.6g}",
+                    f"{r.cycles:.10g}",
+                    f"{r.energy:.10g}",
+                    f"{r.energy * r.cycles:.10g}",
+                    int(r.area_mm2 <= budget_mm2),
+                    *(int(flags[m][j]) for m, _ in METRICS),
+                    *knobs,
+                ]
+            )
     import matplotlib
 
     matplotlib.use("Agg")

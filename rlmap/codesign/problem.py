@@ -95,10 +95,14 @@ class Problem:
     def keys(self, hw: np.ndarray, maps: list[Genome]) -> list[bytes]:
         """The cache key of each layer's (hardware, layer, mapping)."""
         hk = np.asarray(hw, dtype=np.int64).tobytes()
-        return [hk + i.to_bytes(4, "little") + m.slots.astype(np.int16).tobytes() + m.order.astype(np.int8).tobytes()
-                for i, m in enumerate(maps)]
+        return [
+            hk + i.to_bytes(4, "little") + m.slots.astype(np.int16).tobytes() + m.order.astype(np.int8).tobytes()
+            for i, m in enumerate(maps)
+        ]
 
-    def draw(self, n: int, make: Callable[[], tuple[np.ndarray, list[Genome]]]) -> list[tuple[np.ndarray, list[Genome]]]:
+    def draw(
+        self, n: int, make: Callable[[], tuple[np.ndarray, list[Genome]]]
+    ) -> list[tuple[np.ndarray, list[Genome]]]:
         """Up to `n` designs from `make()`, stopping (before calling it) where scoring the ones drawn so far one by
         one would exhaust the budget: the designs a loop of `if exhausted: break; score(make())` scores."""
         out: list[tuple[np.ndarray, list[Genome]]] = []
@@ -111,8 +115,9 @@ class Problem:
             out.append((hw, maps))
         return out
 
-    def score_many(self, designs: Sequence[tuple[np.ndarray, list[Genome]]],
-                   then: Callable[[int, DesignCost], None] | None = None) -> list[DesignCost]:
+    def score_many(
+        self, designs: Sequence[tuple[np.ndarray, list[Genome]]], then: Callable[[int, DesignCost], None] | None = None
+    ) -> list[DesignCost]:
         """`[score(hw, maps) for hw, maps in designs]`, with the new layer evaluations run as backend tasks (one per
         design); `then(i, cost)` is called right after design i is recorded, as code after `score` would run."""
         from rlmap.execution import LocalBackend, run_tasks
@@ -162,16 +167,33 @@ class Problem:
     def _compose(self, hw: np.ndarray, maps: list[Genome], keys: list[bytes]) -> DesignCost:
         """The design's figures from its (cached) layer figures; records it."""
         res = [self.cache[k] for k in keys]
-        cost = compose(self.space.decode(hw), self.workload, np.array([r[0] for r in res], dtype=bool),
-                       np.array([r[1] for r in res]), np.array([r[2] for r in res]), self.budget_mm2)
+        cost = compose(
+            self.space.decode(hw),
+            self.workload,
+            np.array([r[0] for r in res], dtype=bool),
+            np.array([r[1] for r in res]),
+            np.array([r[2] for r in res]),
+            self.budget_mm2,
+        )
         self.record(hw, maps, cost)
         return cost
 
     def record(self, hw: np.ndarray, maps: list[Genome], cost: DesignCost) -> None:
         """Record a design whose every layer figure is already known (no evaluation charged)."""
         value = cost.objective(self.objective)
-        self.history.append(Record(self.evaluations, self.elapsed, self.space.key(hw), cost.area_mm2, cost.energy,
-                                   cost.cycles, cost.mapped, cost.feasible, value))
+        self.history.append(
+            Record(
+                self.evaluations,
+                self.elapsed,
+                self.space.key(hw),
+                cost.area_mm2,
+                cost.energy,
+                cost.cycles,
+                cost.mapped,
+                cost.feasible,
+                value,
+            )
+        )
         if value < self.best_value:
             self.best_value, self.best_hw, self.best_cost = value, np.array(hw), cost
             self.best_maps = [Genome(m.slots.copy(), m.order.copy()) for m in maps]

@@ -26,8 +26,14 @@ OPTIMIZERS: tuple[str, ...] = ("digamma", "random", "ga", *NEVERGRAD, "two-loop"
 """Names `make_optimizer` (and `rlmap codesign --optimizer`) accept."""
 
 
-def make_optimizer(name: str, population: int = 20, inner_budget: int = 200, policy: Any = None,
-                   samples: int = 1, optimal_time_limit: float = 5.0) -> Any:
+def make_optimizer(
+    name: str,
+    population: int = 20,
+    inner_budget: int = 200,
+    policy: Any = None,
+    samples: int = 1,
+    optimal_time_limit: float = 5.0,
+) -> Any:
     key = name.strip().lower()
     if key == "digamma":
         return DiGamma(population=population)
@@ -62,16 +68,27 @@ def load_checkpoint(path: Path, meta: dict) -> tuple[Any, Problem, np.random.Gen
         raise SpecError(f"cannot resume: unreadable checkpoint ({type(exc).__name__})", str(path)) from None
     if state.get("meta") != meta:
         diff = sorted(k for k in set(meta) | set(state.get("meta", {})) if meta.get(k) != state["meta"].get(k))
-        raise SpecError(f"cannot resume: the checkpoint is of a different run (differs in {', '.join(diff)}); "
-                        f"use another --output or drop --resume", str(path))
+        raise SpecError(
+            f"cannot resume: the checkpoint is of a different run (differs in {', '.join(diff)}); "
+            f"use another --output or drop --resume",
+            str(path),
+        )
     rng = np.random.default_rng()
     rng.bit_generator.state = state["rng"]
     return state["optimizer"], state["problem"], rng
 
 
-def run(optimizer: Any, problem: Problem, seed: int, checkpoint: Path | None = None, resume: bool = False,
-        meta: dict | None = None, progress: Callable[[Problem], None] | None = None,
-        policy: Any = None, backend: Any = None) -> tuple[Any, Problem]:
+def run(
+    optimizer: Any,
+    problem: Problem,
+    seed: int,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    meta: dict | None = None,
+    progress: Callable[[Problem], None] | None = None,
+    policy: Any = None,
+    backend: Any = None,
+) -> tuple[Any, Problem]:
     """Step `optimizer` until the problem's budget is spent; returns the (possibly resumed) optimiser and problem.
 
     backend -- where the evaluations run (rlmap.execution.Backend; default: the problem's, else this process);

@@ -41,19 +41,24 @@ from rlmap.spec.io import load_architecture, parse_model, read_yaml
 from rlmap.spec.problem import DIMS, TENSORS, parse_dim
 
 Values = list[int] | dict[str, Any]
-ENERGY_SOURCE = ("access energies and MAC energy from rlmap.hardware.energy (45 nm: Horowitz ISSCC 2014 SRAM points, "
-                 "Accelergy 8-bit intmac and LPDDR4), scaled to this level's capacity and word width")
+ENERGY_SOURCE = (
+    "access energies and MAC energy from rlmap.hardware.energy (45 nm: Horowitz ISSCC 2014 SRAM points, "
+    "Accelergy 8-bit intmac and LPDDR4), scaled to this level's capacity and word width"
+)
 
 
 def value_list(spec: Any, where: str) -> list[int]:
     """[lo, hi] -> the powers of two lo, 2 lo, ... <= hi; {values: [...]} -> those values (sorted, distinct)."""
     if isinstance(spec, dict) and set(spec) == {"values"}:
         vals = spec["values"]
-        if not isinstance(vals, list) or not vals or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                                             for v in vals):
+        if (
+            not isinstance(vals, list)
+            or not vals
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in vals)
+        ):
             raise SpecError("values must be a non-empty list of positive integers", where)
         return sorted(set(vals))
-    if (isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in spec)):
+    if isinstance(spec, list) and len(spec) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in spec):
         lo, hi = spec
         if lo <= 0 or hi < lo:
             raise SpecError(f"range must be [lo, hi] with 0 < lo <= hi, got {spec}", where)
@@ -125,17 +130,35 @@ class DesignSpace:
         fans = [lvl.fanout.size for lvl in template.levels]
         if spec.array.level is not None:
             if spec.array.level not in names:
-                raise SpecError(f"template {template.name!r} has no level {spec.array.level!r} (levels: {names})",
-                                f"{where}.array.level")
+                raise SpecError(
+                    f"template {template.name!r} has no level {spec.array.level!r} (levels: {names})",
+                    f"{where}.array.level",
+                )
             self.array_level = names.index(spec.array.level)
         else:
             self.array_level = int(np.argmax(fans))
         fan = template.levels[self.array_level].fanout
         knobs: list[Knob] = []
-        knobs.append(Knob("array_x", tuple(value_list(spec.array.x, f"{where}.array.x") if spec.array.x is not None
-                                           else _around(fan.x, 4, lo=2))))
-        knobs.append(Knob("array_y", tuple(value_list(spec.array.y, f"{where}.array.y") if spec.array.y is not None
-                                           else _around(fan.y, 4, lo=2))))
+        knobs.append(
+            Knob(
+                "array_x",
+                tuple(
+                    value_list(spec.array.x, f"{where}.array.x")
+                    if spec.array.x is not None
+                    else _around(fan.x, 4, lo=2)
+                ),
+            )
+        )
+        knobs.append(
+            Knob(
+                "array_y",
+                tuple(
+                    value_list(spec.array.y, f"{where}.array.y")
+                    if spec.array.y is not None
+                    else _around(fan.y, 4, lo=2)
+                ),
+            )
+        )
         dfs = spec.array.dataflows or [{"x": list(fan.x_dims), "y": list(fan.y_dims)}]
         knobs.append(Knob("dataflow", tuple((tuple(df["x"]), tuple(df["y"])) for df in dfs)))
         # capacities: every bounded on-chip level by default, between 1/16 and 16x the template's
@@ -150,12 +173,16 @@ class DesignSpace:
             lvl_i = names.index(name)
             level = template.levels[lvl_i]
             if lvl_i == 0 or level.capacity is None:
-                raise SpecError(f"level {name} is unbounded (off-chip) in the template; it has no capacity to search",
-                                here)
+                raise SpecError(
+                    f"level {name} is unbounded (off-chip) in the template; it has no capacity to search", here
+                )
             form_spec: str | None = None
             if raw is None:
-                vals = _around(max(_partition_words(level).values()) if isinstance(level.capacity, dict)
-                               else int(level.capacity), 16, lo=1)
+                vals = _around(
+                    max(_partition_words(level).values()) if isinstance(level.capacity, dict) else int(level.capacity),
+                    16,
+                    lo=1,
+                )
             elif isinstance(raw, dict) and set(raw) - {"values"}:
                 cs = parse_model(CapacitySpec, raw, here)
                 if (cs.range is None) == (cs.values is None):
@@ -248,22 +275,35 @@ class DesignSpace:
                 form = cap_form[i]
                 if form == "either":
                     form = v[f"{level.name}.form"]
-                upd["capacity"] = (v[f"{level.name}.capacity"] if form == "shared"
-                                   else {t: v[f"{level.name}.capacity.{t}"] for t in level.keeps})
+                upd["capacity"] = (
+                    v[f"{level.name}.capacity"]
+                    if form == "shared"
+                    else {t: v[f"{level.name}.capacity.{t}"] for t in level.keeps}
+                )
             if i in self.bandwidth_levels:
                 upd["bandwidth"] = float(v[f"{level.name}.bandwidth"])
             new = level.model_copy(update=upd)
             e = storage_access_energy(None if i == 0 else _energy_words(new), new.word_bits)
-            levels.append(new.model_copy(update={"read_energy": e, "write_energy": e,
-                                                 "source": (level.source + " | " if level.source else "")
-                                                 + "co-designed: " + ENERGY_SOURCE}))
+            levels.append(
+                new.model_copy(
+                    update={
+                        "read_energy": e,
+                        "write_energy": e,
+                        "source": (level.source + " | " if level.source else "") + "co-designed: " + ENERGY_SOURCE,
+                    }
+                )
+            )
         summary = ", ".join(f"{k}={_fmt(val)}" for k, val in v.items())
         return Architecture(
-            name=name or f"{arch.name}_codesign", data_bits=arch.data_bits, clock_ghz=arch.clock_ghz,
-            semantics=arch.semantics, levels=levels,
+            name=name or f"{arch.name}_codesign",
+            data_bits=arch.data_bits,
+            clock_ghz=arch.clock_ghz,
+            semantics=arch.semantics,
+            levels=levels,
             compute=arch.compute.model_copy(update={"mac_energy": mac_energy(arch.data_bits)}),
             description=f"Design found by rlmap codesign over template {arch.name!r}: {summary}.",
-            source=f"template {arch.name} ({arch.source.strip()[:200]}); {ENERGY_SOURCE}; area: rlmap.hardware.area")
+            source=f"template {arch.name} ({arch.source.strip()[:200]}); {ENERGY_SOURCE}; area: rlmap.hardware.area",
+        )
 
     def describe(self) -> list[tuple[str, str]]:
         return [(k.name, ", ".join(_fmt(x) for x in k.values)) for k in self.knobs]

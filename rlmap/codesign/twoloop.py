@@ -28,8 +28,9 @@ from rlmap.search.mapspace import Genome
 from rlmap.spec.arch import Architecture
 
 
-def genomes_from_results(problem: Problem, arch: Architecture, results: list[SearchResult],
-                         rng: np.random.Generator) -> list[Genome]:
+def genomes_from_results(
+    problem: Problem, arch: Architecture, results: list[SearchResult], rng: np.random.Generator
+) -> list[Genome]:
     """Each layer's best mapping as a one-row genome (a random one where the mapper found none)."""
     out = []
     for layer, r in zip(problem.workload.layers, results):
@@ -73,8 +74,13 @@ class TwoLoop:
     def map_layers(self, problem: Problem, arch: Architecture, seed: int) -> list[SearchResult]:
         from rlmap.search.driver import layer_seed
 
-        return problem.run(inner_search_task, [(self.inner, layer, arch, problem.objective, self.inner_budget,
-                                                layer_seed(seed, i)) for i, layer in enumerate(problem.workload.layers)])
+        return problem.run(
+            inner_search_task,
+            [
+                (self.inner, layer, arch, problem.objective, self.inner_budget, layer_seed(seed, i))
+                for i, layer in enumerate(problem.workload.layers)
+            ],
+        )
 
     def step(self, problem: Problem, rng: np.random.Generator) -> None:
         if problem.evaluations + self.inner_cost(problem) > problem.max_evaluations or problem.exhausted:
@@ -111,8 +117,9 @@ class LearnedLoop(TwoLoop):
 
     def map_layers(self, problem: Problem, arch: Architecture, seed: int) -> list[SearchResult]:
         # one task per design: the policy maps all layers in one batched call (its episodes share one random stream)
-        return problem.run(policy_task, [(self.policy, list(problem.workload.layers), arch, problem.objective,
-                                          self.samples, seed)])[0]
+        return problem.run(
+            policy_task, [(self.policy, list(problem.workload.layers), arch, problem.objective, self.samples, seed)]
+        )[0]
 
     def finish(self, problem: Problem) -> dict[str, Any]:
         """Re-map the best design with the optimal mapper; both figures (policy-mapped, optimal) in `final`."""
@@ -122,21 +129,32 @@ class LearnedLoop(TwoLoop):
             return {}
         arch = problem.space.decode(problem.best_hw)
         mapper = OptimalMapper()
-        results = [mapper.search(layer, arch, problem.objective, time_limit=self.optimal_time_limit)
-                   for layer in problem.workload.layers]
+        results = [
+            mapper.search(layer, arch, problem.objective, time_limit=self.optimal_time_limit)
+            for layer in problem.workload.layers
+        ]
         opt_maps = genomes_from_results(problem, arch, results, np.random.default_rng(0))
         # a layer the optimal mapper could not prove in time keeps the policy's mapping if that is better
         per = {"latency": "layer_cycles", "energy": "layer_energy"}.get(problem.objective)
         opt_cost = evaluate_design(problem.space, problem.best_hw, opt_maps, problem.workload, problem.budget_mm2)
         maps = []
         for i, r in enumerate(results):
-            worse = (per is not None and not r.proven_optimal and opt_cost.layer_valid[i]
-                     and getattr(opt_cost, per)[i] > getattr(problem.best_cost, per)[i])
+            worse = (
+                per is not None
+                and not r.proven_optimal
+                and opt_cost.layer_valid[i]
+                and getattr(opt_cost, per)[i] > getattr(problem.best_cost, per)[i]
+            )
             maps.append(problem.best_maps[i] if worse or not opt_cost.layer_valid[i] else opt_maps[i])
         cost = evaluate_design(problem.space, problem.best_hw, maps, problem.workload, problem.budget_mm2)
-        self.final = {"policy_objective": problem.best_value, "optimal_objective": cost.objective(problem.objective),
-                      "optimal_evaluations": int(sum(r.evaluations for r in results)),
-                      "optimal_proven": all(r.proven_optimal for r in results), "cost": cost, "maps": maps}
+        self.final = {
+            "policy_objective": problem.best_value,
+            "optimal_objective": cost.objective(problem.objective),
+            "optimal_evaluations": int(sum(r.evaluations for r in results)),
+            "optimal_proven": all(r.proven_optimal for r in results),
+            "cost": cost,
+            "maps": maps,
+        }
         return self.final
 
 
@@ -145,8 +163,9 @@ def inner_search_task(arg: tuple) -> SearchResult:
     from rlmap.search.driver import get_mapper
 
     inner, layer, arch, objective, budget, seed = arg
-    return get_mapper(inner).search(layer, arch, objective, budget=budget, seed=seed,
-                                    model=layer_space(layer, arch).model)
+    return get_mapper(inner).search(
+        layer, arch, objective, budget=budget, seed=seed, model=layer_space(layer, arch).model
+    )
 
 
 def policy_task(arg: tuple) -> list[SearchResult]:

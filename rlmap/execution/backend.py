@@ -45,8 +45,11 @@ class LocalBackend(Backend):
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.processes if self._keep else min(self.processes, n),
-                                   mp_context=ctx, initializer=ignore_sigint)
+        pool = ProcessPoolExecutor(
+            max_workers=self.processes if self._keep else min(self.processes, n),
+            mp_context=ctx,
+            initializer=ignore_sigint,
+        )
         if self._keep:
             self._pool = pool
         return pool
@@ -107,9 +110,14 @@ def backend_from_options(processes: int = 1, ray: str | None = None, env: bool =
     return RayBackend(address.strip(), max_in_flight=processes if processes > 1 else None)
 
 
-def run_tasks(backend: Backend, fn: TaskFn, args: Sequence[Any], store: ResultStore | None = None,
-              keys: Sequence[str] | None = None,
-              on_result: Callable[[int, Any, bool], None] | None = None) -> list[Any]:
+def run_tasks(
+    backend: Backend,
+    fn: TaskFn,
+    args: Sequence[Any],
+    store: ResultStore | None = None,
+    keys: Sequence[str] | None = None,
+    on_result: Callable[[int, Any, bool], None] | None = None,
+) -> list[Any]:
     """`[fn(a) for a in args]`, run on `backend`; with `store`, resumable.
 
     keys      -- one stable key per task (default with a store: `task_key(fn, arg)`); results are stored under

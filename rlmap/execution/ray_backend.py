@@ -57,8 +57,9 @@ def _reachable(address: str) -> None:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT):
             pass
     except OSError as exc:
-        raise SpecError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc.strerror or exc})",
-                        "--ray") from None
+        raise SpecError(
+            f"cannot join the Ray cluster at {address}: nothing answers there ({exc.strerror or exc})", "--ray"
+        ) from None
 
 
 def _import_ray() -> Any:
@@ -75,8 +76,13 @@ class RayBackend(Backend):
 
     name = "ray"
 
-    def __init__(self, address: str = "auto", max_in_flight: int | None = None, num_cpus: int | None = None,
-                 retries: int = TASK_RETRIES) -> None:
+    def __init__(
+        self,
+        address: str = "auto",
+        max_in_flight: int | None = None,
+        num_cpus: int | None = None,
+        retries: int = TASK_RETRIES,
+    ) -> None:
         self.address = address
         self.max_in_flight = max_in_flight
         self.num_cpus = num_cpus  # only for a cluster this backend starts itself
@@ -98,16 +104,27 @@ class RayBackend(Backend):
             pass  # the caller already connected this process (ray.init): use that
         elif self.address == "local":  # a private instance for this command, even when a cluster is running here
             _private_token()
-            ray.init(address="local", num_cpus=self.num_cpus, runtime_env=env, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
+            ray.init(
+                address="local",
+                num_cpus=self.num_cpus,
+                runtime_env=env,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
             self._started = True
         elif self.address == "auto":
             try:
                 ray.init(address="auto", runtime_env=env, log_to_driver=False, configure_logging=False)
             except ConnectionError:  # no cluster here: start one for this command
                 _private_token()
-                ray.init(num_cpus=self.num_cpus, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                ray.init(
+                    num_cpus=self.num_cpus,
+                    runtime_env=env,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
                 self._started = True
         else:
             _reachable(self.address)
@@ -165,4 +182,3 @@ class RayBackend(Backend):
             self._ray.shutdown()
         self._ray = None
         self._started = self._joined = False
-

@@ -20,7 +20,10 @@ def _canonical(obj: Any) -> Any:
     if hasattr(obj, "model_dump"):
         return {"__model__": type(obj).__qualname__, **obj.model_dump(mode="json")}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {"__dataclass__": type(obj).__qualname__, **{f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}}
+        return {
+            "__dataclass__": type(obj).__qualname__,
+            **{f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)},
+        }
     if isinstance(obj, (set, frozenset)):
         return sorted(map(repr, obj))
     if isinstance(obj, type) or callable(obj):

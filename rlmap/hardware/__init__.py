@@ -2,14 +2,21 @@
 word width (energy), and a seeded generator of random but plausible accelerators (generator)."""
 
 from rlmap.hardware.energy import (
-                                   dram_access_energy,
-                                   mac_area,
-                                   mac_energy,
-                                   register_access_energy,
-                                   sram_access_energy,
-                                   sram_area,
-                                   storage_access_energy,
+    dram_access_energy,
+    mac_area,
+    mac_energy,
+    register_access_energy,
+    sram_access_energy,
+    sram_area,
+    storage_access_energy,
 )
 
-__all__ = ["dram_access_energy", "mac_area", "mac_energy", "register_access_energy", "sram_access_energy", "sram_area",
-           "storage_access_energy"]
+__all__ = [
+    "dram_access_energy",
+    "mac_area",
+    "mac_energy",
+    "register_access_energy",
+    "sram_access_energy",
+    "sram_area",
+    "storage_access_energy",
+]

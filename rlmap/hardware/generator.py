@@ -31,11 +31,11 @@ CLUSTER_SIDES: tuple[int, ...] = (1, 2, 4, 8)
 LANE_SIDES: tuple[int, ...] = (4, 8, 16)
 DATAFLOWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "any": ((), ()),
-    "weight_stationary": (("K",), ("C", "R", "S")),   # TPU-like systolic array
-    "kc": (("K",), ("C",)),                            # NVDLA-like
-    "kc_both": (("K", "C"), ("K", "C")),               # Simba inter-PE
+    "weight_stationary": (("K",), ("C", "R", "S")),  # TPU-like systolic array
+    "kc": (("K",), ("C",)),  # NVDLA-like
+    "kc_both": (("K", "C"), ("K", "C")),  # Simba inter-PE
     "row_stationary": (("S", "Q", "K"), ("R", "P", "C")),
-    "output_stationary": (("Q", "K"), ("P", "N")),     # ShiDianNao-like output tiles
+    "output_stationary": (("Q", "K"), ("P", "N")),  # ShiDianNao-like output tiles
 }
 """Allowed dims on (X, Y) of the main PE array; the keys are the names in an architecture's description."""
 GLB_BYTES = (16 * 1024, 4 * 1024 * 1024)
@@ -68,12 +68,24 @@ def _largest(capacity: int | dict[str, int]) -> int:
     return max(capacity.values()) if isinstance(capacity, dict) else capacity
 
 
-def _level(name: str, capacity: int | dict[str, int] | None, bits: int, keeps: tuple[str, ...],
-           bandwidth: float | None = None, fanout: dict[str, Any] | None = None) -> dict[str, Any]:
+def _level(
+    name: str,
+    capacity: int | dict[str, int] | None,
+    bits: int,
+    keeps: tuple[str, ...],
+    bandwidth: float | None = None,
+    fanout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A level whose energy is the cost of its largest partition (the presets' convention)."""
     e = storage_access_energy(None if capacity is None else _largest(capacity), bits)
-    lvl: dict[str, Any] = {"name": name, "capacity": capacity, "word_bits": bits, "keeps": list(keeps),
-                           "read_energy": float(f"{e:.6g}"), "write_energy": float(f"{e:.6g}")}
+    lvl: dict[str, Any] = {
+        "name": name,
+        "capacity": capacity,
+        "word_bits": bits,
+        "keeps": list(keeps),
+        "read_energy": float(f"{e:.6g}"),
+        "write_energy": float(f"{e:.6g}"),
+    }
     if bandwidth is not None:
         lvl["bandwidth"] = round(bandwidth, 3)
     if fanout is not None:
@@ -103,8 +115,15 @@ def generate_spec(seed: int, name: str | None = None) -> dict[str, Any]:
     layout = "flat"
     if n_levels == 3:
         levels.append(_level("global_buffer", glb_cap, bits, glb_keeps, glb_bw, array))
-        levels.append(_level("pe_spad", _capacity(rng, rf_words, TENSORS, rf_partitioned), bits, TENSORS,
-                             None if rng.random() < 0.6 else _log_uniform(rng, 2.0, 16.0)))
+        levels.append(
+            _level(
+                "pe_spad",
+                _capacity(rng, rf_words, TENSORS, rf_partitioned),
+                bits,
+                TENSORS,
+                None if rng.random() < 0.6 else _log_uniform(rng, 2.0, 16.0),
+            )
+        )
     else:
         layout = str(_choice(rng, ("clustered", "register")))
         pe_words = int(min(_log_uniform(rng, *PE_BUFFER_BYTES), _largest(glb_cap) * bits / 8 / 4) * 8 / bits)
@@ -116,8 +135,16 @@ def generate_spec(seed: int, name: str | None = None) -> dict[str, Any]:
             if flow != "any":
                 outer |= {"x_dims": ["K", "C"], "y_dims": ["K", "C"]}
             levels.append(_level("global_buffer", glb_cap, bits, glb_keeps, glb_bw, outer))
-            levels.append(_level("pe_buffer", pe_cap, bits, TENSORS, None,
-                                 {"x": lx, "y": ly, "x_dims": list(x_dims), "y_dims": list(y_dims)}))
+            levels.append(
+                _level(
+                    "pe_buffer",
+                    pe_cap,
+                    bits,
+                    TENSORS,
+                    None,
+                    {"x": lx, "y": ly, "x_dims": list(x_dims), "y_dims": list(y_dims)},
+                )
+            )
         else:  # an array of PEs, each with a buffer and a register file (or a weight register)
             levels.append(_level("global_buffer", glb_cap, bits, glb_keeps, glb_bw, array))
             levels.append(_level("pe_buffer", pe_cap, bits, TENSORS))
@@ -141,13 +168,20 @@ def generate_spec(seed: int, name: str | None = None) -> dict[str, Any]:
                 lvl["formats"] = fmts
     pes = math.prod(lvl.get("fanout", {}).get("x", 1) * lvl.get("fanout", {}).get("y", 1) for lvl in levels)
     name = name or generated_name(seed)
-    desc = (f"generated (seed {seed}): {n_levels} levels ({layout}), {pes} MACs, {bits}-bit, dataflow {flow}, "
-            f"global buffer {_largest(glb_cap) * bits // 8:,} B keeping {', '.join(glb_keeps)}"
-            + (f", sparse {sparse} on {', '.join(on)}" if sparse != "none" else ""))
-    return {"name": name, "description": desc,
-            "source": f"rlmap.hardware.generator seed {seed}; energies rlmap.hardware.energy (45 nm, docs/hardware.md)",
-            "data_bits": bits, "clock_ghz": 1.0, "levels": levels,
-            "compute": {"mac_energy": float(f"{mac_energy(bits):.6g}"), "sparse": sparse, **({"on": on} if on else {})}}
+    desc = (
+        f"generated (seed {seed}): {n_levels} levels ({layout}), {pes} MACs, {bits}-bit, dataflow {flow}, "
+        f"global buffer {_largest(glb_cap) * bits // 8:,} B keeping {', '.join(glb_keeps)}"
+        + (f", sparse {sparse} on {', '.join(on)}" if sparse != "none" else "")
+    )
+    return {
+        "name": name,
+        "description": desc,
+        "source": f"rlmap.hardware.generator seed {seed}; energies rlmap.hardware.energy (45 nm, docs/hardware.md)",
+        "data_bits": bits,
+        "clock_ghz": 1.0,
+        "levels": levels,
+        "compute": {"mac_energy": float(f"{mac_energy(bits):.6g}"), "sparse": sparse, **({"on": on} if on else {})},
+    }
 
 
 def generated_name(seed: int) -> str:

@@ -14,9 +14,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from rlmap.interop.export import AF_TENSOR, af_memories, dump_yaml, to_accelforge
 from rlmap.spec.arch import Architecture
@@ -47,12 +47,18 @@ def unavailable_reason(python: Path | None = None) -> str | None:
     """None if AccelForge can be run, else why not (one line, for messages and test skips)."""
     python = python or find_accelforge_python()
     if python is None:
-        return (f"AccelForge not found: set {ENV_VAR} to its Python 3.12 interpreter or create "
-                f".venv-accelforge (python3.12 -m venv .venv-accelforge && .venv-accelforge/bin/pip install "
-                f"accelforge=={ACCELFORGE_VERSION})")
+        return (
+            f"AccelForge not found: set {ENV_VAR} to its Python 3.12 interpreter or create "
+            f".venv-accelforge (python3.12 -m venv .venv-accelforge && .venv-accelforge/bin/pip install "
+            f"accelforge=={ACCELFORGE_VERSION})"
+        )
     try:
-        out = subprocess.run([str(python), "-c", "from importlib.metadata import version; print(version('accelforge'))"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [str(python), "-c", "from importlib.metadata import version; print(version('accelforge'))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{python} does not run: {exc}"
     if out.returncode != 0:
@@ -82,14 +88,21 @@ def job_for(layer: Layer, arch: Architecture, mapping: Mapping, repeat: int = 1)
     return {stem: dump_yaml(doc) for stem, doc in docs.items()} | {"repeat": repeat}
 
 
-def run_accelforge(jobs: Sequence[dict], python: Path | None = None, timeout: float | None = None) -> tuple[str, list[dict]]:
+def run_accelforge(
+    jobs: Sequence[dict], python: Path | None = None, timeout: float | None = None
+) -> tuple[str, list[dict]]:
     """Evaluate the jobs in one AccelForge subprocess; returns (AccelForge version, raw results)."""
     python = python or find_accelforge_python()
     why = unavailable_reason(python)
     if why:
         raise SpecError(why, "accelforge")
-    proc = subprocess.run([str(python), str(WORKER)], input=json.dumps({"jobs": list(jobs)}), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [str(python), str(WORKER)],
+        input=json.dumps({"jobs": list(jobs)}),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise SpecError(f"the AccelForge worker failed (exit {proc.returncode}): {tail}", "accelforge")
@@ -112,14 +125,25 @@ def read_result(raw: dict, arch: Architecture) -> AFResult:
         if target is not None:
             target[level_of[comp]][tensor_of[tensor]] += count
     hz = arch.clock_ghz * 1e9
-    return AFResult(ok=True, energy=raw["energy"], cycles=raw["latency"] * hz, reads=reads, writes=writes,
-                    level_cycles={c: t * hz for c, t in raw.get("latency_per_component", {}).items()},
-                    load_s=raw.get("load_s", float("nan")), eval_s=raw.get("eval_s", float("nan")),
-                    eval_cpu_s=raw.get("eval_cpu_s", float("nan")))
+    return AFResult(
+        ok=True,
+        energy=raw["energy"],
+        cycles=raw["latency"] * hz,
+        reads=reads,
+        writes=writes,
+        level_cycles={c: t * hz for c, t in raw.get("latency_per_component", {}).items()},
+        load_s=raw.get("load_s", float("nan")),
+        eval_s=raw.get("eval_s", float("nan")),
+        eval_cpu_s=raw.get("eval_cpu_s", float("nan")),
+    )
 
 
-def evaluate_in_accelforge(cases: Sequence[tuple[Layer, Architecture, Mapping]], repeat: int | Sequence[int] = 1,
-                           python: Path | None = None, timeout: float | None = None) -> tuple[str, list[AFResult]]:
+def evaluate_in_accelforge(
+    cases: Sequence[tuple[Layer, Architecture, Mapping]],
+    repeat: int | Sequence[int] = 1,
+    python: Path | None = None,
+    timeout: float | None = None,
+) -> tuple[str, list[AFResult]]:
     """Export and evaluate every (layer, architecture, mapping) in one AccelForge run.
 
     `repeat` (one number, or one per case) times that many evaluations of the loaded spec (`AFResult.eval_s`

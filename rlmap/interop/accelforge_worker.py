@@ -44,12 +44,21 @@ def _evaluate(job: dict, tmp: str) -> dict:
         result = evaluate_mapping(fresh)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    actions = [[str(c), str(t), str(a), float(v)]
-               for (c, t, a), v in result.actions(per_component=True, per_tensor=True).items()]
+    actions = [
+        [str(c), str(t), str(a), float(v)]
+        for (c, t, a), v in result.actions(per_component=True, per_tensor=True).items()
+    ]
     latency = {str(c): float(v) for c, v in result.latency(per_component=True).items()}
-    return {"ok": True, "energy": float(result.energy()), "latency": float(result.latency()), "actions": actions,
-            "latency_per_component": latency, "load_s": load_s, "eval_s": statistics.median(times),
-            "eval_cpu_s": statistics.median(cpu)}
+    return {
+        "ok": True,
+        "energy": float(result.energy()),
+        "latency": float(result.latency()),
+        "actions": actions,
+        "latency_per_component": latency,
+        "load_s": load_s,
+        "eval_s": statistics.median(times),
+        "eval_cpu_s": statistics.median(cpu),
+    }
 
 
 def main() -> None:

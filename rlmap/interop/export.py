@@ -82,8 +82,9 @@ and tests/data/accelforge_reference.json).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rlmap.interop.yaml_tags import Tagged, dump_yaml, load_tagged_yaml
 from rlmap.spec.arch import Architecture
@@ -94,8 +95,22 @@ from rlmap.spec.outputs import atomic_write_text
 from rlmap.spec.problem import DIMS, N_DIMS, RELEVANT, TENSORS
 
 __all__ = [
-    "Tagged", "dump_yaml", "load_tagged_yaml", "to_timeloop", "to_accelforge", "export", "export_notes",
-    "accelforge_problem", "FORMATS", "TL_DIM", "TL_TENSOR", "TL_DUMMY_SUFFIX", "AF_TENSOR", "AF_COMPUTE", "af_memories", "af_fanout",
+    "Tagged",
+    "dump_yaml",
+    "load_tagged_yaml",
+    "to_timeloop",
+    "to_accelforge",
+    "export",
+    "export_notes",
+    "accelforge_problem",
+    "FORMATS",
+    "TL_DIM",
+    "TL_TENSOR",
+    "TL_DUMMY_SUFFIX",
+    "AF_TENSOR",
+    "AF_COMPUTE",
+    "af_memories",
+    "af_fanout",
     "af_rank",
 ]
 
@@ -139,15 +154,20 @@ def _tl_problem(layer: Layer) -> dict[str, Any]:
         "coefficients": [{"name": c, "default": 1} for c in ("Wstride", "Hstride", "Wdilation", "Hdilation")],
         "data_spaces": [
             {"name": "Weights", "projection": g + [[["C"]], [["M"]], [["R"]], [["S"]]]},
-            {"name": "Inputs", "projection": [[["N"]]] + g + [
-                [["C"]], [["R", "Wdilation"], ["P", "Wstride"]], [["S", "Hdilation"], ["Q", "Hstride"]]]},
+            {
+                "name": "Inputs",
+                "projection": [[["N"]]]
+                + g
+                + [[["C"]], [["R", "Wdilation"], ["P", "Wstride"]], [["S", "Hdilation"], ["Q", "Hstride"]]],
+            },
             {"name": "Outputs", "projection": [[["N"]]] + g + [[["M"]], [["Q"]], [["P"]]], "read_write": True},
         ],
     }
     dims = dict(zip(DIMS, layer.problem_dims))  # K and C per group
     instance = {TL_DIM[d]: dims[d] for d in _tl_dims(layer)}
-    instance.update(Wstride=layer.stride[0], Hstride=layer.stride[1],
-                    Wdilation=layer.dilation[0], Hdilation=layer.dilation[1])
+    instance.update(
+        Wstride=layer.stride[0], Hstride=layer.stride[1], Wdilation=layer.dilation[0], Hdilation=layer.dilation[1]
+    )
     return {"problem": {"version": 0.4, "shape": shape, "instance": instance}}
 
 
@@ -159,8 +179,13 @@ def _tl_spatial(target: str, names: list[str], row: tuple[int, ...], axis: str) 
     """One spatial directive putting every dim of `row` on one mesh axis (X: split = all, Y: split = 0)."""
     used = [d for d in names if row[DIMS.index(d)] > 1]
     perm = used + [d for d in names if d not in used]
-    return {"target": target, "type": "spatial", "factors": _tl_factors(names, row),
-            "permutation": "".join(TL_DIM[d] for d in perm), "split": len(perm) if axis == "X" else 0}
+    return {
+        "target": target,
+        "type": "spatial",
+        "factors": _tl_factors(names, row),
+        "permutation": "".join(TL_DIM[d] for d in perm),
+        "split": len(perm) if axis == "X" else 0,
+    }
 
 
 def _tl_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str, Any]:
@@ -170,18 +195,27 @@ def _tl_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
     directives: list[dict[str, Any]] = []
     for lvl, level in enumerate(arch.levels):
         order = [d for d in mapping.order[lvl] if d in used]  # outermost first
-        directives.append({
-            "target": level.name, "type": "temporal",
-            "factors": _tl_factors(names, mapping.temporal[lvl]),
-            "permutation": "".join(TL_DIM[DIMS[d]] for d in reversed(order)),  # innermost first
-        })
+        directives.append(
+            {
+                "target": level.name,
+                "type": "temporal",
+                "factors": _tl_factors(names, mapping.temporal[lvl]),
+                "permutation": "".join(TL_DIM[DIMS[d]] for d in reversed(order)),  # innermost first
+            }
+        )
         sx, sy = mapping.spatial_x[lvl], mapping.spatial_y[lvl]
         fan = level.fanout
         if _two_axis(level):
             dummy = level.name + TL_DUMMY_SUFFIX
             directives.append(_tl_spatial(level.name, names, sx, "X"))
-            directives.append({"target": dummy, "type": "temporal", "factors": _tl_factors(names, ones),
-                               "permutation": "".join(TL_DIM[d] for d in names)})
+            directives.append(
+                {
+                    "target": dummy,
+                    "type": "temporal",
+                    "factors": _tl_factors(names, ones),
+                    "permutation": "".join(TL_DIM[d] for d in names),
+                }
+            )
             directives.append(_tl_spatial(dummy, names, sy, "Y"))
         elif fan.x > 1 or any(f > 1 for f in sx):
             directives.append(_tl_spatial(level.name, names, sx, "X"))
@@ -189,30 +223,49 @@ def _tl_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
             directives.append(_tl_spatial(level.name, names, sy, "Y"))
     kept = mapping.kept(arch)
     for lvl, level in enumerate(arch.levels):
-        directives.append({
-            "target": level.name, "type": "bypass",
-            "keep": [TL_TENSOR[t] for v, t in enumerate(TENSORS) if kept[lvl][v]],
-            "bypass": [TL_TENSOR[t] for v, t in enumerate(TENSORS) if not kept[lvl][v]],
-        })
+        directives.append(
+            {
+                "target": level.name,
+                "type": "bypass",
+                "keep": [TL_TENSOR[t] for v, t in enumerate(TENSORS) if kept[lvl][v]],
+                "bypass": [TL_TENSOR[t] for v, t in enumerate(TENSORS) if not kept[lvl][v]],
+            }
+        )
         if _two_axis(level):
-            directives.append({"target": level.name + TL_DUMMY_SUFFIX, "type": "bypass", "keep": [],
-                               "bypass": [TL_TENSOR[t] for t in TENSORS]})
+            directives.append(
+                {
+                    "target": level.name + TL_DUMMY_SUFFIX,
+                    "type": "bypass",
+                    "keep": [],
+                    "bypass": [TL_TENSOR[t] for t in TENSORS],
+                }
+            )
     return {"mapping": directives}
 
 
 def _tl_arch(arch: Architecture, layer: Layer) -> tuple[dict[str, Any], dict[str, Any]]:
     """(architecture document, ERT document)."""
-    nodes: list[Any] = [Tagged("!Container", name="system",
-                               attributes={"technology": "unspecified",
-                                           "global_cycle_seconds": 1e-9 / arch.clock_ghz})]
+    nodes: list[Any] = [
+        Tagged(
+            "!Container",
+            name="system",
+            attributes={"technology": "unspecified", "global_cycle_seconds": 1e-9 / arch.clock_ghz},
+        )
+    ]
     tables: list[dict[str, Any]] = []
     L = arch.n_levels
 
     def table(name: str, read: float, write: float) -> None:
-        tables.append({"name": f"system.{name}", "actions": [
-            {"name": "read", "arguments": None, "energy": _fmt_num(read)},
-            {"name": "write", "arguments": None, "energy": _fmt_num(write)},
-            {"name": "idle", "arguments": None, "energy": 0}]})
+        tables.append(
+            {
+                "name": f"system.{name}",
+                "actions": [
+                    {"name": "read", "arguments": None, "energy": _fmt_num(read)},
+                    {"name": "write", "arguments": None, "energy": _fmt_num(write)},
+                    {"name": "idle", "arguments": None, "energy": 0},
+                ],
+            }
+        )
 
     def container(name: str, spatial: dict[str, int], fan: Any) -> Tagged:
         cont = Tagged("!Container", name=name, spatial=spatial)
@@ -230,12 +283,18 @@ def _tl_arch(arch: Architecture, layer: Layer) -> tuple[dict[str, Any], dict[str
             attrs["depth"] = cap if isinstance(cap, int) else sum(cap.values())
         if level.bandwidth is not None:
             attrs["shared_bandwidth"] = _fmt_num(level.bandwidth)
-        comp = Tagged("!Component", name=level.name,
-                      **{"class": "DRAM" if lvl == 0 and cap is None else "storage"},
-                      attributes=attrs,
-                      constraints={"dataspace": {
-                          "keep": [TL_TENSOR[t] for t in TENSORS if t in level.keeps],
-                          "bypass": [TL_TENSOR[t] for t in TENSORS if t not in level.keeps]}})
+        comp = Tagged(
+            "!Component",
+            name=level.name,
+            **{"class": "DRAM" if lvl == 0 and cap is None else "storage"},
+            attributes=attrs,
+            constraints={
+                "dataspace": {
+                    "keep": [TL_TENSOR[t] for t in TENSORS if t in level.keeps],
+                    "bypass": [TL_TENSOR[t] for t in TENSORS if t not in level.keeps],
+                }
+            },
+        )
         if isinstance(cap, dict):
             comp["attributes"]["rlmap_partitions"] = {TL_TENSOR[t]: w for t, w in cap.items()}
         nodes.append(comp)
@@ -246,21 +305,35 @@ def _tl_arch(arch: Architecture, layer: Layer) -> tuple[dict[str, Any], dict[str
             if _two_axis(level):
                 dummy = level.name + TL_DUMMY_SUFFIX
                 nodes.append(container(f"{child}_columns", {"meshX": fan.x}, fan))
-                nodes.append(Tagged("!Component", name=dummy, **{"class": "storage"},
-                                    attributes={"depth": 1, "width": level.word_bits, "datawidth": level.word_bits,
-                                                "block_size": 1},
-                                    constraints={"dataspace": {"keep": [], "bypass": [TL_TENSOR[t] for t in TENSORS]}}))
+                nodes.append(
+                    Tagged(
+                        "!Component",
+                        name=dummy,
+                        **{"class": "storage"},
+                        attributes={
+                            "depth": 1,
+                            "width": level.word_bits,
+                            "datawidth": level.word_bits,
+                            "block_size": 1,
+                        },
+                        constraints={"dataspace": {"keep": [], "bypass": [TL_TENSOR[t] for t in TENSORS]}},
+                    )
+                )
                 table(dummy, 0, 0)
                 nodes.append(container(f"{child}_array", {"meshY": fan.y}, fan))
             else:
                 nodes.append(container(f"{child}_array", {"meshX": fan.x} if fan.x > 1 else {"meshY": fan.y}, fan))
-    nodes.append(Tagged("!Component", name="mac", **{"class": "intmac"},
-                        attributes={"datawidth": arch.data_bits}))
-    tables.append({"name": "system.mac", "actions": [
-        {"name": "compute", "arguments": None, "energy": _fmt_num(arch.compute.mac_energy)},
-        {"name": "idle", "arguments": None, "energy": 0}]})
-    return ({"architecture": {"version": 0.4, "nodes": nodes}},
-            {"ERT": {"version": 0.3, "tables": tables}})
+    nodes.append(Tagged("!Component", name="mac", **{"class": "intmac"}, attributes={"datawidth": arch.data_bits}))
+    tables.append(
+        {
+            "name": "system.mac",
+            "actions": [
+                {"name": "compute", "arguments": None, "energy": _fmt_num(arch.compute.mac_energy)},
+                {"name": "idle", "arguments": None, "energy": 0},
+            ],
+        }
+    )
+    return ({"architecture": {"version": 0.4, "nodes": nodes}}, {"ERT": {"version": 0.3, "tables": tables}})
 
 
 def to_timeloop(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str, dict]:
@@ -270,8 +343,10 @@ def to_timeloop(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
     """
     _check(layer, arch, mapping)
     if mapping.place is not None:  # Timeloop gives every tensor a level keeps the level's one tile
-        raise SpecError("the mapping places tensors' tiles at their own loop positions, which a Timeloop mapping "
-                        "cannot express (bypass it can): export it to AccelForge instead")
+        raise SpecError(
+            "the mapping places tensors' tiles at their own loop positions, which a Timeloop mapping "
+            "cannot express (bypass it can): export it to AccelForge instead"
+        )
     arch_doc, ert_doc = _tl_arch(arch, layer)
     return {
         "problem": _tl_problem(layer),
@@ -315,8 +390,10 @@ def af_memories(arch: Architecture, mapping: Mapping | None = None) -> list[tupl
     if mapping is None:
         return [(_af_name(level.name), lvl, tuple(level.keeps)) for lvl, level in enumerate(arch.levels)]
     kept = mapping.kept(arch)
-    return [(_af_name(level.name), lvl, tuple(t for v, t in enumerate(TENSORS) if kept[lvl][v]))
-            for lvl, level in enumerate(arch.levels)]
+    return [
+        (_af_name(level.name), lvl, tuple(t for v, t in enumerate(TENSORS) if kept[lvl][v]))
+        for lvl, level in enumerate(arch.levels)
+    ]
 
 
 def _einsum_name(layer: Layer) -> str:
@@ -330,8 +407,12 @@ def _af_loops(mapping: Mapping) -> list[tuple[str, int, int, int]]:
     out = []
     for lvl in range(mapping.n_levels):
         temporal = [("T", lvl, d, mapping.temporal[lvl][d]) for d in mapping.order[lvl] if mapping.temporal[lvl][d] > 1]
-        spatial = [(kind, lvl, d, mat[lvl][d]) for kind, mat in (("X", mapping.spatial_x), ("Y", mapping.spatial_y))
-                   for d in range(N_DIMS) if mat[lvl][d] > 1]
+        spatial = [
+            (kind, lvl, d, mat[lvl][d])
+            for kind, mat in (("X", mapping.spatial_x), ("Y", mapping.spatial_y))
+            for d in range(N_DIMS)
+            if mat[lvl][d] > 1
+        ]
         out += (temporal + spatial) if mapping.place is not None else (spatial + temporal)
     return out
 
@@ -345,8 +426,15 @@ def _af_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
         if kind == "T":
             loop_nodes.append(Tagged("!Temporal", rank_variable=af_rank(d), tile_shape=remaining[d]))
         else:
-            loop_nodes.append(Tagged("!Spatial", rank_variable=af_rank(d), tile_shape=remaining[d],
-                                     name=kind, component=af_fanout(arch.levels[lvl].name)))
+            loop_nodes.append(
+                Tagged(
+                    "!Spatial",
+                    rank_variable=af_rank(d),
+                    tile_shape=remaining[d],
+                    name=kind,
+                    component=af_fanout(arch.levels[lvl].name),
+                )
+            )
     assert all(r == 1 for r in remaining), "check_structure guarantees the factors multiply out"
 
     # slot s = just before loop s (0 = the top, len(loops) = just above the compute)
@@ -356,7 +444,7 @@ def _af_mapping(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[str,
         for t in tensors:
             v = TENSORS.index(t)
             slot = parent_slot.get(t, 0)
-            above = set(mapping.order[lvl][:mapping.place_row(lvl)[v]])  # this level's loops above the tile
+            above = set(mapping.order[lvl][: mapping.place_row(lvl)[v]])  # this level's loops above the tile
             for i, (kind, l2, d, _f) in enumerate(loops):
                 if kind == "T" and d in RELEVANT[v] and (l2 < lvl or (l2 == lvl and d in above)):
                     slot = max(slot, i + 1)
@@ -405,14 +493,21 @@ def _af_arch(arch: Architecture, mapping: Mapping | None = None) -> dict[str, An
                 continue
             cap = level.capacity
             words = None if cap is None else cap if isinstance(cap, int) else sum(cap.values())
-            mem = Tagged("!Memory", name=comp,
-                         size="inf" if words is None else words * level.word_bits,
-                         leak_power=0, area=0, bits_per_action=level.word_bits,
-                         tensors=_af_tensors(level, tensors, mapping is None))
+            mem = Tagged(
+                "!Memory",
+                name=comp,
+                size="inf" if words is None else words * level.word_bits,
+                leak_power=0,
+                area=0,
+                bits_per_action=level.word_bits,
+                tensors=_af_tensors(level, tensors, mapping is None),
+            )
             if level.bandwidth is not None:
                 mem["total_latency"] = f"sum(a.n_calls for a in actions) / {_fmt_num(level.bandwidth)} / {hz:g}"
-            mem["actions"] = [{"name": "read", "energy": _fmt_num(level.read_energy), "throughput": "inf"},
-                              {"name": "write", "energy": _fmt_num(level.write_energy), "throughput": "inf"}]
+            mem["actions"] = [
+                {"name": "read", "energy": _fmt_num(level.read_energy), "throughput": "inf"},
+                {"name": "write", "energy": _fmt_num(level.write_energy), "throughput": "inf"},
+            ]
             nodes.append(mem)
         fan = level.fanout
         if fan.size > 1:
@@ -426,8 +521,15 @@ def _af_arch(arch: Architecture, mapping: Mapping | None = None) -> dict[str, An
                     entry["loop_bounds"] = [{"expression": f"~({expr})", "operator": "==", "value": 1}]
                 spatial.append(entry)
             nodes.append(Tagged("!Container", name=af_fanout(level.name), spatial=spatial))
-    nodes.append(Tagged("!Compute", name=AF_COMPUTE, leak_power=0, area=0,
-                        actions=[{"name": "compute", "energy": _fmt_num(arch.compute.mac_energy), "throughput": hz}]))
+    nodes.append(
+        Tagged(
+            "!Compute",
+            name=AF_COMPUTE,
+            leak_power=0,
+            area=0,
+            actions=[{"name": "compute", "energy": _fmt_num(arch.compute.mac_energy), "throughput": hz}],
+        )
+    )
     return {"arch": {"nodes": nodes}}
 
 
@@ -457,18 +559,36 @@ def _af_workload(layer: Layer, data_bits: int, unit_ranks: bool = True) -> dict[
     workload: dict[str, Any] = {
         "iteration_space_shape": space,
         "bits_per_value": {"All": data_bits},
-        "einsums": [{
-            "name": _einsum_name(layer),
-            "tensor_accesses": [
-                {"name": AF_TENSOR["inputs"], "projection": proj({"N": "n", **g, "C": "c",
-                                                                  "H": _affine(sh, "p", dh, "r", unit),
-                                                                  "W": _affine(sw, "q", dw, "s", unit)})},
-                {"name": AF_TENSOR["weights"], "projection": proj({**g, "K": "k", "C": "c", "R": "r", "S": "s"})},
-                {"name": AF_TENSOR["outputs"], "projection": proj({"N": "n", **g, "K": "k", "P": "p", "Q": "q"}),
-                 "output": True},
-            ],
-            "renames": {"input": AF_TENSOR["inputs"], "weight": AF_TENSOR["weights"], "output": AF_TENSOR["outputs"]},
-        }],
+        "einsums": [
+            {
+                "name": _einsum_name(layer),
+                "tensor_accesses": [
+                    {
+                        "name": AF_TENSOR["inputs"],
+                        "projection": proj(
+                            {
+                                "N": "n",
+                                **g,
+                                "C": "c",
+                                "H": _affine(sh, "p", dh, "r", unit),
+                                "W": _affine(sw, "q", dw, "s", unit),
+                            }
+                        ),
+                    },
+                    {"name": AF_TENSOR["weights"], "projection": proj({**g, "K": "k", "C": "c", "R": "r", "S": "s"})},
+                    {
+                        "name": AF_TENSOR["outputs"],
+                        "projection": proj({"N": "n", **g, "K": "k", "P": "p", "Q": "q"}),
+                        "output": True,
+                    },
+                ],
+                "renames": {
+                    "input": AF_TENSOR["inputs"],
+                    "weight": AF_TENSOR["weights"],
+                    "output": AF_TENSOR["outputs"],
+                },
+            }
+        ],
     }
     return {"workload": workload}
 
@@ -480,8 +600,11 @@ def to_accelforge(layer: Layer, arch: Architecture, mapping: Mapping) -> dict[st
     (`.tag` is '!Storage', '!Temporal', '!Spatial' or '!Compute').
     """
     _check(layer, arch, mapping)
-    return {"mapping": _af_mapping(layer, arch, mapping), "arch": _af_arch(arch, mapping),
-            "workload": _af_workload(layer, arch.data_bits)}
+    return {
+        "mapping": _af_mapping(layer, arch, mapping),
+        "arch": _af_arch(arch, mapping),
+        "workload": _af_workload(layer, arch.data_bits),
+    }
 
 
 def accelforge_problem(layer: Layer, arch: Architecture) -> dict[str, Any]:
@@ -501,13 +624,15 @@ _HEADERS = {
         "Energies: per word access, given in ERT.yaml (run timeloop-model with it instead of Accelergy\n"
         "estimation; table names may need your Accelergy version's flattened component names).\n"
         "Approximations: partitioned buffers -> one buffer of the summed depth; bandwidth -> shared_bandwidth;\n"
-        "sparse formats / SAF not exported. See rlmap/interop/export.py for details."),
+        "sparse formats / SAF not exported. See rlmap/interop/export.py for details."
+    ),
     "accelforge": (
         "Exported by rlmap for AccelForge (checked with 1.0.467); layer {layer} on architecture {arch}.\n"
         "LoopTree mapping outermost first; tile_shape = tile size left after the loop.\n"
         "Memory size in bits; energies per action, one action = one word of the level.\n"
         "Evaluates to rlmap's numbers under `semantics: accelforge`. Dense only (AccelForge has no sparsity).\n"
-        "See rlmap/interop/export.py for details."),
+        "See rlmap/interop/export.py for details."
+    ),
 }
 
 
@@ -515,14 +640,19 @@ def export_notes(fmt: str, layer: Layer, arch: Architecture) -> list[str]:
     """What the files of `fmt` leave out for this layer and architecture (one line each; empty if nothing)."""
     notes = []
     sparse_arch = arch.compute.sparse != "none" or any(
-        f != "uncompressed" for lvl in arch.levels for f in lvl.formats.values())
+        f != "uncompressed" for lvl in arch.levels for f in lvl.formats.values()
+    )
     if not layer.density.is_dense or sparse_arch:
         what = "AccelForge 1.0.467 has no sparsity model" if fmt == "accelforge" else "rlmap does not export them"
-        notes.append(f"densities, storage formats and compute SAF are not exported ({what}): the files describe "
-                     "the dense layer")
+        notes.append(
+            f"densities, storage formats and compute SAF are not exported ({what}): the files describe the dense layer"
+        )
     if any(isinstance(lvl.capacity, dict) for lvl in arch.levels):
-        why = ("Timeloop has no per-tensor partitions" if fmt == "timeloop" else
-               "rlmap's bandwidth is one budget per level")
+        why = (
+            "Timeloop has no per-tensor partitions"
+            if fmt == "timeloop"
+            else "rlmap's bandwidth is one budget per level"
+        )
         notes.append(f"partitioned capacities are written as one buffer of the summed size ({why})")
     return notes
 
@@ -547,5 +677,8 @@ def export(fmt: str, layer: Layer, arch: Architecture, mapping: Mapping, out_dir
 
 def tile_shapes(mapping_nodes: list[Any]) -> list[tuple[str, str, int]]:
     """(tag, rank_variable, tile_shape) of every loop node: a small helper for inspection and tests."""
-    return [(n.tag, n["rank_variable"], n["tile_shape"]) for n in mapping_nodes
-            if isinstance(n, Tagged) and n.tag in ("!Temporal", "!Spatial")]
+    return [
+        (n.tag, n["rank_variable"], n["tile_shape"])
+        for n in mapping_nodes
+        if isinstance(n, Tagged) and n.tag in ("!Temporal", "!Spatial")
+    ]

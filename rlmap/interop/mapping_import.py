@@ -83,13 +83,17 @@ def read_mapping_file(path: str | Path) -> tuple[str, Any]:
     p, data = read_yaml_document(path)
     fmt = detect_format(data)
     if fmt is None:
-        raise SpecError("is not a mapping: expected rlmap's `levels:` list, a Timeloop `mapping:` list of "
-                        "directives, or an AccelForge `mapping: {nodes: [...]}` LoopTree", str(p))
+        raise SpecError(
+            "is not a mapping: expected rlmap's `levels:` list, a Timeloop `mapping:` list of "
+            "directives, or an AccelForge `mapping: {nodes: [...]}` LoopTree",
+            str(p),
+        )
     return fmt, data
 
 
-def mapping_from(fmt: str, data: Any, layer: Layer, arch: Architecture, where: str,
-                 names: "Names | None" = None) -> Mapping:
+def mapping_from(
+    fmt: str, data: Any, layer: Layer, arch: Architecture, where: str, names: Names | None = None
+) -> Mapping:
     """Convert a parsed mapping document of format `fmt` for `layer` on `arch` (checked against both);
     `names` (AccelForge only) maps the LoopTree's rank variables and tensors (`names_from_workload`)."""
     if fmt == "rlmap":
@@ -116,8 +120,9 @@ def _tensor(name: Any, where: str) -> str:
     try:
         return TENSORS[parse_tensor(key)]
     except ValueError:
-        raise SpecError(f"unknown tensor {name!r} (expected inputs, weights or outputs, or I/W/O, "
-                        f"Inputs/Weights/Outputs)", where) from None
+        raise SpecError(
+            f"unknown tensor {name!r} (expected inputs, weights or outputs, or I/W/O, Inputs/Weights/Outputs)", where
+        ) from None
 
 
 # ----------------------------------------------------------------------------- Timeloop
@@ -190,8 +195,9 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
         target, kind = dv.get("target"), dv.get("type", "temporal")
         kind = "bypass" if kind == "datatype" else kind  # Timeloop v0.3's name for keep/bypass directives
         if target not in names and target not in dummies:
-            raise SpecError(f"target {target!r} is not a level of architecture {arch.name!r} (levels: {', '.join(names)})",
-                            here)
+            raise SpecError(
+                f"target {target!r} is not a level of architecture {arch.name!r} (levels: {', '.join(names)})", here
+            )
         here = f"{here} ({target} {kind})"
         if kind not in ("temporal", "spatial", "bypass"):
             raise SpecError(f"unknown directive type {kind!r} (expected temporal, spatial or bypass)", here)
@@ -210,7 +216,9 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
             if keep - kept or bypass & must:
                 raise SpecError(
                     f"keep/bypass {sorted(keep)}/{sorted(bypass)} disagrees with the architecture, which keeps "
-                    f"{sorted(kept)} here and may bypass {sorted(kept - must) or 'none of them'}", here)
+                    f"{sorted(kept)} here and may bypass {sorted(kept - must) or 'none of them'}",
+                    here,
+                )
             for t in bypass & kept:
                 byp[lvl][TENSORS.index(t)] = 1
             continue
@@ -230,8 +238,9 @@ def from_timeloop(mapping_yaml: Any, layer: Layer, arch: Architecture, where: st
                 if f == 1:
                     continue
                 if d not in pos:
-                    raise SpecError(f"dimension {TL_DIM[DIMS[d]]} has a spatial factor but is not in the permutation",
-                                    here)
+                    raise SpecError(
+                        f"dimension {TL_DIM[DIMS[d]]} has a spatial factor but is not in the permutation", here
+                    )
                 (sx if pos[d] < split else sy)[lvl][d] *= f
     m = Mapping(
         temporal=tuple(tuple(r) for r in temporal),
@@ -255,8 +264,11 @@ def _tl_dummy(dv: dict, kind: str, lvl: int, sy: list[list[int]], here: str) -> 
     if kind == "temporal":
         busy = [f"{TL_DIM[DIMS[d]]}={f}" for d, f in factors.items() if f > 1]
         if busy:
-            raise SpecError(f"temporal loops {' '.join(busy)} at the Y-split level of a two-axis fanout are not "
-                            "expressible (rlmap has no storage level there)", here)
+            raise SpecError(
+                f"temporal loops {' '.join(busy)} at the Y-split level of a two-axis fanout are not "
+                "expressible (rlmap has no storage level there)",
+                here,
+            )
         return
     for d, f in factors.items():
         sy[lvl][d] *= f
@@ -361,7 +373,9 @@ def names_from_workload(doc: Any, layer: Layer, einsum: str | None = None, where
         elif where_v == ("inputs", "outputs"):
             free_io.append(v)
         else:
-            raise SpecError(f"rank variable {v!r} indexes only {', '.join(where_v)}: not a convolution / GEMM dim", where)
+            raise SpecError(
+                f"rank variable {v!r} indexes only {', '.join(where_v)}: not a convolution / GEMM dim", where
+            )
     # inputs-and-outputs variables outside windows: N, then the unused of P and Q, matched by size
     sizes = _rank_sizes(body, ein, where)
     dims = layer.problem_dims
@@ -369,14 +383,18 @@ def names_from_workload(doc: Any, layer: Layer, einsum: str | None = None, where
     for v in free_io:
         fit = [d for d in open_dims if sizes.get(v) is None or sizes[v] == dims[d]]
         if not fit:
-            raise SpecError(f"rank variable {v!r} (size {sizes.get(v)}) matches none of the layer's "
-                            f"{', '.join(DIMS[d] for d in open_dims) or 'N/P/Q'} sizes", where)
+            raise SpecError(
+                f"rank variable {v!r} (size {sizes.get(v)}) matches none of the layer's "
+                f"{', '.join(DIMS[d] for d in open_dims) or 'N/P/Q'} sizes",
+                where,
+            )
         ranks[v] = fit[0]
         open_dims.remove(fit[0])
     for v, d in ranks.items():
         if sizes.get(v) is not None and sizes[v] != dims[d]:
-            raise SpecError(f"rank variable {v!r} has size {sizes[v]} but layer {layer.name!r} has {DIMS[d]} = {dims[d]}",
-                            where)
+            raise SpecError(
+                f"rank variable {v!r} has size {sizes[v]} but layer {layer.name!r} has {DIMS[d]} = {dims[d]}", where
+            )
     return Names(ranks, roles)
 
 
@@ -412,8 +430,11 @@ def _fanout_level(component: Any, axis: str, arch: Architecture, where: str) -> 
     if len(has_axis) == 1:
         return has_axis[0]
     names = ", ".join(af_fanout(arch.levels[lvl].name) for lvl in has_axis) or "none"
-    raise SpecError(f"spatial component {component!r} is not a fanout of architecture {arch.name!r} "
-                    f"(fanouts with an {axis} axis: {names})", where)
+    raise SpecError(
+        f"spatial component {component!r} is not a fanout of architecture {arch.name!r} "
+        f"(fanouts with an {axis} axis: {names})",
+        where,
+    )
 
 
 class _Loop:
@@ -423,8 +444,9 @@ class _Loop:
         self.kind, self.dim, self.factor, self.level, self.text = kind, dim, factor, level, text
 
 
-def _parse_looptree(doc: Any, layer: Layer, arch: Architecture, where: str, names: Names
-                    ) -> tuple[list[_Loop], dict[tuple[int, int], int]]:
+def _parse_looptree(
+    doc: Any, layer: Layer, arch: Architecture, where: str, names: Names
+) -> tuple[list[_Loop], dict[tuple[int, int], int]]:
     """(loops outermost first, {(tensor, level): number of loops above its storage node})."""
     body = doc.get("mapping", doc) if isinstance(doc, dict) else doc
     nodes = body.get("nodes") if isinstance(body, dict) else body
@@ -447,15 +469,20 @@ def _parse_looptree(doc: Any, layer: Layer, arch: Architecture, where: str, name
         if tag in ("!Temporal", "!Spatial"):
             extra = set(node) - {"rank_variable", "tile_shape", "name", "component", "loop_bound"}
             if extra & {"initial_tile_shape", "tile_pattern"}:
-                raise SpecError("imperfect tiling (initial_tile_shape / tile_pattern) is not expressible in rlmap", here)
+                raise SpecError(
+                    "imperfect tiling (initial_tile_shape / tile_pattern) is not expressible in rlmap", here
+                )
             rank = str(node.get("rank_variable", "")).strip()
             d = names.dim(rank, here)
             shape = node.get("tile_shape")
             if not isinstance(shape, int) or isinstance(shape, bool) or shape <= 0:
                 raise SpecError(f"tile_shape must be a positive integer, got {shape!r}", here)
             if remaining[d] % shape:
-                raise SpecError(f"tile_shape {shape} does not divide the {remaining[d]} left of rank {rank} "
-                                "(imperfect factorisation is not expressible in rlmap)", here)
+                raise SpecError(
+                    f"tile_shape {shape} does not divide the {remaining[d]} left of rank {rank} "
+                    "(imperfect factorisation is not expressible in rlmap)",
+                    here,
+                )
             factor = remaining[d] // shape
             remaining[d] = shape
             if factor == 1:
@@ -470,12 +497,18 @@ def _parse_looptree(doc: Any, layer: Layer, arch: Architecture, where: str, name
                 loops.append(_Loop(axis, d, factor, lvl, f"spatial {rank} on {axis}"))
             continue
         if tag != "!Storage":
-            raise SpecError(f"{tag} nodes are not expressible in rlmap (single-Einsum LoopTrees of !Storage, "
-                            "!Temporal, !Spatial and !Compute only)", here)
+            raise SpecError(
+                f"{tag} nodes are not expressible in rlmap (single-Einsum LoopTrees of !Storage, "
+                "!Temporal, !Spatial and !Compute only)",
+                here,
+            )
         comp = node.get("component")
         if comp not in comp_level:
-            raise SpecError(f"component {comp!r} is not a level of architecture {arch.name!r} "
-                            f"(levels: {', '.join(l.name for l in arch.levels)})", here)
+            raise SpecError(
+                f"component {comp!r} is not a level of architecture {arch.name!r} "
+                f"(levels: {', '.join(l.name for l in arch.levels)})",
+                here,
+            )
         lvl = comp_level[comp]
         tensors = node.get("tensors")
         if not isinstance(tensors, list) or not tensors:
@@ -490,8 +523,11 @@ def _parse_looptree(doc: Any, layer: Layer, arch: Architecture, where: str, name
     short = [DIMS[d] for d in range(N_DIMS) if remaining[d] != 1]
     if short:
         d = DIMS.index(short[0])
-        raise SpecError(f"the loops over rank {DIMS[d].lower()} leave tiles of {remaining[d]}, not 1 "
-                        f"(layer {layer.name!r} has {DIMS[d]} = {layer.problem_dims[d]})", where)
+        raise SpecError(
+            f"the loops over rank {DIMS[d].lower()} leave tiles of {remaining[d]}, not 1 "
+            f"(layer {layer.name!r} has {DIMS[d]} = {layer.problem_dims[d]})",
+            where,
+        )
     return loops, placed
 
 
@@ -504,13 +540,19 @@ def _check_bypass(placed: dict[tuple[int, int], int], arch: Architecture, where:
         for v, t in enumerate(TENSORS):
             stored = (v, lvl) in placed
             if stored and t not in level.keeps:
-                raise SpecError(f"the LoopTree stores {t} at {level.name}, which architecture {arch.name!r} bypasses "
-                                f"(`keeps` of level {level.name})", where)
+                raise SpecError(
+                    f"the LoopTree stores {t} at {level.name}, which architecture {arch.name!r} bypasses "
+                    f"(`keeps` of level {level.name})",
+                    where,
+                )
             if not stored and t in level.keeps:
                 if t not in level.may_bypass:
-                    raise SpecError(f"the LoopTree does not store {t} at {level.name}, which architecture "
-                                    f"{arch.name!r} must keep there (`keeps` of level {level.name}; a level may "
-                                    f"bypass only its `may_bypass` tensors)", where)
+                    raise SpecError(
+                        f"the LoopTree does not store {t} at {level.name}, which architecture "
+                        f"{arch.name!r} must keep there (`keeps` of level {level.name}; a level may "
+                        f"bypass only its `may_bypass` tensors)",
+                        where,
+                    )
                 bypass[lvl][v] = 1
     for v, t in enumerate(TENSORS):
         slots = [placed[(v, lvl)] for lvl in range(arch.n_levels) if (v, lvl) in placed]
@@ -519,8 +561,7 @@ def _check_bypass(placed: dict[tuple[int, int], int], arch: Architecture, where:
     return tuple(map(tuple, bypass))
 
 
-def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch: Architecture,
-                   where: str) -> list[int]:
+def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch: Architecture, where: str) -> list[int]:
     """The level of every loop (spatial loops keep their fanout's).  A temporal loop indexing tensor v lies
     above v's node at level c -> level <= c (at level c it is one of the loops placed above v's tile there);
     below it -> level >= c; levels never decrease down the nest.  Each loop takes the shallowest level its
@@ -548,7 +589,9 @@ def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch:
         if lo[i][0] > hi[i][0]:
             raise SpecError(
                 f"loop {lp.text} is {lo[i][1]} and {hi[i][1]}: the tensors' tiles do not nest level by level "
-                f"(a tile of a deeper level outside a shallower one's), which rlmap needs", where)
+                f"(a tile of a deeper level outside a shallower one's), which rlmap needs",
+                where,
+            )
         lvl = max(lo[i][0], current)
         if lp.dim in dims_at[lvl] and dims_at[lvl][-1] != lp.dim and lvl < hi[i][0]:
             lvl += 1  # a second loop over this dim where the level's order has moved on: one level deeper
@@ -556,10 +599,15 @@ def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch:
             raise SpecError(
                 f"loop {lp.text} must belong to level {names[hi[i][0]]} or above ({hi[i][1]}) but comes below a loop "
                 f"of level {names[current]} ({current_why}): the tensors' tiles do not nest level by level, which "
-                f"rlmap needs", where)
+                f"rlmap needs",
+                where,
+            )
         if lp.dim in dims_at[lvl] and dims_at[lvl][-1] != lp.dim:
-            raise SpecError(f"two loops over rank {DIMS[lp.dim].lower()} at level {names[lvl]} with other loops "
-                            "between them: rlmap has one loop per dimension per level", where)
+            raise SpecError(
+                f"two loops over rank {DIMS[lp.dim].lower()} at level {names[lvl]} with other loops "
+                "between them: rlmap has one loop per dimension per level",
+                where,
+            )
         if lvl != current:
             current, current_why = lvl, lo[i][1] or "nest order"
         dims_at[lvl].append(lp.dim)
@@ -574,12 +622,14 @@ def _check_no_refetch(loops: list[_Loop], placed: dict[tuple[int, int], int], ar
     for (v, c), slot in placed.items():
         above = [lp for lp in loops[:slot] if lp.kind == "T"]
         last = max((k for k, lp in enumerate(above) if lp.dim in RELEVANT[v]), default=-1)
-        stray = [lp for lp in above[last + 1:]]
+        stray = [lp for lp in above[last + 1 :]]
         if stray:
             raise SpecError(
                 f"the storage of {TENSORS[v]} at {arch.levels[c].name} sits below loop {stray[0].text}, which does not index "
                 f"{TENSORS[v]}: AccelForge refetches the tile on every iteration of it, rlmap keeps it (stationary); "
-                f"move the node above that loop for the same reuse", where)
+                f"move the node above that loop for the same reuse",
+                where,
+            )
 
 
 def compute_einsum(doc: Any) -> str | None:
@@ -590,8 +640,9 @@ def compute_einsum(doc: Any) -> str | None:
     return str(last.get("einsum")) if isinstance(last, Tagged) and last.get("einsum") is not None else None
 
 
-def from_accelforge(doc: Any, layer: Layer, arch: Architecture, where: str = "accelforge mapping",
-                    names: Names | None = None) -> Mapping:
+def from_accelforge(
+    doc: Any, layer: Layer, arch: Architecture, where: str = "accelforge mapping", names: Names | None = None
+) -> Mapping:
     """Read an AccelForge LoopTree mapping (`mapping: {nodes: [...]}`) into a Mapping (module docstring).
 
     `names` says which rank variable and tensor is which (`names_from_workload`); by default rlmap's
@@ -622,7 +673,13 @@ def from_accelforge(doc: Any, layer: Layer, arch: Architecture, where: str = "ac
                 above.append(lp.dim)
         if above:
             place[c][v] = N_DIMS - len(nest[c]) + len(above)
-    m = Mapping(tuple(map(tuple, temporal)), tuple(map(tuple, sx)), tuple(map(tuple, sy)), order,
-                bypass, tuple(map(tuple, place)))
+    m = Mapping(
+        tuple(map(tuple, temporal)),
+        tuple(map(tuple, sx)),
+        tuple(map(tuple, sy)),
+        order,
+        bypass,
+        tuple(map(tuple, place)),
+    )
     m.check_structure(layer, arch)
     return m

@@ -36,15 +36,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import inspect
+import io
 import math
 import operator
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,14 +78,38 @@ _ADD_MATMUL_METHODS = {"addmm", "baddbmm"}
 
 # Modules / functions that carry MACs but are not imported: reported as unsupported, not as "no MACs".
 _UNSUPPORTED_MAC_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Bilinear,
-    nn.RNNBase, nn.RNNCellBase, nn.Transformer, nn.TransformerEncoder, nn.TransformerDecoder,
-    nn.TransformerEncoderLayer, nn.TransformerDecoderLayer,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Bilinear,
+    nn.RNNBase,
+    nn.RNNCellBase,
+    nn.Transformer,
+    nn.TransformerEncoder,
+    nn.TransformerDecoder,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
 )
 _UNSUPPORTED_MAC_FUNCS = {
-    "einsum", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "bilinear",
-    "tensordot", "chain_matmul", "multi_dot", "baddbmm_", "addbmm", "addmv", "mv", "dot", "inner",
-    "outer", "kron", "multi_head_attention_forward",
+    "einsum",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "bilinear",
+    "tensordot",
+    "chain_matmul",
+    "multi_dot",
+    "baddbmm_",
+    "addbmm",
+    "addmv",
+    "mv",
+    "dot",
+    "inner",
+    "outer",
+    "kron",
+    "multi_head_attention_forward",
 }
 
 
@@ -149,8 +174,14 @@ class _Proto:
 
 
 def _conv_protos(
-    in_shape: tuple[int, ...], out_shape: tuple[int, ...], weight_shape: tuple[int, ...],
-    stride: Any, padding: Any, dilation: Any, groups: int, spatial: int,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+    spatial: int,
 ) -> list[_Proto]:
     """Conv1d / Conv2d from shapes; `weight_shape` = (K, C/groups, *kernel)."""
     K, c_per_group = int(weight_shape[0]), int(weight_shape[1])
@@ -182,10 +213,25 @@ def _conv_protos(
         kind = "pointwise"
     else:
         kind = "conv"
-    return [_Proto("", dict(
-        kind=kind, N=N, K=K, C=C, P=out_sp[0], Q=out_sp[1], R=kernel[0], S=kernel[1], groups=groups,
-        stride=stride_t, dilation=dilation_t, padding=pad_t,
-    ))]
+    return [
+        _Proto(
+            "",
+            dict(
+                kind=kind,
+                N=N,
+                K=K,
+                C=C,
+                P=out_sp[0],
+                Q=out_sp[1],
+                R=kernel[0],
+                S=kernel[1],
+                groups=groups,
+                stride=stride_t,
+                dilation=dilation_t,
+                padding=pad_t,
+            ),
+        )
+    ]
 
 
 def _gemm_proto(rows: int, c: int, k: int, kind: str = "gemm", suffix: str = "") -> _Proto:
@@ -198,8 +244,9 @@ def _linear_protos(in_shape: tuple[int, ...], out_features: int) -> list[_Proto]
     return [_gemm_proto(_prod(in_shape[:-1]), int(in_shape[-1]), int(out_features))]
 
 
-def _matmul_protos(a: tuple[int, ...], b: tuple[int, ...], a_const: bool, b_const: bool,
-                   suffix: str = "") -> list[_Proto]:
+def _matmul_protos(
+    a: tuple[int, ...], b: tuple[int, ...], a_const: bool, b_const: bool, suffix: str = ""
+) -> list[_Proto]:
     """A[..., M, Kin] @ B[..., Kin, Ncol] as one layer (see the module docstring for the rules)."""
     if not a or not b:
         raise _Unsupported("matmul with a 0-d operand")
@@ -223,8 +270,7 @@ def _attention_protos(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]
     """softmax(q k^T) v on (..., L, E), (..., S, E), (..., S, Ev): the two matmuls."""
     kt = (*k[:-2], k[-1], k[-2])
     attn = (*torch.broadcast_shapes(torch.Size(q[:-2]), torch.Size(k[:-2])), q[-2], k[-2])
-    return (_matmul_protos(q, kt, False, False, "_qk")
-            + _matmul_protos(attn, v, False, False, "_av"))
+    return _matmul_protos(q, kt, False, False, "_qk") + _matmul_protos(attn, v, False, False, "_av")
 
 
 def _mha_protos(mod: nn.MultiheadAttention, q_node: Any, k_node: Any, v_node: Any) -> list[_Proto]:
@@ -244,9 +290,11 @@ def _mha_protos(mod: nn.MultiheadAttention, q_node: Any, k_node: Any, v_node: An
     if q_node is k_node is v_node and mod._qkv_same_embed_dim:
         protos.append(_gemm_proto(B * L, E, 3 * E, suffix="_in_proj"))
     else:
-        protos += [_gemm_proto(B * L, E, E, suffix="_q_proj"),
-                   _gemm_proto(B * S, mod.kdim, E, suffix="_k_proj"),
-                   _gemm_proto(B * S, mod.vdim, E, suffix="_v_proj")]
+        protos += [
+            _gemm_proto(B * L, E, E, suffix="_q_proj"),
+            _gemm_proto(B * S, mod.kdim, E, suffix="_k_proj"),
+            _gemm_proto(B * S, mod.vdim, E, suffix="_v_proj"),
+        ]
     protos += _attention_protos((B, H, L, hd), (B, H, S, hd), (B, H, S, hd))
     protos.append(_gemm_proto(B * L, E, E, suffix="_out_proj"))
     return protos
@@ -282,9 +330,16 @@ def _node_protos(node: Any, gm: Any, depends_on_input: set[str]) -> list[_Proto]
         mod = gm.get_submodule(node.target)
         if isinstance(mod, (nn.Conv1d, nn.Conv2d)) and not isinstance(mod, nn.modules.conv._ConvTransposeNd):
             spatial = 1 if isinstance(mod, nn.Conv1d) else 2
-            return _conv_protos(_shape(args[0] if args else kwargs["input"]), _shape(node),
-                                tuple(mod.weight.shape), mod.stride, mod.padding, mod.dilation,
-                                mod.groups, spatial)
+            return _conv_protos(
+                _shape(args[0] if args else kwargs["input"]),
+                _shape(node),
+                tuple(mod.weight.shape),
+                mod.stride,
+                mod.padding,
+                mod.dilation,
+                mod.groups,
+                spatial,
+            )
         if isinstance(mod, nn.Linear):
             return _linear_protos(_shape(args[0] if args else kwargs["input"]), mod.out_features)
         if isinstance(mod, nn.MultiheadAttention):
@@ -308,8 +363,16 @@ def _node_protos(node: Any, gm: Any, depends_on_input: set[str]) -> list[_Proto]
         if target in (F.conv1d, F.conv2d, torch.conv1d, torch.conv2d):
             b = _bind(_conv_sig, args, kwargs)
             spatial = 1 if target in (F.conv1d, torch.conv1d) else 2
-            return _conv_protos(_shape(b["input"]), _shape(node), _shape(b["weight"]),
-                                b["stride"], b["padding"], b["dilation"], int(b["groups"]), spatial)
+            return _conv_protos(
+                _shape(b["input"]),
+                _shape(node),
+                _shape(b["weight"]),
+                b["stride"],
+                b["padding"],
+                b["dilation"],
+                int(b["groups"]),
+                spatial,
+            )
         if target is F.linear:
             b = _bind(_linear_sig, args, kwargs)
             return _linear_protos(_shape(b["input"]), _shape(b["weight"])[0])
@@ -363,7 +426,8 @@ def import_module(module: nn.Module, example_input: torch.Tensor | tuple, name: 
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SpecError(
             f"cannot trace {label} with torch.fx ({type(exc).__name__}: {msg}); the importer needs a "
-            "forward() without data-dependent control flow", where=name,
+            "forward() without data-dependent control flow",
+            where=name,
         ) from exc
     shapes = ", ".join(str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__ for x in inputs)
     try:
@@ -408,13 +472,13 @@ def import_module(module: nn.Module, example_input: torch.Tensor | tuple, name: 
             try:
                 layers.append(Layer(name=lname, **proto.fields))
             except ValidationError as exc:
-                raise SpecError(f"{op} gives an invalid layer: {pydantic_message(exc)}",
-                                where=f"{name}: {lname}") from None
+                raise SpecError(
+                    f"{op} gives an invalid layer: {pydantic_message(exc)}", where=f"{name}: {lname}"
+                ) from None
 
     if not layers:
         what = ", ".join(sorted({d.split(":")[0] for _, d in skipped})) or "nothing"
-        raise SpecError(f"no MAC-carrying layer (conv, linear, matmul) found in {label}; it calls {what}",
-                        where=name)
+        raise SpecError(f"no MAC-carrying layer (conv, linear, matmul) found in {label}; it calls {what}", where=name)
     network = Network(
         name=name,
         description=f"imported from PyTorch {label} ({len(layers)} layers, {len(skipped)} ops skipped)",
@@ -459,8 +523,11 @@ def load_builder(spec: str) -> Callable[[], nn.Module]:
             pass
     fn = getattr(module, fn_name, None)
     if fn is None:
-        available = sorted(n for n, v in vars(module).items()
-                           if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod_name)
+        available = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod_name
+        )
         hint = f" (callables defined there: {', '.join(available)})" if available else ""
         raise SpecError(f"no function {fn_name!r}{hint}", str(path))
     if not callable(fn):
@@ -484,6 +551,8 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     if min(dims) <= 0:
         raise SpecError(f"bad input shape {text!r}: every dimension must be positive")
     if math.prod(dims) > MAX_INPUT_ELEMENTS:
-        raise SpecError(f"input shape {text!r} has {math.prod(dims):,} elements ({math.prod(dims) * 4 / 2**30:.3g} GiB "
-                        f"as float32); the importer runs the model on it, so at most {MAX_INPUT_ELEMENTS:,} (1 GiB)")
+        raise SpecError(
+            f"input shape {text!r} has {math.prod(dims):,} elements ({math.prod(dims) * 4 / 2**30:.3g} GiB "
+            f"as float32); the importer runs the model on it, so at most {MAX_INPUT_ELEMENTS:,} (1 GiB)"
+        )
     return dims

@@ -35,7 +35,8 @@ class _TaggedLoader(yaml.SafeLoader):
 
 
 _TaggedLoader.add_multi_constructor(
-    "!", lambda loader, suffix, node: Tagged("!" + suffix, loader.construct_mapping(node, deep=True)))
+    "!", lambda loader, suffix, node: Tagged("!" + suffix, loader.construct_mapping(node, deep=True))
+)
 
 
 def dump_yaml(data: Any, header: str = "") -> str:

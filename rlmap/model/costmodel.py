@@ -11,8 +11,9 @@ import functools
 import hashlib
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,8 +23,24 @@ from rlmap.spec.arch import Architecture, MemoryLevel
 from rlmap.spec.errors import InvalidMappingError, SpecError
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import Mapping, MappingBatch, placement_problem
-from rlmap.spec.problem import (DIMS, INPUTS, N_DIMS, N_TENSORS, OUTPUTS, RELEVANCE_MATRIX, TENSORS, WEIGHTS, C, G, K,
-                                N, P, Q, R, S)
+from rlmap.spec.problem import (
+    DIMS,
+    INPUTS,
+    N_DIMS,
+    N_TENSORS,
+    OUTPUTS,
+    RELEVANCE_MATRIX,
+    TENSORS,
+    WEIGHTS,
+    C,
+    G,
+    K,
+    N,
+    P,
+    Q,
+    R,
+    S,
+)
 
 Objective = Literal["energy", "latency", "edp"]
 OBJECTIVES: tuple[str, ...] = ("energy", "latency", "edp")
@@ -135,14 +152,20 @@ class BatchCost:
 def energy_by_level_tensor(cost: Cost, arch: Architecture) -> list[list[float]]:
     """Energy of each level split by tensor, [level][tensor] (reads x read energy + writes x write energy);
     each row sums to `cost.level_energy[level]`."""
-    return [[cost.reads[i][v] * lvl.read_energy + cost.writes[i][v] * lvl.write_energy for v in range(N_TENSORS)]
-            for i, lvl in enumerate(arch.levels)]
+    return [
+        [cost.reads[i][v] * lvl.read_energy + cost.writes[i][v] * lvl.write_energy for v in range(N_TENSORS)]
+        for i, lvl in enumerate(arch.levels)
+    ]
 
 
-REASON_CODES = {0: "valid", 1: "factors do not multiply to the layer's dimensions",
-                2: "spatial factors exceed a fanout or use a dimension the fanout forbids",
-                3: "a tile exceeds a level's capacity", 4: "a loop order is not a permutation",
-                5: "a tensor is bypassed or placed where the architecture does not allow it"}
+REASON_CODES = {
+    0: "valid",
+    1: "factors do not multiply to the layer's dimensions",
+    2: "spatial factors exceed a fanout or use a dimension the fanout forbids",
+    3: "a tile exceeds a level's capacity",
+    4: "a loop order is not a permutation",
+    5: "a tensor is bypassed or placed where the architecture does not allow it",
+}
 
 
 # ----------------------------------------------------------------------------- the model
@@ -175,16 +198,27 @@ class CostModel:
         self.formats = [[lvl.formats.get(TENSORS[v], "uncompressed") for v in range(N_TENSORS)] for lvl in arch.levels]
         # Formats whose factor does not depend on the tile are folded into constants here.
         self.fmt_const: list[list[float | None]] = [
-            [None if (f == "coordinate" and self.density[v] < 1.0) else float(format_factor(f, self.density[v], 1, self.data_bits))
-             for v, f in enumerate(row)] for row in self.formats]
+            [
+                None
+                if (f == "coordinate" and self.density[v] < 1.0)
+                else float(format_factor(f, self.density[v], 1, self.data_bits))
+                for v, f in enumerate(row)
+            ]
+            for row in self.formats
+        ]
         self.capacity = [capacity_spec(lvl) for lvl in arch.levels]
         self.fan_x = [lvl.fanout.x for lvl in arch.levels]
         self.fan_y = [lvl.fanout.y for lvl in arch.levels]
-        self.allow_x = [[(not lvl.fanout.x_dims) or DIMS[d] in lvl.fanout.x_dims for d in range(N_DIMS)] for lvl in arch.levels]
-        self.allow_y = [[(not lvl.fanout.y_dims) or DIMS[d] in lvl.fanout.y_dims for d in range(N_DIMS)] for lvl in arch.levels]
+        self.allow_x = [
+            [(not lvl.fanout.x_dims) or DIMS[d] in lvl.fanout.x_dims for d in range(N_DIMS)] for lvl in arch.levels
+        ]
+        self.allow_y = [
+            [(not lvl.fanout.y_dims) or DIMS[d] in lvl.fanout.y_dims for d in range(N_DIMS)] for lvl in arch.levels
+        ]
         # fans_between[p][c]: whether any level p..c-1 has a spatial fanout (else no multicast there)
-        self.fans_between = [[any(arch.levels[i].fanout.size > 1 for i in range(p, c)) for c in range(L + 1)]
-                             for p in range(L + 1)]
+        self.fans_between = [
+            [any(arch.levels[i].fanout.size > 1 for i in range(p, c)) for c in range(L + 1)] for p in range(L + 1)
+        ]
         self.restricted = [not (all(ax) and all(ay)) for ax, ay in zip(self.allow_x, self.allow_y)]
         self.num_pes = arch.num_pes
         comp = arch.compute
@@ -216,53 +250,98 @@ class CostModel:
                 else:
                     cap_kind[lvl], cap_val[lvl] = 2, cap[1]
         return KernelStatic(
-            dims=np.array(self.dims, dtype=np.float64), geom=np.array([self.sh, self.sw, self.dh, self.dw], float),
+            dims=np.array(self.dims, dtype=np.float64),
+            geom=np.array([self.sh, self.sw, self.dh, self.dw], float),
             keeps=np.array(self.keeps, dtype=np.bool_),
             may_bypass=np.array([[t in lvl.may_bypass for t in TENSORS] for lvl in self.arch.levels], dtype=np.bool_),
-            chain_p=chain_p, chain_c=chain_c,
+            chain_p=chain_p,
+            chain_c=chain_c,
             n_pairs=np.array([len(c) for c in self.chains], dtype=np.int64),
-            word_scale=np.array(self.word_scale, float), read_e=np.array(self.read_e, float),
+            word_scale=np.array(self.word_scale, float),
+            read_e=np.array(self.read_e, float),
             write_e=np.array(self.write_e, float),
             bandwidth=np.array([-1.0 if bw is None else bw for bw in self.bandwidth], float),
             fmt=np.array([[FMT_CODES[f] for f in row] for row in self.formats], dtype=np.int64),
             fmt_const=np.array([[np.nan if f is None else f for f in row] for row in self.fmt_const], float),
-            density=np.array(self.density, float), cap_kind=cap_kind, cap_val=cap_val,
-            fan_x=np.array(self.fan_x, float), fan_y=np.array(self.fan_y, float),
-            allow_x=np.array(self.allow_x, dtype=np.bool_), allow_y=np.array(self.allow_y, dtype=np.bool_),
+            density=np.array(self.density, float),
+            cap_kind=cap_kind,
+            cap_val=cap_val,
+            fan_x=np.array(self.fan_x, float),
+            fan_y=np.array(self.fan_y, float),
+            allow_x=np.array(self.allow_x, dtype=np.bool_),
+            allow_y=np.array(self.allow_y, dtype=np.bool_),
             fans_between=np.array(self.fans_between, dtype=np.bool_),
-            scalars=np.array([self.phi, 1.0 if self.skip else 0.0, self.mac_energy, float(self.macs),
-                              float(self.num_pes), float(self.data_bits), float(RLE_RUN_BITS)]),
+            scalars=np.array(
+                [
+                    self.phi,
+                    1.0 if self.skip else 0.0,
+                    self.mac_energy,
+                    float(self.macs),
+                    float(self.num_pes),
+                    float(self.data_bits),
+                    float(RLE_RUN_BITS),
+                ]
+            ),
             rules=self.rules.as_array(),
-            max_span=max(Layer.input_extent(self.dims[P], self.dims[R], self.sh, self.dh),
-                         Layer.input_extent(self.dims[Q], self.dims[S], self.sw, self.dw)))
+            max_span=max(
+                Layer.input_extent(self.dims[P], self.dims[R], self.sh, self.dh),
+                Layer.input_extent(self.dims[Q], self.dims[S], self.sw, self.dw),
+            ),
+        )
 
     # ------------------------------------------------------------------ one mapping
     def evaluate(self, m: Mapping) -> Cost:
         """Score one mapping (compiled kernel); an invalid one comes back with valid=False and the reason."""
         try:
             packed = np.array((m.temporal, m.spatial_x, m.spatial_y, m.order), dtype=np.int64)
-            tensors = np.array([[m.bypass_row(lvl) for lvl in range(len(m.temporal))],
-                                [m.place_row(lvl) for lvl in range(len(m.temporal))]], dtype=np.int64)
+            tensors = np.array(
+                [
+                    [m.bypass_row(lvl) for lvl in range(len(m.temporal))],
+                    [m.place_row(lvl) for lvl in range(len(m.temporal))],
+                ],
+                dtype=np.int64,
+            )
         except (ValueError, OverflowError):  # ragged, or a factor past int64: the reference words the reason
             return self.evaluate_reference(m)
         if packed.shape != (4, self.L, N_DIMS) or tensors.shape != (2, self.L, N_TENSORS):
             return self.evaluate_reference(m)
-        out = self._run_kernel(packed[0:1], packed[1:2], packed[2:3], packed[3:4], tensors[0:1], tensors[1:2],
-                               relax=False, reuse=True)
+        out = self._run_kernel(
+            packed[0:1], packed[1:2], packed[2:3], packed[3:4], tensors[0:1], tensors[1:2], relax=False, reuse=True
+        )
         if out["reason"][0] != 0:
             return self.evaluate_reference(m)  # the readable path words the reason
         reads, writes = out["reads"][0].tolist(), out["writes"][0].tolist()
-        level_energy = [sum(reads[lvl]) * self.read_e[lvl] + sum(writes[lvl]) * self.write_e[lvl]
-                        for lvl in range(self.L)]
+        level_energy = [
+            sum(reads[lvl]) * self.read_e[lvl] + sum(writes[lvl]) * self.write_e[lvl] for lvl in range(self.L)
+        ]
         eff_macs = self.macs * self.phi
-        return Cost(valid=True, energy=float(out["energy"][0]), cycles=float(out["cycles"][0]),
-                    compute_cycles=float(out["compute_cycles"][0]), macs=self.macs, effective_macs=eff_macs,
-                    utilization=float(out["utilization"][0]), reads=reads, writes=writes,
-                    level_energy=level_energy, level_cycles=out["level_cycles"][0].tolist(),
-                    mac_energy=eff_macs * self.mac_energy, tiles=out["tiles"][0].tolist())
+        return Cost(
+            valid=True,
+            energy=float(out["energy"][0]),
+            cycles=float(out["cycles"][0]),
+            compute_cycles=float(out["compute_cycles"][0]),
+            macs=self.macs,
+            effective_macs=eff_macs,
+            utilization=float(out["utilization"][0]),
+            reads=reads,
+            writes=writes,
+            level_energy=level_energy,
+            level_cycles=out["level_cycles"][0].tolist(),
+            mac_energy=eff_macs * self.mac_energy,
+            tiles=out["tiles"][0].tolist(),
+        )
 
-    def _run_kernel(self, temporal: np.ndarray, spatial_x: np.ndarray, spatial_y: np.ndarray, order: np.ndarray,
-                    bypass: np.ndarray, place: np.ndarray, relax: bool, reuse: bool = False) -> dict[str, np.ndarray]:
+    def _run_kernel(
+        self,
+        temporal: np.ndarray,
+        spatial_x: np.ndarray,
+        spatial_y: np.ndarray,
+        order: np.ndarray,
+        bypass: np.ndarray,
+        place: np.ndarray,
+        relax: bool,
+        reuse: bool = False,
+    ) -> dict[str, np.ndarray]:
         """Run the compiled kernel; `reuse` recycles the output arrays of a batch of one (copy what you keep)."""
         B = temporal.shape[0]
         detail = reuse  # one mapping: the caller wants the per-level breakdown
@@ -273,21 +352,63 @@ class CostModel:
             if reuse:
                 self._single_out = out
         k = self.kernel_static
-        evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place, k.dims, k.geom, k.keeps, k.may_bypass,
-                        k.word_scale, k.read_e, k.write_e, k.bandwidth, k.fmt, k.fmt_const, k.density,
-                        k.cap_kind, k.cap_val, k.fan_x, k.fan_y, k.allow_x, k.allow_y, k.fans_between, k.scalars,
-                        k.rules, k.max_span, REL, relax, detail, out["energy"], out["cycles"], out["utilization"],
-                        out["compute_cycles"], out["level_cycles"], out["reason"], out["reads"], out["writes"],
-                        out["tiles"])
+        evaluate_kernel(
+            temporal,
+            spatial_x,
+            spatial_y,
+            order,
+            bypass,
+            place,
+            k.dims,
+            k.geom,
+            k.keeps,
+            k.may_bypass,
+            k.word_scale,
+            k.read_e,
+            k.write_e,
+            k.bandwidth,
+            k.fmt,
+            k.fmt_const,
+            k.density,
+            k.cap_kind,
+            k.cap_val,
+            k.fan_x,
+            k.fan_y,
+            k.allow_x,
+            k.allow_y,
+            k.fans_between,
+            k.scalars,
+            k.rules,
+            k.max_span,
+            REL,
+            relax,
+            detail,
+            out["energy"],
+            out["cycles"],
+            out["utilization"],
+            out["compute_cycles"],
+            out["level_cycles"],
+            out["reason"],
+            out["reads"],
+            out["writes"],
+            out["tiles"],
+        )
         return out
 
     def _new_outputs(self, B: int, detail: bool) -> dict[str, np.ndarray]:
         L = self.L
         nd = B if detail else 1  # the breakdown arrays are only written with detail
-        return {"energy": np.empty(B), "cycles": np.empty(B), "utilization": np.empty(B),
-                "compute_cycles": np.zeros(B), "level_cycles": np.zeros((B, L)), "reason": np.empty(B, dtype=np.int8),
-                "reads": np.zeros((nd, L, N_TENSORS)), "writes": np.zeros((nd, L, N_TENSORS)),
-                "tiles": np.zeros((nd, L, N_TENSORS))}
+        return {
+            "energy": np.empty(B),
+            "cycles": np.empty(B),
+            "utilization": np.empty(B),
+            "compute_cycles": np.zeros(B),
+            "level_cycles": np.zeros((B, L)),
+            "reason": np.empty(B, dtype=np.int8),
+            "reads": np.zeros((nd, L, N_TENSORS)),
+            "writes": np.zeros((nd, L, N_TENSORS)),
+            "tiles": np.zeros((nd, L, N_TENSORS)),
+        }
 
     def evaluate_reference(self, m: Mapping) -> Cost:
         """Score one mapping in plain Python: the readable reference the compiled kernel is tested against,
@@ -306,11 +427,15 @@ class CostModel:
                 for d in range(N_DIMS):
                     if (rx[d] > 1 and not self.allow_x[lvl][d]) or (ry[d] > 1 and not self.allow_y[lvl][d]):
                         axis = "X" if rx[d] > 1 and not self.allow_x[lvl][d] else "Y"
-                        return Cost(False, f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be "
-                                           f"unrolled on {axis}")
+                        return Cost(
+                            False,
+                            f"level {self.arch.levels[lvl].name}: dimension {DIMS[d]} may not be unrolled on {axis}",
+                        )
             if ux > self.fan_x[lvl] or uy > self.fan_y[lvl]:
                 axis, used_, lim = ("X", ux, self.fan_x[lvl]) if ux > self.fan_x[lvl] else ("Y", uy, self.fan_y[lvl])
-                return Cost(False, f"level {self.arch.levels[lvl].name}: spatial {axis} factors use {used_} > fanout {lim}")
+                return Cost(
+                    False, f"level {self.arch.levels[lvl].name}: spatial {axis} factors use {used_} > fanout {lim}"
+                )
             if uy == 1 and min(ry) == 1:
                 spl = rx
             elif ux == 1 and min(rx) == 1:
@@ -342,7 +467,7 @@ class CostModel:
         Ev: list[Any] = [[list(E[lvl]) for _ in range(N_TENSORS)] for lvl in range(L)] + [[list(_ONES)] * N_TENSORS]
         for lvl in range(L):
             for v in range(N_TENSORS):
-                for d in order[lvl][:place[lvl][v]]:
+                for d in order[lvl][: place[lvl][v]]:
                     Ev[lvl][v][d] //= t[lvl][d]
 
         # capacity
@@ -422,8 +547,9 @@ class CostModel:
                         reads[c][v] += used[c] * nfetch * F * self.word_scale[c]
                     continue
                 hu = hc = 1.0
-                if (v == INPUTS and self.rules.halo_reuse and last_loop is not None
-                        and last_loop[1] in self._halo_coef):  # rule 1
+                if (
+                    v == INPUTS and self.rules.halo_reuse and last_loop is not None and last_loop[1] in self._halo_coef
+                ):  # rule 1
                     j, d, f = last_loop
                     step = ec[d] * self._halo_coef[d]
                     for lvl in range(j, c):
@@ -451,9 +577,19 @@ class CostModel:
             level_cycles.append(0.0 if bw is None else (sum(reads[lvl]) + sum(writes[lvl])) / (used[lvl] * bw))
         cycles = max(compute_cycles, max(level_cycles))
         return Cost(
-            valid=True, energy=sum(level_energy) + mac_e, cycles=cycles, compute_cycles=compute_cycles,
-            macs=self.macs, effective_macs=eff_macs, utilization=used[L] / self.num_pes, reads=reads, writes=writes,
-            level_energy=level_energy, level_cycles=level_cycles, mac_energy=mac_e, tiles=tiles,
+            valid=True,
+            energy=sum(level_energy) + mac_e,
+            cycles=cycles,
+            compute_cycles=compute_cycles,
+            macs=self.macs,
+            effective_macs=eff_macs,
+            utilization=used[L] / self.num_pes,
+            reads=reads,
+            writes=writes,
+            level_energy=level_energy,
+            level_cycles=level_cycles,
+            mac_energy=mac_e,
+            tiles=tiles,
         )
 
     def _axis_terms(self, p: int, c: int, da: int, db: int, sp: list, E: list) -> list[tuple[int, int]]:
@@ -530,12 +666,24 @@ class CostModel:
         """
         conv = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
         zeros = np.zeros((len(b), self.L, N_TENSORS), dtype=np.int64)
-        out = self._run_kernel(conv(b.temporal), conv(b.spatial_x), conv(b.spatial_y), conv(b.order),
-                               zeros if b.bypass is None else conv(b.bypass), zeros if b.place is None else conv(b.place),
-                               relax_orders)
-        return BatchCost(valid=out["reason"] == 0, energy=out["energy"], cycles=out["cycles"],
-                         utilization=out["utilization"], reason=out["reason"], compute_cycles=out["compute_cycles"],
-                         level_cycles=out["level_cycles"].T)
+        out = self._run_kernel(
+            conv(b.temporal),
+            conv(b.spatial_x),
+            conv(b.spatial_y),
+            conv(b.order),
+            zeros if b.bypass is None else conv(b.bypass),
+            zeros if b.place is None else conv(b.place),
+            relax_orders,
+        )
+        return BatchCost(
+            valid=out["reason"] == 0,
+            energy=out["energy"],
+            cycles=out["cycles"],
+            utilization=out["utilization"],
+            reason=out["reason"],
+            compute_cycles=out["compute_cycles"],
+            level_cycles=out["level_cycles"].T,
+        )
 
 
 _ALL_DIMS = frozenset(range(N_DIMS))
@@ -549,8 +697,6 @@ def _union(ext: int, terms: list[tuple[int, int]]) -> float:
     steps = np.array([float(g) for _, g in terms] or [0.0])
     span = 1 + sum((n - 1) * g for n, g in terms)
     return float(window_union(float(ext), counts, steps, len(terms), np.zeros(span + 1, dtype=np.bool_)))
-
-
 
 
 def evaluate(layer: Layer, arch: Architecture, mapping: Mapping) -> Cost:

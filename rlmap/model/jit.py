@@ -44,8 +44,10 @@ def _choose_cache() -> bool:
         os.environ["NUMBA_CACHE_DIR"] = str(fallback)  # the compiler reloads numba's config from the environment
         numba.config.CACHE_DIR = str(fallback)
         return True
-    print("note: no writable folder for numba's cache (set NUMBA_CACHE_DIR); compiling the cost model uncached",
-          file=sys.stderr)
+    print(
+        "note: no writable folder for numba's cache (set NUMBA_CACHE_DIR); compiling the cost model uncached",
+        file=sys.stderr,
+    )
     return False
 
 

@@ -99,8 +99,18 @@ def window_union(ext: float, counts: np.ndarray, steps: np.ndarray, n: int, mark
 
 
 @numba.njit(cache=CACHE, inline="always", error_model="numpy")
-def _axis_terms(p: int, c: int, da: int, db: int, ca: float, cb: float, SP: np.ndarray, E: np.ndarray,
-                counts: np.ndarray, steps: np.ndarray) -> int:
+def _axis_terms(
+    p: int,
+    c: int,
+    da: int,
+    db: int,
+    ca: float,
+    cb: float,
+    SP: np.ndarray,
+    E: np.ndarray,
+    counts: np.ndarray,
+    steps: np.ndarray,
+) -> int:
     """The spatial unrolls of window dims da (P or Q, coefficient ca = stride) and db (R or S, cb = dilation)
     between levels p and c, as (count, step in input rows) terms of window_union; returns how many."""
     n = 0
@@ -129,10 +139,25 @@ def _fmt_factor(code: int, density: float, tile: float, data_bits: float, rle_bi
 
 
 @numba.njit(cache=CACHE, inline="always", error_model="numpy")
-def _level_tiles(lvl: int, E: np.ndarray, ec: np.ndarray, sh: float, sw: float, dh: float, dw: float,
-                 keeps: np.ndarray, fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray,
-                 word_scale: np.ndarray, data_bits: float, rle_bits: float, fps: np.ndarray, fmt_f: np.ndarray,
-                 words: np.ndarray) -> None:
+def _level_tiles(
+    lvl: int,
+    E: np.ndarray,
+    ec: np.ndarray,
+    sh: float,
+    sw: float,
+    dh: float,
+    dw: float,
+    keeps: np.ndarray,
+    fmt: np.ndarray,
+    fmt_const: np.ndarray,
+    density: np.ndarray,
+    word_scale: np.ndarray,
+    data_bits: float,
+    rle_bits: float,
+    fps: np.ndarray,
+    fmt_f: np.ndarray,
+    words: np.ndarray,
+) -> None:
     """Tiles of the tensors kept at level lvl (extents E[lvl]): footprints into fps[lvl], stored words per
     element into fmt_f[lvl], stored words into words (0 for tensors the level does not keep)."""
     for d in range(E.shape[1]):
@@ -150,9 +175,24 @@ def _level_tiles(lvl: int, E: np.ndarray, ec: np.ndarray, sh: float, sw: float, 
 
 
 @numba.njit(cache=CACHE, inline="always", error_model="numpy")
-def _placed_tiles(lvl: int, Ev: np.ndarray, sh: float, sw: float, dh: float, dw: float, kp: np.ndarray,
-                  fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray, word_scale: np.ndarray,
-                  data_bits: float, rle_bits: float, fps: np.ndarray, fmt_f: np.ndarray, words: np.ndarray) -> None:
+def _placed_tiles(
+    lvl: int,
+    Ev: np.ndarray,
+    sh: float,
+    sw: float,
+    dh: float,
+    dw: float,
+    kp: np.ndarray,
+    fmt: np.ndarray,
+    fmt_const: np.ndarray,
+    density: np.ndarray,
+    word_scale: np.ndarray,
+    data_bits: float,
+    rle_bits: float,
+    fps: np.ndarray,
+    fmt_f: np.ndarray,
+    words: np.ndarray,
+) -> None:
     """`_level_tiles` with a tile of its own per tensor (extents Ev[lvl, v]) and the mapping's keeps kp."""
     for v in range(3):
         words[v] = 0.0
@@ -179,11 +219,47 @@ def _fits_capacity(lvl: int, words: np.ndarray, keeps: np.ndarray, cap_kind: np.
 
 
 @numba.njit(cache=CACHE, error_model="numpy")
-def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noqa: C901, ANN001, ANN201
-                    dims, geom, keeps, may_bypass, word_scale, read_e, write_e, bandwidth, fmt,
-                    fmt_const, density, cap_kind, cap_val, fan_x, fan_y, allow_x, allow_y, fans_between, scalars,
-                    rules, max_span, rel, relax, detail, energy, cycles, util, comp_cycles, level_cycles, reason,
-                    reads, writes, tiles):
+def evaluate_kernel(
+    temporal,
+    spatial_x,
+    spatial_y,
+    order,
+    bypass,
+    place,  # noqa: C901, ANN001, ANN201
+    dims,
+    geom,
+    keeps,
+    may_bypass,
+    word_scale,
+    read_e,
+    write_e,
+    bandwidth,
+    fmt,
+    fmt_const,
+    density,
+    cap_kind,
+    cap_val,
+    fan_x,
+    fan_y,
+    allow_x,
+    allow_y,
+    fans_between,
+    scalars,
+    rules,
+    max_span,
+    rel,
+    relax,
+    detail,
+    energy,
+    cycles,
+    util,
+    comp_cycles,
+    level_cycles,
+    reason,
+    reads,
+    writes,
+    tiles,
+):
     """Score B mappings; results go into the output arrays (reason 0 = valid, 1 factors, 2 fanout,
     3 capacity, 4 order, 5 bypass/placement).  With `detail` the per-level breakdown (reads, writes, tiles)
     is written too.  `rules` are the semantics' flags (rlmap.model.semantics).  `bypass` and `place`
@@ -195,8 +271,15 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
     per iteration of every loop above the level (it must sit below one of its level's loops that index it)."""
     B, L, D = temporal.shape
     sh, sw, dh, dw = geom[0], geom[1], geom[2], geom[3]
-    phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits = (scalars[0], scalars[1], scalars[2], scalars[3],
-                                                                  scalars[4], scalars[5], scalars[6])
+    phi, skip, mac_energy, macs, num_pes, data_bits, rle_bits = (
+        scalars[0],
+        scalars[1],
+        scalars[2],
+        scalars[3],
+        scalars[4],
+        scalars[5],
+        scalars[6],
+    )
     halo_reuse = rules[HALO_REUSE]
     window_multicast = rules[WINDOW_MULTICAST]
     reduced_psum_fill = rules[REDUCED_PSUM_FILL]
@@ -285,8 +368,24 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
                     for k in range(place[b, lvl, v]):
                         d = order[b, lvl, k]
                         Ev[lvl, v, d] /= T[lvl, d]
-                _placed_tiles(lvl, Ev, sh, sw, dh, dw, kp, fmt, fmt_const, density, word_scale, data_bits,
-                              rle_bits, fps, fmt_f, lvl_words)
+                _placed_tiles(
+                    lvl,
+                    Ev,
+                    sh,
+                    sw,
+                    dh,
+                    dw,
+                    kp,
+                    fmt,
+                    fmt_const,
+                    density,
+                    word_scale,
+                    data_bits,
+                    rle_bits,
+                    fps,
+                    fmt_f,
+                    lvl_words,
+                )
                 if detail:
                     for v in range(3):
                         if kp[lvl, v]:
@@ -298,8 +397,24 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
                     for v in range(3):
                         for d in range(D):
                             Ev[lvl, v, d] = E[lvl, d]
-                    _placed_tiles(lvl, Ev, sh, sw, dh, dw, kp, fmt, fmt_const, density, word_scale, data_bits,
-                                  rle_bits, fps, fmt_f, lvl_words)
+                    _placed_tiles(
+                        lvl,
+                        Ev,
+                        sh,
+                        sw,
+                        dh,
+                        dw,
+                        kp,
+                        fmt,
+                        fmt_const,
+                        density,
+                        word_scale,
+                        data_bits,
+                        rle_bits,
+                        fps,
+                        fmt_f,
+                        lvl_words,
+                    )
                     for v in range(3):  # its tile must sit below a loop of the level that indexes it
                         lim = cap_val[lvl, 0] if cap_kind[lvl] == 1 else cap_val[lvl, v]
                         must[lvl, v] = place[b, lvl, v] > 0 and cap_kind[lvl] > 0 and lvl_words[v] > lim + 1e-9
@@ -427,8 +542,16 @@ def evaluate_kernel(temporal, spatial_x, spatial_y, order, bypass, place,  # noq
                         uw = window_union((ec[Q] - 1.0) * sw + (ec[S] - 1.0) * dw + 1.0, t_counts, t_steps, nw, mark)
                         split_h = nh > 0
                         split_w = nw > 0
-                        U = (ec[N] * (SPsuf[p, N] / SPsuf[c, N]) * ec[G] * (SPsuf[p, G] / SPsuf[c, G])
-                             * ec[C] * (SPsuf[p, C] / SPsuf[c, C]) * uh * uw)
+                        U = (
+                            ec[N]
+                            * (SPsuf[p, N] / SPsuf[c, N])
+                            * ec[G]
+                            * (SPsuf[p, G] / SPsuf[c, G])
+                            * ec[C]
+                            * (SPsuf[p, C] / SPsuf[c, C])
+                            * uh
+                            * uw
+                        )
                     else:  # one window per child position: multicast over irrelevant dims only
                         for d in range(D):
                             if rel[v, d]:

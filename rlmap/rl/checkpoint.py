@@ -17,8 +17,15 @@ from rlmap.spec.io import checkpoints_dir
 class Policy:
     """A trained model plus what it was trained for; gives masked action logits for batches of observations."""
 
-    def __init__(self, model: Any, algo: str, arch_name: str, trained_on: list[str],
-                 config: dict[str, Any] | None = None, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        algo: str,
+        arch_name: str,
+        trained_on: list[str],
+        config: dict[str, Any] | None = None,
+        path: Path | None = None,
+    ) -> None:
         self.model = model
         self.algo = algo
         self.arch_name = arch_name
@@ -38,8 +45,10 @@ class Policy:
 
     def describe(self) -> str:
         where = f" from {self.path}" if self.path else ""
-        return (f"{self.algo} for {self.arch_name}, trained on {', '.join(self.trained_on) or '?'}, "
-                f"{int(self.model.num_timesteps):,} steps{where}")
+        return (
+            f"{self.algo} for {self.arch_name}, trained on {', '.join(self.trained_on) or '?'}, "
+            f"{int(self.model.num_timesteps):,} steps{where}"
+        )
 
     def logits(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """Action scores with masked-out actions at -inf (logits; Q-values for DQN)."""
@@ -94,8 +103,11 @@ def load_policy(path: str | Path | None, arch: str | None = None) -> Policy:
         found = default_policy(Path(arch).stem)[0]
         if found is None:
             have = ", ".join(sorted(p.name.removeprefix("policy_") for p in checkpoints_dir().glob("policy_*")))
-            raise SpecError(f"no shipped policy for architecture {arch!r} (shipped: {have or 'none'}); "
-                            "train one with `rlmap train` and pass --policy", "--policy")
+            raise SpecError(
+                f"no shipped policy for architecture {arch!r} (shipped: {have or 'none'}); "
+                "train one with `rlmap train` and pass --policy",
+                "--policy",
+            )
         path = found
     p = Path(path)
     if not p.exists():
@@ -145,8 +157,10 @@ def default_policy(arch: str) -> tuple[Path | None, str]:
         return found, ("specialised policy" if found is special else "general policy") if found else "none shipped"
     qs, qg = _greedy_on(special, arch), _greedy_on(general, arch)
     if qg is not None and (qs is None or qg < qs):
-        return general, (f"general policy (measured greedy {qg:.3f} x optimal on {arch}, "
-                         f"specialised {'unmeasured' if qs is None else f'{qs:.3f}'})")
+        return general, (
+            f"general policy (measured greedy {qg:.3f} x optimal on {arch}, "
+            f"specialised {'unmeasured' if qs is None else f'{qs:.3f}'})"
+        )
     vs = f", general {qg:.3f}" if qg is not None else ""
     return special, "specialised policy" + (f" (measured greedy {qs:.3f} x optimal on {arch}{vs})" if qs else "")
 
@@ -170,10 +184,14 @@ def coverage_note(policy: Policy, arch: str) -> str | None:
     entry = q.get("archs", {}).get(arch)
     head = f"this policy was not trained on {arch}"
     if entry:
-        return (f"{head}; measured zero-shot there: greedy {entry['greedy']:.3f}x, best-of-{entry['samples']} "
-                f"{entry['best']:.3f}x the optimal EDP ({entry['layers']} held-out layers, model card)")
+        return (
+            f"{head}; measured zero-shot there: greedy {entry['greedy']:.3f}x, best-of-{entry['samples']} "
+            f"{entry['best']:.3f}x the optimal EDP ({entry['layers']} held-out layers, model card)"
+        )
     gen = q.get("generated_held_out")
     if gen:
-        return (f"{head} (not measured there); on {gen['archs']} held-out generated architectures it measured greedy "
-                f"{gen['greedy']:.3f}x, best-of-{gen['samples']} {gen['best']:.3f}x the optimal EDP (model card)")
+        return (
+            f"{head} (not measured there); on {gen['archs']} held-out generated architectures it measured greedy "
+            f"{gen['greedy']:.3f}x, best-of-{gen['samples']} {gen['best']:.3f}x the optimal EDP (model card)"
+        )
     return f"{head}, and its quality there was never measured: expect it to be far from optimal"

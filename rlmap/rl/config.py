@@ -16,7 +16,7 @@ still ends in a valid mapping.  When mapping, rlmap applies the mask to every al
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -89,14 +89,17 @@ def load_agent_config(name: str | Path) -> AgentConfig:
     if cfg.algo == "maskable_ppo" and cfg.invalid_actions != "mask":
         raise SpecError("maskable_ppo uses masks: set invalid_actions: mask", f"{p}: invalid_actions")
     if cfg.algo != "maskable_ppo" and cfg.invalid_actions == "mask":
-        raise SpecError(f"{cfg.algo} cannot take action masks while training: set invalid_actions: penalty",
-                        f"{p}: invalid_actions")
+        raise SpecError(
+            f"{cfg.algo} cannot take action masks while training: set invalid_actions: penalty", f"{p}: invalid_actions"
+        )
     extractor = cfg.policy_kwargs.get("features_extractor", "flatten")
     from rlmap.rl.policy import EXTRACTORS
 
     if extractor != "flatten" and extractor not in EXTRACTORS:
-        raise SpecError(f"unknown features_extractor {extractor!r} (expected flatten or {', '.join(EXTRACTORS)})",
-                        f"{p}: policy_kwargs.features_extractor")
+        raise SpecError(
+            f"unknown features_extractor {extractor!r} (expected flatten or {', '.join(EXTRACTORS)})",
+            f"{p}: policy_kwargs.features_extractor",
+        )
     return cfg
 
 
@@ -107,10 +110,14 @@ class TrainConfig(BaseModel):
     agent_name: str
     agent: AgentConfig
     arch: str = Field("eyeriss", description="architecture preset or YAML file; several comma-separated")
-    generated: int = Field(0, ge=0, description="generated architectures added to the training set "
-                           "(rlmap.hardware.generator seeds generated_seed .. generated_seed + generated - 1)")
+    generated: int = Field(
+        0,
+        ge=0,
+        description="generated architectures added to the training set "
+        "(rlmap.hardware.generator seeds generated_seed .. generated_seed + generated - 1)",
+    )
     generated_seed: int = Field(GENERATED_TRAIN_SEED, ge=0)
-    init: Optional[str] = Field(None, description="checkpoint the weights start from (fine-tuning), not resumed")
+    init: str | None = Field(None, description="checkpoint the weights start from (fine-tuning), not resumed")
     objective: Literal["energy", "latency", "edp"] = "edp"
     networks: list[str] = Field(default_factory=lambda: ["resnet18", "vgg16", "gpt2_small"])
     eval_networks: list[str] = Field(default_factory=list)
@@ -119,7 +126,7 @@ class TrainConfig(BaseModel):
     seed: int = 0
     eval_every: int = Field(100_000, ge=0)
     checkpoint_every: int = Field(100_000, ge=1)
-    time_limit: Optional[float] = Field(None, gt=0, description="seconds of training per invocation")
+    time_limit: float | None = Field(None, gt=0, description="seconds of training per invocation")
     vec_env: Literal["dummy", "subproc"] = "dummy"
 
 
@@ -170,11 +177,19 @@ def training_architectures(cfg: TrainConfig) -> list[Any]:
 def env_kwargs(cfg: TrainConfig) -> dict[str, Any]:
     e = cfg.agent.env
     archs = training_architectures(cfg)
-    return dict(arch=archs[0] if len(archs) == 1 else archs, objective=cfg.objective, networks=list(cfg.networks),
-                synthetic=e.synthetic,
-                synthetic_pool=e.synthetic_pool, random_density=e.random_density, density_low=e.density_low,
-                density_grid=e.density_grid, reference=e.reference,
-                invalid_action_penalty=e.invalid_action_penalty, sampler_seed=cfg.seed)
+    return dict(
+        arch=archs[0] if len(archs) == 1 else archs,
+        objective=cfg.objective,
+        networks=list(cfg.networks),
+        synthetic=e.synthetic,
+        synthetic_pool=e.synthetic_pool,
+        random_density=e.random_density,
+        density_low=e.density_low,
+        density_grid=e.density_grid,
+        reference=e.reference,
+        invalid_action_penalty=e.invalid_action_penalty,
+        sampler_seed=cfg.seed,
+    )
 
 
 # ============================================================================ run folders

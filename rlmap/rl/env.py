@@ -24,7 +24,8 @@ import hashlib
 import math
 import zlib
 from collections import OrderedDict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -54,11 +55,15 @@ MAX_FACTOR_STEPS = 32
 _W_IRR, _O_IRR, _I_IRR = (N, P, Q), (C, R, S), (K,)
 _GROUPS = {"weight": _W_IRR, "output": _O_IRR, "input": _I_IRR}
 ORDER_MENU: tuple[tuple[str, tuple[int, ...]], ...] = tuple(
-    (f"{inner}-stationary, then {middle}",
-     (G,) + _GROUPS[outer] + _GROUPS[middle] + _GROUPS[inner])
-    for inner, middle, outer in (("weight", "output", "input"), ("weight", "input", "output"),
-                                 ("output", "weight", "input"), ("output", "input", "weight"),
-                                 ("input", "weight", "output"), ("input", "output", "weight"))
+    (f"{inner}-stationary, then {middle}", (G,) + _GROUPS[outer] + _GROUPS[middle] + _GROUPS[inner])
+    for inner, middle, outer in (
+        ("weight", "output", "input"),
+        ("weight", "input", "output"),
+        ("output", "weight", "input"),
+        ("output", "input", "weight"),
+        ("input", "weight", "output"),
+        ("input", "output", "weight"),
+    )
 )
 """(name, permutation of dim indices outermost first) for each order action."""
 assert all(sorted(o) == list(range(N_DIMS)) for _, o in ORDER_MENU)
@@ -90,10 +95,14 @@ class ArchInfo:
         lv = arch.levels
         self.fan_x = [lvl.fanout.x for lvl in lv]
         self.fan_y = [lvl.fanout.y for lvl in lv]
-        self.allow_x = [[lvl.fanout.x > 1 and ((not lvl.fanout.x_dims) or DIMS[d] in lvl.fanout.x_dims)
-                         for d in range(N_DIMS)] for lvl in lv]
-        self.allow_y = [[lvl.fanout.y > 1 and ((not lvl.fanout.y_dims) or DIMS[d] in lvl.fanout.y_dims)
-                         for d in range(N_DIMS)] for lvl in lv]
+        self.allow_x = [
+            [lvl.fanout.x > 1 and ((not lvl.fanout.x_dims) or DIMS[d] in lvl.fanout.x_dims) for d in range(N_DIMS)]
+            for lvl in lv
+        ]
+        self.allow_y = [
+            [lvl.fanout.y > 1 and ((not lvl.fanout.y_dims) or DIMS[d] in lvl.fanout.y_dims) for d in range(N_DIMS)]
+            for lvl in lv
+        ]
         self.keeps = [[TENSORS[v] in lvl.keeps for v in range(N_TENSORS)] for lvl in lv]
         self.kept = [[v for v in range(N_TENSORS) if self.keeps[j][v]] for j in range(L)]
         self.capacity = [capacity_spec(lvl) for lvl in lv]
@@ -104,13 +113,22 @@ class ArchInfo:
 
     def _static_features(self, max_levels: int) -> np.ndarray:
         arch = self.arch
-        e_max = max([lvl.read_energy for lvl in arch.levels] + [lvl.write_energy for lvl in arch.levels]
-                    + [arch.compute.mac_energy, 1e-12])
+        e_max = max(
+            [lvl.read_energy for lvl in arch.levels]
+            + [lvl.write_energy for lvl in arch.levels]
+            + [arch.compute.mac_energy, 1e-12]
+        )
         comp = arch.compute
-        out = [self.L / max_levels, _log2(arch.num_pes) / 16, comp.mac_energy / e_max,
-               float(comp.sparse == "gate"), float(comp.sparse == "skip"),
-               float("inputs" in comp.on and comp.sparse != "none"), float("weights" in comp.on and comp.sparse != "none"),
-               arch.data_bits / 32]
+        out = [
+            self.L / max_levels,
+            _log2(arch.num_pes) / 16,
+            comp.mac_energy / e_max,
+            float(comp.sparse == "gate"),
+            float(comp.sparse == "skip"),
+            float("inputs" in comp.on and comp.sparse != "none"),
+            float("weights" in comp.on and comp.sparse != "none"),
+            arch.data_bits / 32,
+        ]
         for j in range(max_levels):
             if j >= self.L:
                 out += [0.0] * ARCH_LEVEL_FEATURES
@@ -123,14 +141,24 @@ class ArchInfo:
                     size = cap[1] if cap[0] == "shared" else cap[1][v]
                     caps[v] = _log2(size / self.word_scale[j]) / 24
             bw = lvl.bandwidth
-            row = [1.0, *map(float, self.keeps[j]), *caps, float(cap is None), float(cap is not None and cap[0] == "shared"),
-                   lvl.read_energy / e_max, lvl.write_energy / e_max,
-                   _log2(1 + lvl.read_energy / max(comp.mac_energy, 1e-12)) / 16,
-                   _log2(self.fan_x[j]) / 8, _log2(self.fan_y[j]) / 8,
-                   *map(float, self.allow_x[j]), *map(float, self.allow_y[j]),
-                   0.0 if bw is None else _log2(1 + bw) / 12, float(bw is None),
-                   _log2(arch.instances(j)) / 16,
-                   *[float(f != "uncompressed") for f in self.formats[j]]]
+            row = [
+                1.0,
+                *map(float, self.keeps[j]),
+                *caps,
+                float(cap is None),
+                float(cap is not None and cap[0] == "shared"),
+                lvl.read_energy / e_max,
+                lvl.write_energy / e_max,
+                _log2(1 + lvl.read_energy / max(comp.mac_energy, 1e-12)) / 16,
+                _log2(self.fan_x[j]) / 8,
+                _log2(self.fan_y[j]) / 8,
+                *map(float, self.allow_x[j]),
+                *map(float, self.allow_y[j]),
+                0.0 if bw is None else _log2(1 + bw) / 12,
+                float(bw is None),
+                _log2(arch.instances(j)) / 16,
+                *[float(f != "uncompressed") for f in self.formats[j]],
+            ]
             assert len(row) == ARCH_LEVEL_FEATURES
             out += row
         return np.asarray(out, dtype=np.float32)
@@ -144,10 +172,19 @@ LAYER_FEATURES = N_DIMS + 4 + 3 + 1 + 3 + 3
 def observation_layout(max_levels: int = MAX_LEVELS) -> dict[str, tuple[int, int]]:
     """Segments of the observation vector, name -> (start, end), for architectures padded to max_levels."""
     n_actions = 3 * max_levels + len(ORDER_MENU)
-    sizes = [("layer", LAYER_FEATURES), ("arch", ARCH_GLOBAL_FEATURES + max_levels * ARCH_LEVEL_FEATURES),
-             ("objective", len(OBJECTIVES)), ("mapping", 3 * max_levels * N_DIMS), ("remaining", N_DIMS),
-             ("occupancy", max_levels * N_TENSORS), ("fanout_used", 2 * max_levels), ("factor", 1 + N_DIMS),
-             ("phase", 1 + max_levels), ("progress", 3), ("mask", n_actions)]
+    sizes = [
+        ("layer", LAYER_FEATURES),
+        ("arch", ARCH_GLOBAL_FEATURES + max_levels * ARCH_LEVEL_FEATURES),
+        ("objective", len(OBJECTIVES)),
+        ("mapping", 3 * max_levels * N_DIMS),
+        ("remaining", N_DIMS),
+        ("occupancy", max_levels * N_TENSORS),
+        ("fanout_used", 2 * max_levels),
+        ("factor", 1 + N_DIMS),
+        ("phase", 1 + max_levels),
+        ("progress", 3),
+        ("mask", n_actions),
+    ]
     layout: dict[str, tuple[int, int]] = {}
     off = 0
     for name, n in sizes:
@@ -161,12 +198,14 @@ def _layer_features(layer: Layer, use_density: bool = True) -> list[float]:
     (no cost depends on them there), so the observation is a function of what the cost model sees."""
     dims = layer.problem_dims
     sizes = layer.tensor_sizes
-    return ([_log2(x) / 16 for x in dims]
-            + [_log2(x) / 3 for x in (*layer.stride, *layer.dilation)]
-            + (list(layer.density.as_tuple()) if use_density else [1.0] * N_TENSORS)
-            + [_log2(layer.macs) / 40]
-            + [_log2(sizes[t]) / 32 for t in TENSORS]
-            + [float(dims[G] > 1), float(dims[R] * dims[S] == 1), float(dims[P] * dims[Q] == 1)])
+    return (
+        [_log2(x) / 16 for x in dims]
+        + [_log2(x) / 3 for x in (*layer.stride, *layer.dilation)]
+        + (list(layer.density.as_tuple()) if use_density else [1.0] * N_TENSORS)
+        + [_log2(layer.macs) / 40]
+        + [_log2(sizes[t]) / 32 for t in TENSORS]
+        + [float(dims[G] > 1), float(dims[R] * dims[S] == 1), float(dims[P] * dims[Q] == 1)]
+    )
 
 
 def factor_tokens(dims: Sequence[int], max_steps: int) -> list[tuple[int, int]]:
@@ -225,21 +264,27 @@ class _LayerData:
         return self.model
 
 
-_LAYER_CACHE: "OrderedDict[tuple[Any, ...], _LayerData]" = OrderedDict()
+_LAYER_CACHE: OrderedDict[tuple[Any, ...], _LayerData] = OrderedDict()
 _LAYER_CACHE_SIZE = 4096
 _REF_CACHE: dict[tuple[Any, ...], dict[str, float]] = {}
 
 
-def reference_costs(layer: Layer, arch: Architecture, samples: int = 16, seed: int = 0,
-                    model: CostModel | None = None) -> dict[str, float]:
+def reference_costs(
+    layer: Layer, arch: Architecture, samples: int = 16, seed: int = 0, model: CostModel | None = None
+) -> dict[str, float]:
     """Per-objective best and median of `samples` uniformly random valid mappings (MapSpace.sample).
 
     The generator is seeded from `seed` and the layer's shape, so a layer always gets the same reference.
     Cached per process.
     """
     uses_density = _uses_density(arch)
-    key = (arch.name, hashlib.sha1(arch.model_dump_json().encode()).hexdigest()[:12], layer_key(layer, uses_density),
-           samples, seed)
+    key = (
+        arch.name,
+        hashlib.sha1(arch.model_dump_json().encode()).hexdigest()[:12],
+        layer_key(layer, uses_density),
+        samples,
+        seed,
+    )
     hit = _REF_CACHE.get(key)
     if hit is not None:
         return hit
@@ -260,7 +305,9 @@ def reference_costs(layer: Layer, arch: Architecture, samples: int = 16, seed: i
 
 def _uses_density(arch: Architecture) -> bool:
     """Whether densities change any cost on `arch` (sparse compute or a compressed format)."""
-    return arch.compute.sparse != "none" or any(f != "uncompressed" for lvl in arch.levels for f in lvl.formats.values())
+    return arch.compute.sparse != "none" or any(
+        f != "uncompressed" for lvl in arch.levels for f in lvl.formats.values()
+    )
 
 
 def bound_costs(layer: Layer, arch: Architecture) -> dict[str, float]:
@@ -280,7 +327,8 @@ def bound_costs(layer: Layer, arch: Architecture) -> dict[str, float]:
     if dram.bandwidth is not None:
         cycles = max(cycles, words / dram.bandwidth)
     return {f"best_{o}": float(objective_value(energy, cycles, o)) for o in OBJECTIVES} | {
-        f"median_{o}": float(objective_value(energy, cycles, o)) for o in OBJECTIVES}
+        f"median_{o}": float(objective_value(energy, cycles, o)) for o in OBJECTIVES
+    }
 
 
 # ============================================================================ the environment
@@ -302,14 +350,28 @@ class MappingEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
-    def __init__(self, arch: str | Architecture | Sequence[str | Architecture] = "eyeriss", objective: str = "edp",
-                 sampler: LayerSampler | None = None, networks: Sequence[str | Network] | None = None,
-                 layers: Sequence[Layer] | None = None, synthetic: float = 0.0, random_density: float = 0.0,
-                 sampler_seed: int = 0, synthetic_pool: int = 256, density_low: float = 0.1,
-                 density_grid: int = 20, max_levels: int = MAX_LEVELS, max_factor_steps: int = MAX_FACTOR_STEPS,
-                 reference: str = "random", reference_samples: int = 16, reference_seed: int = 0,
-                 invalid_action_penalty: float = 0.0, render_mode: str | None = None,
-                 reward_model: Any = None) -> None:
+    def __init__(
+        self,
+        arch: str | Architecture | Sequence[str | Architecture] = "eyeriss",
+        objective: str = "edp",
+        sampler: LayerSampler | None = None,
+        networks: Sequence[str | Network] | None = None,
+        layers: Sequence[Layer] | None = None,
+        synthetic: float = 0.0,
+        random_density: float = 0.0,
+        sampler_seed: int = 0,
+        synthetic_pool: int = 256,
+        density_low: float = 0.1,
+        density_grid: int = 20,
+        max_levels: int = MAX_LEVELS,
+        max_factor_steps: int = MAX_FACTOR_STEPS,
+        reference: str = "random",
+        reference_samples: int = 16,
+        reference_seed: int = 0,
+        invalid_action_penalty: float = 0.0,
+        render_mode: str | None = None,
+        reward_model: Any = None,
+    ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r} (expected one of {', '.join(OBJECTIVES)})")
@@ -326,9 +388,16 @@ class MappingEnv(gym.Env):
         if sampler is None:
             if networks is None and layers is None and synthetic == 0.0:
                 networks = ["resnet18", "vgg16", "resnet50"]
-            sampler = LayerSampler(networks=networks or (), layers=layers or (), synthetic=synthetic,
-                                   synthetic_pool=synthetic_pool, random_density=random_density,
-                                   density_low=density_low, density_grid=density_grid, seed=sampler_seed)
+            sampler = LayerSampler(
+                networks=networks or (),
+                layers=layers or (),
+                synthetic=synthetic,
+                synthetic_pool=synthetic_pool,
+                random_density=random_density,
+                density_low=density_low,
+                density_grid=density_grid,
+                seed=sampler_seed,
+            )
         self.sampler = sampler
         self.objective = objective
         self.reference = reference
@@ -369,8 +438,9 @@ class MappingEnv(gym.Env):
             _LAYER_CACHE.move_to_end(key)
         return ld
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode. options: {"layer": Layer or a layer name of the sampler, e.g. "conv1" or
         "resnet18/conv1"} and/or {"arch": index or name} pin the draw."""
         super().reset(seed=seed)
@@ -419,10 +489,10 @@ class MappingEnv(gym.Env):
         obs = self._obs
         obs[:] = 0.0
         o = self._o
-        obs[o["layer"]:o["layer"] + LAYER_FEATURES] = ld.static
+        obs[o["layer"] : o["layer"] + LAYER_FEATURES] = ld.static
         a0 = o["arch"]
-        obs[a0:a0 + len(ai.static)] = ai.static
-        obs[o["objective"]:o["objective"] + len(OBJECTIVES)] = self._obj_onehot
+        obs[a0 : a0 + len(ai.static)] = ai.static
+        obs[o["objective"] : o["objective"] + len(OBJECTIVES)] = self._obj_onehot
         for d in range(N_DIMS):
             obs[o["remaining"] + d] = _log2(ld.dims[d]) / 16
         obs[o["progress"] + 2] = len(ld.tokens) / self.max_factor_steps
@@ -484,11 +554,11 @@ class MappingEnv(gym.Env):
         self._mask = m
         obs, o = self._obs, self._o
         fo = o["factor"]
-        obs[fo:fo + 1 + N_DIMS] = 0.0
+        obs[fo : fo + 1 + N_DIMS] = 0.0
         obs[fo] = _log2(f) / 8
         obs[fo + 1 + d] = 1.0
         ph = o["phase"]
-        obs[ph:ph + 1 + self.max_levels] = 0.0
+        obs[ph : ph + 1 + self.max_levels] = 0.0
         obs[ph] = 1.0
         pr = o["progress"]
         n = len(self._ld.tokens)  # type: ignore[union-attr]
@@ -536,7 +606,7 @@ class MappingEnv(gym.Env):
         self._j = 0
         obs, o = self._obs, self._o
         fo = o["factor"]
-        obs[fo:fo + 1 + N_DIMS] = 0.0
+        obs[fo : fo + 1 + N_DIMS] = 0.0
         pr = o["progress"]
         obs[pr] = 1.0
         obs[pr + 1] = 0.0
@@ -550,7 +620,7 @@ class MappingEnv(gym.Env):
         self._mask = m
         obs, o = self._obs, self._o
         ph = o["phase"]
-        obs[ph:ph + 1 + self.max_levels] = 0.0
+        obs[ph : ph + 1 + self.max_levels] = 0.0
         obs[ph + 1 + self._order_levels[self._j]] = 1.0
 
     # ------------------------------------------------------------------ gym API
@@ -561,7 +631,7 @@ class MappingEnv(gym.Env):
     def _observation(self) -> np.ndarray:
         obs = self._obs
         mo = self._o["mask"]
-        obs[mo:mo + self.n_actions] = self._mask
+        obs[mo : mo + self.n_actions] = self._mask
         return obs.copy()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -608,10 +678,12 @@ class MappingEnv(gym.Env):
         temporal = [list(row) for row in self._fac[0]]
         for d in range(N_DIMS):
             temporal[0][d] *= self._rem[d]
-        return Mapping(temporal=tuple(tuple(r) for r in temporal),
-                       spatial_x=tuple(tuple(r) for r in self._fac[1]),
-                       spatial_y=tuple(tuple(r) for r in self._fac[2]),
-                       order=tuple(self._orders[lvl] for lvl in range(L)))
+        return Mapping(
+            temporal=tuple(tuple(r) for r in temporal),
+            spatial_x=tuple(tuple(r) for r in self._fac[1]),
+            spatial_y=tuple(tuple(r) for r in self._fac[2]),
+            order=tuple(self._orders[lvl] for lvl in range(L)),
+        )
 
     def reference_costs(self) -> dict[str, float]:
         """The current layer's reference (see `reference`), cached per process."""
@@ -638,19 +710,33 @@ class MappingEnv(gym.Env):
             return self._finish_with_model(m)
         cost = ld.cost_model(ai).evaluate(m)
         self.last_cost = cost
-        info: dict[str, Any] = {"layer": self._layer.name, "arch": ai.arch.name, "valid": cost.valid, "mapping": m,
-                                "invalid_actions": self._invalid}
+        info: dict[str, Any] = {
+            "layer": self._layer.name,
+            "arch": ai.arch.name,
+            "valid": cost.valid,
+            "mapping": m,
+            "invalid_actions": self._invalid,
+        }
         if not cost.valid:  # only reachable when the layer cannot fit at all (or after forced fallbacks)
-            info.update(energy=math.inf, cycles=math.inf, edp=math.inf, edp_ratio=math.inf, ratio=math.inf,
-                        reason=cost.reason)
+            info.update(
+                energy=math.inf, cycles=math.inf, edp=math.inf, edp_ratio=math.inf, ratio=math.inf, reason=cost.reason
+            )
             return -10.0, info
         ref = self.reference_costs()
         kind = "median" if self.reference == "median" else "best"
         value = cost.objective(self.objective)
         ratio = value / ref[f"{kind}_{self.objective}"]
         edp_ratio = cost.edp / ref[f"{kind}_edp"]
-        info.update(energy=cost.energy, cycles=cost.cycles, edp=cost.edp, objective=value, ratio=ratio,
-                    edp_ratio=edp_ratio, utilization=cost.utilization, reference=ref[f"{kind}_{self.objective}"])
+        info.update(
+            energy=cost.energy,
+            cycles=cost.cycles,
+            edp=cost.edp,
+            objective=value,
+            ratio=ratio,
+            edp_ratio=edp_ratio,
+            utilization=cost.utilization,
+            reference=ref[f"{kind}_{self.objective}"],
+        )
         return -math.log(ratio), info
 
     def _finish_with_model(self, m: Mapping) -> tuple[float, dict[str, Any]]:
@@ -663,14 +749,25 @@ class MappingEnv(gym.Env):
         kind = "median" if self.reference == "median" else "best"
         value = float(objective_value(e, c, self.objective))
         ratio = value / ref[f"{kind}_{self.objective}"]
-        info: dict[str, Any] = {"layer": self._layer.name, "arch": ai.arch.name, "valid": True, "mapping": m,
-                                "invalid_actions": self._invalid, "reward_source": "surrogate", "energy": e,
-                                "cycles": c, "edp": e * c, "objective": value, "ratio": ratio,
-                                "edp_ratio": e * c / ref[f"{kind}_edp"], "reference": ref[f"{kind}_{self.objective}"]}
+        info: dict[str, Any] = {
+            "layer": self._layer.name,
+            "arch": ai.arch.name,
+            "valid": True,
+            "mapping": m,
+            "invalid_actions": self._invalid,
+            "reward_source": "surrogate",
+            "energy": e,
+            "cycles": c,
+            "edp": e * c,
+            "objective": value,
+            "ratio": ratio,
+            "edp_ratio": e * c / ref[f"{kind}_edp"],
+            "reference": ref[f"{kind}_{self.objective}"],
+        }
         return -math.log(ratio), info
 
     def render(self) -> str | np.ndarray | None:
-        """"ansi": the mapping so far as text; "rgb_array": as an image (rlmap.rl.render), captioned the same."""
+        """ "ansi": the mapping so far as text; "rgb_array": as an image (rlmap.rl.render), captioned the same."""
         if self.render_mode not in self.metadata["render_modes"] or self._ld is None:
             return None
         lines = [f"layer {self._layer.name} {self._layer.shape_str()} on {self._ai.arch.name}"]
@@ -692,8 +789,11 @@ class MappingEnv(gym.Env):
         if self.render_mode == "rgb_array":
             from rlmap.rl.render import mapping_image
 
-            return mapping_image(m, [level.name for level in self._ai.arch.levels],
-                                 [lines[0]] + [ln.strip() for ln in lines[len(self._ai.arch.levels) + 1:]])
+            return mapping_image(
+                m,
+                [level.name for level in self._ai.arch.levels],
+                [lines[0]] + [ln.strip() for ln in lines[len(self._ai.arch.levels) + 1 :]],
+            )
         return "\n".join(lines)
 
 
@@ -744,13 +844,21 @@ def _metrics_callback_class() -> type:
         def _on_training_start(self) -> None:
             try:
                 from stable_baselines3.common.logger import TensorBoardOutputFormat
+
                 for fmt in self.logger.output_formats:
                     if isinstance(fmt, TensorBoardOutputFormat):
-                        fmt.writer.add_custom_scalars({"rlmap": {
-                            "episode reward": ["Multiline", ["rlmap/episode_reward", "rollout/ep_rew_mean"]],
-                            "EDP / reference (geo-mean)": ["Multiline", ["rlmap/edp_ratio", "rlmap/objective_ratio"]],
-                            "validity": ["Multiline", ["rlmap/valid"]],
-                        }})
+                        fmt.writer.add_custom_scalars(
+                            {
+                                "rlmap": {
+                                    "episode reward": ["Multiline", ["rlmap/episode_reward", "rollout/ep_rew_mean"]],
+                                    "EDP / reference (geo-mean)": [
+                                        "Multiline",
+                                        ["rlmap/edp_ratio", "rlmap/objective_ratio"],
+                                    ],
+                                    "validity": ["Multiline", ["rlmap/valid"]],
+                                }
+                            }
+                        )
             except Exception:  # noqa: BLE001 - the layout is a convenience only
                 pass
 
@@ -773,10 +881,12 @@ def _metrics_callback_class() -> type:
         def _on_rollout_end(self) -> None:
             if not self._valid:
                 return
-            stats = {"rlmap/episode_reward": float(np.mean(self._rewards)),
-                     "rlmap/valid": float(np.mean(self._valid)),
-                     "rlmap/invalid_actions": float(np.mean(self._invalid)),
-                     "rlmap/episodes": float(len(self._valid))}
+            stats = {
+                "rlmap/episode_reward": float(np.mean(self._rewards)),
+                "rlmap/valid": float(np.mean(self._valid)),
+                "rlmap/invalid_actions": float(np.mean(self._invalid)),
+                "rlmap/episodes": float(len(self._valid)),
+            }
             if self._log_edp:
                 stats["rlmap/edp_ratio"] = float(math.exp(np.mean(self._log_edp)))
                 stats["rlmap/objective_ratio"] = float(math.exp(np.mean(self._log_ratio)))
@@ -796,10 +906,19 @@ def __getattr__(name: str) -> Any:  # PEP 562: `from rlmap.rl.env import Mapping
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def train_maskable_ppo(env_kwargs: dict[str, Any], total_timesteps: int, log_dir: str | None = None,
-                       n_envs: int = 4, vec_env: str = "dummy", seed: int = 0, ppo_kwargs: dict[str, Any] | None = None,
-                       verbose: int = 0, tb_log_name: str = "MaskablePPO", torch_threads: int | None = 1,
-                       callbacks: Sequence[Any] = ()) -> tuple[Any, Any]:
+def train_maskable_ppo(
+    env_kwargs: dict[str, Any],
+    total_timesteps: int,
+    log_dir: str | None = None,
+    n_envs: int = 4,
+    vec_env: str = "dummy",
+    seed: int = 0,
+    ppo_kwargs: dict[str, Any] | None = None,
+    verbose: int = 0,
+    tb_log_name: str = "MaskablePPO",
+    torch_threads: int | None = 1,
+    callbacks: Sequence[Any] = (),
+) -> tuple[Any, Any]:
     """Train sb3-contrib's MaskablePPO on MappingEnv(**env_kwargs); returns (model, metrics callback).
 
     TensorBoard event files go to `log_dir` (None = no logging).  ppo_kwargs override the defaults below.
@@ -813,9 +932,17 @@ def train_maskable_ppo(env_kwargs: dict[str, Any], total_timesteps: int, log_dir
 
     thunks = [make_env(i, seed * 1000, **env_kwargs) for i in range(n_envs)]
     venv = SubprocVecEnv(thunks) if vec_env == "subproc" else DummyVecEnv(thunks)
-    kwargs: dict[str, Any] = dict(n_steps=128, batch_size=512, n_epochs=4, gamma=1.0, gae_lambda=0.95,
-                                  learning_rate=3e-4, ent_coef=0.01, clip_range=0.2,
-                                  policy_kwargs=dict(net_arch=[128, 128]))
+    kwargs: dict[str, Any] = dict(
+        n_steps=128,
+        batch_size=512,
+        n_epochs=4,
+        gamma=1.0,
+        gae_lambda=0.95,
+        learning_rate=3e-4,
+        ent_coef=0.01,
+        clip_range=0.2,
+        policy_kwargs=dict(net_arch=[128, 128]),
+    )
     kwargs.update(ppo_kwargs or {})
     if torch_threads is not None:
         torch.set_num_threads(torch_threads)
@@ -826,8 +953,9 @@ def train_maskable_ppo(env_kwargs: dict[str, Any], total_timesteps: int, log_dir
     return model, callback
 
 
-def greedy_episode(env: MappingEnv, model: Any, layer: Layer, arch: str | int | None = None,
-                   deterministic: bool = True) -> dict[str, Any]:
+def greedy_episode(
+    env: MappingEnv, model: Any, layer: Layer, arch: str | int | None = None, deterministic: bool = True
+) -> dict[str, Any]:
     """Run one masked episode of `model` on `layer`; returns the terminal info."""
     options: dict[str, Any] = {"layer": layer}
     if arch is not None:
@@ -838,4 +966,3 @@ def greedy_episode(env: MappingEnv, model: Any, layer: Layer, arch: str | int | 
         obs, _r, terminated, truncated, info = env.step(int(action))
         if terminated or truncated:
             return info
-

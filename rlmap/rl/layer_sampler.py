@@ -13,7 +13,7 @@ on a 1/20 grid (the grid keeps the per-layer reference cache of the environment 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -77,22 +77,63 @@ def synthetic_layer(rng: np.random.Generator, name: str = "synthetic") -> Layer:
             if rng.random() < 0.15:  # grouped conv: a common divisor of K and C
                 g = int(rng.choice([2, 3, 4, 8, 32]))
                 c, k, groups = max(1, c // g) * g, max(1, k // g) * g, g
-            return Layer(name=name, kind="conv", N=n, K=k, C=c, P=p, Q=q, R=r, S=s, groups=groups,
-                         stride=stride, dilation=dil, padding=pad)
+            return Layer(
+                name=name,
+                kind="conv",
+                N=n,
+                K=k,
+                C=c,
+                P=p,
+                Q=q,
+                R=r,
+                S=s,
+                groups=groups,
+                stride=stride,
+                dilation=dil,
+                padding=pad,
+            )
         c = _odd_size(rng, 8, 1024)
         mult = 2 if rng.random() < 0.1 else 1
-        return Layer(name=name, kind="depthwise", N=n, K=c * mult, C=c, P=p, Q=q, R=r, S=s, groups=c,
-                     stride=stride, dilation=dil, padding=pad)
+        return Layer(
+            name=name,
+            kind="depthwise",
+            N=n,
+            K=c * mult,
+            C=c,
+            P=p,
+            Q=q,
+            R=r,
+            S=s,
+            groups=c,
+            stride=stride,
+            dilation=dil,
+            padding=pad,
+        )
     if kind == "pointwise":
         p = _odd_size(rng, 1, 112)
-        return Layer(name=name, kind="pointwise", N=n, K=_odd_size(rng, 8, 2048), C=_odd_size(rng, 8, 2048),
-                     P=p, Q=p if rng.random() < 0.8 else _odd_size(rng, 1, 112))
+        return Layer(
+            name=name,
+            kind="pointwise",
+            N=n,
+            K=_odd_size(rng, 8, 2048),
+            C=_odd_size(rng, 8, 2048),
+            P=p,
+            Q=p if rng.random() < 0.8 else _odd_size(rng, 1, 112),
+        )
     if kind == "gemm":
-        return Layer(name=name, kind="gemm", N=1, K=_odd_size(rng, 8, 4096), C=_odd_size(rng, 8, 4096),
-                     P=_odd_size(rng, 1, 4096))
+        return Layer(
+            name=name, kind="gemm", N=1, K=_odd_size(rng, 8, 4096), C=_odd_size(rng, 8, 4096), P=_odd_size(rng, 1, 4096)
+        )
     groups = _odd_size(rng, 2, 48)
-    return Layer(name=name, kind="matmul", N=1, K=groups * _odd_size(rng, 8, 512), C=groups * _odd_size(rng, 8, 512),
-                 P=_odd_size(rng, 8, 512), groups=groups)
+    return Layer(
+        name=name,
+        kind="matmul",
+        N=1,
+        K=groups * _odd_size(rng, 8, 512),
+        C=groups * _odd_size(rng, 8, 512),
+        P=_odd_size(rng, 8, 512),
+        groups=groups,
+    )
 
 
 def random_densities(rng: np.random.Generator, low: float = 0.1, grid: int = DENSITY_GRID) -> Densities:
@@ -119,10 +160,17 @@ class LayerSampler:
         features; a coarse grid means fewer distinct layers, hence fewer rewards references to compute).
     """
 
-    def __init__(self, networks: Sequence[str | Network] = (), layers: Iterable[Layer] = (), synthetic: float = 0.0,
-                 synthetic_pool: int = 256, random_density: float = 0.0, density_low: float = 0.1,
-                 density_grid: int = DENSITY_GRID,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        networks: Sequence[str | Network] = (),
+        layers: Iterable[Layer] = (),
+        synthetic: float = 0.0,
+        synthetic_pool: int = 256,
+        random_density: float = 0.0,
+        density_low: float = 0.1,
+        density_grid: int = DENSITY_GRID,
+        seed: int = 0,
+    ) -> None:
         if not 0.0 <= synthetic <= 1.0:
             raise ValueError(f"synthetic must be a probability in [0, 1], got {synthetic}")
         if not 0.0 <= random_density <= 1.0:
@@ -158,7 +206,7 @@ class LayerSampler:
         self._fresh = 0
 
     @classmethod
-    def zoo(cls, exclude: Sequence[str] = (), **kwargs: object) -> "LayerSampler":
+    def zoo(cls, exclude: Sequence[str] = (), **kwargs: object) -> LayerSampler:
         """Every network of the zoo except `exclude`."""
         return cls(networks=[n for n in list_networks() if n not in exclude], **kwargs)  # type: ignore[arg-type]
 
@@ -187,13 +235,22 @@ class LayerSampler:
         found = exact or [lay for lay in pool if lay.name.rpartition("/")[2] == name]
         if not found:
             near = [lay.name for lay in pool if name.lower() in lay.name.lower()][:8]
-            hint = f"; did you mean {', '.join(near)}?" if near else (
-                f" (the sampler's layers: {', '.join(lay.name for lay in pool[:8])}"
-                f"{', ...' if len(pool) > 8 else ''})" if pool else " (the sampler has no named layers)")
+            hint = (
+                f"; did you mean {', '.join(near)}?"
+                if near
+                else (
+                    f" (the sampler's layers: {', '.join(lay.name for lay in pool[:8])}"
+                    f"{', ...' if len(pool) > 8 else ''})"
+                    if pool
+                    else " (the sampler has no named layers)"
+                )
+            )
             raise ValueError(f"no layer named {name!r} in the environment's layers{hint}")
         if len({layer_key(lay) for lay in found}) > 1:
-            raise ValueError(f"layer name {name!r} is ambiguous: {', '.join(lay.name for lay in found)} differ; "
-                             "pass one of those names")
+            raise ValueError(
+                f"layer name {name!r} is ambiguous: {', '.join(lay.name for lay in found)} differ; "
+                "pass one of those names"
+            )
         return found[0]
 
     def all_layers(self) -> list[Layer]:
@@ -210,6 +267,8 @@ class LayerSampler:
             pool = f"pool of {self.synthetic_pool_size}" if self.synthetic_layers else "fresh each episode"
             parts.append(f"synthetic p={self.synthetic:g} ({pool}, seed {self.seed})")
         if self.random_density > 0:
-            parts.append(f"random densities p={self.random_density:g} on [{self.density_low:g}, 1] "
-                         f"in steps of 1/{self.density_grid}")
+            parts.append(
+                f"random densities p={self.random_density:g} on [{self.density_low:g}, 1] "
+                f"in steps of 1/{self.density_grid}"
+            )
         return "; ".join(parts) or "empty"

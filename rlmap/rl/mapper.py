@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,9 +44,17 @@ def distinct_layers(network: str | Network) -> list[Layer]:
     return spec_distinct_layers(net.layers)
 
 
-def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objective: str = "edp",
-               samples: int = 1, seed: int = 0, progress: Any = None, temperature: float = SAMPLE_TEMPERATURE,
-               time_limit: float | None = None) -> list[SearchResult]:
+def map_layers(
+    policy: Any,
+    layers: Sequence[Layer],
+    arch: Architecture,
+    objective: str = "edp",
+    samples: int = 1,
+    seed: int = 0,
+    progress: Any = None,
+    temperature: float = SAMPLE_TEMPERATURE,
+    time_limit: float | None = None,
+) -> list[SearchResult]:
     """Map each layer with `policy` (rlmap.agents.Policy): greedy, or the best of `samples` episodes.
 
     Samples after the first are drawn from softmax(logits / temperature) over the allowed actions.
@@ -65,13 +74,17 @@ def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objecti
     t0 = time.perf_counter()
     deadline = t0 + (math.inf if time_limit is None else time_limit)
     rng = np.random.default_rng(seed)
-    envs = [MappingEnv(arch=arch, objective=objective, layers=list(layers[:1]), reference="none",
-                       max_levels=policy.max_levels) for _ in range(min(POOL, len(jobs)))]
+    envs = [
+        MappingEnv(
+            arch=arch, objective=objective, layers=list(layers[:1]), reference="none", max_levels=policy.max_levels
+        )
+        for _ in range(min(POOL, len(jobs)))
+    ]
     done = 0
     interrupted = False
     try:
         for start in range(0, len(jobs), len(envs)):
-            batch = jobs[start:start + len(envs)]
+            batch = jobs[start : start + len(envs)]
             if time.perf_counter() > deadline:
                 batch = [job for job in batch if job[1] == 0]  # greedy episodes only
                 if not batch:
@@ -126,32 +139,56 @@ def map_layers(policy: Any, layers: Sequence[Layer], arch: Architecture, objecti
         if len(ran) < samples:
             why = "interrupted" if interrupted else f"time limit {time_limit:g} s reached"
             notes["stopped"] = f"{why}: best of {len(ran)} of {samples} samples"
-        results.append(SearchResult(mapper="policy", objective=objective, mapping=info["mapping"] if info else None,
-                                    cost=cost, evaluations=len(ran), curve=best_so_far(np.array(ran, dtype=float)),
-                                    seconds=seconds / max(len(layers), 1), notes=notes))
+        results.append(
+            SearchResult(
+                mapper="policy",
+                objective=objective,
+                mapping=info["mapping"] if info else None,
+                cost=cost,
+                evaluations=len(ran),
+                curve=best_so_far(np.array(ran, dtype=float)),
+                seconds=seconds / max(len(layers), 1),
+                notes=notes,
+            )
+        )
     if interrupted:
         raise Interrupted(results, sum(r is not None for r in results), len(layers))
     return results  # type: ignore[return-value]
 
 
-def map_network_with_policy(policy: Any, network: Network, arch: Architecture, objective: str = "edp",
-                            samples: int = 1, seed: int = 0, progress: Any = None,
-                            temperature: float = SAMPLE_TEMPERATURE) -> NetworkResult:
+def map_network_with_policy(
+    policy: Any,
+    network: Network,
+    arch: Architecture,
+    objective: str = "edp",
+    samples: int = 1,
+    seed: int = 0,
+    progress: Any = None,
+    temperature: float = SAMPLE_TEMPERATURE,
+) -> NetworkResult:
     """Map every layer of `network` (identical shapes once); totals with repeats, as rlmap search does."""
     t0 = time.perf_counter()
     uniq = distinct_layers(network)
     try:
-        res: list[SearchResult | None] = list(map_layers(policy, uniq, arch, objective, samples, seed, progress,
-                                                         temperature))
+        res: list[SearchResult | None] = list(
+            map_layers(policy, uniq, arch, objective, samples, seed, progress, temperature)
+        )
         interrupted = None
     except Interrupted as exc:  # pass on the layers finished, as a partial NetworkResult
         res, interrupted = exc.partial, exc
     by_key = {layer_key(l): r for l, r in zip(uniq, res) if r is not None}
     kept = [l for l in network.layers if layer_key(l) in by_key]
     label = "policy (greedy)" if samples == 1 else f"policy (best of {samples})"
-    out = NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective, layers=kept,
-                        results=[by_key[layer_key(l)] for l in kept], seconds=time.perf_counter() - t0,
-                        extra={"distinct_layers": len(uniq)})
+    out = NetworkResult(
+        network=network.name,
+        arch=arch.name,
+        mapper=label,
+        objective=objective,
+        layers=kept,
+        results=[by_key[layer_key(l)] for l in kept],
+        seconds=time.perf_counter() - t0,
+        extra={"distinct_layers": len(uniq)},
+    )
     if interrupted is not None:
         out.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
         raise Interrupted(out, len(by_key), len(uniq))
@@ -166,8 +203,16 @@ class PolicyMapper:
     def __init__(self, policy: Any = None) -> None:
         self.policy = policy
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1, seed: int = 0,
-               model: Any = None, time_limit: float | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1,
+        seed: int = 0,
+        model: Any = None,
+        time_limit: float | None = None,
+    ) -> SearchResult:
         """The best of `budget` policy samples (1 = greedy); with `time_limit` (seconds), of those finished then
         (the greedy episode always finishes)."""
         policy = self.policy
@@ -181,11 +226,11 @@ class PolicyMapper:
                     if exc.where != "--policy":
                         raise
                     # `search` has no --policy: say what does work
-                    raise SpecError(exc.message.replace("and pass --policy", "and use `rlmap map --policy RUN`"),
-                                    "--mapper policy") from None
+                    raise SpecError(
+                        exc.message.replace("and pass --policy", "and use `rlmap map --policy RUN`"), "--mapper policy"
+                    ) from None
             policy = _SHIPPED[arch.name]
-        return map_layers(policy, [layer], arch, objective, samples=max(1, budget), seed=seed,
-                          time_limit=time_limit)[0]
+        return map_layers(policy, [layer], arch, objective, samples=max(1, budget), seed=seed, time_limit=time_limit)[0]
 
 
 _SHIPPED: dict[str, Any] = {}

@@ -27,8 +27,14 @@ from rlmap.spec.problem import N_DIMS, N_TENSORS
 class LevelwiseExtractor(BaseFeaturesExtractor):
     """Shared per-level encoder + global encoder over the rlmap/Mapping-v0 observation."""
 
-    def __init__(self, observation_space: gym.spaces.Box, max_levels: int = 4, level_dim: int = 64,
-                 global_dim: int = 128, features_dim: int = 256) -> None:
+    def __init__(
+        self,
+        observation_space: gym.spaces.Box,
+        max_levels: int = 4,
+        level_dim: int = 64,
+        global_dim: int = 128,
+        features_dim: int = 256,
+    ) -> None:
         super().__init__(observation_space, features_dim)
         n_obs = int(observation_space.shape[0])
         lay = observation_layout(max_levels)
@@ -38,8 +44,12 @@ class LevelwiseExtractor(BaseFeaturesExtractor):
         a0 = lay["arch"][0]
         level_index: list[list[int]] = []
         for j in range(max_levels):
-            idx = list(range(a0 + ARCH_GLOBAL_FEATURES + j * ARCH_LEVEL_FEATURES,
-                             a0 + ARCH_GLOBAL_FEATURES + (j + 1) * ARCH_LEVEL_FEATURES))
+            idx = list(
+                range(
+                    a0 + ARCH_GLOBAL_FEATURES + j * ARCH_LEVEL_FEATURES,
+                    a0 + ARCH_GLOBAL_FEATURES + (j + 1) * ARCH_LEVEL_FEATURES,
+                )
+            )
             idx += list(range(lay["mapping"][0] + j * 3 * N_DIMS, lay["mapping"][0] + (j + 1) * 3 * N_DIMS))
             idx += list(range(lay["occupancy"][0] + j * N_TENSORS, lay["occupancy"][0] + (j + 1) * N_TENSORS))
             idx += [lay["fanout_used"][0] + 2 * j, lay["fanout_used"][0] + 2 * j + 1]
@@ -53,8 +63,9 @@ class LevelwiseExtractor(BaseFeaturesExtractor):
         self.register_buffer("global_index", torch.tensor(global_index, dtype=torch.long), persistent=False)
         self.register_buffer("position", torch.eye(max_levels), persistent=False)
         per_level = len(level_index[0]) + max_levels
-        self.level_net = nn.Sequential(nn.Linear(per_level, level_dim), nn.ReLU(), nn.Linear(level_dim, level_dim),
-                                       nn.ReLU())
+        self.level_net = nn.Sequential(
+            nn.Linear(per_level, level_dim), nn.ReLU(), nn.Linear(level_dim, level_dim), nn.ReLU()
+        )
         self.global_net = nn.Sequential(nn.Linear(len(global_index), global_dim), nn.ReLU())
         self.head = nn.Sequential(nn.Linear(max_levels * level_dim + global_dim, features_dim), nn.ReLU())
 

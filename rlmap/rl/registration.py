@@ -34,5 +34,6 @@ def register_env() -> None:
     if ENV_ID in gym.registry:
         return
     masks: Any = WrapperSpec(name="ActionMasks", entry_point="rlmap.rl.registration:ActionMasks", kwargs={})
-    gym.register(id=ENV_ID, entry_point="rlmap.rl.env:MappingEnv", disable_env_checker=False,
-                 additional_wrappers=(masks,))
+    gym.register(
+        id=ENV_ID, entry_point="rlmap.rl.env:MappingEnv", disable_env_checker=False, additional_wrappers=(masks,)
+    )

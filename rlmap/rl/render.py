@@ -7,7 +7,7 @@ Drawn with matplotlib's Agg canvas (no display needed), imported only when an im
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -36,12 +36,22 @@ def mapping_image(mapping: Mapping, level_names: Sequence[str], caption: Sequenc
         ax.imshow(np.log2(f), cmap="Blues", vmin=0.0, vmax=top, aspect="auto")
         for (lvl, d), v in np.ndenumerate(f):
             if v > 1:
-                ax.text(d, lvl, f"{int(v)}", ha="center", va="center", fontsize=8,
-                        color="white" if np.log2(v) > top / 2 else "black")
+                ax.text(
+                    d,
+                    lvl,
+                    f"{int(v)}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if np.log2(v) > top / 2 else "black",
+                )
         ax.set_title(kind, fontsize=9)
         ax.set_xticks(range(len(DIMS)), list(DIMS), fontsize=8)
-        ax.set_yticks(range(n_levels), [f"{name}\n{''.join(DIMS[d] for d in mapping.order[i])}"
-                                        for i, name in enumerate(level_names)], fontsize=7)
+        ax.set_yticks(
+            range(n_levels),
+            [f"{name}\n{''.join(DIMS[d] for d in mapping.order[i])}" for i, name in enumerate(level_names)],
+            fontsize=7,
+        )
     fig.text(0.01, 0.01, "\n".join(caption), fontsize=8, family="monospace", va="bottom")
     fig.subplots_adjust(left=0.17, right=0.99, top=0.92, bottom=0.12 + 0.035 * len(caption), wspace=0.08)
     canvas.draw()

@@ -13,9 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from rlmap.rl.config import (CONFIG_FILE, POLICY_FILE, TrainConfig, algo_class, arch_names, check_networks, env_kwargs,
-                             policy_kwargs, run_checkpoints, save_config)
-from rlmap.rl.resume import step_files, clear_unfinished, resume_point, trim_tensorboard
+from rlmap.rl.config import (
+    CONFIG_FILE,
+    POLICY_FILE,
+    TrainConfig,
+    algo_class,
+    arch_names,
+    check_networks,
+    env_kwargs,
+    policy_kwargs,
+    run_checkpoints,
+    save_config,
+)
+from rlmap.rl.resume import clear_unfinished, resume_point, step_files, trim_tensorboard
 from rlmap.spec.errors import SpecError
 from rlmap.spec.outputs import atomic_write, atomic_write_text
 
@@ -94,8 +104,9 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             stats: dict[str, float] = {}
             for name, layers in self.layers.items():
                 res = map_layers(policy, layers, self.arch, cfg.objective, samples=1)
-                logs = [math.log(r.cost.edp / reference_costs(l, self.arch, 16, 0)["best_edp"])
-                        for l, r in zip(layers, res)]
+                logs = [
+                    math.log(r.cost.edp / reference_costs(l, self.arch, 16, 0)["best_edp"]) for l, r in zip(layers, res)
+                ]
                 stats[f"eval/{name}/edp_ratio"] = math.exp(float(np.mean(logs)))
             if stats:
                 stats["eval/edp_ratio"] = float(np.mean(list(stats.values())))
@@ -225,8 +236,9 @@ class TrainResult:
     resumed_from: int | None = None
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          verbose: int = 0) -> TrainResult:
+def train(
+    cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True, verbose: int = 0
+) -> TrainResult:
     """Train (or, with resume=True, continue) the run in `out`; checkpoints land in out/checkpoints/.
 
     A fresh run refuses to overwrite a folder that holds a run with a checkpoint; one that never reached its
@@ -244,8 +256,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         clear_unfinished(out)
     elif not resume and (out / CONFIG_FILE).exists():
         if point is not None:
-            raise SpecError("already holds a training run: pass --resume to continue it, or choose another -o",
-                            str(out))
+            raise SpecError(
+                "already holds a training run: pass --resume to continue it, or choose another -o", str(out)
+            )
         clear_unfinished(out)  # a run that never reached a checkpoint: reuse the folder
     check_networks(cfg.networks, "--networks")
     check_networks(cfg.eval_networks, "--eval-networks")
@@ -255,8 +268,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     venv = _make_vec_env(cfg, seed_offset=0)
     tb = str(out / "tensorboard")
     if resume and point is not None:
-        model = cls.load(point.path, env=venv, device="cpu", tensorboard_log=tb,
-                         custom_objects={"policy_kwargs": policy_kwargs(cfg.agent)})
+        model = cls.load(
+            point.path,
+            env=venv,
+            device="cpu",
+            tensorboard_log=tb,
+            custom_objects={"policy_kwargs": policy_kwargs(cfg.agent)},
+        )
         trim_tensorboard(Path(tb), point.step)
         rb = run_checkpoints(out) / "replay_buffer.pkl"
         if rb.exists() and hasattr(model, "load_replay_buffer"):
@@ -272,12 +290,27 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         from rlmap.rl.checkpoint import _find_model
 
         init_zip, _ = _find_model(Path(cfg.init))
-        model = cls.load(init_zip, env=venv, device="cpu", tensorboard_log=tb, seed=cfg.seed,
-                         custom_objects={"policy_kwargs": policy_kwargs(cfg.agent)}, **cfg.agent.hyperparams)
+        model = cls.load(
+            init_zip,
+            env=venv,
+            device="cpu",
+            tensorboard_log=tb,
+            seed=cfg.seed,
+            custom_objects={"policy_kwargs": policy_kwargs(cfg.agent)},
+            **cfg.agent.hyperparams,
+        )
         model.num_timesteps = 0
     else:
-        model = cls("MlpPolicy", venv, seed=cfg.seed, verbose=verbose, tensorboard_log=tb, device="cpu",
-                    policy_kwargs=policy_kwargs(cfg.agent), **cfg.agent.hyperparams)
+        model = cls(
+            "MlpPolicy",
+            venv,
+            seed=cfg.seed,
+            verbose=verbose,
+            tensorboard_log=tb,
+            device="cpu",
+            policy_kwargs=policy_kwargs(cfg.agent),
+            **cfg.agent.hyperparams,
+        )
     start = int(model.num_timesteps)
     callbacks = _callbacks(cfg, out, progress, start)
     from stable_baselines3.common.callbacks import CallbackList
@@ -286,8 +319,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     interrupted = False
     if cfg.timesteps > start:
         try:
-            model.learn(total_timesteps=cfg.timesteps - start, callback=CallbackList(callbacks), tb_log_name="run",
-                        reset_num_timesteps=not resume)
+            model.learn(
+                total_timesteps=cfg.timesteps - start,
+                callback=CallbackList(callbacks),
+                tb_log_name="run",
+                reset_num_timesteps=not resume,
+            )
         except KeyboardInterrupt:  # Ctrl-C: keep what was learnt, so --resume can go on from here
             interrupted = True
             _bounded(lambda: callbacks[3].stop_bar(interrupted=True))
@@ -301,7 +338,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         venv.close()
     seconds = time.perf_counter() - t0
     atomic_write(out / POLICY_FILE, model.save)
-    return TrainResult(out_dir=out, model=model, num_timesteps=int(model.num_timesteps), seconds=seconds,
-                       finished=model.num_timesteps >= cfg.timesteps, metrics=callbacks[0].history,
-                       held_out=callbacks[1].history, interrupted=interrupted,
-                       resumed_from=point.step if resume and point is not None else None)
+    return TrainResult(
+        out_dir=out,
+        model=model,
+        num_timesteps=int(model.num_timesteps),
+        seconds=seconds,
+        finished=model.num_timesteps >= cfg.timesteps,
+        metrics=callbacks[0].history,
+        held_out=callbacks[1].history,
+        interrupted=interrupted,
+        resumed_from=point.step if resume and point is not None else None,
+    )

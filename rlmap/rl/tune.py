@@ -60,12 +60,15 @@ def load_sweep(path: str | Path) -> SweepConfig:
         raise SpecError("expected a mapping with keys agent, metric, mode, seeds, samples, search, train", str(p))
     sweep = parse_model(SweepConfig, raw, str(p))
     if not (sweep.metric.startswith("rlmap/") or sweep.metric.startswith("eval/")):
-        raise SpecError(f"expected a rollout (rlmap/...) or held-out (eval/...) metric, got {sweep.metric!r}",
-                        f"{p}: metric")
+        raise SpecError(
+            f"expected a rollout (rlmap/...) or held-out (eval/...) metric, got {sweep.metric!r}", f"{p}: metric"
+        )
     for key, spec in sweep.search.items():
         if isinstance(spec, dict) and (len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS):
-            raise SpecError(f"expected one of {', '.join(DISTRIBUTIONS)} (e.g. {{choice: [1, 2]}}), got {spec}",
-                            f"{p}: search.{key}")
+            raise SpecError(
+                f"expected one of {', '.join(DISTRIBUTIONS)} (e.g. {{choice: [1, 2]}}), got {spec}",
+                f"{p}: search.{key}",
+            )
     base = load_agent_config(sweep.agent)
     for key in sweep.search:  # every searched key must exist, and a sample of it must give a valid config
         _apply(base, {key: _example(sweep.search[key])}, f"{p}: search.{key}")
@@ -100,12 +103,17 @@ def param_space(sweep: SweepConfig) -> dict[str, Any]:
     """Tune's search space: the `search` entries plus a grid over `seeds`."""
     from ray import tune
 
-    make = {"choice": tune.choice, "grid": tune.grid_search, "uniform": lambda v: tune.uniform(*v),
-            "loguniform": lambda v: tune.loguniform(*v), "randint": lambda v: tune.randint(*v)}
+    make = {
+        "choice": tune.choice,
+        "grid": tune.grid_search,
+        "uniform": lambda v: tune.uniform(*v),
+        "loguniform": lambda v: tune.loguniform(*v),
+        "randint": lambda v: tune.randint(*v),
+    }
     space: dict[str, Any] = {}
     for key, spec in sweep.search.items():
         if isinstance(spec, dict):
-            (kind, values), = spec.items()
+            ((kind, values),) = spec.items()
             space[key] = make[kind](values)
         else:
             space[key] = spec
@@ -146,28 +154,45 @@ def run_sweep(sweep_path: str | Path, out: str | Path, backend: Any) -> dict[str
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     backend.connect()
-    trainable = tune.with_resources(tune.with_parameters(rlmap_trial, sweep=sweep.model_dump(), out=str(out)),
-                                    {"cpu": sweep.cpus_per_trial})
+    trainable = tune.with_resources(
+        tune.with_parameters(rlmap_trial, sweep=sweep.model_dump(), out=str(out)), {"cpu": sweep.cpus_per_trial}
+    )
     seed0 = sweep.seeds[0]
     tuner = tune.Tuner(
-        trainable, param_space=param_space(sweep),
-        tune_config=tune.TuneConfig(num_samples=sweep.samples, max_concurrent_trials=sweep.max_concurrent or None,
-                                    search_alg=BasicVariantGenerator(random_state=seed0)),
-        run_config=tune.RunConfig(name="tune", storage_path=str(out), verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=2)))
+        trainable,
+        param_space=param_space(sweep),
+        tune_config=tune.TuneConfig(
+            num_samples=sweep.samples,
+            max_concurrent_trials=sweep.max_concurrent or None,
+            search_alg=BasicVariantGenerator(random_state=seed0),
+        ),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(out), verbose=0, failure_config=tune.FailureConfig(max_failures=2)
+        ),
+    )
     grid = tuner.fit()
     trials: list[dict[str, Any]] = []
     for r in (grid[i] for i in range(len(grid))):
         m, conf = r.metrics or {}, r.config or {}
-        trials.append({"trial": Path(m.get("run_dir", r.path)).name, "run_dir": m.get("run_dir"),
-                       "seed": conf.get("seed"), "config": {k: v for k, v in conf.items() if k != "seed"},
-                       "metric": m.get(sweep.metric), "timesteps": m.get("timesteps"),
-                       "error": None if r.error is None else str(r.error).strip().splitlines()[-1]})
+        trials.append(
+            {
+                "trial": Path(m.get("run_dir", r.path)).name,
+                "run_dir": m.get("run_dir"),
+                "seed": conf.get("seed"),
+                "config": {k: v for k, v in conf.items() if k != "seed"},
+                "metric": m.get(sweep.metric),
+                "timesteps": m.get("timesteps"),
+                "error": None if r.error is None else str(r.error).strip().splitlines()[-1],
+            }
+        )
     trials.sort(key=lambda t: str(t["trial"]))
     scored = [t for t in trials if isinstance(t["metric"], (int, float))]
     if not scored:
-        raise SpecError(f"no trial reported {sweep.metric!r} (see {out / 'tune'}); errors: "
-                        + "; ".join(str(t["error"]) for t in trials if t["error"]), str(sweep_path))
+        raise SpecError(
+            f"no trial reported {sweep.metric!r} (see {out / 'tune'}); errors: "
+            + "; ".join(str(t["error"]) for t in trials if t["error"]),
+            str(sweep_path),
+        )
     best = (min if sweep.mode == "min" else max)(scored, key=lambda t: float(t["metric"]))
     summary = {"sweep": str(sweep_path), "metric": sweep.metric, "mode": sweep.mode, "trials": trials, "best": best}
     (out / "sweep.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -55,7 +55,9 @@ def variants(space: MapSpace, base: Genome, axis: str, n: int, rng: np.random.Ge
             if axis == "tiling":
                 if kind != TEMPORAL:
                     continue
-                opts: list[int] = [3 * lv + TEMPORAL for lv in range(space.L) if lv != lvl and allowed[d, 3 * lv + TEMPORAL]]
+                opts: list[int] = [
+                    3 * lv + TEMPORAL for lv in range(space.L) if lv != lvl and allowed[d, 3 * lv + TEMPORAL]
+                ]
             else:  # parallelism
                 if kind == TEMPORAL:
                     opts = [3 * lvl + k for k in (SPATIAL_X, SPATIAL_Y) if allowed[d, 3 * lvl + k]]
@@ -67,15 +69,20 @@ def variants(space: MapSpace, base: Genome, axis: str, n: int, rng: np.random.Ge
     return g
 
 
-def sensitivity(space: MapSpace, bases: Genome, objective: str, neighbours: int,
-                rng: np.random.Generator) -> dict[str, dict[str, float | None]]:
+def sensitivity(
+    space: MapSpace, bases: Genome, objective: str, neighbours: int, rng: np.random.Generator
+) -> dict[str, dict[str, float | None]]:
     """Per axis: median / p90 of |log10(variant/base)| over valid variants and the invalid share."""
     out: dict[str, dict[str, float | None]] = {}
     base_v = space.model.evaluate_batch(space.decode(bases)).objective(objective)
     for axis in AXES:
         if axis == "bypass":
-            out[axis] = {"median_abs_log10": None, "p90_abs_log10": None, "invalid_share": None,
-                         "note": "fixed by the architecture (keeps), not a mapping axis in rlmap"}  # type: ignore[dict-item]
+            out[axis] = {
+                "median_abs_log10": None,
+                "p90_abs_log10": None,
+                "invalid_share": None,
+                "note": "fixed by the architecture (keeps), not a mapping axis in rlmap",
+            }  # type: ignore[dict-item]
             continue
         moves, invalid, total = [], 0, 0
         for b in range(len(bases)):
@@ -86,9 +93,11 @@ def sensitivity(space: MapSpace, bases: Genome, objective: str, neighbours: int,
             total += len(v)
             moves.append(np.abs(np.log10(v[ok] / base_v[b])))
         m = np.concatenate(moves) if moves else np.zeros(0)
-        out[axis] = {"median_abs_log10": float(np.median(m)) if len(m) else None,
-                     "p90_abs_log10": float(np.percentile(m, 90)) if len(m) else None,
-                     "invalid_share": invalid / max(total, 1)}
+        out[axis] = {
+            "median_abs_log10": float(np.median(m)) if len(m) else None,
+            "p90_abs_log10": float(np.percentile(m, 90)) if len(m) else None,
+            "invalid_share": invalid / max(total, 1),
+        }
     return out
 
 
@@ -101,8 +110,8 @@ def curve_band(curves: Sequence[np.ndarray], optimum: float, length: int | None 
     arr = np.full((len(curves), n), np.inf)
     for i, c in enumerate(curves):
         if len(c):
-            arr[i, :len(c)] = c[:n]
-            arr[i, len(c):] = c[-1]
+            arr[i, : len(c)] = c[:n]
+            arr[i, len(c) :] = c[-1]
     arr = arr / optimum
     out = {}
     with np.errstate(invalid="ignore"):  # inf - inf inside the interpolation while no run is valid yet

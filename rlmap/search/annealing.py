@@ -43,9 +43,18 @@ class AnnealingMapper:
 
     name = "sa"
 
-    def __init__(self, chains: int = 4, neighbours: int = 4, t_start: float = 0.5, t_end: float = 0.005,
-                 extra_move_rate: float = 0.2, start_frac: float = 0.02, patience_frac: float = 0.15,
-                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS, repair_capacity: bool = True) -> None:
+    def __init__(
+        self,
+        chains: int = 4,
+        neighbours: int = 4,
+        t_start: float = 0.5,
+        t_end: float = 0.005,
+        extra_move_rate: float = 0.2,
+        start_frac: float = 0.02,
+        patience_frac: float = 0.15,
+        mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS,
+        repair_capacity: bool = True,
+    ) -> None:
         self.chains = chains
         self.repair_capacity = repair_capacity
         self.neighbours = neighbours
@@ -61,9 +70,17 @@ class AnnealingMapper:
         (BudgetedEvaluator.SLICE), so a huge budget allocates nothing big up front."""
         return max(1, min(budget, BudgetedEvaluator.SLICE, max(16, self.chains, int(self.start_frac * budget))))
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
-               initial: Sequence[Mapping] | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1000,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+        initial: Sequence[Mapping] | None = None,
+    ) -> SearchResult:
         """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far.
         `initial`: warm-start mappings for this layer (rlmap.search.warmstart), scored first as chain starts."""
         check_args(objective, budget, time_limit)

@@ -43,8 +43,16 @@ class Mapper(Protocol):
 
     name: str
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None) -> SearchResult: ...
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1000,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+    ) -> SearchResult: ...
 
 
 def best_so_far(values: np.ndarray) -> np.ndarray:

@@ -45,8 +45,13 @@ def _marvel() -> Any:
     return MarvelMapper()
 
 
-MAPPERS: dict[str, Callable[[], Any]] = {"random": _random, "ga": _ga, "sa": _sa, "optimal": _optimal,
-                                         "marvel": _marvel}
+MAPPERS: dict[str, Callable[[], Any]] = {
+    "random": _random,
+    "ga": _ga,
+    "sa": _sa,
+    "optimal": _optimal,
+    "marvel": _marvel,
+}
 """Mappers by name.  Packages above search add theirs with `register_mapper` when imported (rlmap.surrogate:
 "surrogate", rlmap.rl: "policy"); `import rlmap` imports both, so every name is there."""
 
@@ -105,10 +110,21 @@ def _map_one(args: tuple) -> SearchResult:
     return _resolve(mapper).search(layer, arch, objective, budget=budget, seed=seed, **kw)
 
 
-def map_network(network: Network, arch: Architecture, mapper: MapperSpec, objective: str = "edp",
-                budget: int = 1000, seed: int = 0, processes: int = 1, progress: bool = True,
-                time_limit: float | None = None, backend: Backend | None = None,
-                resume_dir: str | Path | None = None, warm_start: Any = None, warm_wave: int = 1) -> NetworkResult:
+def map_network(
+    network: Network,
+    arch: Architecture,
+    mapper: MapperSpec,
+    objective: str = "edp",
+    budget: int = 1000,
+    seed: int = 0,
+    processes: int = 1,
+    progress: bool = True,
+    time_limit: float | None = None,
+    backend: Backend | None = None,
+    resume_dir: str | Path | None = None,
+    warm_start: Any = None,
+    warm_wave: int = 1,
+) -> NetworkResult:
     """Map each distinct layer once (as parallel tasks if asked) and report it for every layer of its shape;
     same seed, same result, whatever `processes` or `backend`.
 
@@ -125,19 +141,52 @@ def map_network(network: Network, arch: Architecture, mapper: MapperSpec, object
     layers finished by then (extra["partial"] = True).
     """
     if warm_start is not None and warm_start is not False and accepts_initial(_resolve(mapper)):
-        return map_network_warm(network, arch, mapper, objective, budget, seed, processes, progress, time_limit,
-                                backend, warm_start, resume_dir, warm_wave)
+        return map_network_warm(
+            network,
+            arch,
+            mapper,
+            objective,
+            budget,
+            seed,
+            processes,
+            progress,
+            time_limit,
+            backend,
+            warm_start,
+            resume_dir,
+            warm_wave,
+        )
     try:
-        return map_networks([(network, arch, seed)], mapper, objective, budget, processes=processes,
-                            progress=progress, time_limit=time_limit, backend=backend, resume_dir=resume_dir)[0]
+        return map_networks(
+            [(network, arch, seed)],
+            mapper,
+            objective,
+            budget,
+            processes=processes,
+            progress=progress,
+            time_limit=time_limit,
+            backend=backend,
+            resume_dir=resume_dir,
+        )[0]
     except Interrupted as exc:
         raise Interrupted(exc.partial[0], exc.done, exc.total) from None
 
 
-def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, objective: str, budget: int,
-                     seed: int, processes: int = 1, progress: bool = True, time_limit: float | None = None,
-                     backend: Backend | None = None, warm_start: Any = True,
-                     resume_dir: str | Path | None = None, warm_wave: int = 1) -> NetworkResult:
+def map_network_warm(
+    network: Network,
+    arch: Architecture,
+    mapper: MapperSpec,
+    objective: str,
+    budget: int,
+    seed: int,
+    processes: int = 1,
+    progress: bool = True,
+    time_limit: float | None = None,
+    backend: Backend | None = None,
+    warm_start: Any = True,
+    resume_dir: str | Path | None = None,
+    warm_wave: int = 1,
+) -> NetworkResult:
     """Warm-started mapping (rlmap.search.warmstart): the distinct layers are searched in network order, in
     waves of `warm_wave` layers run at once (as parallel tasks where the backend has workers), each seeded with
     the adapted best mappings of the nearest layers already in the replay buffer; each one's best mapping then joins the buffer (saved to its file, if any).
@@ -158,8 +207,11 @@ def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, o
     label = getattr(_resolve(mapper), "name", str(mapper))
     keys = [layer_key(layer) for layer in network.layers]
     first = {key: i for i, key in reversed(list(enumerate(keys)))}
-    jobs: list[tuple] = [(mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit, None)
-                         for i, layer in enumerate(network.layers) if first[keys[i]] == i]
+    jobs: list[tuple] = [
+        (mapper, layer, arch, objective, budget, layer_seed(seed, i), time_limit, None)
+        for i, layer in enumerate(network.layers)
+        if first[keys[i]] == i
+    ]
     results: list[SearchResult | None] = [None] * len(jobs)
     run_on = backend if backend is not None else LocalBackend(processes)
     if warm_wave < 1:
@@ -183,26 +235,44 @@ def map_network_warm(network: Network, arch: Architecture, mapper: MapperSpec, o
                     results[i] = r
                     buffer.add(jobs[i][1], arch, objective, [r.mapping])
                     evaluations += r.evaluations
-                    bar.update(task, advance=1,
-                               info=f"{evaluations:,} evaluations; finished {jobs[i][1].name}: best {objective} {r.best:.4g}")
+                    bar.update(
+                        task,
+                        advance=1,
+                        info=f"{evaluations:,} evaluations; finished {jobs[i][1].name}: best {objective} {r.best:.4g}",
+                    )
     except KeyboardInterrupt:
         interrupted = True
     if buffer.path is not None:
         buffer.save()
     by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
     kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
-    res = NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective, layers=kept,
-                        results=[by_key[layer_key(lyr)] for lyr in kept], seconds=time.perf_counter() - t0,
-                        extra={"distinct_layers": len(jobs), "warm_start": True})
+    res = NetworkResult(
+        network=network.name,
+        arch=arch.name,
+        mapper=label,
+        objective=objective,
+        layers=kept,
+        results=[by_key[layer_key(lyr)] for lyr in kept],
+        seconds=time.perf_counter() - t0,
+        extra={"distinct_layers": len(jobs), "warm_start": True},
+    )
     if interrupted:
         res.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
         raise Interrupted(res, len(by_key), len(jobs))
     return res
 
 
-def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: MapperSpec, objective: str = "edp",
-                 budget: int = 1000, processes: int = 1, progress: bool = True, time_limit: float | None = None,
-                 backend: Backend | None = None, resume_dir: str | Path | None = None) -> list[NetworkResult]:
+def map_networks(
+    problems: Sequence[tuple[Network, Architecture, int]],
+    mapper: MapperSpec,
+    objective: str = "edp",
+    budget: int = 1000,
+    processes: int = 1,
+    progress: bool = True,
+    time_limit: float | None = None,
+    backend: Backend | None = None,
+    resume_dir: str | Path | None = None,
+) -> list[NetworkResult]:
     """Map several (network, architecture, seed) problems; all their distinct layers form ONE task list
     (layers x architectures x seeds), so a cluster is kept busy across problems.  One NetworkResult per problem.
 
@@ -238,19 +308,24 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
     interrupted = False
     try:  # outside the bar, so that an interrupted bar does not print "done"
         with progress_bar(enabled=progress) as bar:
-            task = bar.add_task(f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""),
-                                total=len(jobs), info="")
+            task = bar.add_task(
+                f"{label} on {name}" + (f": {jobs[0][1].name}" if serial and jobs else ""), total=len(jobs), info=""
+            )
 
             def done(i: int, r: SearchResult, cached: bool) -> None:
                 """Advance the bar and say what the finished layer cost: evaluations so far, its best objective."""
                 nonlocal evaluations
                 evaluations += r.evaluations
                 how = "read back" if cached else "finished"
-                extra = ({"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"}
-                         if serial else {})
-                bar.update(task, advance=1,
-                           info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
-                           **extra)
+                extra = (
+                    {"description": f"{label} on {name}: {jobs[min(i + 1, len(jobs) - 1)][1].name}"} if serial else {}
+                )
+                bar.update(
+                    task,
+                    advance=1,
+                    info=f"{evaluations:,} evaluations; {how} {jobs[i][1].name}: best {objective} {r.best:.4g}",
+                    **extra,
+                )
 
             results = run_tasks(run_on, _map_one, jobs, store=store, keys=tkeys, on_result=done)
     except KeyboardInterrupt as exc:  # run_tasks passes on what finished (a Ctrl-C elsewhere: nothing did)
@@ -262,9 +337,18 @@ def map_networks(problems: Sequence[tuple[Network, Architecture, int]], mapper: 
         by_key: dict[Any, SearchResult] = {key: r for (q, key), r in zip(owners, results) if q == p and r is not None}
         distinct = sum(1 for q, _ in owners if q == p)
         kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
-        out.append(NetworkResult(network=network.name, arch=arch.name, mapper=label, objective=objective,
-                                 layers=kept, results=[by_key[layer_key(lyr)] for lyr in kept],
-                                 seconds=seconds, extra={"distinct_layers": distinct}))
+        out.append(
+            NetworkResult(
+                network=network.name,
+                arch=arch.name,
+                mapper=label,
+                objective=objective,
+                layers=kept,
+                results=[by_key[layer_key(lyr)] for lyr in kept],
+                seconds=seconds,
+                extra={"distinct_layers": distinct},
+            )
+        )
         if interrupted:
             out[-1].extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
     if interrupted:

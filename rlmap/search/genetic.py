@@ -134,8 +134,12 @@ class Operators:
         if sw.any():
             sr = np.flatnonzero(sw)
             other = g.slots[gene_rows[sr]]  # (m, G)
-            mask = ((self.gene_dim[None, :] != d[sr, None]) & (other != cur[sr, None])
-                    & self.allowed[d[sr][:, None], other] & self.allowed[self.gene_dim[None, :], cur[sr, None]])
+            mask = (
+                (self.gene_dim[None, :] != d[sr, None])
+                & (other != cur[sr, None])
+                & self.allowed[d[sr][:, None], other]
+                & self.allowed[self.gene_dim[None, :], cur[sr, None]]
+            )
             j, ok = random_true(mask, rng)
             sr, j = sr[ok], j[ok]
             g.slots[gene_rows[sr], i[sr]] = g.slots[gene_rows[sr], j]
@@ -193,8 +197,9 @@ class Operators:
         return rows[~ok]
 
 
-def seeded_population(ops: Operators, n: int, rng: np.random.Generator, seeds: Genome, capacity: bool = True,
-                      seeded_frac: float = 0.5) -> Genome:
+def seeded_population(
+    ops: Operators, n: int, rng: np.random.Generator, seeds: Genome, capacity: bool = True, seeded_frac: float = 0.5
+) -> Genome:
     """`n` genomes: the warm-start seeds, 1-2-move mutants of them up to `seeded_frac` of n, the rest uniform."""
     n_seeded = min(len(seeds), n)
     if n_seeded == 0:
@@ -221,10 +226,17 @@ class GeneticMapper:
 
     name = "ga"
 
-    def __init__(self, population: int | None = None, tournament: int = 3,
-                 crossover_rate: float = 0.7, extra_move_rate: float = 0.5,
-                 mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS, repair_capacity: bool = True,
-                 immigrant_rate: float = 0.1, constraint: Any = None) -> None:
+    def __init__(
+        self,
+        population: int | None = None,
+        tournament: int = 3,
+        crossover_rate: float = 0.7,
+        extra_move_rate: float = 0.5,
+        mutation_weights: tuple[float, ...] = DEFAULT_MUTATION_WEIGHTS,
+        repair_capacity: bool = True,
+        immigrant_rate: float = 0.1,
+        constraint: Any = None,
+    ) -> None:
         self.population = population
         self.constraint = constraint  # apply(genome) in place, .target slot and .movable genes for capacity repair
         self.immigrant_rate = immigrant_rate
@@ -239,9 +251,17 @@ class GeneticMapper:
             return max(2, min(self.population, budget))
         return max(2, min(budget, int(np.clip(budget // 40, 16, 100))))
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
-               initial: Sequence[Mapping] | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1000,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+        initial: Sequence[Mapping] | None = None,
+    ) -> SearchResult:
         """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far.
         `initial`: warm-start mappings for this layer (rlmap.search.warmstart), seeding the population."""
         check_args(objective, budget, time_limit)
@@ -249,9 +269,17 @@ class GeneticMapper:
         space = make_space(layer, arch, model)
         return self.search_many(space, objective, [budget], seed, time_limit, [initial], [self.constraint], started)[0]
 
-    def search_many(self, space: MapSpace, objective: str, budgets: Sequence[int], seed: int = 0,
-                    time_limit: float | None = None, initials: Sequence[Sequence[Mapping] | None] | None = None,
-                    constraints: Sequence[Any] | None = None, started: float | None = None) -> list[SearchResult]:
+    def search_many(
+        self,
+        space: MapSpace,
+        objective: str,
+        budgets: Sequence[int],
+        seed: int = 0,
+        time_limit: float | None = None,
+        initials: Sequence[Sequence[Mapping] | None] | None = None,
+        constraints: Sequence[Any] | None = None,
+        started: float | None = None,
+    ) -> list[SearchResult]:
         """Independent GA runs on one map space, one per budget, each with its own warm start, constraint,
         population, evaluator (budget, cache) and stopping rule, stepped in lockstep.
 
@@ -270,8 +298,9 @@ class GeneticMapper:
         pops: list[Genome] = []
         fits: list[np.ndarray] = []
         for k in range(n):
-            pop = seeded_population(ops, sizes[k], rng, initial_genomes(space, initials[k], rng),
-                                    capacity=self.repair_capacity)
+            pop = seeded_population(
+                ops, sizes[k], rng, initial_genomes(space, initials[k], rng), capacity=self.repair_capacity
+            )
             if cons[k] is not None:
                 pop = self._finish(ops, pop, rng, [cons[k]], [len(pop)])
             pops.append(pop)
@@ -282,22 +311,37 @@ class GeneticMapper:
             if not live:
                 break
             used = [evs[k].used for k in live]
-            children = self._offspring(ops, [pops[k] for k in live], [fits[k] for k in live],
-                                       [sizes[k] for k in live], rng, [cons[k] for k in live])
+            children = self._offspring(
+                ops,
+                [pops[k] for k in live],
+                [fits[k] for k in live],
+                [sizes[k] for k in live],
+                rng,
+                [cons[k] for k in live],
+            )
             at = 0
             for k, u in zip(live, used):
                 kids = children.take(slice(at, at + sizes[k]))
                 at += sizes[k]
                 cfit = _fitness(evs[k].score(kids))
-                pops[k], fits[k] = self._survivors(space, Genome.concat([pops[k], kids]),
-                                                   np.concatenate([fits[k], cfit]), sizes[k])
+                pops[k], fits[k] = self._survivors(
+                    space, Genome.concat([pops[k], kids]), np.concatenate([fits[k], cfit]), sizes[k]
+                )
                 generations[k] += 1
                 stalls[k] = stalls[k] + 1 if evs[k].used == u else 0
-        return [evs[k].result(self.name, started, {"population": sizes[k], "generations": generations[k]})
-                for k in range(n)]
+        return [
+            evs[k].result(self.name, started, {"population": sizes[k], "generations": generations[k]}) for k in range(n)
+        ]
 
-    def _offspring(self, ops: Operators, pops: list[Genome], fits: list[np.ndarray], sizes: list[int],
-                   rng: np.random.Generator, constraints: list[Any]) -> Genome:
+    def _offspring(
+        self,
+        ops: Operators,
+        pops: list[Genome],
+        fits: list[np.ndarray],
+        sizes: list[int],
+        rng: np.random.Generator,
+        constraints: list[Any],
+    ) -> Genome:
         """sizes[k] offspring of every population k (parents by tournament within it), concatenated."""
         a_parts, b_parts = [], []
         for pop, fit, m in zip(pops, fits, sizes):
@@ -309,7 +353,9 @@ class GeneticMapper:
         n = len(a)
         cross = rng.random(n) < self.crossover_rate
         kids = ops.crossover(a, b, rng)
-        kids = Genome(np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order))
+        kids = Genome(
+            np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order)
+        )
         moves = rng.geometric(1 - self.extra_move_rate, size=n) if self.extra_move_rate > 0 else np.ones(n, np.int64)
         kids = ops.mutate(ops.repair(kids, rng), rng, moves)
         fresh = np.flatnonzero(rng.random(n) < self.immigrant_rate)  # diversity: fresh uniform genomes
@@ -318,8 +364,9 @@ class GeneticMapper:
             kids.slots[fresh], kids.order[fresh] = new.slots, new.order
         return self._finish(ops, kids, rng, constraints, sizes)
 
-    def _finish(self, ops: Operators, g: Genome, rng: np.random.Generator, constraints: list[Any],
-                sizes: list[int]) -> Genome:
+    def _finish(
+        self, ops: Operators, g: Genome, rng: np.random.Generator, constraints: list[Any], sizes: list[int]
+    ) -> Genome:
         """Each run's constraint (if any: Marvel's fixed off-chip part) on its rows, then capacity repair."""
         edges = np.cumsum([0, *sizes])
         for c, lo, hi in zip(constraints, edges[:-1], edges[1:]):

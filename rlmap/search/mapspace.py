@@ -89,10 +89,12 @@ class MapSpace:
             f = np.where(onehot, self.gene_prime[None, :, None], 1)
             fac[:, self._gene_dims, :] = np.multiply.reduceat(f, self._dim_starts, axis=1)
         fac = fac.reshape(B, N_DIMS, self.L, 3).transpose(0, 2, 1, 3)  # (B, L, D, 3)
-        return MappingBatch(temporal=np.ascontiguousarray(fac[..., TEMPORAL]),
-                            spatial_x=np.ascontiguousarray(fac[..., SPATIAL_X]),
-                            spatial_y=np.ascontiguousarray(fac[..., SPATIAL_Y]),
-                            order=g.order.copy())
+        return MappingBatch(
+            temporal=np.ascontiguousarray(fac[..., TEMPORAL]),
+            spatial_x=np.ascontiguousarray(fac[..., SPATIAL_X]),
+            spatial_y=np.ascontiguousarray(fac[..., SPATIAL_Y]),
+            order=g.order.copy(),
+        )
 
     def encode(self, b: MappingBatch) -> Genome:
         """Genes for mappings (prime copies of a dim fill its slots outermost first)."""
@@ -167,7 +169,7 @@ class MapSpace:
             allowed = np.flatnonzero(self.allowed[d])
             k = len(allowed)
             if k == 1:
-                slots[:, col:col + a] = allowed[0]
+                slots[:, col : col + a] = allowed[0]
             else:
                 # uniform composition of a identical copies into k bins: choose k-1 bar positions among a+k-1
                 bars = np.sort(np.argsort(rng.random((n, a + k - 1)), axis=1)[:, : k - 1], axis=1)
@@ -175,7 +177,7 @@ class MapSpace:
                 counts = np.diff(edges, axis=1) - 1  # (n, k)
                 cum = np.cumsum(counts, axis=1)
                 bin_of_copy = (cum[:, None, :] <= np.arange(a)[None, :, None]).sum(axis=2)  # (n, a)
-                slots[:, col:col + a] = allowed[bin_of_copy]
+                slots[:, col : col + a] = allowed[bin_of_copy]
             col += a
         order = np.argsort(rng.random((n, self.L, N_DIMS)), axis=2)
         return Genome(slots, order)

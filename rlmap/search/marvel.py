@@ -75,8 +75,9 @@ def stationary_orders() -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def offchip_words(model: CostModel, bounds: np.ndarray, order: np.ndarray,
-                  tensors: Sequence[int] = tuple(range(N_TENSORS))) -> np.ndarray:
+def offchip_words(
+    model: CostModel, bounds: np.ndarray, order: np.ndarray, tensors: Sequence[int] = tuple(range(N_TENSORS))
+) -> np.ndarray:
     """Distinct-block off-chip traffic (words read + written) of DRAM bounds (B, D) under one DRAM order (D,),
     summed over `tensors`."""
     dims = np.asarray(model.dims, dtype=np.float64)
@@ -139,8 +140,9 @@ class OffChipCandidate:
     words: float
 
 
-def offchip_candidates(model: CostModel, n: int, max_tilings: int = 200_000,
-                       rng: np.random.Generator | None = None, slack: float = 0.25) -> tuple[list[OffChipCandidate], int]:
+def offchip_candidates(
+    model: CostModel, n: int, max_tilings: int = 200_000, rng: np.random.Generator | None = None, slack: float = 0.25
+) -> tuple[list[OffChipCandidate], int]:
     """`n` off-chip candidates that fit on chip, within `slack` of the least traffic, spread over the traffic
     ranking; and how many tilings were scored.
 
@@ -165,8 +167,15 @@ def offchip_candidates(model: CostModel, n: int, max_tilings: int = 200_000,
     rank = ok[np.lexsort((F[ok].prod(axis=1), best_w[ok]))]
     # n candidates spread evenly over the ranking (the best always first), for diverse on-chip tiles
     pick = np.unique(np.linspace(0, len(rank) - 1, min(n, len(rank))).round().astype(int))
-    out = [OffChipCandidate(tuple(int(x) for x in F[b]), tuple(int(x) for x in orders[best_o[b]]),
-                            STATIONARY[best_o[b]], float(best_w[b])) for b in rank[pick]]
+    out = [
+        OffChipCandidate(
+            tuple(int(x) for x in F[b]),
+            tuple(int(x) for x in orders[best_o[b]]),
+            STATIONARY[best_o[b]],
+            float(best_w[b]),
+        )
+        for b in rank[pick]
+    ]
     return out, len(F)
 
 
@@ -179,7 +188,7 @@ class OffChipConstraint:
         col = 0
         for d, p, a in space.groups:
             k = dict(prime_factors(cand.bounds[d])).get(p, 0) if cand.bounds[d] > 1 else 0
-            self.frozen[col:col + k] = True
+            self.frozen[col : col + k] = True
             col += a
         self.movable = ~self.frozen
         self.target = 3 + TEMPORAL  # level 1 temporal
@@ -202,9 +211,17 @@ class MarvelMapper:
         self.explore_frac = explore_frac
         self.max_tilings = max_tilings
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
-               initial: Sequence[Mapping] | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1000,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+        initial: Sequence[Mapping] | None = None,
+    ) -> SearchResult:
         """`budget` on-chip cost-model evaluations (the off-chip phase uses none); `time_limit` for the call."""
         check_args(objective, budget, time_limit)
         started = time.perf_counter()
@@ -239,10 +256,19 @@ class MarvelMapper:
             left = None if time_limit is None else deadline - time.perf_counter()
             if n_eval <= 0 or not ids or (left is not None and left <= 0):
                 return
-            seeds = [list(initial or ()) + ([champion[i].mapping] if i in champion and champion[i].mapping else [])
-                     for i in ids]
-            results = ga.search_many(space, objective, [n_eval] * len(ids), int(rng.integers(2**31)), left, seeds,
-                                     [OffChipConstraint(space, cands[i]) for i in ids])
+            seeds = [
+                list(initial or ()) + ([champion[i].mapping] if i in champion and champion[i].mapping else [])
+                for i in ids
+            ]
+            results = ga.search_many(
+                space,
+                objective,
+                [n_eval] * len(ids),
+                int(rng.integers(2**31)),
+                left,
+                seeds,
+                [OffChipConstraint(space, cands[i]) for i in ids],
+            )
             for i, r in zip(ids, results):
                 evaluations += r.evaluations
                 values.append(r.curve)
@@ -256,16 +282,34 @@ class MarvelMapper:
         for _ in range(rounds):
             run(alive, explore // rounds // max(len(alive), 1))
             alive = sorted(alive, key=lambda i: champion[i].best if i in champion else math.inf)
-            alive = alive[:max(1, len(alive) // 2)]
+            alive = alive[: max(1, len(alive) // 2)]
         # the rest of the budget refines the best candidate, starting from its best mapping
         run([cands.index(best_cand)], budget - evaluations)
-        per = [{"bounds": list(c.bounds), "stationary": c.stationary, "offchip_words": c.words,
-                "best": champion[i].best if i in champion else None} for i, c in enumerate(cands)]
+        per = [
+            {
+                "bounds": list(c.bounds),
+                "stationary": c.stationary,
+                "offchip_words": c.words,
+                "best": champion[i].best if i in champion else None,
+            }
+            for i, c in enumerate(cands)
+        ]
         curve = best_so_far(np.concatenate(values)) if values else np.zeros(0)
-        notes: dict[str, Any] = {"offchip_tilings_scored": scored, "offchip_seconds": t_off, "candidates": per,
-                                 "layout": "not searched: the cost model charges DRAM per word"}
+        notes: dict[str, Any] = {
+            "offchip_tilings_scored": scored,
+            "offchip_seconds": t_off,
+            "candidates": per,
+            "layout": "not searched: the cost model charges DRAM per word",
+        }
         if time_limit is not None and time.perf_counter() - started > time_limit:
             notes["stopped"] = stopped or time_limit_note(time_limit)
-        return SearchResult(mapper=self.name, objective=objective, mapping=best.mapping if best else None,
-                            cost=best.cost if best else None, evaluations=evaluations, curve=curve,
-                            seconds=time.perf_counter() - started, notes=notes)
+        return SearchResult(
+            mapper=self.name,
+            objective=objective,
+            mapping=best.mapping if best else None,
+            cost=best.cost if best else None,
+            evaluations=evaluations,
+            curve=curve,
+            seconds=time.perf_counter() - started,
+            notes=notes,
+        )

@@ -30,17 +30,22 @@ import functools
 import itertools
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from collections.abc import Sequence
-from typing import Callable, Iterator
 
 import numpy as np
 
 from rlmap.model.costmodel import CostModel, footprint, format_factor, objective_value
 from rlmap.search.base import SearchResult
 from rlmap.search.mapspace import MapSpace
-from rlmap.search.tiling_kernel import (OBJECTIVE_CODES, BoundStatic, best_combinations, bounds, expand_fitting,
-                                       order_variants)
+from rlmap.search.tiling_kernel import (
+    OBJECTIVE_CODES,
+    BoundStatic,
+    best_combinations,
+    bounds,
+    expand_fitting,
+    order_variants,
+)
 from rlmap.spec.arch import Architecture, Fanout
 from rlmap.spec.factors import divisors, ordered_factorizations
 from rlmap.spec.layer import Layer
@@ -85,8 +90,7 @@ def order_classes(mask: int, active: int = 0b111) -> tuple[tuple[int, ...], ...]
     sigs: dict[tuple, tuple[int, ...]] = {}
     for perm in itertools.permutations(dims):
         trailing, halo = order_signature(perm)
-        sig = (tuple(t if active >> v & 1 else frozenset() for v, t in enumerate(trailing)),
-               halo if active & 1 else -1)
+        sig = (tuple(t if active >> v & 1 else frozenset() for v, t in enumerate(trailing)), halo if active & 1 else -1)
         sigs.setdefault(sig, perm)
 
     def dominates(a: tuple, b: tuple) -> bool:
@@ -105,7 +109,7 @@ class ClassTable:
         self.count = np.zeros(1 << (N_DIMS + N_TENSORS), dtype=np.int64)
         self.orders = np.zeros((0, N_DIMS), dtype=np.int64)
 
-    def ensure(self, codes: np.ndarray) -> "ClassTable":
+    def ensure(self, codes: np.ndarray) -> ClassTable:
         missing = [int(c) for c in codes if self.count[c] == 0]
         if missing:
             new = [self.orders]
@@ -135,9 +139,15 @@ def compulsory_words(model: CostModel) -> list[float]:
 
 def min_format_factors(model: CostModel) -> np.ndarray:
     """(L, tensors): the fewest stored words per dense word any tile of the tensor can have at the level."""
-    return np.array([[float(model.fmt_const[lvl][v] or format_factor("coordinate", model.density[v], 2,
-                                                                      model.data_bits))
-                      for v in range(N_TENSORS)] for lvl in range(model.L)])
+    return np.array(
+        [
+            [
+                float(model.fmt_const[lvl][v] or format_factor("coordinate", model.density[v], 2, model.data_bits))
+                for v in range(N_TENSORS)
+            ]
+            for lvl in range(model.L)
+        ]
+    )
 
 
 def lower_bound(model: CostModel) -> tuple[float, float]:
@@ -207,10 +217,16 @@ def load_kernels() -> None:
     global _KERNELS_LOADED
     if _KERNELS_LOADED:
         return
-    arch = Architecture.model_validate({"name": "toy", "levels": [
-        {"name": "DRAM", "read_energy": 100, "write_energy": 100, "bandwidth": 1},
-        {"name": "RF", "capacity": 8, "read_energy": 1, "write_energy": 1, "fanout": {"x": 2}}],
-        "compute": {"mac_energy": 1.0}})
+    arch = Architecture.model_validate(
+        {
+            "name": "toy",
+            "levels": [
+                {"name": "DRAM", "read_energy": 100, "write_energy": 100, "bandwidth": 1},
+                {"name": "RF", "capacity": 8, "read_energy": 1, "write_energy": 1, "fanout": {"x": 2}},
+            ],
+            "compute": {"mac_energy": 1.0},
+        }
+    )
     _KERNELS_LOADED = True
     for objective in OBJECTIVE_CODES:
         OptimalMapper(time_limit=None).search(Layer(name="toy", K=2, C=2, P=2), arch, objective)
@@ -230,9 +246,16 @@ class OptimalMapper:
 
     name = "optimal"
 
-    def __init__(self, max_tilings: int = 50_000_000, time_limit: float | None = DEFAULT_TIME_LIMIT, chunk: int = 20_000,
-                 sweep_chunk: int = 2_000, placement: bool = False, bypass: bool = True,
-                 max_placements: int = 20_000) -> None:
+    def __init__(
+        self,
+        max_tilings: int = 50_000_000,
+        time_limit: float | None = DEFAULT_TIME_LIMIT,
+        chunk: int = 20_000,
+        sweep_chunk: int = 2_000,
+        placement: bool = False,
+        bypass: bool = True,
+        max_placements: int = 20_000,
+    ) -> None:
         """`placement`: search per-tensor tile placements too (off by default: with them most real layers are
         not proven within seconds, see docs/optimal_mapper.txt); `bypass`: search the architecture's bypass
         choices (`may_bypass`; off: every level keeps all it may keep); `max_placements` caps the (order,
@@ -291,7 +314,7 @@ class OptimalMapper:
         code = np.zeros(len(sp), dtype=np.int64)  # exact mixed-radix code: factors are <= the fanout size
         for d in range(N_DIMS):
             code = code * (fan.size + 1) + sp[:, d]
-        if (fan.size + 1) ** N_DIMS >= 2 ** 63:
+        if (fan.size + 1) ** N_DIMS >= 2**63:
             code = np.unique(sp, axis=0, return_inverse=True)[1].reshape(-1)
         _, first, inv = np.unique(code, return_index=True, return_inverse=True)
         uniq = sp[first]
@@ -307,8 +330,9 @@ class OptimalMapper:
         L = space.L
         out = []
         for d, n in enumerate(space.dims):
-            slots = [2 * lvl for lvl in range(L)] + [2 * lvl + 1 for lvl in range(L)
-                                                     if self._spatial_allowed(space.arch, lvl, d)]
+            slots = [2 * lvl for lvl in range(L)] + [
+                2 * lvl + 1 for lvl in range(L) if self._spatial_allowed(space.arch, lvl, d)
+            ]
             slots.sort()
             facs = ordered_factorizations(n, len(slots))
             arr = np.ones((len(facs), 2 * L), dtype=np.int64)
@@ -335,18 +359,33 @@ class OptimalMapper:
         placed = np.zeros((N_DIMS + 1, N_DIMS), dtype=np.bool_)
         for k in range(N_DIMS + 1):
             placed[k, order[:k]] = True
-        allowed = np.array([[arch.levels[lvl].fanout.size > 1 and self._spatial_allowed(arch, lvl, d)
-                             for d in range(N_DIMS)] for lvl in range(L)], dtype=np.bool_)
+        allowed = np.array(
+            [
+                [arch.levels[lvl].fanout.size > 1 and self._spatial_allowed(arch, lvl, d) for d in range(N_DIMS)]
+                for lvl in range(L)
+            ],
+            dtype=np.bool_,
+        )
         ks = model.kernel_static
         e_lb, c_lb = lower_bound(model)
         macs_eff = model.macs * (model.phi if model.skip else 1.0)
         static = BoundStatic(
-            objective=OBJECTIVE_CODES[objective], dims=np.array(space.dims, dtype=np.float64), placed=placed,
-            allowed=allowed, fan_size=np.array([float(level.fanout.size) for level in arch.levels]),
-            chain_p=ks.chain_p, chain_c=ks.chain_c, n_pairs=ks.n_pairs, word_scale=ks.word_scale,
-            read_e=ks.read_e, write_e=ks.write_e, bandwidth=ks.bandwidth, fmt_min=min_format_factors(model),
+            objective=OBJECTIVE_CODES[objective],
+            dims=np.array(space.dims, dtype=np.float64),
+            placed=placed,
+            allowed=allowed,
+            fan_size=np.array([float(level.fanout.size) for level in arch.levels]),
+            chain_p=ks.chain_p,
+            chain_c=ks.chain_c,
+            n_pairs=ks.n_pairs,
+            word_scale=ks.word_scale,
+            read_e=ks.read_e,
+            write_e=ks.write_e,
+            bandwidth=ks.bandwidth,
+            fmt_min=min_format_factors(model),
             size=np.array(compulsory_words(model)),
-            scalars=np.array([float(model.macs), model.phi, model.mac_energy, macs_eff, e_lb, c_lb]))
+            scalars=np.array([float(model.macs), model.phi, model.mac_energy, macs_eff, e_lb, c_lb]),
+        )
         return PartialBound(model, static)
 
     @staticmethod
@@ -387,10 +426,16 @@ class OptimalMapper:
                     return False
         return True
 
-    def tilings(self, space: MapSpace, model: CostModel, bound: PartialBound | None = None,
-                threshold: Callable[[], float] = lambda: math.inf, pruned: np.ndarray | None = None,
-                deadline: float = math.inf, min_tile: np.ndarray | None = None
-                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def tilings(
+        self,
+        space: MapSpace,
+        model: CostModel,
+        bound: PartialBound | None = None,
+        threshold: Callable[[], float] = lambda: math.inf,
+        pruned: np.ndarray | None = None,
+        deadline: float = math.inf,
+        min_tile: np.ndarray | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Chunks of fitting tilings as (temporal, spatial_x, spatial_y) arrays of shape (B, L, D), and their
         bounds (B,) (zeros without a `bound`).
 
@@ -435,8 +480,9 @@ class OptimalMapper:
                 return None
             return temporal[ok], sx[ok], sy[ok], vals[ok]
 
-        def expand(partial: np.ndarray, vals: np.ndarray, k: int
-                   ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        def expand(
+            partial: np.ndarray, vals: np.ndarray, k: int
+        ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
             if k == N_DIMS:
                 done = finish(partial, vals)
                 if done is not None:
@@ -450,8 +496,9 @@ class OptimalMapper:
                 while i < len(partial):
                     if time.perf_counter() > deadline:
                         raise _Stopped("time")
-                    new, nv = expand_fitting(model, fan_size, partial[i:i + step], opts, d, static, k + 1,
-                                             threshold(), pruned, min_tile)
+                    new, nv = expand_fitting(
+                        model, fan_size, partial[i : i + step], opts, d, static, k + 1, threshold(), pruned, min_tile
+                    )
                     i += step
                     if len(new):
                         if static is not None:
@@ -467,8 +514,9 @@ class OptimalMapper:
         yield from expand(root, bound(root, 0) if bound is not None else np.zeros(1), 0)
 
     # ------------------------------------------------------------------ orders
-    def _best_orders(self, model: CostModel, temporal: np.ndarray, sx: np.ndarray, sy: np.ndarray,
-                     objective: str) -> tuple[np.ndarray, np.ndarray, int]:
+    def _best_orders(
+        self, model: CostModel, temporal: np.ndarray, sx: np.ndarray, sy: np.ndarray, objective: str
+    ) -> tuple[np.ndarray, np.ndarray, int]:
         """For tilings (B, L, D) arrays: the best order per level (B, L, D), its objective, evaluations.
 
         Per tiling and level, the order classes follow from which dims loop there and which tensors that
@@ -491,8 +539,9 @@ class OptimalMapper:
         table = _CLASS_TABLE.ensure(np.unique(codes))
         offsets, var_tiling, var_order = order_variants(codes, table.start, table.count, table.orders)
         cost = model.evaluate_batch(MappingBatch(temporal[var_tiling], sx[var_tiling], sy[var_tiling], var_order))
-        pick, best_obj = best_combinations(offsets, codes, table.count, cost.energy, cost.level_cycles,
-                                           cost.compute_cycles, OBJECTIVE_CODES[objective])
+        pick, best_obj = best_combinations(
+            offsets, codes, table.count, cost.energy, cost.level_cycles, cost.compute_cycles, OBJECTIVE_CODES[objective]
+        )
         best_order = table.orders[table.start[codes] + pick]
         return best_order, best_obj, len(var_tiling)
 
@@ -501,8 +550,12 @@ class OptimalMapper:
     def _trivial(model: CostModel) -> Mapping:
         """Every factor at the outermost level: valid whenever one element of each tensor fits every level."""
         ones = ((1,) * N_DIMS,) * model.L
-        return Mapping(temporal=(tuple(model.dims),) + ones[1:], spatial_x=ones, spatial_y=ones,
-                       order=(tuple(range(N_DIMS)),) * model.L)
+        return Mapping(
+            temporal=(tuple(model.dims),) + ones[1:],
+            spatial_x=ones,
+            spatial_y=ones,
+            order=(tuple(range(N_DIMS)),) * model.L,
+        )
 
     # ------------------------------------------------------------------ bypass and placement
     @staticmethod
@@ -513,15 +566,24 @@ class OptimalMapper:
         out = []
         for bits in range(1 << len(free)):
             gone = {free[i] for i in range(len(free)) if bits >> i & 1}
-            levels = [level.model_copy(update={"keeps": tuple(t for t in level.keeps if (lvl, t) not in gone),
-                                               "may_bypass": ()}) for lvl, level in enumerate(arch.levels)]
+            levels = [
+                level.model_copy(
+                    update={"keeps": tuple(t for t in level.keeps if (lvl, t) not in gone), "may_bypass": ()}
+                )
+                for lvl, level in enumerate(arch.levels)
+            ]
             if any(not any(t in lv.keeps for lv in levels) for t in ("inputs", "weights", "outputs")):
                 continue
             if any(isinstance(lv.capacity, dict) for lv in levels):  # a partition of a bypassed tensor goes too
-                levels = [lv.model_copy(update={"capacity": {t: w for t, w in lv.capacity.items() if t in lv.keeps}
-                                                 or None}) if isinstance(lv.capacity, dict) else lv for lv in levels]
-            matrix = tuple(tuple(int((lvl, t) in gone) for t in ("inputs", "weights", "outputs"))
-                           for lvl in range(arch.n_levels))
+                levels = [
+                    lv.model_copy(update={"capacity": {t: w for t, w in lv.capacity.items() if t in lv.keeps} or None})
+                    if isinstance(lv.capacity, dict)
+                    else lv
+                    for lv in levels
+                ]
+            matrix = tuple(
+                tuple(int((lvl, t) in gone) for t in ("inputs", "weights", "outputs")) for lvl in range(arch.n_levels)
+            )
             out.append((arch.model_copy(update={"levels": levels}), matrix if gone else None))
         return out
 
@@ -561,8 +623,9 @@ class OptimalMapper:
                     out[lvl, v] = N_DIMS
         return out if out.any() else None
 
-    def _level_choices(self, model: CostModel, lvl: int, T: tuple[int, ...], inner: tuple[int, ...],
-                       min_place: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _level_choices(
+        self, model: CostModel, lvl: int, T: tuple[int, ...], inner: tuple[int, ...], min_place: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """(order, placement) candidates of one level, as arrays (n, D) and (n, tensors), from the level's
         temporal factors T and the extents `inner` below its loops (its spatial loops and the levels inside).
 
@@ -624,15 +687,24 @@ class OptimalMapper:
                 if keeps[v]:
                     ok &= wv <= cap[1][v] + 1e-9
         pi, ci = np.nonzero(ok)
-        orders = np.concatenate([np.broadcast_to(np.array(rest, dtype=np.int64), (len(pi), len(rest))), perms[pi]],
-                                axis=1)
+        orders = np.concatenate(
+            [np.broadcast_to(np.array(rest, dtype=np.int64), (len(pi), len(rest))), perms[pi]], axis=1
+        )
         ks = np.stack([k0[ci], k1[ci], k2[ci]], axis=1)
         place = np.where(ks > 0, ks + len(rest), 0)
         return orders.astype(np.int64), place.astype(np.int64)
 
-    def _best_placed(self, model: CostModel, t: np.ndarray, sx: np.ndarray, sy: np.ndarray, objective: str,
-                     min_place: np.ndarray, cache: dict, deadline: float
-                     ) -> tuple[float, Mapping | None, int, np.ndarray, int]:
+    def _best_placed(
+        self,
+        model: CostModel,
+        t: np.ndarray,
+        sx: np.ndarray,
+        sy: np.ndarray,
+        objective: str,
+        min_place: np.ndarray,
+        cache: dict,
+        deadline: float,
+    ) -> tuple[float, Mapping | None, int, np.ndarray, int]:
         """The best (orders, placements) of tilings (B, L, D) whose whole tiles overflow some level: every
         combination of each tiling's `_level_choices` (cached in `cache` by what decides them), scored in
         batches of about `max_placements` rows.  Returns (objective, mapping, evaluations, mask of the tilings
@@ -658,8 +730,9 @@ class OptimalMapper:
             if obj[i] < best_obj:
                 b = which[i]
                 best_obj = float(obj[i])
-                best_map = MappingBatch(t[b:b + 1], sx[b:b + 1], sy[b:b + 1], orders[i:i + 1], None,
-                                        place[i:i + 1])[0]
+                best_map = MappingBatch(
+                    t[b : b + 1], sx[b : b + 1], sy[b : b + 1], orders[i : i + 1], None, place[i : i + 1]
+                )[0]
 
         SP = sx * sy
         below = np.ones((len(t), L + 1, N_DIMS), dtype=np.int64)  # extents of each level's tile
@@ -677,8 +750,9 @@ class OptimalMapper:
                     key = (lvl, t[b, lvl].tobytes(), inner[b, lvl].tobytes())
                 table = cache.get(key)
                 if table is None and key not in cache:
-                    table = cache[key] = self._level_choices(model, lvl, tuple(int(f) for f in t[b, lvl]),
-                                                             tuple(int(e) for e in inner[b, lvl]), min_place)
+                    table = cache[key] = self._level_choices(
+                        model, lvl, tuple(int(f) for f in t[b, lvl]), tuple(int(e) for e in inner[b, lvl]), min_place
+                    )
                 ids.append(key)
                 if table is None:
                     break
@@ -690,8 +764,10 @@ class OptimalMapper:
                 else:
                     sizes = [len(o) for o, _ in tables]
                     idx = np.indices(sizes).reshape(L, -1)
-                    combo = cache[tuple(ids)] = (np.stack([tables[lvl][0][idx[lvl]] for lvl in range(L)], axis=1),
-                                                 np.stack([tables[lvl][1][idx[lvl]] for lvl in range(L)], axis=1))
+                    combo = cache[tuple(ids)] = (
+                        np.stack([tables[lvl][0][idx[lvl]] for lvl in range(L)], axis=1),
+                        np.stack([tables[lvl][1][idx[lvl]] for lvl in range(L)], axis=1),
+                    )
             if combo[0] is None:
                 skipped[b] = True
                 continue
@@ -709,9 +785,17 @@ class OptimalMapper:
         return best_obj, best_map, evals, skipped, len(t)
 
     # ------------------------------------------------------------------ search
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int | None = None,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
-               initial: Sequence[Mapping] | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int | None = None,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+        initial: Sequence[Mapping] | None = None,
+    ) -> SearchResult:
         """`initial`: warm-start mappings (rlmap.search.warmstart); the best valid one is the first incumbent.
         `budget` and `seed` are not used: the search is deterministic and runs until it has proved the
         optimum or hits its limits.
@@ -755,8 +839,14 @@ class OptimalMapper:
             # must beat, so most of its placements are cut at once -- with placements, the one-tile-per-level
             # space with bypass choices (so a stopped placement search never returns worse than it); with
             # bypass alone, the architecture's keeps
-            plain = OptimalMapper(self.max_tilings, None, self.chunk, self.sweep_chunk, placement=False,
-                                  bypass=self.bypass and self.placement)
+            plain = OptimalMapper(
+                self.max_tilings,
+                None,
+                self.chunk,
+                self.sweep_chunk,
+                placement=False,
+                bypass=self.bypass and self.placement,
+            )
             remaining = deadline - time.perf_counter()
             if remaining > 0:
                 warm = plain.search(layer, arch, objective, model=model, time_limit=remaining)
@@ -785,8 +875,15 @@ class OptimalMapper:
             bound = self.partial_bound(space_v, model_v, objective)
             # a partial tiling is cut when no completion can beat the incumbent by more than rounding (1e-9):
             # ties are not explored, so the optimum is proven to that relative precision
-            gen = self.tilings(space_v, model_v, bound, lambda: best_obj * (1 - 1e-9),  # noqa: B023 - the live incumbent
-                               pruned, deadline, min_tile)
+            gen = self.tilings(
+                space_v,
+                model_v,
+                bound,
+                lambda: best_obj * (1 - 1e-9),  # noqa: B023 - the live incumbent
+                pruned,
+                deadline,
+                min_tile,
+            )
             try:
                 for temporal, sx, sy, tbound in gen:
                     n_tilings += len(temporal)
@@ -798,15 +895,19 @@ class OptimalMapper:
                         part = slice(s0, s0 + self.sweep_chunk)
                         t, x, y = temporal[part], sx[part], sy[part]
                         ident = np.broadcast_to(np.arange(N_DIMS), t.shape).copy()
-                        smallest = None if min_place is None else np.broadcast_to(min_place, (len(t),) + min_place.shape)
-                        relaxed = model_v.evaluate_batch(MappingBatch(t, x, y, ident, None, smallest),
-                                                         relax_orders=True).objective(objective)
+                        smallest = (
+                            None if min_place is None else np.broadcast_to(min_place, (len(t),) + min_place.shape)
+                        )
+                        relaxed = model_v.evaluate_batch(
+                            MappingBatch(t, x, y, ident, None, smallest), relax_orders=True
+                        ).objective(objective)
                         evaluations += len(t)
                         keep = np.flatnonzero(relaxed < best_obj * (1 - 1e-9))
                         overflow = keep[:0]
                         if len(keep) and min_place is not None:  # tilings whose whole tiles overflow: placements
-                            whole = model_v.evaluate_batch(MappingBatch(t[keep], x[keep], y[keep], ident[keep]),
-                                                           relax_orders=True).valid
+                            whole = model_v.evaluate_batch(
+                                MappingBatch(t[keep], x[keep], y[keep], ident[keep]), relax_orders=True
+                            ).valid
                             overflow = keep[~whole]
                             keep = keep[whole]
                         if len(keep):  # whole tiles first: placement 0 is their best, and they set the incumbent
@@ -818,15 +919,17 @@ class OptimalMapper:
                                 k = keep[i]
                                 best_obj = float(obj[i])
                                 best_map = self._with_bypass(
-                                    MappingBatch(t[k:k + 1], x[k:k + 1], y[k:k + 1], orders[i:i + 1])[0], byp)
+                                    MappingBatch(t[k : k + 1], x[k : k + 1], y[k : k + 1], orders[i : i + 1])[0], byp
+                                )
                         overflow = overflow[np.argsort(relaxed[overflow], kind="stable")]  # best bound first
                         for g0 in range(0, len(overflow), self.placed_chunk):
-                            group = overflow[g0:g0 + self.placed_chunk]
+                            group = overflow[g0 : g0 + self.placed_chunk]
                             group = group[relaxed[group] < best_obj * (1 - 1e-9)]
                             if not len(group):
                                 break
                             obj, m, evals, skipped, done = self._best_placed(
-                                model_v, t[group], x[group], y[group], objective, min_place, choice_cache, deadline)
+                                model_v, t[group], x[group], y[group], objective, min_place, choice_cache, deadline
+                            )
                             n_placed += done
                             placed_combos += evals
                             evaluations += evals
@@ -835,14 +938,20 @@ class OptimalMapper:
                             if obj < best_obj:
                                 best_obj, best_map = obj, self._with_bypass(m, byp)
                             if done < len(group):
-                                left = np.concatenate([relaxed[group[done:]], relaxed[overflow[g0 + self.placed_chunk:]]])
-                                gen.throw(_Stopped("time", float(min(tbound[s0 + self.sweep_chunk:].min(initial=np.inf),
-                                                                     left.min()))))
+                                left = np.concatenate(
+                                    [relaxed[group[done:]], relaxed[overflow[g0 + self.placed_chunk :]]]
+                                )
+                                gen.throw(
+                                    _Stopped(
+                                        "time",
+                                        float(min(tbound[s0 + self.sweep_chunk :].min(initial=np.inf), left.min())),
+                                    )
+                                )
                     curve.append(best_obj)
                     curve_evals.append(evaluations)
             except _Stopped as stop:
-                complete, frontier = False, min(stop.frontier, min(lbs[vi + 1:], default=math.inf))
-                why = (f"time limit {limit:g} s reached" if stop.why == "time" else stop.why)
+                complete, frontier = False, min(stop.frontier, min(lbs[vi + 1 :], default=math.inf))
+                why = f"time limit {limit:g} s reached" if stop.why == "time" else stop.why
                 stopped_at = vi
                 break
         if best_map is not None and (not curve or curve[-1] > best_obj):  # found after the last curve point
@@ -862,21 +971,43 @@ class OptimalMapper:
         if proven and not complete:
             why += ", but nothing left could beat the incumbent: proven"
         elif not complete:
-            why += (f": not proven, within {gap:.4g}x of the bound" if best_map is not None
-                    else ": no valid mapping found yet")
-        notes = {"fitting_tilings_seen": n_tilings, "tilings_swept": swept, "partial_tilings_pruned": int(pruned[0]),
-                 "bypass_choices": len(variants), "bypass_choices_skipped": variants_skipped,
-                 "bypass_choices_searched": min(stopped_at + 1, len(variants)) - variants_skipped,
-                 "tilings_placed": n_placed, "placement_combinations": placed_combos, "warm_start_s": warm_s,
-                 "placeable": [("inputs", "weights", "outputs")[v] for v in self.placeable(model)]
-                 if self.placement else [],
-                 "complete": complete, "stopped": why, "lower_bound": lb,
-                 "gap_to_lower_bound": best_obj / lb if lb > 0 else math.inf, "bound": opt_lb, "gap_to_bound": gap,
-                 "time_limit": limit, "curve_evaluations": curve_evals, **space.sizes()}
+            why += (
+                f": not proven, within {gap:.4g}x of the bound"
+                if best_map is not None
+                else ": no valid mapping found yet"
+            )
+        notes = {
+            "fitting_tilings_seen": n_tilings,
+            "tilings_swept": swept,
+            "partial_tilings_pruned": int(pruned[0]),
+            "bypass_choices": len(variants),
+            "bypass_choices_skipped": variants_skipped,
+            "bypass_choices_searched": min(stopped_at + 1, len(variants)) - variants_skipped,
+            "tilings_placed": n_placed,
+            "placement_combinations": placed_combos,
+            "warm_start_s": warm_s,
+            "placeable": [("inputs", "weights", "outputs")[v] for v in self.placeable(model)] if self.placement else [],
+            "complete": complete,
+            "stopped": why,
+            "lower_bound": lb,
+            "gap_to_lower_bound": best_obj / lb if lb > 0 else math.inf,
+            "bound": opt_lb,
+            "gap_to_bound": gap,
+            "time_limit": limit,
+            "curve_evaluations": curve_evals,
+            **space.sizes(),
+        }
         # one curve point per chunk of tilings; notes["curve_evaluations"] gives the evaluations behind each
         return SearchResult(
-            mapper=self.name, objective=objective, mapping=best_map, cost=cost, evaluations=evaluations,
-            curve=np.array(curve), proven_optimal=proven, seconds=time.perf_counter() - t0, notes=notes,
+            mapper=self.name,
+            objective=objective,
+            mapping=best_map,
+            cost=cost,
+            evaluations=evaluations,
+            curve=np.array(curve),
+            proven_optimal=proven,
+            seconds=time.perf_counter() - t0,
+            notes=notes,
         )
 
     @staticmethod

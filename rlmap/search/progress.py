@@ -62,8 +62,16 @@ class PlainProgress:
     def stop(self) -> None:
         self.__exit__(None, None, None)
 
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
-               description: str | None = None, advance: float | None = None, **fields: Any) -> None:
+    def update(
+        self,
+        task_id: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        description: str | None = None,
+        advance: float | None = None,
+        **fields: Any,
+    ) -> None:
         with self._lock:
             t = self.tasks[task_id]
             if completed is not None:
@@ -79,7 +87,7 @@ class PlainProgress:
     def advance(self, task_id: int, advance: float = 1) -> None:
         self.update(task_id, advance=advance)
 
-    def __enter__(self) -> "PlainProgress":
+    def __enter__(self) -> PlainProgress:
         self._t0 = time.monotonic()
         if self.enabled and self.interval > 0:
             self._thread = threading.Thread(target=self._beat, name="rlmap-progress", daemon=True)
@@ -116,18 +124,35 @@ class PlainProgress:
             self.emit()
 
 
-def progress_bar(description_column: str = "[bold]{task.description}", enabled: bool = True,
-                 stream: TextIO | None = None, transient: bool = True, console: Any = None,
-                 remaining: bool = False, bar_width: int | None = 40) -> Any:
+def progress_bar(
+    description_column: str = "[bold]{task.description}",
+    enabled: bool = True,
+    stream: TextIO | None = None,
+    transient: bool = True,
+    console: Any = None,
+    remaining: bool = False,
+    bar_width: int | None = 40,
+) -> Any:
     """A rich Progress on a terminal (stderr or `console`), a PlainProgress otherwise; `enabled=False`: silent.
     `remaining` adds rich's time-remaining column.  Tasks carry an `info` field (pass info="" to add_task)."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     out = stream if stream is not None else (console.file if console is not None else sys.stderr)
     if enabled and getattr(out, "isatty", lambda: False)():
-        columns = [TextColumn(description_column), BarColumn(bar_width=bar_width), MofNCompleteColumn(),
-                   TimeElapsedColumn(), *([TimeRemainingColumn()] if remaining else []),
-                   TextColumn("{task.fields[info]}")]
+        columns = [
+            TextColumn(description_column),
+            BarColumn(bar_width=bar_width),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            *([TimeRemainingColumn()] if remaining else []),
+            TextColumn("{task.fields[info]}"),
+        ]
         return Progress(*columns, transient=transient, console=console)
     return PlainProgress(stream=out, enabled=enabled)

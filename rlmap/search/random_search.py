@@ -85,7 +85,7 @@ def _group_sorted(space: MapSpace, slots: np.ndarray) -> np.ndarray:
     col = 0
     for _d, _p, a in space.groups:
         if a > 1:
-            out[:, col:col + a] = np.sort(out[:, col:col + a], axis=1)
+            out[:, col : col + a] = np.sort(out[:, col : col + a], axis=1)
         col += a
     return out
 
@@ -99,12 +99,20 @@ class BudgetedEvaluator:
     SLICE_SECONDS = 0.1
     """With a time limit, slices shrink so that one takes about this long (a slow cost model gets small ones)."""
 
-    def __init__(self, space: MapSpace, objective: str, budget: int, cache: bool = True,
-                 time_limit: float | None = None, started: float | None = None) -> None:
+    def __init__(
+        self,
+        space: MapSpace,
+        objective: str,
+        budget: int,
+        cache: bool = True,
+        time_limit: float | None = None,
+        started: float | None = None,
+    ) -> None:
         self.space = space
         self.time_limit = time_limit
         self.deadline = (time.perf_counter() if started is None else started) + (
-            np.inf if time_limit is None else time_limit)
+            np.inf if time_limit is None else time_limit
+        )
         self.timed_out = False
         self._slice = self.SLICE if time_limit is None else 64  # grows after the first call on a fast model
         self.seconds_per_evaluation: float | None = None
@@ -178,7 +186,7 @@ class BudgetedEvaluator:
                 todo.append(i)
         s0 = 0
         while s0 < len(todo) and not (s0 and self.exhausted):
-            idx = np.array(todo[s0:s0 + self._slice])
+            idx = np.array(todo[s0 : s0 + self._slice])
             s0 += len(idx)
             vals = self._evaluate(g.take(idx), batch.take(idx))
             out[idx] = vals
@@ -223,8 +231,10 @@ class BudgetedEvaluator:
     def _outermost(self) -> Genome:
         """Every prime copy in slot 0 (the outermost temporal loop), loops in canonical order: inner tiles are
         single words, so this mapping is valid whenever any mapping of the layer is."""
-        return Genome(np.zeros((1, self.space.n_genes), dtype=np.int64),
-                      np.broadcast_to(np.arange(N_DIMS), (1, self.space.L, N_DIMS)).copy())
+        return Genome(
+            np.zeros((1, self.space.n_genes), dtype=np.int64),
+            np.broadcast_to(np.arange(N_DIMS), (1, self.space.L, N_DIMS)).copy(),
+        )
 
     def result(self, mapper: str, started: float, notes: dict[str, Any] | None = None) -> SearchResult:
         """The SearchResult: best mapping re-scored by the scalar (reference) cost model."""
@@ -247,9 +257,16 @@ class BudgetedEvaluator:
         if self.timed_out and self.used < self.budget:
             info["stopped"] = time_limit_note(self.time_limit)
         info.update(notes or {})
-        return SearchResult(mapper=mapper, objective=self.objective, mapping=mapping, cost=cost,
-                            evaluations=self.used, curve=best_so_far(values),
-                            seconds=time.perf_counter() - started, notes=info)
+        return SearchResult(
+            mapper=mapper,
+            objective=self.objective,
+            mapping=mapping,
+            cost=cost,
+            evaluations=self.used,
+            curve=best_so_far(values),
+            seconds=time.perf_counter() - started,
+            notes=info,
+        )
 
 
 class RandomMapper:
@@ -260,9 +277,17 @@ class RandomMapper:
     def __init__(self, batch: int = 4096) -> None:
         self.batch = batch
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
-               initial: Sequence[Mapping] | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1000,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+        initial: Sequence[Mapping] | None = None,
+    ) -> SearchResult:
         """`budget` evaluations at most; with `time_limit` (seconds), stop there with the best so far.
         `initial`: warm-start mappings for this layer (rlmap.search.warmstart), scored before the draws."""
         from rlmap.search.warmstart import initial_genomes

@@ -36,8 +36,9 @@ def fanout_limits(space: MapSpace) -> list[tuple[int, float]]:
     return out
 
 
-def fanout_repair(space: MapSpace, g: Genome, rng: np.random.Generator,
-                  limits: list[tuple[int, float]] | None = None) -> Genome:
+def fanout_repair(
+    space: MapSpace, g: Genome, rng: np.random.Generator, limits: list[tuple[int, float]] | None = None
+) -> Genome:
     """In place: move random prime copies out of over-full spatial slots to the level's temporal slot."""
     if g.slots.shape[1] == 0:
         return g
@@ -90,9 +91,14 @@ def structural_valid(model: CostModel, b: MappingBatch) -> np.ndarray:
     return ok & ~over
 
 
-
-def capacity_repair(space: MapSpace, g: Genome, rng: np.random.Generator, valid: np.ndarray | None = None,
-                    target: int | np.ndarray = 0, movable: np.ndarray | None = None) -> np.ndarray:
+def capacity_repair(
+    space: MapSpace,
+    g: Genome,
+    rng: np.random.Generator,
+    valid: np.ndarray | None = None,
+    target: int | np.ndarray = 0,
+    movable: np.ndarray | None = None,
+) -> np.ndarray:
     """In place: rows whose tiles overflow a buffer get random prime copies moved out to slot `target`
     (default 0, the outermost temporal slot: DRAM) until they fit.  Only copies inside `target` (slot >
     target) and, if given, with `movable[gene]` set are moved.  `target` (B,) and `movable` (B, G) may

@@ -56,7 +56,9 @@ def parse_densities(text: str) -> tuple[list[float], list[float] | None]:
             if p:
                 probs.append(float(p))
     except ValueError:
-        raise SpecError(f"expected densities like 0.2,0.5,1.0 or 0.2:0.3,1.0:0.7, got {text!r}", "--densities") from None
+        raise SpecError(
+            f"expected densities like 0.2,0.5,1.0 or 0.2:0.3,1.0:0.7, got {text!r}", "--densities"
+        ) from None
     if not dens or any(not 0 < d <= 1 for d in dens):
         raise SpecError(f"densities must be in (0, 1], got {text!r}", "--densities")
     if probs and (len(probs) != len(dens) or any(p < 0 for p in probs) or sum(probs) <= 0):
@@ -78,8 +80,14 @@ class RobustModel(CostModel):
     cycles are 1), so any mapper run with objective 'edp' on this model minimises it.  Structure and
     capacities come from the densest layer (the tightest compressed tiles)."""
 
-    def __init__(self, models: Sequence[CostModel], refs: Sequence[float], objective: str, mode: str,
-                 probs: Sequence[float] | None) -> None:
+    def __init__(
+        self,
+        models: Sequence[CostModel],
+        refs: Sequence[float],
+        objective: str,
+        mode: str,
+        probs: Sequence[float] | None,
+    ) -> None:
         dense = max(range(len(models)), key=lambda k: models[k].density)
         CostModel.__init__(self, models[dense].layer, models[dense].arch)
         self.models = list(models)
@@ -99,11 +107,18 @@ class RobustModel(CostModel):
 
     def report(self, m: Mapping) -> dict[str, Any]:
         """One mapping's objective / reference at every density (inf where invalid), worst and expected."""
-        r = np.array([mod.evaluate_batch(m.to_arrays()).objective(self.robust_objective)[0] / ref
-                      for mod, ref in zip(self.models, self.refs)])
+        r = np.array(
+            [
+                mod.evaluate_batch(m.to_arrays()).objective(self.robust_objective)[0] / ref
+                for mod, ref in zip(self.models, self.refs)
+            ]
+        )
         r = np.where(np.isfinite(r), r, np.inf)
-        return {"ratio_per_density": {f"{mod.density}": float(x) for mod, x in zip(self.models, r)},
-                "worst": float(r.max()), "expected": float((self.probs * r).sum())}
+        return {
+            "ratio_per_density": {f"{mod.density}": float(x) for mod, x in zip(self.models, r)},
+            "worst": float(r.max()),
+            "expected": float((self.probs * r).sum()),
+        }
 
     def combine(self, r: np.ndarray) -> np.ndarray:
         return r.max(axis=0) if self.mode == "worst" else (self.probs[:, None] * r).sum(axis=0)
@@ -112,20 +127,39 @@ class RobustModel(CostModel):
         r, valid = self.ratios(b)
         score = np.where(valid, self.combine(r), np.inf)
         ones = np.where(valid, 1.0, np.inf)
-        return BatchCost(valid=valid, energy=score, cycles=ones, utilization=np.zeros(len(b)),
-                         reason=np.where(valid, 0, 3), compute_cycles=ones, level_cycles=np.zeros((self.L, len(b))))
+        return BatchCost(
+            valid=valid,
+            energy=score,
+            cycles=ones,
+            utilization=np.zeros(len(b)),
+            reason=np.where(valid, 0, 3),
+            compute_cycles=ones,
+            level_cycles=np.zeros((self.L, len(b))),
+        )
 
     def evaluate(self, m: Mapping) -> Cost:
         bc = self.evaluate_batch(m.to_arrays())
-        return Cost(valid=bool(bc.valid[0]), energy=float(bc.energy[0]), cycles=float(bc.cycles[0]),
-                    reason="" if bc.valid[0] else "invalid at some density")
+        return Cost(
+            valid=bool(bc.valid[0]),
+            energy=float(bc.energy[0]),
+            cycles=float(bc.cycles[0]),
+            reason="" if bc.valid[0] else "invalid at some density",
+        )
 
 
 class SparsityAwareMapper:
     """A base mapper made density-robust; see the module docstring."""
 
-    def __init__(self, base: Any, densities: Sequence[float], probs: Sequence[float] | None = None,
-                 mode: str = "worst", tensor: str = "inputs", ref_frac: float = 0.5, reference: Any = None) -> None:
+    def __init__(
+        self,
+        base: Any,
+        densities: Sequence[float],
+        probs: Sequence[float] | None = None,
+        mode: str = "worst",
+        tensor: str = "inputs",
+        ref_frac: float = 0.5,
+        reference: Any = None,
+    ) -> None:
         if mode not in MODES:
             raise SpecError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})", "--robust")
         self.base = base
@@ -137,9 +171,17 @@ class SparsityAwareMapper:
         self.reference = reference  # mapper for the per-density references (default: the base mapper)
         self.name = f"{getattr(base, 'name', 'mapper')}+sparse-{mode}"
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
-               initial: Sequence[Mapping] | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1000,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+        initial: Sequence[Mapping] | None = None,
+    ) -> SearchResult:
         check_args(objective, budget, time_limit)
         started = time.perf_counter()
         K = len(self.densities)
@@ -147,8 +189,10 @@ class SparsityAwareMapper:
         models = [CostModel(la, arch) for la in layers]
         per = max(1, int(self.ref_frac * budget) // K)
         ref_mapper = self.reference or self.base
-        refs = [ref_mapper.search(la, arch, objective, per, seed + k, m, None, initial)
-                for k, (la, m) in enumerate(zip(layers, models))]
+        refs = [
+            ref_mapper.search(la, arch, objective, per, seed + k, m, None, initial)
+            for k, (la, m) in enumerate(zip(layers, models))
+        ]
         if any(r.mapping is None for r in refs):
             bad = [d for d, r in zip(self.densities, refs) if r.mapping is None]
             raise SpecError(f"no valid mapping found at density {bad} with this budget", "--densities")
@@ -160,21 +204,31 @@ class SparsityAwareMapper:
         res = self.base.search(robust_model.layer, arch, "edp", rest, seed + K, robust_model, time_limit, seeds)
         robust = res.mapping
         own = float(getattr(layer.density, self.tensor))
-        single_k = (self.densities.index(own) if own in self.densities
-                    else int(np.argmax(self.densities)))
+        single_k = self.densities.index(own) if own in self.densities else int(np.argmax(self.densities))
         single = refs[single_k].mapping
         if robust is not None:  # a reference is the best found for its density by either phase
             at = [mod.evaluate_batch(robust.to_arrays()).objective(objective)[0] for mod in models]
             ref_vals = [min(r, a) if np.isfinite(a) else r for r, a in zip(ref_vals, at)]
             robust_model = RobustModel(models, ref_vals, objective, self.mode, self.probs)
-        report = {name: robust_model.report(m) for name, m in (("robust", robust), ("single", single))
-                  if m is not None}
+        report = {name: robust_model.report(m) for name, m in (("robust", robust), ("single", single)) if m is not None}
         cost = CostModel(layer, arch).evaluate(robust) if robust is not None else None
         curve = res.curve  # best-so-far robust objective per robust evaluation
-        notes = {"densities": self.densities, "tensor": self.tensor, "mode": self.mode,
-                 "references": {str(d): v for d, v in zip(self.densities, ref_vals)},
-                 "single_density": self.densities[single_k], **report,
-                 "evaluations_per_robust_mapping": K}
-        return SearchResult(mapper=self.name, objective=objective, mapping=robust, cost=cost,
-                            evaluations=used + res.evaluations * K, curve=curve,
-                            seconds=time.perf_counter() - started, notes=notes)
+        notes = {
+            "densities": self.densities,
+            "tensor": self.tensor,
+            "mode": self.mode,
+            "references": {str(d): v for d, v in zip(self.densities, ref_vals)},
+            "single_density": self.densities[single_k],
+            **report,
+            "evaluations_per_robust_mapping": K,
+        }
+        return SearchResult(
+            mapper=self.name,
+            objective=objective,
+            mapping=robust,
+            cost=cost,
+            evaluations=used + res.evaluations * K,
+            curve=curve,
+            seconds=time.perf_counter() - started,
+            notes=notes,
+        )

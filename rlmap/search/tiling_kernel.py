@@ -66,8 +66,15 @@ class BoundStatic:
 
 
 @numba.njit(cache=CACHE, error_model="numpy")
-def _unplaced_room(dset: np.ndarray, p: int, pl: np.ndarray, dims: np.ndarray, allowed: np.ndarray,
-                   fan_size: np.ndarray, room: np.ndarray) -> float:
+def _unplaced_room(
+    dset: np.ndarray,
+    p: int,
+    pl: np.ndarray,
+    dims: np.ndarray,
+    allowed: np.ndarray,
+    fan_size: np.ndarray,
+    room: np.ndarray,
+) -> float:
     """Upper bound of the product, over the unplaced dims in `dset`, of their spatial factors at levels >= p."""
     L, D = allowed.shape
     total = 1.0
@@ -111,12 +118,34 @@ def _conflicts(ne: np.ndarray, px: np.ndarray) -> float:
 
 
 @numba.njit(cache=CACHE, error_model="numpy")
-def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, dims: np.ndarray,
-               allowed: np.ndarray, fan_size: np.ndarray, chain_p: np.ndarray, chain_c: np.ndarray,
-               n_pairs: np.ndarray, word_scale: np.ndarray, read_e: np.ndarray, write_e: np.ndarray,
-               bandwidth: np.ndarray, fmt_min: np.ndarray, size: np.ndarray, scalars: np.ndarray,
-               SPab: np.ndarray, SPbel: np.ndarray, room: np.ndarray, rd: np.ndarray, wr: np.ndarray,
-               irr: np.ndarray, dset: np.ndarray, ne: np.ndarray, px: np.ndarray) -> float:
+def _row_bound(
+    T: np.ndarray,
+    SP: np.ndarray,
+    pl: np.ndarray,
+    objective: int,
+    dims: np.ndarray,
+    allowed: np.ndarray,
+    fan_size: np.ndarray,
+    chain_p: np.ndarray,
+    chain_c: np.ndarray,
+    n_pairs: np.ndarray,
+    word_scale: np.ndarray,
+    read_e: np.ndarray,
+    write_e: np.ndarray,
+    bandwidth: np.ndarray,
+    fmt_min: np.ndarray,
+    size: np.ndarray,
+    scalars: np.ndarray,
+    SPab: np.ndarray,
+    SPbel: np.ndarray,
+    room: np.ndarray,
+    rd: np.ndarray,
+    wr: np.ndarray,
+    irr: np.ndarray,
+    dset: np.ndarray,
+    ne: np.ndarray,
+    px: np.ndarray,
+) -> float:
     """Lower bound of the objective over every completion of the partial tiling (T, SP) (L, D) whose placed
     dims are `pl`; scratch arrays are passed in.  See the module docstring for the derivation."""
     L, D = T.shape
@@ -129,8 +158,14 @@ def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, di
                     if REL[b, d] and not REL[a, d]:
                         prod *= T[lvl, d]
                 px[lvl, a, b] = prod
-    macs, phi, mac_energy, macs_eff, e_floor, c_floor = (scalars[0], scalars[1], scalars[2], scalars[3],
-                                                         scalars[4], scalars[5])
+    macs, phi, mac_energy, macs_eff, e_floor, c_floor = (
+        scalars[0],
+        scalars[1],
+        scalars[2],
+        scalars[3],
+        scalars[4],
+        scalars[5],
+    )
     for d in range(D):
         SPab[0, d] = 1.0
         SPbel[L, d] = 1.0
@@ -184,14 +219,18 @@ def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, di
                     wr[c] += refetch * word_scale[c]
                     rd[c] += s * mB * word_scale[c]
                     if lst >= 0:
-                        ne[v, lst] += s * (mA * (fmt_min[p, v] * word_scale[p] * (read_e[p] + write_e[p])
-                                                 + word_scale[c] * write_e[c]) + mB * word_scale[c] * read_e[c])
+                        ne[v, lst] += s * (
+                            mA * (fmt_min[p, v] * word_scale[p] * (read_e[p] + write_e[p]) + word_scale[c] * write_e[c])
+                            + mB * word_scale[c] * read_e[c]
+                        )
                 else:
                     rd[p] += s * mA * fmt_min[p, v] * word_scale[p]
                     wr[c] += s * mB * fmt_min[c, v] * word_scale[c]
                     if lst >= 0:
-                        ne[v, lst] += s * (mA * fmt_min[p, v] * word_scale[p] * read_e[p]
-                                           + mB * fmt_min[c, v] * word_scale[c] * write_e[c])
+                        ne[v, lst] += s * (
+                            mA * fmt_min[p, v] * word_scale[p] * read_e[p]
+                            + mB * fmt_min[c, v] * word_scale[c] * write_e[c]
+                        )
                 continue
             # MAC-facing: one read serves at most `reuse` MACs
             if v == INPUTS:
@@ -259,10 +298,25 @@ def _row_bound(T: np.ndarray, SP: np.ndarray, pl: np.ndarray, objective: int, di
 
 
 @numba.njit(cache=CACHE, error_model="numpy")
-def _bounds(part: np.ndarray, k: int, objective: int, dims: np.ndarray, placed: np.ndarray, allowed: np.ndarray,
-            fan_size: np.ndarray, chain_p: np.ndarray, chain_c: np.ndarray, n_pairs: np.ndarray,
-            word_scale: np.ndarray, read_e: np.ndarray, write_e: np.ndarray, bandwidth: np.ndarray,
-            fmt_min: np.ndarray, size: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+def _bounds(
+    part: np.ndarray,
+    k: int,
+    objective: int,
+    dims: np.ndarray,
+    placed: np.ndarray,
+    allowed: np.ndarray,
+    fan_size: np.ndarray,
+    chain_p: np.ndarray,
+    chain_c: np.ndarray,
+    n_pairs: np.ndarray,
+    word_scale: np.ndarray,
+    read_e: np.ndarray,
+    write_e: np.ndarray,
+    bandwidth: np.ndarray,
+    fmt_min: np.ndarray,
+    size: np.ndarray,
+    scalars: np.ndarray,
+) -> np.ndarray:
     n, D, L2 = part.shape
     L = L2 // 2
     T = np.empty((L, D))
@@ -283,22 +337,77 @@ def _bounds(part: np.ndarray, k: int, objective: int, dims: np.ndarray, placed: 
             for d in range(D):
                 T[lvl, d] = part[i, d, 2 * lvl]
                 SP[lvl, d] = part[i, d, 2 * lvl + 1]
-        out[i] = _row_bound(T, SP, pl, objective, dims, allowed, fan_size, chain_p, chain_c, n_pairs, word_scale,
-                            read_e, write_e, bandwidth, fmt_min, size, scalars, SPab, SPbel, room, rd, wr, irr, dset,
-                            ne, px)
+        out[i] = _row_bound(
+            T,
+            SP,
+            pl,
+            objective,
+            dims,
+            allowed,
+            fan_size,
+            chain_p,
+            chain_c,
+            n_pairs,
+            word_scale,
+            read_e,
+            write_e,
+            bandwidth,
+            fmt_min,
+            size,
+            scalars,
+            SPab,
+            SPbel,
+            room,
+            rd,
+            wr,
+            irr,
+            dset,
+            ne,
+            px,
+        )
     return out
 
 
 @numba.njit(cache=CACHE, error_model="numpy")
-def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray, fan_size: np.ndarray,
-                    fan_x: np.ndarray, fan_y: np.ndarray, allow_x: np.ndarray, allow_y: np.ndarray,
-                    geom: np.ndarray, keeps: np.ndarray, fmt: np.ndarray, fmt_const: np.ndarray, density: np.ndarray,
-                    word_scale: np.ndarray, cap_kind: np.ndarray, cap_val: np.ndarray, data_bits: float,
-                    rle_bits: float, b_on: bool, k: int, objective: int, dims: np.ndarray, placed: np.ndarray,
-                    allowed: np.ndarray, chain_p: np.ndarray, chain_c: np.ndarray, n_pairs: np.ndarray,
-                    read_e: np.ndarray, write_e: np.ndarray, bandwidth: np.ndarray, fmt_min: np.ndarray,
-                    size: np.ndarray, scalars: np.ndarray, threshold: float,
-                    pruned: np.ndarray, min_tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _expand_fitting(
+    part: np.ndarray,
+    opts: np.ndarray,
+    d: int,
+    divs: np.ndarray,
+    fan_size: np.ndarray,
+    fan_x: np.ndarray,
+    fan_y: np.ndarray,
+    allow_x: np.ndarray,
+    allow_y: np.ndarray,
+    geom: np.ndarray,
+    keeps: np.ndarray,
+    fmt: np.ndarray,
+    fmt_const: np.ndarray,
+    density: np.ndarray,
+    word_scale: np.ndarray,
+    cap_kind: np.ndarray,
+    cap_val: np.ndarray,
+    data_bits: float,
+    rle_bits: float,
+    b_on: bool,
+    k: int,
+    objective: int,
+    dims: np.ndarray,
+    placed: np.ndarray,
+    allowed: np.ndarray,
+    chain_p: np.ndarray,
+    chain_c: np.ndarray,
+    n_pairs: np.ndarray,
+    read_e: np.ndarray,
+    write_e: np.ndarray,
+    bandwidth: np.ndarray,
+    fmt_min: np.ndarray,
+    size: np.ndarray,
+    scalars: np.ndarray,
+    threshold: float,
+    pruned: np.ndarray,
+    min_tile: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """`_row_bound`'s tests, reorganised so that a candidate (partial row i, option j) costs O(levels x pairs):
     everything that depends on the other dims is computed once per row, everything about dim d's option
     once per call.  Capacity: a level's tiles grow with dim d's extent there, so per row and level the
@@ -311,8 +420,14 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
     L = L2 // 2
     n_opt = opts.shape[0]
     sh, sw, dh, dw = geom[0], geom[1], geom[2], geom[3]
-    macs, phi, mac_energy, macs_eff, e_floor, c_floor = (scalars[0], scalars[1], scalars[2], scalars[3],
-                                                         scalars[4], scalars[5])
+    macs, phi, mac_energy, macs_eff, e_floor, c_floor = (
+        scalars[0],
+        scalars[1],
+        scalars[2],
+        scalars[3],
+        scalars[4],
+        scalars[5],
+    )
     out = np.empty((n_part * n_opt, D, L2), dtype=np.int64)
     vals = np.empty(n_part * n_opt)
     # ---- dim d's options
@@ -423,16 +538,50 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
             lo = 0
             hi = len(divs) - 1
             E[lvl, d] = divs[0]
-            _level_tiles(lvl, E, ec, sh, sw, dh, dw, keeps, fmt, fmt_const, density, word_scale, data_bits,
-                         rle_bits, fps, fmt_f, words)
+            _level_tiles(
+                lvl,
+                E,
+                ec,
+                sh,
+                sw,
+                dh,
+                dw,
+                keeps,
+                fmt,
+                fmt_const,
+                density,
+                word_scale,
+                data_bits,
+                rle_bits,
+                fps,
+                fmt_f,
+                words,
+            )
             if not _fits_capacity(lvl, words, keeps, cap_kind, cap_val):
                 dead = True
                 break
             while lo < hi:  # invariant: divs[lo] fits; find the largest divisor that fits
                 mid = (lo + hi + 1) // 2
                 E[lvl, d] = divs[mid]
-                _level_tiles(lvl, E, ec, sh, sw, dh, dw, keeps, fmt, fmt_const, density, word_scale, data_bits,
-                             rle_bits, fps, fmt_f, words)
+                _level_tiles(
+                    lvl,
+                    E,
+                    ec,
+                    sh,
+                    sw,
+                    dh,
+                    dw,
+                    keeps,
+                    fmt,
+                    fmt_const,
+                    density,
+                    word_scale,
+                    data_bits,
+                    rle_bits,
+                    fps,
+                    fmt_f,
+                    words,
+                )
                 if _fits_capacity(lvl, words, keeps, cap_kind, cap_val):
                     lo = mid
                 else:
@@ -519,9 +668,11 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                     if pSP[lvl] * oS[j, lvl] > fan_size[lvl]:
                         ok = False
                         break
-                    if (x_only[lvl, d] and pX[lvl] * oS[j, lvl] > fan_x[lvl]) or (
-                            y_only[lvl, d] and pY[lvl] * oS[j, lvl] > fan_y[lvl]) or (
-                            pX[lvl] > fan_x[lvl] or pY[lvl] > fan_y[lvl]):
+                    if (
+                        (x_only[lvl, d] and pX[lvl] * oS[j, lvl] > fan_x[lvl])
+                        or (y_only[lvl, d] and pY[lvl] * oS[j, lvl] > fan_y[lvl])
+                        or (pX[lvl] > fan_x[lvl] or pY[lvl] > fan_y[lvl])
+                    ):
                         ok = False
                         break
                 if (oE[j, lvl + 1] * oS[j, lvl] if min_tile[lvl] else oE[j, lvl]) > emax[lvl]:
@@ -580,15 +731,22 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
                                 wr[c] += refetch * word_scale[c]
                                 rd[c] += s * mB * word_scale[c]
                                 if ls >= 0:
-                                    ne[v, ls] += s * (mA * (fmt_min[p, v] * word_scale[p] * (read_e[p] + write_e[p])
-                                                            + word_scale[c] * write_e[c])
-                                                      + mB * word_scale[c] * read_e[c])
+                                    ne[v, ls] += s * (
+                                        mA
+                                        * (
+                                            fmt_min[p, v] * word_scale[p] * (read_e[p] + write_e[p])
+                                            + word_scale[c] * write_e[c]
+                                        )
+                                        + mB * word_scale[c] * read_e[c]
+                                    )
                             else:
                                 rd[p] += s * mA * fmt_min[p, v] * word_scale[p]
                                 wr[c] += s * mB * fmt_min[c, v] * word_scale[c]
                                 if ls >= 0:
-                                    ne[v, ls] += s * (mA * fmt_min[p, v] * word_scale[p] * read_e[p]
-                                                      + mB * fmt_min[c, v] * word_scale[c] * write_e[c])
+                                    ne[v, ls] += s * (
+                                        mA * fmt_min[p, v] * word_scale[p] * read_e[p]
+                                        + mB * fmt_min[c, v] * word_scale[c] * write_e[c]
+                                    )
                             continue
                         if v == INPUTS:
                             reuse = np.inf
@@ -657,8 +815,9 @@ def _expand_fitting(part: np.ndarray, opts: np.ndarray, d: int, divs: np.ndarray
 
 
 @numba.njit(cache=CACHE)
-def order_variants(codes: np.ndarray, start: np.ndarray, count: np.ndarray,
-                   orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def order_variants(
+    codes: np.ndarray, start: np.ndarray, count: np.ndarray, orders: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For tilings with per-level class codes (B, L): the loop orders to score, tiling by tiling -- class 0 at
     every level, then each other class of one level at a time (the rest at class 0).  Returns offsets
     (B + 1,) into the variants, the tiling of each variant and its orders (V, L, D)."""
@@ -692,9 +851,15 @@ def order_variants(codes: np.ndarray, start: np.ndarray, count: np.ndarray,
 
 
 @numba.njit(cache=CACHE)
-def best_combinations(offsets: np.ndarray, codes: np.ndarray, count: np.ndarray, energy: np.ndarray,
-                      level_cycles: np.ndarray, compute_cycles: np.ndarray,
-                      objective: int) -> tuple[np.ndarray, np.ndarray]:
+def best_combinations(
+    offsets: np.ndarray,
+    codes: np.ndarray,
+    count: np.ndarray,
+    energy: np.ndarray,
+    level_cycles: np.ndarray,
+    compute_cycles: np.ndarray,
+    objective: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """The best class per level (B, L) and its objective (B,), from the scores of `order_variants`.
 
     Each access term is decided by one level's order, so energy and every level's traffic are the base's
@@ -747,14 +912,39 @@ def best_combinations(offsets: np.ndarray, codes: np.ndarray, count: np.ndarray,
 
 def bounds(model: CostModel, bs: BoundStatic, part: np.ndarray, k: int) -> np.ndarray:
     """The lower bound of every row of part (B, D, 2L) whose first k enumerated dims are placed."""
-    return _bounds(np.ascontiguousarray(part, dtype=np.int64), k, bs.objective, bs.dims, bs.placed, bs.allowed,
-                   bs.fan_size, bs.chain_p, bs.chain_c, bs.n_pairs, bs.word_scale, bs.read_e, bs.write_e,
-                   bs.bandwidth, bs.fmt_min, bs.size, bs.scalars)
+    return _bounds(
+        np.ascontiguousarray(part, dtype=np.int64),
+        k,
+        bs.objective,
+        bs.dims,
+        bs.placed,
+        bs.allowed,
+        bs.fan_size,
+        bs.chain_p,
+        bs.chain_c,
+        bs.n_pairs,
+        bs.word_scale,
+        bs.read_e,
+        bs.write_e,
+        bs.bandwidth,
+        bs.fmt_min,
+        bs.size,
+        bs.scalars,
+    )
 
 
-def expand_fitting(model: CostModel, fan_size: np.ndarray, part: np.ndarray, opts: np.ndarray, d: int,
-                   bound: BoundStatic | None = None, k: int = 0, threshold: float = np.inf,
-                   pruned: np.ndarray | None = None, min_tile: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def expand_fitting(
+    model: CostModel,
+    fan_size: np.ndarray,
+    part: np.ndarray,
+    opts: np.ndarray,
+    d: int,
+    bound: BoundStatic | None = None,
+    k: int = 0,
+    threshold: float = np.inf,
+    pruned: np.ndarray | None = None,
+    min_tile: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows of part (B, D, 2L) x options of dim d (O, 2L) that fit fanouts (fan_size per level) and capacities,
     and their bounds (zeros without `bound`).  `min_tile` (L,) bool: levels whose capacity test takes the
     smallest tile a per-tensor placement can give (default: none, every tile is its level's whole tile).
@@ -768,18 +958,62 @@ def expand_fitting(model: CostModel, fan_size: np.ndarray, part: np.ndarray, opt
     on = bound is not None
     bs: Any = bound if on else _OFF
     divs = np.array(divisors(model.dims[d]), dtype=np.float64)
-    return _expand_fitting(np.ascontiguousarray(part, dtype=np.int64), np.ascontiguousarray(opts, dtype=np.int64),
-                           d, divs, fan_size, ks.fan_x, ks.fan_y, ks.allow_x, ks.allow_y, ks.geom, ks.keeps, ks.fmt, ks.fmt_const, ks.density, ks.word_scale,
-                           ks.cap_kind, ks.cap_val, float(model.data_bits), float(ks.scalars[6]), on, k,
-                           bs.objective, bs.dims, bs.placed, bs.allowed, bs.chain_p, bs.chain_c, bs.n_pairs,
-                           bs.read_e, bs.write_e, bs.bandwidth, bs.fmt_min, bs.size, bs.scalars, float(threshold),
-                           pruned, np.zeros(model.L, dtype=np.bool_) if min_tile is None else min_tile)
+    return _expand_fitting(
+        np.ascontiguousarray(part, dtype=np.int64),
+        np.ascontiguousarray(opts, dtype=np.int64),
+        d,
+        divs,
+        fan_size,
+        ks.fan_x,
+        ks.fan_y,
+        ks.allow_x,
+        ks.allow_y,
+        ks.geom,
+        ks.keeps,
+        ks.fmt,
+        ks.fmt_const,
+        ks.density,
+        ks.word_scale,
+        ks.cap_kind,
+        ks.cap_val,
+        float(model.data_bits),
+        float(ks.scalars[6]),
+        on,
+        k,
+        bs.objective,
+        bs.dims,
+        bs.placed,
+        bs.allowed,
+        bs.chain_p,
+        bs.chain_c,
+        bs.n_pairs,
+        bs.read_e,
+        bs.write_e,
+        bs.bandwidth,
+        bs.fmt_min,
+        bs.size,
+        bs.scalars,
+        float(threshold),
+        pruned,
+        np.zeros(model.L, dtype=np.bool_) if min_tile is None else min_tile,
+    )
 
 
-_OFF = BoundStatic(objective=0, dims=np.ones(8), placed=np.zeros((9, 8), dtype=np.bool_),
-                   allowed=np.zeros((1, 8), dtype=np.bool_), fan_size=np.ones(1),
-                   chain_p=np.zeros((3, 1), dtype=np.int64), chain_c=np.zeros((3, 1), dtype=np.int64),
-                   n_pairs=np.zeros(3, dtype=np.int64), word_scale=np.ones(1), read_e=np.zeros(1),
-                   write_e=np.zeros(1), bandwidth=np.zeros(1), fmt_min=np.ones((1, 3)), size=np.ones(3),
-                   scalars=np.zeros(6))
+_OFF = BoundStatic(
+    objective=0,
+    dims=np.ones(8),
+    placed=np.zeros((9, 8), dtype=np.bool_),
+    allowed=np.zeros((1, 8), dtype=np.bool_),
+    fan_size=np.ones(1),
+    chain_p=np.zeros((3, 1), dtype=np.int64),
+    chain_c=np.zeros((3, 1), dtype=np.int64),
+    n_pairs=np.zeros(3, dtype=np.int64),
+    word_scale=np.ones(1),
+    read_e=np.zeros(1),
+    write_e=np.zeros(1),
+    bandwidth=np.zeros(1),
+    fmt_min=np.ones((1, 3)),
+    size=np.ones(3),
+    scalars=np.zeros(6),
+)
 """Placeholder arrays (right types) for calls without a bound."""

@@ -93,8 +93,12 @@ def adapt(mappings: Sequence[tuple[Mapping, Layer]], space: MapSpace, rng: np.ra
         f = adapt_factors(mapping_factors(m), src.problem_dims, space.dims, space.allowed)
         fac.append(f.reshape(N_DIMS, L, 3).transpose(1, 0, 2))  # (L, D, 3)
     arr = np.stack(fac)
-    batch = MappingBatch(temporal=arr[..., 0].copy(), spatial_x=arr[..., 1].copy(), spatial_y=arr[..., 2].copy(),
-                         order=np.array([m.order for m, _ in mappings], dtype=np.int64))
+    batch = MappingBatch(
+        temporal=arr[..., 0].copy(),
+        spatial_x=arr[..., 1].copy(),
+        spatial_y=arr[..., 2].copy(),
+        order=np.array([m.order for m, _ in mappings], dtype=np.int64),
+    )
     g = space.encode(batch)
     fanout_repair(space, g, rng)
     capacity_repair(space, g, rng)
@@ -146,13 +150,19 @@ class ReplayBuffer:
         if not ms:
             return
         key = layer_key(layer)
-        self.entries = [e for e in self.entries
-                        if not (e.arch == arch.name and e.objective == objective and layer_key(e.layer) == key)]
+        self.entries = [
+            e
+            for e in self.entries
+            if not (e.arch == arch.name and e.objective == objective and layer_key(e.layer) == key)
+        ]
         self.entries.append(Entry(layer, arch.name, arch.n_levels, objective, list(ms)))
 
     def nearest(self, layer: Layer, arch: Architecture, objective: str) -> list[tuple[float, Entry]]:
-        cands = [(layer_distance(layer, e.layer), -i, e) for i, e in enumerate(self.entries)
-                 if e.arch == arch.name and e.n_levels == arch.n_levels and e.objective == objective]
+        cands = [
+            (layer_distance(layer, e.layer), -i, e)
+            for i, e in enumerate(self.entries)
+            if e.arch == arch.name and e.n_levels == arch.n_levels and e.objective == objective
+        ]
         cands.sort(key=lambda t: (t[0], t[1]))
         return [(d, e) for d, _, e in cands[: self.neighbours]]
 
@@ -177,11 +187,22 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ file
     def to_json(self) -> dict[str, Any]:
-        return {"version": FILE_VERSION, "entries": [
-            {"layer": e.layer.model_dump(mode="json"), "arch": e.arch, "n_levels": e.n_levels,
-             "objective": e.objective,
-             "mappings": [{"temporal": m.temporal, "spatial_x": m.spatial_x, "spatial_y": m.spatial_y, "order": m.order}
-                          for m in e.mappings]} for e in self.entries]}
+        return {
+            "version": FILE_VERSION,
+            "entries": [
+                {
+                    "layer": e.layer.model_dump(mode="json"),
+                    "arch": e.arch,
+                    "n_levels": e.n_levels,
+                    "objective": e.objective,
+                    "mappings": [
+                        {"temporal": m.temporal, "spatial_x": m.spatial_x, "spatial_y": m.spatial_y, "order": m.order}
+                        for m in e.mappings
+                    ],
+                }
+                for e in self.entries
+            ],
+        }
 
     def save(self, path: str | Path | None = None) -> None:
         target = Path(path) if path is not None else self.path
@@ -197,9 +218,17 @@ class ReplayBuffer:
             if data.get("version") != FILE_VERSION:
                 raise ValueError(f"version {data.get('version')!r}, expected {FILE_VERSION}")
             for e in data["entries"]:
-                ms = [Mapping(**{k: tuple(tuple(int(v) for v in row) for row in m[k])
-                                 for k in ("temporal", "spatial_x", "spatial_y", "order")}) for m in e["mappings"]]
-                self.entries.append(Entry(Layer(**e["layer"]), str(e["arch"]), int(e["n_levels"]),
-                                          str(e["objective"]), ms))
+                ms = [
+                    Mapping(
+                        **{
+                            k: tuple(tuple(int(v) for v in row) for row in m[k])
+                            for k in ("temporal", "spatial_x", "spatial_y", "order")
+                        }
+                    )
+                    for m in e["mappings"]
+                ]
+                self.entries.append(
+                    Entry(Layer(**e["layer"]), str(e["arch"]), int(e["n_levels"]), str(e["objective"]), ms)
+                )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SpecError(f"not a warm-start replay buffer ({exc})", str(path)) from None

@@ -45,11 +45,13 @@ class MemoryLevel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str = Field(min_length=1)
     capacity: Count | dict[str, Count] | None = Field(
-        None, description="words per instance: one shared number, a per-tensor partition, or null = unbounded")
+        None, description="words per instance: one shared number, a per-tensor partition, or null = unbounded"
+    )
     word_bits: Count = Field(16, gt=0, le=MAX_EXTENT)
     keeps: tuple[str, ...] = TENSORS
     may_bypass: tuple[str, ...] = Field(
-        (), description="tensors of `keeps` a mapping may choose not to keep here (bypass); the others it must keep")
+        (), description="tensors of `keeps` a mapping may choose not to keep here (bypass); the others it must keep"
+    )
     read_energy: Real = Field(ge=0.0)
     write_energy: Real = Field(ge=0.0)
     bandwidth: Real | None = Field(None, gt=0.0, description="words per cycle per instance; null = unbounded")
@@ -83,7 +85,7 @@ class MemoryLevel(BaseModel):
         return {TENSORS[parse_tensor(t)]: f for t, f in v.items()}
 
     @model_validator(mode="after")
-    def _partition_matches_keeps(self) -> "MemoryLevel":
+    def _partition_matches_keeps(self) -> MemoryLevel:
         if isinstance(self.capacity, dict):
             extra = set(self.capacity) - set(self.keeps)
             if extra:
@@ -98,7 +100,9 @@ class MemoryLevel(BaseModel):
         if extra_fmt:
             raise ValueError(f"format given for {sorted(extra_fmt)} which this level does not keep")
         if self.formats.get("outputs", "uncompressed") != "uncompressed":
-            raise ValueError("outputs hold partial sums, which rlmap keeps uncompressed; formats apply to inputs and weights")
+            raise ValueError(
+                "outputs hold partial sums, which rlmap keeps uncompressed; formats apply to inputs and weights"
+            )
         return self
 
 
@@ -132,18 +136,24 @@ class Architecture(BaseModel):
     source: str = ""
     data_bits: Count = Field(16, gt=0, le=MAX_EXTENT, description="bits per data element")
     clock_ghz: Real = Field(1.0, gt=0.0)
-    energy_unit: str = Field("pJ", min_length=1, max_length=12,
-                             description="unit of every energy in the file and in results: 'pJ', or e.g. 'MAC-eq' "
-                             "for energies normalized to one MAC")
+    energy_unit: str = Field(
+        "pJ",
+        min_length=1,
+        max_length=12,
+        description="unit of every energy in the file and in results: 'pJ', or e.g. 'MAC-eq' "
+        "for energies normalized to one MAC",
+    )
     semantics: Semantics = Field(
-        "timeloop", description="modelling rules of the cost model: 'timeloop' (sliding-window halo reuse, "
+        "timeloop",
+        description="modelling rules of the cost model: 'timeloop' (sliding-window halo reuse, "
         "window multicast as the union of the children's windows, reduced partial-sum refills) or 'accelforge' "
-        "(AccelForge's LoopTree model); docs/costmodel.md, 'Modelling semantics'")
+        "(AccelForge's LoopTree model); docs/costmodel.md, 'Modelling semantics'",
+    )
     levels: list[MemoryLevel] = Field(min_length=1)
     compute: Compute
 
     @model_validator(mode="after")
-    def _structure(self) -> "Architecture":
+    def _structure(self) -> Architecture:
         names = [lvl.name for lvl in self.levels]
         if len(set(names)) != len(names):
             raise ValueError(f"level names must be unique, got {names}")

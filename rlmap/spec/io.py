@@ -159,8 +159,13 @@ def load_mapping(path: str | Path, arch: Architecture) -> tuple[Mapping, str | N
     return mapping, layer
 
 
-def save_mapping(mapping: Mapping, arch: Architecture, path: str | Path, layer: Layer | None = None,
-                 extra: dict[str, Any] | None = None) -> Path:
+def save_mapping(
+    mapping: Mapping,
+    arch: Architecture,
+    path: str | Path,
+    layer: Layer | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     data = mapping.to_dict(arch, layer)
     if extra:
         data.update(extra)

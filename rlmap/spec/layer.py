@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -85,7 +86,7 @@ class Layer(BaseModel):
         return _bounded_pair(v)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Layer":
+    def _consistent(self) -> Layer:
         g = self.groups
         if self.K % g or self.C % g:
             raise ValueError(f"groups={g} must divide both K={self.K} and C={self.C}")
@@ -96,8 +97,10 @@ class Layer(BaseModel):
         if self.kind in ("pointwise", "gemm") and g != 1:
             raise ValueError(f"{self.kind} layers have groups = 1 (got {g})")
         for axis, (p, r, s, d, pad) in enumerate(
-            [(self.P, self.R, *self.stride[:1], *self.dilation[:1], self.padding[0]),
-             (self.Q, self.S, self.stride[1], self.dilation[1], self.padding[1])]
+            [
+                (self.P, self.R, *self.stride[:1], *self.dilation[:1], self.padding[0]),
+                (self.Q, self.S, self.stride[1], self.dilation[1], self.padding[1]),
+            ]
         ):
             if self.input_extent(p, r, s, d) - 2 * pad <= 0:
                 raise ValueError(f"padding {pad} on axis {'HW'[axis]} leaves no real input")
@@ -179,7 +182,7 @@ class Network(BaseModel):
     layers: list[Layer] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> "Network":
+    def _unique_names(self) -> Network:
         seen: set[str] = set()
         for layer in self.layers:
             if layer.name in seen:

@@ -82,11 +82,13 @@ class Mapping:
         Two mappings with equal keys differ at most in where factor-1 loops sit (which changes nothing)."""
         loops = tuple(tuple(d for d in self.order[lvl] if self.temporal[lvl][d] > 1) for lvl in range(self.n_levels))
         # a tile placement means which loops (factor > 1) sit above it
-        above = tuple(tuple(tuple(d for d in self.order[lvl][:k] if self.temporal[lvl][d] > 1)
-                            for k in self.place_row(lvl)) for lvl in range(self.n_levels))
+        above = tuple(
+            tuple(tuple(d for d in self.order[lvl][:k] if self.temporal[lvl][d] > 1) for k in self.place_row(lvl))
+            for lvl in range(self.n_levels)
+        )
         return self.temporal, self.spatial_x, self.spatial_y, loops, self.bypass, above
 
-    def to_arrays(self) -> "MappingBatch":
+    def to_arrays(self) -> MappingBatch:
         """A batch of one, for the vectorised cost model."""
         return MappingBatch(
             temporal=np.array([self.temporal], dtype=np.int64),
@@ -104,8 +106,12 @@ class Mapping:
         Capacity is checked by the cost model, which owns the footprint formulas.
         """
         L = arch.n_levels
-        for name, mat in (("temporal", self.temporal), ("spatial_x", self.spatial_x), ("spatial_y", self.spatial_y),
-                          ("order", self.order)):
+        for name, mat in (
+            ("temporal", self.temporal),
+            ("spatial_x", self.spatial_x),
+            ("spatial_y", self.spatial_y),
+            ("order", self.order),
+        ):
             if len(mat) != L or any(len(row) != N_DIMS for row in mat):
                 raise InvalidMappingError(f"{name} must be {L} levels x {N_DIMS} dims for architecture {arch.name!r}")
         for lvl, row in enumerate(self.order):
@@ -118,28 +124,34 @@ class Mapping:
                 raise InvalidMappingError(f"dimension {DIMS[d]}: factors must be positive, got {fs}")
             if math.prod(fs) != size:
                 raise InvalidMappingError(
-                    f"dimension {DIMS[d]}: factors {fs} multiply to {math.prod(fs)}, layer {layer.name!r} needs {size}")
+                    f"dimension {DIMS[d]}: factors {fs} multiply to {math.prod(fs)}, layer {layer.name!r} needs {size}"
+                )
         for lvl, level in enumerate(arch.levels):
             fan = level.fanout
-            for axis, mat, limit, allowed in (("X", self.spatial_x, fan.x, fan.x_dims), ("Y", self.spatial_y, fan.y, fan.y_dims)):
+            for axis, mat, limit, allowed in (
+                ("X", self.spatial_x, fan.x, fan.x_dims),
+                ("Y", self.spatial_y, fan.y, fan.y_dims),
+            ):
                 used = math.prod(mat[lvl])
                 if used > limit:
-                    raise InvalidMappingError(
-                        f"level {level.name}: spatial {axis} factors use {used} > fanout {limit}")
+                    raise InvalidMappingError(f"level {level.name}: spatial {axis} factors use {used} > fanout {limit}")
                 if allowed:
                     for d in range(N_DIMS):
                         if mat[lvl][d] > 1 and DIMS[d] not in allowed:
                             raise InvalidMappingError(
                                 f"level {level.name}: dimension {DIMS[d]} may not be unrolled on {axis} "
-                                f"(allowed: {', '.join(allowed)})")
+                                f"(allowed: {', '.join(allowed)})"
+                            )
         reason = placement_problem(self, arch)
         if reason:
             raise InvalidMappingError(reason)
 
     def kept(self, arch: Architecture) -> list[list[bool]]:
         """[level][tensor]: whether this mapping keeps the tensor at the level."""
-        return [[TENSORS[v] in level.keeps and not self.bypass_row(lvl)[v] for v in range(N_TENSORS)]
-                for lvl, level in enumerate(arch.levels)]
+        return [
+            [TENSORS[v] in level.keeps and not self.bypass_row(lvl)[v] for v in range(N_TENSORS)]
+            for lvl, level in enumerate(arch.levels)
+        ]
 
     # ------------------------------------------------------------------ YAML form
     def to_dict(self, arch: Architecture, layer: Layer | None = None) -> dict[str, Any]:
@@ -169,7 +181,7 @@ class Mapping:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, arch: Architecture, where: str = "mapping") -> "Mapping":
+    def from_dict(cls, data: Any, arch: Architecture, where: str = "mapping") -> Mapping:
         """Parse the form written by to_dict; omitted factors are 1, omitted order is canonical."""
         if not isinstance(data, dict) or not isinstance(data.get("levels"), list):
             raise SpecError("expected a mapping with a 'levels' list", where)
@@ -185,7 +197,9 @@ class Mapping:
             if not isinstance(entry, dict):
                 raise SpecError("expected a dict", here)
             if entry.get("name", level.name) != level.name:
-                raise SpecError(f"level name {entry.get('name')!r} does not match architecture level {level.name!r}", here)
+                raise SpecError(
+                    f"level name {entry.get('name')!r} does not match architecture level {level.name!r}", here
+                )
             unknown = set(entry) - {"name", "temporal", "order", "spatial_x", "spatial_y", "bypass", "place"}
             if unknown:
                 raise SpecError(f"unknown field(s) {sorted(unknown)}", here)
@@ -193,8 +207,9 @@ class Mapping:
                 row = [1] * N_DIMS
                 given = entry.get(key) or {}
                 if not isinstance(given, dict):
-                    raise SpecError(f"expected factors by dimension, e.g. {{K: 4, C: 2}}, got {given!r}",
-                                    f"{here}.{key}")
+                    raise SpecError(
+                        f"expected factors by dimension, e.g. {{K: 4, C: 2}}, got {given!r}", f"{here}.{key}"
+                    )
                 for dim, f in given.items():
                     try:
                         d = parse_dim(str(dim))
@@ -203,8 +218,10 @@ class Mapping:
                     if not isinstance(f, int) or isinstance(f, bool) or f <= 0:
                         raise SpecError(f"factor of {DIMS[d]} must be a positive integer, got {f!r}", f"{here}.{key}")
                     if f > MAX_EXTENT:
-                        raise SpecError(f"factor of {DIMS[d]} is {f}, more than any layer dimension can be "
-                                        f"({MAX_EXTENT:,} = 2^40)", f"{here}.{key}")
+                        raise SpecError(
+                            f"factor of {DIMS[d]} is {f}, more than any layer dimension can be ({MAX_EXTENT:,} = 2^40)",
+                            f"{here}.{key}",
+                        )
                     row[d] = f
                 mats[key].append(row)
             orders.append(_parse_order(entry.get("order"), f"{here}.order"))
@@ -313,12 +330,17 @@ class MappingBatch:
         def mat(a: np.ndarray) -> IntMatrix:
             return tuple(tuple(int(x) for x in row) for row in a[i])
 
-        return Mapping(mat(self.temporal), mat(self.spatial_x), mat(self.spatial_y), mat(self.order),
-                       None if self.bypass is None else mat(self.bypass),
-                       None if self.place is None else mat(self.place))
+        return Mapping(
+            mat(self.temporal),
+            mat(self.spatial_x),
+            mat(self.spatial_y),
+            mat(self.order),
+            None if self.bypass is None else mat(self.bypass),
+            None if self.place is None else mat(self.place),
+        )
 
     @classmethod
-    def stack(cls, mappings: list[Mapping]) -> "MappingBatch":
+    def stack(cls, mappings: list[Mapping]) -> MappingBatch:
         L = len(mappings[0].temporal) if mappings else 0
         extra = {}
         for name, row in (("bypass", "bypass_row"), ("place", "place_row")):
@@ -332,7 +354,12 @@ class MappingBatch:
             **extra,
         )
 
-    def take(self, idx: np.ndarray) -> "MappingBatch":
-        return MappingBatch(self.temporal[idx], self.spatial_x[idx], self.spatial_y[idx], self.order[idx],
-                            None if self.bypass is None else self.bypass[idx],
-                            None if self.place is None else self.place[idx])
+    def take(self, idx: np.ndarray) -> MappingBatch:
+        return MappingBatch(
+            self.temporal[idx],
+            self.spatial_x[idx],
+            self.spatial_y[idx],
+            self.order[idx],
+            None if self.bypass is None else self.bypass[idx],
+            None if self.place is None else self.place[idx],
+        )

@@ -7,8 +7,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:

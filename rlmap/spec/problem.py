@@ -52,8 +52,18 @@ def parse_dim(name: str) -> int:
 def parse_tensor(name: str) -> int:
     """Index of a tensor name; accepts the short forms I/W/O too."""
     key = name.strip().lower()
-    aliases = {"i": "inputs", "input": "inputs", "ifmap": "inputs", "w": "weights", "weight": "weights",
-               "filter": "weights", "o": "outputs", "output": "outputs", "ofmap": "outputs", "psum": "outputs"}
+    aliases = {
+        "i": "inputs",
+        "input": "inputs",
+        "ifmap": "inputs",
+        "w": "weights",
+        "weight": "weights",
+        "filter": "weights",
+        "o": "outputs",
+        "output": "outputs",
+        "ofmap": "outputs",
+        "psum": "outputs",
+    }
     key = aliases.get(key, key)
     if key not in TENSOR_INDEX:
         raise ValueError(f"unknown tensor {name!r} (expected one of {', '.join(TENSORS)})")

@@ -27,9 +27,10 @@ import importlib
 import json
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -130,7 +131,9 @@ class CallableBackend:
             try:
                 e, c = float(out[0]), float(out[1])
             except (TypeError, ValueError, IndexError):
-                raise SpecError(f"cost backend {self.name!r} must return (energy, cycles) or None, got {out!r}") from None
+                raise SpecError(
+                    f"cost backend {self.name!r} must return (energy, cycles) or None, got {out!r}"
+                ) from None
             if math.isfinite(e) and math.isfinite(c) and e > 0 and c > 0:
                 energy[i], cycles[i] = e, c
         return energy, cycles
@@ -194,9 +197,15 @@ class BackendModel(CostModel):
                 self.backend_calls += len(idx)
                 energy[idx], cycles[idx] = e, c
             valid = valid & np.isfinite(energy) & np.isfinite(cycles)
-            bc = BatchCost(valid=valid, energy=np.where(valid, energy, np.inf), cycles=np.where(valid, cycles, np.inf),
-                           utilization=np.zeros(B), reason=np.where(valid, 0, 3).astype(np.int8),
-                           compute_cycles=np.zeros(B), level_cycles=np.zeros((self.L, B)))
+            bc = BatchCost(
+                valid=valid,
+                energy=np.where(valid, energy, np.inf),
+                cycles=np.where(valid, cycles, np.inf),
+                utilization=np.zeros(B),
+                reason=np.where(valid, 0, 3).astype(np.int8),
+                compute_cycles=np.zeros(B),
+                level_cycles=np.zeros((self.L, B)),
+            )
         if self.record and valid.any():
             idx = np.flatnonzero(valid)
             self.records.append((b.take(idx), np.asarray(energy)[idx].copy(), np.asarray(cycles)[idx].copy()))
@@ -233,11 +242,16 @@ def layer_features(layer: Layer) -> np.ndarray:
     sizes = layer.tensor_sizes
     kind = np.zeros(len(LAYER_KINDS))
     kind[LAYER_KINDS.index(layer.kind)] = 1.0
-    f = np.concatenate([
-        np.log2(dims), np.log2(np.array([*layer.stride, *layer.dilation], dtype=np.float64)),
-        np.array(layer.density.as_tuple()), [math.log2(layer.macs)], kind,
-        np.log2(np.array([sizes[t] for t in TENSORS], dtype=np.float64)),
-    ])
+    f = np.concatenate(
+        [
+            np.log2(dims),
+            np.log2(np.array([*layer.stride, *layer.dilation], dtype=np.float64)),
+            np.array(layer.density.as_tuple()),
+            [math.log2(layer.macs)],
+            kind,
+            np.log2(np.array([sizes[t] for t in TENSORS], dtype=np.float64)),
+        ]
+    )
     return f.astype(np.float32)
 
 
@@ -245,7 +259,9 @@ def arch_features(arch: Architecture) -> np.ndarray:
     """46 floats per level (MAX_LEVELS, zero-padded) + 8 global: keeps, capacities, energies relative to a
     MAC, bandwidths, fanouts and their allowed dims, instances, word width, storage formats."""
     if arch.n_levels > MAX_LEVELS:
-        raise SpecError(f"architecture {arch.name!r} has {arch.n_levels} levels; the surrogate encoding supports at most {MAX_LEVELS}")
+        raise SpecError(
+            f"architecture {arch.name!r} has {arch.n_levels} levels; the surrogate encoding supports at most {MAX_LEVELS}"
+        )
     mac = max(arch.compute.mac_energy, 1e-6)
     rows = []
     for lvl in range(MAX_LEVELS):
@@ -264,18 +280,36 @@ def arch_features(arch: Architecture) -> np.ndarray:
             fmts = np.zeros((3, len(FORMATS)))
             for v, t in enumerate(TENSORS):
                 fmts[v, FORMATS.index(m.formats.get(t, "uncompressed"))] = 1.0
-            row[:] = np.concatenate([
-                [1.0], keeps, kind, caps,
-                [math.log2(max(m.read_energy, 1e-6) / mac), math.log2(max(m.write_energy, 1e-6) / mac)],
-                [m.bandwidth is None, math.log2(m.bandwidth) if m.bandwidth else 0.0],
-                [math.log2(m.fanout.x), math.log2(m.fanout.y)], fx, fy,
-                [math.log2(arch.instances(lvl)), math.log2(arch.data_bits / m.word_bits)], fmts.reshape(-1),
-            ])
+            row[:] = np.concatenate(
+                [
+                    [1.0],
+                    keeps,
+                    kind,
+                    caps,
+                    [math.log2(max(m.read_energy, 1e-6) / mac), math.log2(max(m.write_energy, 1e-6) / mac)],
+                    [m.bandwidth is None, math.log2(m.bandwidth) if m.bandwidth else 0.0],
+                    [math.log2(m.fanout.x), math.log2(m.fanout.y)],
+                    fx,
+                    fy,
+                    [math.log2(arch.instances(lvl)), math.log2(arch.data_bits / m.word_bits)],
+                    fmts.reshape(-1),
+                ]
+            )
         rows.append(row)
     comp = arch.compute
-    glob = np.array([math.log2(arch.num_pes), math.log2(arch.clock_ghz), arch.data_bits / 16.0,
-                     comp.sparse == "none", comp.sparse == "gate", comp.sparse == "skip",
-                     "inputs" in comp.on, "weights" in comp.on], dtype=np.float64)
+    glob = np.array(
+        [
+            math.log2(arch.num_pes),
+            math.log2(arch.clock_ghz),
+            arch.data_bits / 16.0,
+            comp.sparse == "none",
+            comp.sparse == "gate",
+            comp.sparse == "skip",
+            "inputs" in comp.on,
+            "weights" in comp.on,
+        ],
+        dtype=np.float64,
+    )
     return np.concatenate([np.concatenate(rows), glob]).astype(np.float32)
 
 
@@ -315,7 +349,9 @@ class Encoder:
 
     def __init__(self, layer: Layer, arch: Architecture) -> None:
         if arch.n_levels > MAX_LEVELS:
-            raise SpecError(f"architecture {arch.name!r} has {arch.n_levels} levels; the surrogate encoding supports at most {MAX_LEVELS}")
+            raise SpecError(
+                f"architecture {arch.name!r} has {arch.n_levels} levels; the surrogate encoding supports at most {MAX_LEVELS}"
+            )
         self.layer = layer
         self.arch = arch
         self.L = arch.n_levels
@@ -362,7 +398,7 @@ class Encoder:
             return self._encode(b)
         out = np.empty((N_MAPPING_FEATURES, B), dtype=np.float32)
         for i in range(0, B, chunk):
-            out[:, i:i + chunk] = self._encode(b.take(slice(i, i + chunk)))
+            out[:, i : i + chunk] = self._encode(b.take(slice(i, i + chunk)))
         return out
 
     def _encode(self, b: MappingBatch) -> np.ndarray:
@@ -376,7 +412,7 @@ class Encoder:
         SY = lay(b.spatial_y)
         tab = self._log_table(max(int(T.max(initial=1)), int(SX.max(initial=1)), int(SY.max(initial=1))))
         lt, lx, ly = tab[T], tab[SX], tab[SY]  # (L, D, B) float32
-        fac = F[:MAX_LEVELS * D * 3].reshape(MAX_LEVELS, D, 3, B)
+        fac = F[: MAX_LEVELS * D * 3].reshape(MAX_LEVELS, D, 3, B)
         fac[:L, :, 0] = lt
         fac[:L, :, 1] = lx
         fac[:L, :, 2] = ly
@@ -394,7 +430,7 @@ class Encoder:
             for d in range(D):
                 E[lvl][d] = E[lvl + 1][d] * TS[lvl, d]
                 SPsuf[lvl][d] = SPsuf[lvl + 1][d] * SP[lvl, d]
-        fp_rows = F[col:col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)
+        fp_rows = F[col : col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)
         col += MAX_LEVELS * V
         occ_rows = np.zeros((MAX_LEVELS, V, B), dtype=np.float32)
         for lvl in range(L):
@@ -413,7 +449,7 @@ class Encoder:
                     for v in range(V):
                         if self.keeps[lvl][v]:
                             occ_rows[lvl, v] = words[v] / cap[1][v]
-        uni = F[col:col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)
+        uni = F[col : col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)
         col += MAX_LEVELS * V
         for v in range(V):
             for p, c in self.chains[v]:
@@ -425,7 +461,7 @@ class Encoder:
         pos = np.where(T > 1, lay(inv), np.int8(-1))  # (L, D, B)
         tr = np.zeros((L, V, B), dtype=np.float32)
         none = np.zeros((L, V, B), dtype=bool)
-        halo = F[col + 4 * MAX_LEVELS * V: col + 4 * MAX_LEVELS * V + MAX_LEVELS * 4].reshape(MAX_LEVELS, 4, B)
+        halo = F[col + 4 * MAX_LEVELS * V : col + 4 * MAX_LEVELS * V + MAX_LEVELS * 4].reshape(MAX_LEVELS, 4, B)
         lt_sum = lt.sum(axis=1)  # (L, B)
         for v in range(V):
             rel_dims, irr_dims = self._rel_dims[v], self._irr_dims[v]
@@ -443,7 +479,7 @@ class Encoder:
         outer = np.zeros((L + 1, B), dtype=np.float32)
         for lvl in range(L):
             outer[lvl + 1] = outer[lvl] + lt[lvl].sum(axis=0)
-        nf = F[col:col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)
+        nf = F[col : col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)
         col += MAX_LEVELS * V
         for v in range(V):
             for _p, c in self.chains[v]:
@@ -453,17 +489,17 @@ class Encoder:
                     reuse += np.where(stop, 0.0, tr[j, v])
                     stop |= ~none[j, v]
                 nf[c - 1, v] = outer[c] - reuse
-        F[col:col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)[:L] = tr
+        F[col : col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)[:L] = tr
         col += MAX_LEVELS * V
-        F[col:col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)[:L] = none
+        F[col : col + MAX_LEVELS * V].reshape(MAX_LEVELS, V, B)[:L] = none
         col += MAX_LEVELS * V
         col += MAX_LEVELS * 4  # halo, filled above
-        F[col:col + L] = outer[1:]
+        F[col : col + L] = outer[1:]
         col += MAX_LEVELS
         lsp = (lx + ly).sum(axis=1)  # (L, B)
-        F[col:col + L] = np.cumsum(lsp, axis=0)
+        F[col : col + L] = np.cumsum(lsp, axis=0)
         col += MAX_LEVELS
-        F[col:col + MAX_LEVELS * V] = occ_rows.reshape(MAX_LEVELS * V, B)
+        F[col : col + MAX_LEVELS * V] = occ_rows.reshape(MAX_LEVELS * V, B)
         col += MAX_LEVELS * V
         used = np.ones(B)
         for d in range(D):
@@ -517,8 +553,9 @@ def _dedupe(space: MapSpace, g: Genome, seen: set[bytes]) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
-def random_valid(space: MapSpace, n: int, rng: np.random.Generator, uniform_frac: float = 0.5,
-                 max_uniform_draws: int = 60_000) -> tuple[Genome, np.ndarray]:
+def random_valid(
+    space: MapSpace, n: int, rng: np.random.Generator, uniform_frac: float = 0.5, max_uniform_draws: int = 60_000
+) -> tuple[Genome, np.ndarray]:
     """`n` structurally valid genomes: part drawn uniformly with rejection (up to a draw cap), the rest
     uniform draws fanout- and capacity-repaired.  Returns them and their source index (SOURCES)."""
     from rlmap.search.genetic import Operators
@@ -528,7 +565,9 @@ def random_valid(space: MapSpace, n: int, rng: np.random.Generator, uniform_frac
     n_uni = int(round(n * uniform_frac))
     have, drawn = 0, 0
     while have < n_uni and drawn < max_uniform_draws:
-        batch = min(max_uniform_draws - drawn, max(512, 4 * (n_uni - have) * (1 + drawn // max(have, 1) if have else 40)))
+        batch = min(
+            max_uniform_draws - drawn, max(512, 4 * (n_uni - have) * (1 + drawn // max(have, 1) if have else 40))
+        )
         batch = min(batch, 20_000)
         g = space.random_genomes(batch, rng)
         drawn += batch
@@ -585,8 +624,12 @@ class SampleSet:
         """Mappings at `idx` (all of one architecture), trimmed to its level count."""
         arch = self.archs[int(self.arch_idx[idx[0]])]
         L = arch.n_levels
-        return MappingBatch(self.temporal[idx, :L].astype(np.int64), self.spatial_x[idx, :L].astype(np.int64),
-                            self.spatial_y[idx, :L].astype(np.int64), self.order[idx, :L].astype(np.int64))
+        return MappingBatch(
+            self.temporal[idx, :L].astype(np.int64),
+            self.spatial_x[idx, :L].astype(np.int64),
+            self.spatial_y[idx, :L].astype(np.int64),
+            self.order[idx, :L].astype(np.int64),
+        )
 
     def groups(self) -> list[tuple[int, int, np.ndarray]]:
         """(layer index, arch index, sample indices) for every (layer, arch) pair present."""
@@ -597,10 +640,22 @@ class SampleSet:
             out.append((int(k // 1000), int(k % 1000), idx))
         return out
 
-    def subset(self, idx: np.ndarray) -> "SampleSet":
-        return SampleSet(self.layers, self.layer_networks, self.archs, self.layer_idx[idx], self.arch_idx[idx],
-                         self.temporal[idx], self.spatial_x[idx], self.spatial_y[idx], self.order[idx],
-                         self.energy[idx], self.cycles[idx], self.source[idx], dict(self.meta))
+    def subset(self, idx: np.ndarray) -> SampleSet:
+        return SampleSet(
+            self.layers,
+            self.layer_networks,
+            self.archs,
+            self.layer_idx[idx],
+            self.arch_idx[idx],
+            self.temporal[idx],
+            self.spatial_x[idx],
+            self.spatial_y[idx],
+            self.order[idx],
+            self.energy[idx],
+            self.cycles[idx],
+            self.source[idx],
+            dict(self.meta),
+        )
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> Path:
@@ -609,21 +664,34 @@ class SampleSet:
         from rlmap.spec.io import dump_model
 
         fmax = int(max(self.temporal.max(initial=1), self.spatial_x.max(initial=1), self.spatial_y.max(initial=1)))
-        ftype = np.uint16 if fmax < 2 ** 16 else np.uint32
-        header = {"format": "rlmap-surrogate-dataset", "version": 1, "encoding_version": ENCODING_VERSION,
-                  "layers": [dump_model(lyr) for lyr in self.layers], "layer_networks": self.layer_networks,
-                  "archs": [dump_model(a) for a in self.archs], "meta": self.meta}
+        ftype = np.uint16 if fmax < 2**16 else np.uint32
+        header = {
+            "format": "rlmap-surrogate-dataset",
+            "version": 1,
+            "encoding_version": ENCODING_VERSION,
+            "layers": [dump_model(lyr) for lyr in self.layers],
+            "layer_networks": self.layer_networks,
+            "archs": [dump_model(a) for a in self.archs],
+            "meta": self.meta,
+        }
         with p.open("wb") as fh:
             np.savez_compressed(
-                fh, header=np.array(json.dumps(header)), layer_idx=self.layer_idx.astype(np.int32),
-                arch_idx=self.arch_idx.astype(np.int16), temporal=self.temporal.astype(ftype),
-                spatial_x=self.spatial_x.astype(ftype), spatial_y=self.spatial_y.astype(ftype),
-                order=self.order.astype(np.int8), energy=self.energy.astype(np.float64),
-                cycles=self.cycles.astype(np.float64), source=self.source.astype(np.int8))
+                fh,
+                header=np.array(json.dumps(header)),
+                layer_idx=self.layer_idx.astype(np.int32),
+                arch_idx=self.arch_idx.astype(np.int16),
+                temporal=self.temporal.astype(ftype),
+                spatial_x=self.spatial_x.astype(ftype),
+                spatial_y=self.spatial_y.astype(ftype),
+                order=self.order.astype(np.int8),
+                energy=self.energy.astype(np.float64),
+                cycles=self.cycles.astype(np.float64),
+                source=self.source.astype(np.int8),
+            )
         return p
 
     @classmethod
-    def load(cls, path: str | Path) -> "SampleSet":
+    def load(cls, path: str | Path) -> SampleSet:
         p = Path(path)
         if p.is_dir():
             p = p / "dataset.npz"
@@ -641,13 +709,24 @@ class SampleSet:
 
         layers = [parse_model(Layer, d, f"{p}:layers[{i}]") for i, d in enumerate(header["layers"])]
         archs = [parse_model(Architecture, d, f"{p}:archs[{i}]") for i, d in enumerate(header["archs"])]
-        return cls(layers, header["layer_networks"], archs, z["layer_idx"].astype(np.int64), z["arch_idx"].astype(np.int64),
-                   z["temporal"].astype(np.int64), z["spatial_x"].astype(np.int64), z["spatial_y"].astype(np.int64),
-                   z["order"].astype(np.int64), z["energy"], z["cycles"], z["source"].astype(np.int64),
-                   dict(header.get("meta", {})))
+        return cls(
+            layers,
+            header["layer_networks"],
+            archs,
+            z["layer_idx"].astype(np.int64),
+            z["arch_idx"].astype(np.int64),
+            z["temporal"].astype(np.int64),
+            z["spatial_x"].astype(np.int64),
+            z["spatial_y"].astype(np.int64),
+            z["order"].astype(np.int64),
+            z["energy"],
+            z["cycles"],
+            z["source"].astype(np.int64),
+            dict(header.get("meta", {})),
+        )
 
     @staticmethod
-    def merge(parts: Sequence["SampleSet"]) -> "SampleSet":
+    def merge(parts: Sequence[SampleSet]) -> SampleSet:
         """Concatenate sets (layer and arch tables are united by content)."""
         layers: list[Layer] = []
         nets: list[list[str]] = []
@@ -676,9 +755,21 @@ class SampleSet:
             aidx.append(np.array(amap, dtype=np.int64)[s.arch_idx])
         cat = lambda f: np.concatenate([getattr(s, f) for s in parts])  # noqa: E731
         meta = dict(parts[0].meta) if parts else {}
-        return SampleSet(layers, nets, archs, np.concatenate(lidx), np.concatenate(aidx), cat("temporal"),
-                         cat("spatial_x"), cat("spatial_y"), cat("order"), cat("energy"), cat("cycles"),
-                         cat("source"), meta)
+        return SampleSet(
+            layers,
+            nets,
+            archs,
+            np.concatenate(lidx),
+            np.concatenate(aidx),
+            cat("temporal"),
+            cat("spatial_x"),
+            cat("spatial_y"),
+            cat("order"),
+            cat("energy"),
+            cat("cycles"),
+            cat("source"),
+            meta,
+        )
 
 
 def _pad(a: np.ndarray, fill: int) -> np.ndarray:
@@ -741,18 +832,26 @@ def generate_layer_samples(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.
 
     # 2. mapper trajectories on a recording model
     budget = max(32, int(n_traj * oversample))
-    runs = [(GeneticMapper(), 0.45), (GeneticMapper(population=48, extra_move_rate=0.3), 0.35), (AnnealingMapper(), 0.20)]
+    runs = [
+        (GeneticMapper(), 0.45),
+        (GeneticMapper(population=48, extra_move_rate=0.3), 0.35),
+        (AnnealingMapper(), 0.20),
+    ]
     traj: list[tuple[MappingBatch, np.ndarray, np.ndarray, int]] = []
     best_g: list[Genome] = []
     for k, (mapper, frac) in enumerate(runs):
         rec = BackendModel(layer, arch, backend, record=True)
-        res = mapper.search(layer, arch, "edp", budget=max(16, int(budget * frac)), seed=int(rng.integers(2**31)), model=rec)
+        res = mapper.search(
+            layer, arch, "edp", budget=max(16, int(budget * frac)), seed=int(rng.integers(2**31)), model=rec
+        )
         for b, e, c in rec.records:
             traj.append((b, e, c, SOURCES.index("ga" if k < 2 else "sa")))
         if res.mapping is not None:
             best_g.append(space.encode(res.mapping.to_arrays()))
     if traj:
-        tb = MappingBatch(*(np.concatenate([getattr(t[0], f) for t in traj]) for f in ("temporal", "spatial_x", "spatial_y", "order")))
+        tb = MappingBatch(
+            *(np.concatenate([getattr(t[0], f) for t in traj]) for f in ("temporal", "spatial_x", "spatial_y", "order"))
+        )
         te = np.concatenate([t[1] for t in traj])
         tc = np.concatenate([t[2] for t in traj])
         ts = np.concatenate([np.full(len(t[1]), t[3]) for t in traj])
@@ -807,7 +906,9 @@ def generate_layer_samples(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.
         energies.append(ee)
         cycles.append(cc)
         sources.append(ss)
-    out = MappingBatch(*(np.concatenate([getattr(b, f) for b in batches]) for f in ("temporal", "spatial_x", "spatial_y", "order")))
+    out = MappingBatch(
+        *(np.concatenate([getattr(b, f) for b in batches]) for f in ("temporal", "spatial_x", "spatial_y", "order"))
+    )
     stats = {"seconds": time.perf_counter() - t0, "backend_calls": backend.calls}
     return out, np.concatenate(energies), np.concatenate(cycles), np.concatenate(sources).astype(np.int8), stats
 
@@ -816,11 +917,17 @@ def _run_job(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.ndarray, np.nd
     return generate_layer_samples(job)
 
 
-def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], samples_per_layer: int, seed: int = 0,
-                     backend: str | CostBackend | None = None, workers: int = 1,
-                     progress: Callable[[int, int, str], None] | None = None,
-                     meta: dict[str, Any] | None = None, executor: Any = None,
-                     resume_dir: str | Path | None = None) -> SampleSet:
+def generate_samples(
+    items: Sequence[tuple[Layer, list[str], Architecture]],
+    samples_per_layer: int,
+    seed: int = 0,
+    backend: str | CostBackend | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int, str], None] | None = None,
+    meta: dict[str, Any] | None = None,
+    executor: Any = None,
+    resume_dir: str | Path | None = None,
+) -> SampleSet:
     """Score `samples_per_layer` mappings for each (layer, networks, arch) item; see generate_layer_samples.
 
     Each (layer, arch) item is one shard task with its own seed, run by `executor` (an rlmap.execution Backend;
@@ -862,8 +969,14 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
 
     interrupted = False
     try:
-        results = run_tasks(executor if executor is not None else LocalBackend(workers), _run_job, shards,
-                            store=store, keys=keys, on_result=tick)
+        results = run_tasks(
+            executor if executor is not None else LocalBackend(workers),
+            _run_job,
+            shards,
+            store=store,
+            keys=keys,
+            on_result=tick,
+        )
     except KeyboardInterrupt as exc:  # Ctrl-C: keep the (layer, arch) items finished so far (run_tasks passes them on)
         interrupted = True
         results = exc.partial if isinstance(exc, Interrupted) else [None] * len(jobs)
@@ -890,23 +1003,73 @@ def generate_samples(items: Sequence[tuple[Layer, list[str], Architecture]], sam
         Cy.append(c)
         Src.append(s)
         calls += int(st["backend_calls"])
-    info = {"samples_per_layer": samples_per_layer, "seed": seed, "backend": load_backend(backend).name,
-            "backend_calls": calls, "costmodel": costmodel_fingerprint(), "encoding_version": ENCODING_VERSION}
+    info = {
+        "samples_per_layer": samples_per_layer,
+        "seed": seed,
+        "backend": load_backend(backend).name,
+        "backend_calls": calls,
+        "costmodel": costmodel_fingerprint(),
+        "encoding_version": ENCODING_VERSION,
+    }
     info.update(meta or {})
     if interrupted:
         info.update(partial=True, items_done=len(done), items_total=len(jobs))
-    data = SampleSet([layers[i] for i in used_l], [nets[i] for i in used_l], [archs[i] for i in used_a],
-                     np.concatenate(lidx), np.concatenate(aidx), np.concatenate(T), np.concatenate(X),
-                     np.concatenate(Y), np.concatenate(O), np.concatenate(E), np.concatenate(Cy), np.concatenate(Src),
-                     info)
+    data = SampleSet(
+        [layers[i] for i in used_l],
+        [nets[i] for i in used_l],
+        [archs[i] for i in used_a],
+        np.concatenate(lidx),
+        np.concatenate(aidx),
+        np.concatenate(T),
+        np.concatenate(X),
+        np.concatenate(Y),
+        np.concatenate(O),
+        np.concatenate(E),
+        np.concatenate(Cy),
+        np.concatenate(Src),
+        info,
+    )
     if interrupted:
         raise Interrupted(data, len(done), len(jobs))
     return data
 
 
 # ============================================================================ layers
-_CHANNELS = (3, 8, 16, 24, 32, 40, 48, 64, 72, 80, 96, 112, 120, 128, 144, 160, 192, 240, 256, 320, 384, 480, 512,
-             576, 640, 672, 768, 960, 1024, 1152, 1280, 2048, 3072)
+_CHANNELS = (
+    3,
+    8,
+    16,
+    24,
+    32,
+    40,
+    48,
+    64,
+    72,
+    80,
+    96,
+    112,
+    120,
+    128,
+    144,
+    160,
+    192,
+    240,
+    256,
+    320,
+    384,
+    480,
+    512,
+    576,
+    640,
+    672,
+    768,
+    960,
+    1024,
+    1152,
+    1280,
+    2048,
+    3072,
+)
 _SPATIAL = (1, 7, 10, 13, 14, 19, 28, 35, 56, 75, 112)
 _TOKENS = (1, 49, 64, 128, 196, 256, 384, 512)
 
@@ -935,7 +1098,9 @@ def synthetic_layers(n: int, seed: int = 0) -> list[Layer]:
                 s = int(rng.choice([1, 1, 2]))
                 pq = int(rng.choice(_SPATIAL[1:]))
                 c = ch(2, 30)
-                lyr = Layer(name=name, kind="depthwise", K=c, C=c, P=pq, Q=pq, R=k, S=k, groups=c, stride=s, padding=k // 2)
+                lyr = Layer(
+                    name=name, kind="depthwise", K=c, C=c, P=pq, Q=pq, R=k, S=k, groups=c, stride=s, padding=k // 2
+                )
             elif kind == "pointwise":
                 pq = int(rng.choice(_SPATIAL))
                 lyr = Layer(name=name, kind="pointwise", K=ch(1, 33), C=ch(1, 33), P=pq, Q=pq)

@@ -14,9 +14,10 @@ import functools
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,11 +26,21 @@ from torch import nn
 from rlmap.model.costmodel import CostModel
 from rlmap.spec.arch import Architecture
 from rlmap.spec.errors import SpecError
-from rlmap.spec.outputs import atomic_write
 from rlmap.spec.layer import Layer
 from rlmap.spec.mapping import MappingBatch
-from rlmap.surrogate.data import (ENCODING_VERSION, N_CONTEXT_FEATURES, N_MAPPING_FEATURES, Encoder, SampleSet,
-                                  context_features, costmodel_fingerprint, layer_key, structural_valid, targets)
+from rlmap.spec.outputs import atomic_write
+from rlmap.surrogate.data import (
+    ENCODING_VERSION,
+    N_CONTEXT_FEATURES,
+    N_MAPPING_FEATURES,
+    Encoder,
+    SampleSet,
+    context_features,
+    costmodel_fingerprint,
+    layer_key,
+    structural_valid,
+    targets,
+)
 
 CHECKPOINT_FORMAT = "rlmap-surrogate"
 
@@ -38,8 +49,9 @@ CHECKPOINT_FORMAT = "rlmap-surrogate"
 class SurrogateNet(nn.Module):
     """mapping features (B, Fm) + context features (B or 1, Fc) -> (B, 2) log2 targets."""
 
-    def __init__(self, n_map: int = N_MAPPING_FEATURES, n_ctx: int = N_CONTEXT_FEATURES, hidden: int = 128,
-                 depth: int = 3) -> None:
+    def __init__(
+        self, n_map: int = N_MAPPING_FEATURES, n_ctx: int = N_CONTEXT_FEATURES, hidden: int = 128, depth: int = 3
+    ) -> None:
         super().__init__()
         self.inp_m = nn.Linear(n_map, hidden)
         self.inp_c = nn.Linear(n_ctx, hidden, bias=False)
@@ -127,21 +139,24 @@ def pairwise_accuracy(pred: np.ndarray, true: np.ndarray, rng: np.random.Generat
     return float(np.mean((pred[i] < pred[j]) == (true[i] < true[j])))
 
 
-def group_metrics(pred_log2_edp: np.ndarray, true_log2_edp: np.ndarray, groups: list[np.ndarray],
-                  seed: int = 0) -> dict[str, Any]:
+def group_metrics(
+    pred_log2_edp: np.ndarray, true_log2_edp: np.ndarray, groups: list[np.ndarray], seed: int = 0
+) -> dict[str, Any]:
     """Per-group Spearman and pairwise accuracy, plus the median |log2 EDP error| over all samples."""
     rng = np.random.default_rng(seed)
     rho = np.array([spearman(pred_log2_edp[g], true_log2_edp[g]) for g in groups])
     acc = np.array([pairwise_accuracy(pred_log2_edp[g], true_log2_edp[g], rng) for g in groups])
     idx = np.concatenate(groups) if groups else np.zeros(0, dtype=np.int64)
     err = np.abs(pred_log2_edp[idx] - true_log2_edp[idx])
-    return {"spearman_mean": float(np.nanmean(rho)) if len(rho) else float("nan"),
-            "spearman_median": float(np.nanmedian(rho)) if len(rho) else float("nan"),
-            "spearman_min": float(np.nanmin(rho)) if len(rho) else float("nan"),
-            "pairwise_accuracy": float(np.nanmean(acc)) if len(acc) else float("nan"),
-            "median_abs_log2_edp_error": float(np.median(err)) if len(err) else float("nan"),
-            "p90_abs_log2_edp_error": float(np.quantile(err, 0.9)) if len(err) else float("nan"),
-            "per_group_spearman": rho}
+    return {
+        "spearman_mean": float(np.nanmean(rho)) if len(rho) else float("nan"),
+        "spearman_median": float(np.nanmedian(rho)) if len(rho) else float("nan"),
+        "spearman_min": float(np.nanmin(rho)) if len(rho) else float("nan"),
+        "pairwise_accuracy": float(np.nanmean(acc)) if len(acc) else float("nan"),
+        "median_abs_log2_edp_error": float(np.median(err)) if len(err) else float("nan"),
+        "p90_abs_log2_edp_error": float(np.quantile(err, 0.9)) if len(err) else float("nan"),
+        "per_group_spearman": rho,
+    }
 
 
 # ============================================================================ encoded data
@@ -196,7 +211,9 @@ class TrainResult:
     final: dict[str, float] = field(default_factory=dict)
 
 
-def _predict_encoded(net: SurrogateNet, xm: np.ndarray, ctx: np.ndarray, gidx: np.ndarray, batch: int = 8192) -> np.ndarray:
+def _predict_encoded(
+    net: SurrogateNet, xm: np.ndarray, ctx: np.ndarray, gidx: np.ndarray, batch: int = 8192
+) -> np.ndarray:
     out = np.empty((len(xm), 2), dtype=np.float32)
     net.eval()
     with torch.inference_mode():
@@ -223,9 +240,15 @@ def evaluate_encoded(net: SurrogateNet, enc: EncodedSet, idx: np.ndarray, seed: 
     return m
 
 
-def train(data: SampleSet, out_dir: str | Path, config: TrainConfig, resume: bool = False,
-          log_dir: str | Path | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
-          extra_meta: dict[str, Any] | None = None) -> TrainResult:
+def train(
+    data: SampleSet,
+    out_dir: str | Path,
+    config: TrainConfig,
+    resume: bool = False,
+    log_dir: str | Path | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> TrainResult:
     """Train a SurrogateNet on `data`; writes out_dir/model.pt (compact) and out_dir/last.pt (resumable)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,8 +259,11 @@ def train(data: SampleSet, out_dir: str | Path, config: TrainConfig, resume: boo
             raise SpecError("nothing to resume: no last.pt in the output folder", str(out))
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         if state.get("encoding_version") != ENCODING_VERSION:
-            raise SpecError(f"checkpoint uses encoding version {state.get('encoding_version')}, this rlmap uses "
-                            f"{ENCODING_VERSION}; retrain instead of resuming", str(last_path))
+            raise SpecError(
+                f"checkpoint uses encoding version {state.get('encoding_version')}, this rlmap uses "
+                f"{ENCODING_VERSION}; retrain instead of resuming",
+                str(last_path),
+            )
         saved = TrainConfig(**state["config"])
         saved.epochs = config.epochs  # the only thing a resume may change
         config = saved
@@ -251,9 +277,16 @@ def train(data: SampleSet, out_dir: str | Path, config: TrainConfig, resume: boo
         torch.set_num_threads(threads_before)
 
 
-def _train(data: SampleSet, out: Path, config: TrainConfig, state: dict[str, Any] | None, log_dir: str | Path | None,
-           progress: Callable[[dict[str, Any]], None] | None, extra_meta: dict[str, Any] | None,
-           t_start: float) -> TrainResult:
+def _train(
+    data: SampleSet,
+    out: Path,
+    config: TrainConfig,
+    state: dict[str, Any] | None,
+    log_dir: str | Path | None,
+    progress: Callable[[dict[str, Any]], None] | None,
+    extra_meta: dict[str, Any] | None,
+    t_start: float,
+) -> TrainResult:
     last_path = out / "last.pt"
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -271,8 +304,13 @@ def _train(data: SampleSet, out: Path, config: TrainConfig, state: dict[str, Any
 
     net = SurrogateNet(hidden=config.hidden, depth=config.depth)
     if state is None:
-        net.set_normalization(enc.xm[tr_idx], enc.ctx[enc.gidx[tr_idx]] if len(tr_idx) < 400_000 else
-                              enc.ctx[enc.gidx[rng.choice(tr_idx, 400_000, replace=False)]], enc.y[tr_idx])
+        net.set_normalization(
+            enc.xm[tr_idx],
+            enc.ctx[enc.gidx[tr_idx]]
+            if len(tr_idx) < 400_000
+            else enc.ctx[enc.gidx[rng.choice(tr_idx, 400_000, replace=False)]],
+            enc.y[tr_idx],
+        )
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(tr_idx) / config.batch_size))
     total_steps = steps_per_epoch * config.epochs
@@ -314,13 +352,13 @@ def _train(data: SampleSet, out: Path, config: TrainConfig, state: dict[str, Any
         perm = torch.from_numpy(rng.permutation(tr_idx))
         tot, cnt = 0.0, 0
         for i in range(0, len(perm), config.batch_size):
-            bi = perm[i:i + config.batch_size]
+            bi = perm[i : i + config.batch_size]
             for grp in opt.param_groups:
                 grp["lr"] = lr_at(step)
             pred = net(xm_t[bi], ctx_t[g_t[bi]])
             yt = y_t[bi]
             d = pred - yt
-            loss = (d ** 2).mean() + w_edp * (d.sum(dim=1) ** 2).mean()
+            loss = (d**2).mean() + w_edp * (d.sum(dim=1) ** 2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -330,13 +368,24 @@ def _train(data: SampleSet, out: Path, config: TrainConfig, state: dict[str, Any
         rec: dict[str, Any] = {"epoch": epoch + 1, "train_loss": tot / max(cnt, 1), "lr": lr_at(step)}
         if len(va_idx):
             m = evaluate_encoded(net, enc, va_idx, config.seed)
-            rec.update({"val_loss": m["loss"], "val_spearman": m["spearman_mean"], "val_rank_acc": m["pairwise_accuracy"],
-                        "val_median_abs_log2_edp_error": m["median_abs_log2_edp_error"]})
+            rec.update(
+                {
+                    "val_loss": m["loss"],
+                    "val_spearman": m["spearman_mean"],
+                    "val_rank_acc": m["pairwise_accuracy"],
+                    "val_median_abs_log2_edp_error": m["median_abs_log2_edp_error"],
+                }
+            )
         # ranking accuracy on (a slice of) the training layers too
         sub = tr_idx if len(tr_idx) <= 60_000 else rng.choice(tr_idx, 60_000, replace=False)
         mt = evaluate_encoded(net, enc, np.sort(sub), config.seed)
-        rec.update({"train_rank_acc": mt["pairwise_accuracy"], "train_spearman": mt["spearman_mean"],
-                    "train_median_abs_log2_edp_error": mt["median_abs_log2_edp_error"]})
+        rec.update(
+            {
+                "train_rank_acc": mt["pairwise_accuracy"],
+                "train_spearman": mt["spearman_mean"],
+                "train_median_abs_log2_edp_error": mt["median_abs_log2_edp_error"],
+            }
+        )
         rec["seconds"] = elapsed_before + time.perf_counter() - t_train
         history.append(rec)
         if writer is not None:
@@ -350,10 +399,19 @@ def _train(data: SampleSet, out: Path, config: TrainConfig, state: dict[str, Any
                 writer.add_scalar("spearman/val", rec["val_spearman"], epoch + 1)
                 writer.add_scalar("median_abs_log2_edp_error/val", rec["val_median_abs_log2_edp_error"], epoch + 1)
             writer.flush()
-        state = {"format": CHECKPOINT_FORMAT, "encoding_version": ENCODING_VERSION, "config": asdict(config),
-                 "model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1, "history": history,
-                 "val_layers": sorted(int(v) for v in val_layers), "torch_rng": torch.get_rng_state(),
-                 "np_rng": rng.bit_generator.state, "train_seconds": rec["seconds"]}
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "encoding_version": ENCODING_VERSION,
+            "config": asdict(config),
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+            "val_layers": sorted(int(v) for v in val_layers),
+            "torch_rng": torch.get_rng_state(),
+            "np_rng": rng.bit_generator.state,
+            "train_seconds": rec["seconds"],
+        }
         atomic_write(last_path, functools.partial(torch.save, state))  # never a half-written last.pt
         if progress:
             progress(rec)
@@ -361,8 +419,14 @@ def _train(data: SampleSet, out: Path, config: TrainConfig, state: dict[str, Any
         writer.close()
     seconds = elapsed_before + time.perf_counter() - t_train
     meta = dataset_meta(data, val_layers)
-    meta.update({"epochs": config.epochs, "train_seconds": round(seconds, 1), "encode_seconds": round(t_encode, 1),
-                 "final": {k: v for k, v in (history[-1] if history else {}).items()}})
+    meta.update(
+        {
+            "epochs": config.epochs,
+            "train_seconds": round(seconds, 1),
+            "encode_seconds": round(t_encode, 1),
+            "final": {k: v for k, v in (history[-1] if history else {}).items()},
+        }
+    )
     meta.update(extra_meta or {})
     path = save_checkpoint(net, config, meta, out / "model.pt")
     return TrainResult(path, config.epochs, seconds, history, history[-1] if history else {})
@@ -392,8 +456,13 @@ def save_checkpoint(net: SurrogateNet, config: TrainConfig, meta: dict[str, Any]
     """Compact checkpoint: float32 weights, normalisation, encoding version, config and metadata."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": CHECKPOINT_FORMAT, "encoding_version": ENCODING_VERSION, "config": asdict(config),
-             "model": {k: v.detach().clone().float() for k, v in net.state_dict().items()}, "meta": meta}
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "encoding_version": ENCODING_VERSION,
+        "config": asdict(config),
+        "model": {k: v.detach().clone().float() for k, v in net.state_dict().items()},
+        "meta": meta,
+    }
     atomic_write(p, functools.partial(torch.save, state))
     return p
 
@@ -412,8 +481,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise SpecError("not an rlmap surrogate checkpoint", str(p))
     if ck.get("encoding_version") != ENCODING_VERSION:
-        raise SpecError(f"checkpoint uses encoding version {ck.get('encoding_version')}, this rlmap uses "
-                        f"{ENCODING_VERSION}; retrain it with `rlmap surrogate train`", str(p))
+        raise SpecError(
+            f"checkpoint uses encoding version {ck.get('encoding_version')}, this rlmap uses "
+            f"{ENCODING_VERSION}; retrain it with `rlmap surrogate train`",
+            str(p),
+        )
     ck["path"] = str(p)
     return ck
 
@@ -509,10 +581,12 @@ class SurrogateRewardModel:
                 for w, b in self._blocks:
                     h = h + act(torch.addmm(b, w, h))
                 y = torch.addmm(self._b_o, self._w_o, h)  # (2, b)
-                out[i:i + len(part)] = y.T.numpy()
+                out[i : i + len(part)] = y.T.numpy()
         return out
 
-    def predict(self, layer: Layer, arch: Architecture, mappings: MappingBatch, valid_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, layer: Layer, arch: Architecture, mappings: MappingBatch, valid_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predicted (energy, cycles) per mapping, float64."""
         y = self.predict_log2(layer, arch, mappings).astype(np.float64)
         macs = float(layer.macs)
@@ -524,12 +598,15 @@ class SurrogateRewardModel:
             cycles = np.where(ok, cycles, np.inf)
         return energy, cycles
 
-    def predict_edp(self, layer: Layer, arch: Architecture, mappings: MappingBatch, valid_only: bool = False) -> np.ndarray:
+    def predict_edp(
+        self, layer: Layer, arch: Architecture, mappings: MappingBatch, valid_only: bool = False
+    ) -> np.ndarray:
         """Predicted energy-delay product per mapping (same units as CostModel: energy x cycles)."""
         return np.exp2(self.predict_log2_objective(layer, arch, mappings, "edp", valid_only))
 
-    def predict_log2_objective(self, layer: Layer, arch: Architecture, mappings: MappingBatch, objective: str = "edp",
-                               valid_only: bool = False) -> np.ndarray:
+    def predict_log2_objective(
+        self, layer: Layer, arch: Architecture, mappings: MappingBatch, objective: str = "edp", valid_only: bool = False
+    ) -> np.ndarray:
         """log2 of the predicted objective (energy, latency = cycles, or edp), float64; inf if invalid."""
         _, _, off = self._entry(layer, arch)
         y = self.predict_log2(layer, arch, mappings).astype(np.float64)

@@ -55,8 +55,9 @@ def _reward_model(checkpoint: str | Path | None) -> Any:
     m = _MODELS.get(path)
     if m is None:
         if not Path(path).exists():
-            raise SpecError("no surrogate checkpoint here; train one with `rlmap surrogate train` or pass checkpoint=",
-                            path)
+            raise SpecError(
+                "no surrogate checkpoint here; train one with `rlmap surrogate train` or pass checkpoint=", path
+            )
         m = _MODELS[path] = SurrogateRewardModel(path)
     return m
 
@@ -66,9 +67,19 @@ class SurrogateMapper:
 
     name = "surrogate"
 
-    def __init__(self, checkpoint: str | Path | None = None, reward_model: Any = None, islands: int = 4,
-                 pool: int = 4096, population: int = 192, generations: int = 12, first_round: float = 0.25,
-                 round_frac: float = 0.05, neighbours_per_pick: int = 24, round_generations: int = 2) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        reward_model: Any = None,
+        islands: int = 4,
+        pool: int = 4096,
+        population: int = 192,
+        generations: int = 12,
+        first_round: float = 0.25,
+        round_frac: float = 0.05,
+        neighbours_per_pick: int = 24,
+        round_generations: int = 2,
+    ) -> None:
         self.checkpoint = checkpoint
         self._model = reward_model
         self.islands = islands
@@ -86,9 +97,17 @@ class SurrogateMapper:
             self._model = _reward_model(self.checkpoint)
         return self._model
 
-    def search(self, layer: Layer, arch: Architecture, objective: str = "edp", budget: int = 1000,
-               seed: int = 0, model: CostModel | None = None, time_limit: float | None = None,
-               initial: Sequence[Mapping] | None = None) -> SearchResult:
+    def search(
+        self,
+        layer: Layer,
+        arch: Architecture,
+        objective: str = "edp",
+        budget: int = 1000,
+        seed: int = 0,
+        model: CostModel | None = None,
+        time_limit: float | None = None,
+        initial: Sequence[Mapping] | None = None,
+    ) -> SearchResult:
         """`budget` true evaluations at most; with `time_limit` (seconds), stop there with the best so far
         (the first round of true evaluations is always made).  `initial`: warm-start mappings for this layer
         (rlmap.search.warmstart): they join every island and are the first of the first round."""
@@ -128,8 +147,9 @@ class SurrogateMapper:
                 g = Genome.concat([seeds, g])
             v = predict(g)
             islands.append(_survivors(space, g, v, P))
-        islands = [self._evolve(space, ops, pop, val, self.generations, predict, rng, ev.deadline)
-                   for pop, val in islands]
+        islands = [
+            self._evolve(space, ops, pop, val, self.generations, predict, rng, ev.deadline) for pop, val in islands
+        ]
 
         # ---------------------------------------------------------------- 2. rounds of true evaluations
         first = max(1, min(budget, int(math.ceil(self.first_round * budget))))
@@ -138,8 +158,9 @@ class SurrogateMapper:
         if len(seeds):  # the warm-start seeds are scored first, whatever the surrogate thinks of them
             seen = set(effective_keys(space, seeds))
             rest = [i for i, k in enumerate(effective_keys(space, picks)) if k not in seen] if len(picks) else []
-            picks = Genome.concat([seeds.take(slice(0, first)),
-                                   picks.take(np.array(rest[:max(0, first - len(seeds))], dtype=np.int64))])
+            picks = Genome.concat(
+                [seeds.take(slice(0, first)), picks.take(np.array(rest[: max(0, first - len(seeds))], dtype=np.int64))]
+            )
         elite_g: Genome | None = None
         elite_v = np.zeros(0)
         while True:
@@ -167,23 +188,38 @@ class SurrogateMapper:
             if ev.exhausted:
                 break
             n_next = min(per_round, ev.affordable())
-            picks = self._next_round(space, ops, islands, elite_g, elite_v, n_next, predict, rng, evaluated,
-                                     ev.deadline)
+            picks = self._next_round(
+                space, ops, islands, elite_g, elite_v, n_next, predict, rng, evaluated, ev.deadline
+            )
         from rlmap.surrogate.model import SurrogateRewardModel
 
-        notes: dict[str, Any] = {"surrogate_predictions": stats["predictions"], "rounds": stats["rounds"],
-                                 "checkpoint": getattr(sm, "path", ""),
-                                 "trained_on": list(getattr(sm, "trained_archs", []))}
+        notes: dict[str, Any] = {
+            "surrogate_predictions": stats["predictions"],
+            "rounds": stats["rounds"],
+            "checkpoint": getattr(sm, "path", ""),
+            "trained_on": list(getattr(sm, "trained_archs", [])),
+        }
         if isinstance(sm, SurrogateRewardModel) and sm.trained_archs and arch.name not in sm.trained_archs:
             notes["warning"] = f"surrogate trained on {sm.trained_archs}, not on {arch.name!r}"
         if getattr(sm, "costmodel_changed", False):
-            notes["costmodel_changed"] = ("rlmap/model/costmodel.py changed since the surrogate's training data was made; "
-                                          "results are still true costs, but screening may be less sharp")
+            notes["costmodel_changed"] = (
+                "rlmap/model/costmodel.py changed since the surrogate's training data was made; "
+                "results are still true costs, but screening may be less sharp"
+            )
         return ev.result(self.name, started, notes)
 
     # ------------------------------------------------------------------ helpers
-    def _evolve(self, space: MapSpace, ops: Operators, pop: Genome, val: np.ndarray, generations: int, predict: Any,
-                rng: np.random.Generator, deadline: float = math.inf) -> tuple[Genome, np.ndarray]:
+    def _evolve(
+        self,
+        space: MapSpace,
+        ops: Operators,
+        pop: Genome,
+        val: np.ndarray,
+        generations: int,
+        predict: Any,
+        rng: np.random.Generator,
+        deadline: float = math.inf,
+    ) -> tuple[Genome, np.ndarray]:
         """`generations` of surrogate-scored evolution (fewer if the wall clock passes `deadline`)."""
         P = len(pop)
         if P == 0:
@@ -196,15 +232,27 @@ class SurrogateMapper:
             a, b = pop.take(pa), pop.take(pb)
             cross = rng.random(P) < 0.7
             kids = ops.crossover(a, b, rng)
-            kids = Genome(np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order))
+            kids = Genome(
+                np.where(cross[:, None], kids.slots, a.slots), np.where(cross[:, None, None], kids.order, a.order)
+            )
             kids = ops.mutate(ops.repair(kids, rng), rng, rng.geometric(0.5, size=P))
             kv = predict(kids)
             pop, val = _survivors(space, Genome.concat([pop, kids]), np.concatenate([val, kv]), P)
         return pop, val
 
-    def _next_round(self, space: MapSpace, ops: Operators, islands: list[tuple[Genome, np.ndarray]], elite_g: Genome,
-                    elite_v: np.ndarray, n: int, predict: Any, rng: np.random.Generator,
-                    evaluated: set[bytes], deadline: float = math.inf) -> Genome:
+    def _next_round(
+        self,
+        space: MapSpace,
+        ops: Operators,
+        islands: list[tuple[Genome, np.ndarray]],
+        elite_g: Genome,
+        elite_v: np.ndarray,
+        n: int,
+        predict: Any,
+        rng: np.random.Generator,
+        evaluated: set[bytes],
+        deadline: float = math.inf,
+    ) -> Genome:
         finite = np.isfinite(elite_v)
         cands: list[Genome] = []
         vals: list[np.ndarray] = []
@@ -222,8 +270,7 @@ class SurrogateMapper:
             new_islands = []
             for pop, val in islands:
                 pop2, val2 = _survivors(space, Genome.concat([pop, eg]), np.concatenate([val, ev_pred]), len(pop))
-                new_islands.append(self._evolve(space, ops, pop2, val2, self.round_generations, predict, rng,
-                                                deadline))
+                new_islands.append(self._evolve(space, ops, pop2, val2, self.round_generations, predict, rng, deadline))
             islands[:] = new_islands
         for pop, val in islands:
             cands.append(pop)
@@ -271,5 +318,8 @@ def _round_robin(space: MapSpace, islands: list[tuple[Genome, np.ndarray]], n: i
                 out.append(r.take(slice(j, j + 1)))
                 if len(out) >= n:
                     return Genome.concat(out)
-    return Genome.concat(out) if out else Genome(np.zeros((0, space.n_genes), dtype=np.int64),
-                                                 np.zeros((0, space.L, 8), dtype=np.int64))
+    return (
+        Genome.concat(out)
+        if out
+        else Genome(np.zeros((0, space.n_genes), dtype=np.int64), np.zeros((0, space.L, 8), dtype=np.int64))
+    )

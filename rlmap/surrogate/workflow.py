@@ -19,22 +19,50 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from rlmap.execution import ResultStore
 from rlmap.spec.errors import Interrupted, SpecError
 from rlmap.spec.outputs import atomic_write, atomic_write_text
-from rlmap.surrogate.data import (ENCODING_VERSION, SOURCES, BackendModel, BuiltinBackend, CallableBackend, CostBackend,
-                                  SampleSet, generate_samples, layer_key, load_backend, network_layers,
-                                  synthetic_layers)
-from rlmap.surrogate.model import (SurrogateRewardModel, TrainConfig, TrainResult, default_checkpoint, group_metrics,
-                                   train)
+from rlmap.surrogate.data import (
+    ENCODING_VERSION,
+    SOURCES,
+    BackendModel,
+    BuiltinBackend,
+    CallableBackend,
+    CostBackend,
+    SampleSet,
+    generate_samples,
+    layer_key,
+    load_backend,
+    network_layers,
+    synthetic_layers,
+)
+from rlmap.surrogate.model import (
+    SurrogateRewardModel,
+    TrainConfig,
+    TrainResult,
+    default_checkpoint,
+    group_metrics,
+    train,
+)
 
-__all__ = ["build_dataset", "train_surrogate", "evaluate_surrogate", "SurrogateRewardModel", "BuiltinBackend",
-           "CallableBackend", "CostBackend", "BackendModel", "load_backend", "default_checkpoint"]
+__all__ = [
+    "build_dataset",
+    "train_surrogate",
+    "evaluate_surrogate",
+    "SurrogateRewardModel",
+    "BuiltinBackend",
+    "CallableBackend",
+    "CostBackend",
+    "BackendModel",
+    "load_backend",
+    "default_checkpoint",
+]
 
 
 def _console():  # noqa: ANN202
@@ -66,9 +94,19 @@ def _progress_bar(description: str, enabled: bool = True):  # noqa: ANN202
 
 
 # ============================================================================ dataset
-def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samples: int, out: str | Path,
-                  synthetic: int = 0, seed: int = 0, backend: str | CostBackend | None = None, workers: int = 1,
-                  exclude: Sequence[str] | str | None = None, progress: bool = True, executor: Any = None) -> Path:
+def build_dataset(
+    arch: str | Sequence[str],
+    networks: Sequence[str] | str,
+    samples: int,
+    out: str | Path,
+    synthetic: int = 0,
+    seed: int = 0,
+    backend: str | CostBackend | None = None,
+    workers: int = 1,
+    exclude: Sequence[str] | str | None = None,
+    progress: bool = True,
+    executor: Any = None,
+) -> Path:
     """Sample (layer, architecture, mapping) -> (energy, cycles) and save it as one compressed .npz.
 
     arch      -- architecture preset name(s) or YAML path(s); several = one dataset over all of them
@@ -128,8 +166,10 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
             raise SpecError("this backend cannot be sent to worker processes; use --workers 1", "--workers") from None
     con = _console()
     if progress:
-        con.print(f"sampling {len(items)} (layer, arch) pairs x {per_layer} mappings on {', '.join(a.name for a in archs)} "
-                  f"with backend {be.name}" + (f" ({dropped} layers dropped: shapes of excluded networks)" if dropped else ""))
+        con.print(
+            f"sampling {len(items)} (layer, arch) pairs x {per_layer} mappings on {', '.join(a.name for a in archs)} "
+            f"with backend {be.name}" + (f" ({dropped} layers dropped: shapes of excluded networks)" if dropped else "")
+        )
     p = Path(out)
     path = p if p.suffix == ".npz" else p / "dataset.npz"
     resume_dir = path.with_suffix(".tasks")
@@ -141,10 +181,22 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
             def tick(done: int, total: int, name: str) -> None:
                 bar.update(task, completed=done, info=name)
 
-            data = generate_samples(items, per_layer, seed=seed, backend=be, workers=workers, progress=tick,
-                                    meta={"networks": net_names, "synthetic": synthetic,
-                                          "excluded_networks": excl_names, "command_seed": seed},
-                                    executor=executor, resume_dir=resume_dir)
+            data = generate_samples(
+                items,
+                per_layer,
+                seed=seed,
+                backend=be,
+                workers=workers,
+                progress=tick,
+                meta={
+                    "networks": net_names,
+                    "synthetic": synthetic,
+                    "excluded_networks": excl_names,
+                    "command_seed": seed,
+                },
+                executor=executor,
+                resume_dir=resume_dir,
+            )
         interrupted = None
     except Interrupted as exc:  # Ctrl-C: save the (layer, arch) items finished, marked partial
         data, interrupted = exc.partial, exc
@@ -155,31 +207,57 @@ def build_dataset(arch: str | Sequence[str], networks: Sequence[str] | str, samp
     atomic_write(path, data.save)
     if interrupted is None:
         ResultStore(resume_dir).clear()  # kept after Ctrl-C: the same command resumes from the finished pairs
-    summary = {"path": str(path), "samples": len(data), "layers": len(data.layers), "archs": [a.name for a in data.archs],
-               "networks": net_names, "synthetic": synthetic, "excluded_networks": excl_names,
-               "per_layer": per_layer, "sources": {s: int((data.source == i).sum()) for i, s in enumerate(SOURCES)},
-               "seconds": data.meta["seconds"], "backend": be.name, "encoding_version": ENCODING_VERSION,
-               "costmodel": data.meta.get("costmodel")}
+    summary = {
+        "path": str(path),
+        "samples": len(data),
+        "layers": len(data.layers),
+        "archs": [a.name for a in data.archs],
+        "networks": net_names,
+        "synthetic": synthetic,
+        "excluded_networks": excl_names,
+        "per_layer": per_layer,
+        "sources": {s: int((data.source == i).sum()) for i, s in enumerate(SOURCES)},
+        "seconds": data.meta["seconds"],
+        "backend": be.name,
+        "encoding_version": ENCODING_VERSION,
+        "costmodel": data.meta.get("costmodel"),
+    }
     if interrupted is not None:
         summary.update(partial=True, pairs_done=interrupted.done, pairs_total=interrupted.total)
     atomic_write_text(path.with_suffix(".json"), json.dumps(summary, indent=2))
     if progress or interrupted is not None:
         size = path.stat().st_size / 1e6
         if interrupted is not None:
-            con.print(f"interrupted: {interrupted.done} of {interrupted.total} (layer, arch) pairs finished; "
-                      "the dataset holds those only and is marked partial")
-        con.print(f"wrote {len(data):,} samples of {len(data.layers)} layers to {path} ({size:.1f} MB) in {summary['seconds']} s; "
-                  + ", ".join(f"{k} {v:,}" for k, v in summary["sources"].items()))
+            con.print(
+                f"interrupted: {interrupted.done} of {interrupted.total} (layer, arch) pairs finished; "
+                "the dataset holds those only and is marked partial"
+            )
+        con.print(
+            f"wrote {len(data):,} samples of {len(data.layers)} layers to {path} ({size:.1f} MB) in {summary['seconds']} s; "
+            + ", ".join(f"{k} {v:,}" for k, v in summary["sources"].items())
+        )
     if interrupted is not None:
         raise interrupted
     return path
 
 
 # ============================================================================ training
-def train_surrogate(data: str | Path | Sequence[str | Path], out: str | Path, epochs: int = 40, batch_size: int = 512,
-                    lr: float = 2e-3, hidden: int = 128, depth: int = 3, val_frac: float = 0.1, seed: int = 0,
-                    resume: bool = False, log_dir: str | Path | None = None, threads: int = 1,
-                    progress: bool = True, command: str | None = None) -> TrainResult:
+def train_surrogate(
+    data: str | Path | Sequence[str | Path],
+    out: str | Path,
+    epochs: int = 40,
+    batch_size: int = 512,
+    lr: float = 2e-3,
+    hidden: int = 128,
+    depth: int = 3,
+    val_frac: float = 0.1,
+    seed: int = 0,
+    resume: bool = False,
+    log_dir: str | Path | None = None,
+    threads: int = 1,
+    progress: bool = True,
+    command: str | None = None,
+) -> TrainResult:
     """Train the surrogate network on one or more datasets (build_dataset outputs).
 
     Writes out/model.pt (small, what the mapper and the reward model load), out/last.pt (full state for
@@ -200,35 +278,64 @@ def train_surrogate(data: str | Path | Sequence[str | Path], out: str | Path, ep
     ds = sets[0] if len(sets) == 1 else SampleSet.merge(sets)
     out_p = Path(out)
     log = Path(log_dir) if log_dir is not None else out_p / "tb"
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, hidden=hidden, depth=depth, val_frac=val_frac,
-                      seed=seed, threads=threads)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        hidden=hidden,
+        depth=depth,
+        val_frac=val_frac,
+        seed=seed,
+        threads=threads,
+    )
     con = _console()
     if progress:
-        con.print(f"training on {len(ds):,} samples of {len(ds.layers)} layers ({', '.join(a.name for a in ds.archs)}); "
-                  f"checkpoints in {out_p}, TensorBoard logs in {log}")
+        con.print(
+            f"training on {len(ds):,} samples of {len(ds.layers)} layers ({', '.join(a.name for a in ds.archs)}); "
+            f"checkpoints in {out_p}, TensorBoard logs in {log}"
+        )
     with _progress_bar("train", progress) as bar:
         task = bar.add_task("epochs", total=epochs, info="")
 
         def tick(rec: dict[str, Any]) -> None:
             info = f"loss {rec['train_loss']:.4f}"
             if "val_loss" in rec:
-                info += (f"  val {rec['val_loss']:.4f}  rho {rec['val_spearman']:.3f}  rank-acc {rec['val_rank_acc']:.3f}"
-                         f"  |err| {rec['val_median_abs_log2_edp_error']:.3f}")
+                info += (
+                    f"  val {rec['val_loss']:.4f}  rho {rec['val_spearman']:.3f}  rank-acc {rec['val_rank_acc']:.3f}"
+                    f"  |err| {rec['val_median_abs_log2_edp_error']:.3f}"
+                )
             bar.update(task, completed=rec["epoch"], info=info)
 
-        res = train(ds, out_p, cfg, resume=resume, log_dir=log, progress=tick,
-                    extra_meta={"dataset_paths": [str(p) for p in paths], "command": command or ""})
+        res = train(
+            ds,
+            out_p,
+            cfg,
+            resume=resume,
+            log_dir=log,
+            progress=tick,
+            extra_meta={"dataset_paths": [str(p) for p in paths], "command": command or ""},
+        )
     if progress:
-        con.print(f"wrote {res.checkpoint} ({res.checkpoint.stat().st_size / 1e6:.2f} MB) after {res.epochs} epochs, "
-                  f"{res.seconds:.0f} s of training")
+        con.print(
+            f"wrote {res.checkpoint} ({res.checkpoint.stat().st_size / 1e6:.2f} MB) after {res.epochs} epochs, "
+            f"{res.seconds:.0f} s of training"
+        )
     return res
 
 
 # ============================================================================ evaluation
-def evaluate_surrogate(checkpoint: str | Path | None, networks: Sequence[str] | str, arch: str = "eyeriss",
-                       samples_per_layer: int = 1000, seed: int = 12345, include_seen: bool = False,
-                       allow_training_networks: bool = False, backend: str | CostBackend | None = None,
-                       workers: int = 1, progress: bool = True) -> dict[str, Any]:
+def evaluate_surrogate(
+    checkpoint: str | Path | None,
+    networks: Sequence[str] | str,
+    arch: str = "eyeriss",
+    samples_per_layer: int = 1000,
+    seed: int = 12345,
+    include_seen: bool = False,
+    allow_training_networks: bool = False,
+    backend: str | CostBackend | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score fresh mappings of held-out networks with the true model and compare the surrogate.
 
     Mappings are generated like the training data (random valid + mapper trajectories + neighbours),
@@ -252,8 +359,9 @@ def evaluate_surrogate(checkpoint: str | Path | None, networks: Sequence[str] | 
     trained_nets = set(model.meta.get("networks", []))
     bad = sorted(set(loaded_names) & trained_nets)
     if bad and not allow_training_networks:
-        raise SpecError(f"networks {bad} were in the surrogate's training data; evaluate on held-out networks",
-                        "--networks")
+        raise SpecError(
+            f"networks {bad} were in the surrogate's training data; evaluate on held-out networks", "--networks"
+        )
     seen_keys = {json.dumps(k) for k in model.meta.get("train_layer_keys", [])}
     kept, skipped = [], []
     for lyr, nets in layers:
@@ -265,8 +373,14 @@ def evaluate_surrogate(checkpoint: str | Path | None, networks: Sequence[str] | 
     t0 = time.perf_counter()
     with _progress_bar("eval", progress) as bar:
         task = bar.add_task("eval", total=len(items), info="")
-        data = generate_samples(items, samples_per_layer, seed=seed, backend=backend, workers=workers,
-                                progress=lambda d, t, n: bar.update(task, completed=d, info=n))
+        data = generate_samples(
+            items,
+            samples_per_layer,
+            seed=seed,
+            backend=backend,
+            workers=workers,
+            progress=lambda d, t, n: bar.update(task, completed=d, info=n),
+        )
     gen_seconds = time.perf_counter() - t0
     pred = np.empty(len(data))
     true = np.log2(data.edp)
@@ -292,23 +406,38 @@ def evaluate_surrogate(checkpoint: str | Path | None, networks: Sequence[str] | 
     for (li, g), rho in zip(groups, overall["per_group_spearman"]):
         err = np.abs(pred[g] - true[g])
         best = g[np.argsort(true[g])[: max(1, len(g) // 10)]]
-        per_layer.append({"layer": data.layers[li].name, "networks": data.layer_networks[li],
-                          "shape": data.layers[li].shape_str(), "spearman": float(rho),
-                          "median_abs_log2_edp_error": float(np.median(err)),
-                          "top10pct_spearman": _safe_spearman(pred[best], true[best])})
+        per_layer.append(
+            {
+                "layer": data.layers[li].name,
+                "networks": data.layer_networks[li],
+                "shape": data.layers[li].shape_str(),
+                "spearman": float(rho),
+                "median_abs_log2_edp_error": float(np.median(err)),
+                "top10pct_spearman": _safe_spearman(pred[best], true[best]),
+            }
+        )
     by_source = {}
     for i, s in enumerate(SOURCES):
         sel = data.source == i
         if sel.any():
             by_source[s] = float(np.median(np.abs(pred[sel] - true[sel])))
     overall.pop("per_group_spearman")
-    result = {"checkpoint": model.path, "arch": a.name, "networks": loaded_names, "layers": len(kept),
-              "skipped_seen_layers": [lyr.name for lyr, _ in skipped], "samples": len(data),
-              "samples_per_layer": samples_per_layer, "overall": overall, "per_network": per_net,
-              "per_layer": per_layer, "median_abs_log2_edp_error_by_source": by_source,
-              "top10pct_spearman_mean": float(np.nanmean([r["top10pct_spearman"] for r in per_layer])),
-              "generate_seconds": round(gen_seconds, 1),
-              "predict_mappings_per_second": float(len(data) / max(pred_seconds, 1e-9))}
+    result = {
+        "checkpoint": model.path,
+        "arch": a.name,
+        "networks": loaded_names,
+        "layers": len(kept),
+        "skipped_seen_layers": [lyr.name for lyr, _ in skipped],
+        "samples": len(data),
+        "samples_per_layer": samples_per_layer,
+        "overall": overall,
+        "per_network": per_net,
+        "per_layer": per_layer,
+        "median_abs_log2_edp_error_by_source": by_source,
+        "top10pct_spearman_mean": float(np.nanmean([r["top10pct_spearman"] for r in per_layer])),
+        "generate_seconds": round(gen_seconds, 1),
+        "predict_mappings_per_second": float(len(data) / max(pred_seconds, 1e-9)),
+    }
     return result
 
 
