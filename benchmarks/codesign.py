@@ -282,7 +282,8 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
     print(
         f"{'network':12s} {'budget':6s} {'seed':>4s} "
         + " ".join(f"{c:>11s}" for c in cols)
-        + f" {'speedup':>8s} {'L evals to 5%':>14s} {'DG s':>6s} {'L s':>6s} {'L evals':>7s} {'opt evals':>9s} {'yaml':>5s}"
+        + f" {'speedup':>8s} {'L evals to 5%':>14s} {'DG s':>6s} {'L s':>6s} {'L evals':>7s}"
+        f" {'opt evals':>9s} {'yaml':>5s}"
     )
     speed: dict[str, list[float]] = {}
     wins: dict[str, list[bool]] = {}
@@ -303,7 +304,8 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
             f"{r['network']:12s} {r['budget']:6s} {r['seed']:4d} "
             + " ".join(f"{_f(v):>11s}" for v in vals)
             + f" {('inf' if math.isinf(sp) else _f(sp)):>8s} {need_s:>14s} {o['digamma']['seconds']:6.1f}"
-            f" {o['learned']['seconds']:6.1f} {o['learned']['evaluations']:7d} {o['learned']['optimal_evaluations'] or 0:9d}"
+            f" {o['learned']['seconds']:6.1f} {o['learned']['evaluations']:7d}"
+            f" {o['learned']['optimal_evaluations'] or 0:9d}"
             f" {r['reproduced_from_yaml']!s:>5s}"
         )
     print()

@@ -75,7 +75,7 @@ def main() -> None:
                 maps.append(best)
             groups.append((label, layer, arch, maps))
     cases, timing = [], []
-    for g, (label, layer, arch, maps) in enumerate(groups):
+    for label, layer, arch, maps in groups:
         for k, m in enumerate(maps):
             timed = arch is archs[0] and k == len(maps) - 1  # per layer: the GA best on the first architecture
             cases.append((layer, arch, m, 5 if timed else 1))
@@ -124,7 +124,10 @@ def main() -> None:
     row = f"{'all':30s} {'':8s} {len(cases) - failed:3d}"
     for sem in SEMANTICS:
         ee, ce = np.array(totals[sem]["e"]), np.array(totals[sem]["c"])
-        row += f" | {pct(np.median(ee))} {pct(ee.max())} {pct(np.median(ce))} {pct(ce.max())} {min(totals[sem]['rho']):6.3f}"
+        row += (
+            f" | {pct(np.median(ee))} {pct(ee.max())} {pct(np.median(ce))} {pct(ce.max())}"
+            f" {min(totals[sem]['rho']):6.3f}"
+        )
     print(row + "   (rho: the smallest)")
     if failed:
         print(f"AccelForge could not evaluate {failed} mapping(s)")

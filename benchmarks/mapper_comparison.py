@@ -228,7 +228,10 @@ def part_sparsity(args: argparse.Namespace, out: dict[str, Any]) -> None:
         row["single_density"] = own
         row["single"] = [CostModel(at_density(la, d), arch).evaluate(single).edp / r.best for d, r in zip(dens, refs)]
         rows.append(row)
-        f = lambda xs: " ".join("inf" if not math.isfinite(x) else f"{x:.3f}" for x in xs)
+
+        def f(xs: list[float]) -> str:
+            return " ".join("inf" if not math.isfinite(x) else f"{x:.3f}" for x in xs)
+
         print(
             f"sparsity {la.name}: robust(worst) {f(row['worst_robust'])} | robust(expected) "
             f"{f(row['expected_robust'])} | single@{own} {f(row['single'])}  (densities {dens}, / own optimum)"
@@ -341,7 +344,8 @@ def part_marvel(args: argparse.Namespace, out: dict[str, Any]) -> None:
         print(
             f"marvel @{budget}: EDP/ref geomean {geomean([r['marvel_over_ref'] for r in sel]):.3f} "
             f"(worst {max(r['marvel_over_ref'] for r in sel):.3f}, within 1.2x on "
-            f"{sum(r['marvel_over_ref'] <= 1.2 for r in sel)}/{len(sel)}), GA {geomean([r['ga_over_ref'] for r in sel]):.3f}; "
+            f"{sum(r['marvel_over_ref'] <= 1.2 for r in sel)}/{len(sel)}), "
+            f"GA {geomean([r['ga_over_ref'] for r in sel]):.3f}; "
             f"time marvel {sum(r['marvel_s'] for r in sel):.1f} s, GA {sum(r['ga_s'] for r in sel):.1f} s, optimal "
             f"{sum(r['optimal_s'] for r in sel):.1f} s ({sum(r['ref_proven'] for r in sel)}/{len(sel)} proven)"
         )

@@ -13,7 +13,8 @@ optimised ("swept"), how many tilings overflowed a level with whole tiles and ha
 placements searched ("placed"), the wall-clock seconds spent and the CPU seconds of this process (on a shared machine
 the wall clock also counts other jobs' time slices; the limit is wall clock), whether the optimum was proven,
 the ratio of the best objective found to the layer's compulsory-traffic bound ("best/LB": how much room the
-mapping problem has), and when not proven its ratio to the search's own lower bound on the optimum ("gap").  Each (network, architecture, objective) ends with a summary line:
+mapping problem has), and when not proven its ratio to the search's own lower bound on the optimum ("gap").
+Each (network, architecture, objective) ends with a summary line:
 layers proven, mean and max seconds.  The compiled kernels are loaded before the first layer (once per
 process; `load_kernels`).  The load average is printed at the start and the end (the machine
 may be shared).  With -j N / --ray the layers are searched as execution-backend tasks (docs/distributed.md), each
@@ -69,8 +70,8 @@ def main() -> None:
     print(f"optimal mapper ({space}), time limit {args.time_limit:g} s per layer; {_load()} on {os.cpu_count()} cores")
     head = (
         f"{'network':<12} {'arch':<9} {'obj':<7} {'layer':<30} {'map space':>9} {'fit fanout':>10} "
-        f"{'cut early':>9} {'visited':>9} {'swept':>8} {'placed':>8} {'seconds':>8} {'cpu s':>6} {'proven':>6} {'best/LB':>8} "
-        f"{'gap':>6}"
+        f"{'cut early':>9} {'visited':>9} {'swept':>8} {'placed':>8} {'seconds':>8} {'cpu s':>6} {'proven':>6} "
+        f"{'best/LB':>8} {'gap':>6}"
     )
     # the whole sweep as backend tasks (one per layer); the table is printed in sweep order as results arrive
     tasks: list[tuple] = []
@@ -131,7 +132,8 @@ def _print_row(net_name: str, task: tuple, res: tuple) -> None:
         f"{net_name[:12]:<12} {arch.name[:9]:<9} {objective:<7} {layer.name[:30]:<30} "
         f"{format_big(n['total']):>9} {format_big(n['tilings_fitting_fanout']):>10} "
         f"{format_big(n['partial_tilings_pruned']):>9} {format_big(n['fitting_tilings_seen']):>9} "
-        f"{format_big(n['tilings_swept']):>8} {format_big(n['tilings_placed']):>8} {dt:>8.1f} {cpu:>6.1f} {'yes' if proven else 'no':>6} "
+        f"{format_big(n['tilings_swept']):>8} {format_big(n['tilings_placed']):>8} {dt:>8.1f} {cpu:>6.1f} "
+        f"{'yes' if proven else 'no':>6} "
         f"{n['gap_to_lower_bound']:>8.3g} {'' if proven else format(n['gap_to_bound'], '.3g'):>6}",
         flush=True,
     )

@@ -16,7 +16,8 @@ subprocess of AccelForge's Python 3.12 interpreter and killed at its cap: `--tcm
 three layers, `--sweep-cap` for the ResNet-50 ones); TCM's mapping is then scored by AccelForge's model
 (`evaluate_mapping`, outside TCM's timed call).  TCM gets the layer without rank variables of extent 1
 (`accelforge_problem`): the same layer and architecture, without the loops over size-1 ranks that
-multiplied its templates (1,176 instead of 96 on a GEMM) and made it time out.  "TCM/rlmap" is TCM's objective over rlmap's, both in AccelForge (> 1:
+multiplied its templates (1,176 instead of 96 on a GEMM) and made it time out.  "TCM/rlmap" is TCM's
+objective over rlmap's, both in AccelForge (> 1:
 rlmap's is better); "speedup" is TCM's wall time over rlmap's.  Both wall times come from this run, on
 whatever else the machine is doing (the load average is printed at the start and the end).
 """

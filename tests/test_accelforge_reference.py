@@ -96,7 +96,7 @@ def test_timeloop_semantics_differs_from_accelforge_only_by_the_three_rules():
     af_rules = RULES["accelforge"]
     mattered = {name: 0 for name in RULE_FOOTPRINT}
     differ = 0
-    for arch, layer, m, ref in cases:
+    for arch, layer, m, _ref in cases:
         af = _model(arch, layer).evaluate(m)
         for name, allowed in RULE_FOOTPRINT.items():
             one = _model(arch, layer, rules=Rules(**{**af_rules.__dict__, name: True})).evaluate(m)

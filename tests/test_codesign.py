@@ -118,7 +118,9 @@ def test_space_errors_name_the_field(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- area
 def test_area_of_the_edge_preset_by_hand() -> None:
-    sram = lambda words, bits: words * bits * 0.346 / 0.7
+    def sram(words: int, bits: int) -> float:
+        return words * bits * 0.346 / 0.7
+
     want = 256 * (282 + 36) + sram(108000, 8) + 256 * sram(512, 8)
     assert design_area(load_architecture("edge")).total_mm2 == pytest.approx(want / 1e6, rel=1e-12)
     for name, budget in AREA_BUDGETS.items():
@@ -213,9 +215,12 @@ def test_a_layer_scored_before_is_not_charged_again() -> None:
 def test_merge_layers_takes_the_better_mapping_per_layer() -> None:
     ds, wl = edge_space(), Workload.from_network(TINY)
     p = Problem(ds, wl, "latency")
-    mk = lambda c, v: DesignCost(
-        1.0, float(np.dot(c, [3, 1])), float(np.dot(c, [3, 1])), np.array(v), np.array(c, float), np.array(c, float)
-    )
+
+    def mk(c: list[float], v: list[bool]) -> DesignCost:
+        return DesignCost(
+            1.0, float(np.dot(c, [3, 1])), float(np.dot(c, [3, 1])), np.array(v), np.array(c, float), np.array(c, float)
+        )
+
     child, parent = mk([10.0, 5.0], [True, True]), mk([7.0, 9.0], [True, True])
     cost, maps = merge_layers(p, child, parent, ["c0", "c1"], ["p0", "p1"])  # type: ignore[arg-type]
     assert maps == ["p0", "c1"] and cost.cycles == 3 * 7 + 5

@@ -416,7 +416,7 @@ def test_wrap_refetch_rule_only_over_counts():
             layer, arch, m = make_case(seed, *config, strided=False)
             cost = CostModel(layer, arch).evaluate(m)
             ideal = simulate(layer, arch, m, wrap_refetch=False)
-            for (kind, lvl, v, got), (_, _, _, want) in zip(_counts(cost), _counts(ideal)):
+            for (_kind, _lvl, v, got), (_, _, _, want) in zip(_counts(cost), _counts(ideal)):
                 if v == INPUTS:
                     assert got >= want - 1e-9
                 else:

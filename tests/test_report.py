@@ -86,7 +86,7 @@ def test_report_is_self_contained_and_compares_runs(runs: list[Path], report: Pa
     # the totals table shows each run's EDP over the best run's, from the summaries
     edps = {p.name: json.loads((p / "summary.json").read_text())["total"]["edp"] for p in runs}
     best = min(edps.values())
-    for name, edp in edps.items():
+    for edp in edps.values():
         assert f"{edp / best:.3f}" in page
     assert "ga (120)" in page and "sa (120)" in page and "random (80)" in page
 

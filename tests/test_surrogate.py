@@ -201,7 +201,7 @@ def test_dataset_roundtrip_and_true_costs(tiny_data: Path) -> None:
         np.testing.assert_allclose(data.energy[idx], ref.energy, rtol=1e-12)
         np.testing.assert_allclose(data.cycles[idx], ref.cycles, rtol=1e-12)
     # the mapper-derived samples concentrate on the good end of the map space
-    for li, _, idx in data.groups():
+    for _li, _, idx in data.groups():
         rand = data.edp[idx][data.source[idx] <= 1]
         good = data.edp[idx][data.source[idx] >= 2]
         assert np.median(good) < np.median(rand)

@@ -91,7 +91,9 @@ def train_cmd(
 ) -> None:
     """Train a mapping policy; TensorBoard logs, checkpoints and config.yaml go to the run folder.
 
-    Watch it with `tensorboard --logdir RUN/tensorboard`. Interrupted? `rlmap train --resume RUN` continues from the last checkpoint (saved every --checkpoint-every steps and on exit) with the saved config; --timesteps and --time-limit may be changed when resuming.
+    Watch it with `tensorboard --logdir RUN/tensorboard`. Interrupted? `rlmap train --resume RUN` continues
+    from the last checkpoint (saved every --checkpoint-every steps and on exit) with the saved config;
+    --timesteps and --time-limit may be changed when resuming.
     """
     from rlmap.cli.common import (
         check_output_dir,
@@ -262,7 +264,8 @@ def map_cmd(
 ) -> None:
     """Map a network zero-shot with a trained policy: per-layer table and network totals.
 
-    Each mapping is scored by the analytical cost model; write them with -o and check any of them with `rlmap eval` or `rlmap export --format timeloop`.
+    Each mapping is scored by the analytical cost model; write them with -o and check any of them with
+    `rlmap eval` or `rlmap export --format timeloop`.
     """
     from rlmap.cli.common import (
         check_at_most,

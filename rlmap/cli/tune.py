@@ -46,5 +46,6 @@ def tune_cmd(sweep: Path, output: Path | None, ray: str | None) -> None:
     best = res["best"]
     out.print(
         f"best: {best['trial']} ({res['metric']} {best['metric']:.4f}); policy: rlmap map --policy {best['run_dir']}; "
-        f"TensorBoard of all trials: tensorboard --logdir {Path(output) / 'trials'}; table: {Path(output) / 'sweep.json'}"
+        f"TensorBoard of all trials: tensorboard --logdir {Path(output) / 'trials'}; "
+        f"table: {Path(output) / 'sweep.json'}"
     )

@@ -233,7 +233,7 @@ class DesignSpace:
         arch = self.template
         fan = arch.levels[self.array_level].fanout
         want: dict[str, Any] = {"array_x": fan.x, "array_y": fan.y, "dataflow": (fan.x_dims, fan.y_dims)}
-        for lvl_i, form in self.capacity_levels:
+        for lvl_i, _form in self.capacity_levels:
             level = arch.levels[lvl_i]
             if isinstance(level.capacity, dict):
                 for t, w in level.capacity.items():

@@ -34,7 +34,7 @@ class Backend(ABC):
     def describe(self) -> str:
         return f"{self.name} ({self.workers} worker{'s' if self.workers != 1 else ''})"
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- an optional hook: backends without resources keep this no-op
         """Release what the backend started (a local Ray instance); joined clusters are left running."""
 
     def __enter__(self) -> Self:

@@ -1,7 +1,8 @@
 """Ray Core backend: each task is a Ray task (1 CPU), retried by Ray when its worker process or node dies.
 
 `--ray auto` joins the cluster this machine belongs to (`ray start` was run here) or, when there is none, starts a
-local one for this command and stops it at the end; `--ray local` always starts that private local instance; `--ray HOST:PORT` (or `ray://HOST:10001` for Ray Client) joins
+local one for this command and stops it at the end; `--ray local` always starts that private local instance;
+`--ray HOST:PORT` (or `ray://HOST:10001` for Ray Client) joins
 that cluster.  Task arguments are shipped by Ray's object store: the Layer and Architecture objects themselves,
 so workers need no YAML files -- only rlmap installed (same version) on their Python.
 """

@@ -415,7 +415,7 @@ def _rank_sizes(body: dict, ein: dict, where: str) -> dict[str, int]:
 def _component_levels(arch: Architecture) -> dict[str, int]:
     """Storage component name -> level: the exporter's names, the level names, `<level>_<tensor>` partitions."""
     out = {lvl.name: i for i, lvl in enumerate(arch.levels)}
-    for comp, lvl, tensors in af_memories(arch):
+    for comp, lvl, _tensors in af_memories(arch):
         out[comp] = lvl
         for t in TENSORS:
             out[f"{comp}_{t}"] = out[f"{arch.levels[lvl].name}_{t}"] = lvl
@@ -625,7 +625,8 @@ def _check_no_refetch(loops: list[_Loop], placed: dict[tuple[int, int], int], ar
         stray = [lp for lp in above[last + 1 :]]
         if stray:
             raise SpecError(
-                f"the storage of {TENSORS[v]} at {arch.levels[c].name} sits below loop {stray[0].text}, which does not index "
+                f"the storage of {TENSORS[v]} at {arch.levels[c].name} sits below loop {stray[0].text}, "
+                "which does not index "
                 f"{TENSORS[v]}: AccelForge refetches the tile on every iteration of it, rlmap keeps it (stationary); "
                 f"move the node above that loop for the same reuse",
                 where,

@@ -274,7 +274,8 @@ def _attention_protos(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]
 
 
 def _mha_protos(mod: nn.MultiheadAttention, q_node: Any, k_node: Any, v_node: Any) -> list[_Proto]:
-    q, k, v = _shape(q_node), _shape(k_node), _shape(v_node)
+    # value's shape adds nothing: its length is the key's (S) and its width is mod.vdim
+    q, k = _shape(q_node), _shape(k_node)
     E, H = mod.embed_dim, mod.num_heads
     if len(q) == 3:
         if mod.batch_first:

@@ -2,7 +2,8 @@
 
 `CostModel.evaluate` (one mapping) and `CostModel.evaluate_batch` (many) run the compiled kernel in
 rlmap/model/kernel.py.  `evaluate_reference` is the same model in plain Python, the readable reference
-(and the path that words why a mapping is invalid); tests hold the two to the same numbers.  Every formula is written out in docs/costmodel.md.
+(and the path that words why a mapping is invalid); tests hold the two to the same numbers.  Every formula is
+written out in docs/costmodel.md.
 """
 
 from __future__ import annotations

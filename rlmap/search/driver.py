@@ -189,7 +189,8 @@ def map_network_warm(
 ) -> NetworkResult:
     """Warm-started mapping (rlmap.search.warmstart): the distinct layers are searched in network order, in
     waves of `warm_wave` layers run at once (as parallel tasks where the backend has workers), each seeded with
-    the adapted best mappings of the nearest layers already in the replay buffer; each one's best mapping then joins the buffer (saved to its file, if any).
+    the adapted best mappings of the nearest layers already in the replay buffer; each one's best mapping then
+    joins the buffer (saved to its file, if any).
     A layer can only use layers of earlier waves, so results depend on `warm_wave` -- never on the number of
     workers or the backend (the same seed gives the same result locally and on Ray).  With `resume_dir`
     finished layers are kept and read back like map_networks's; a layer's task key includes its seeds, which

@@ -24,7 +24,8 @@ on-chip phase may re-fetch it more often, and the cost model charges what it doe
 exactly one of weights {N, P, Q}, inputs {K}, outputs {C, R, S}, a DRAM order helps exactly one tensor --
 the one whose irrelevant loops sit innermost -- so three orders (weight-, input-, output-stationary at
 DRAM) cover every distinct traffic value.  Candidates whose on-chip tile does not fit on chip
-(`onchip_fits`: each tensor in the first on-chip level that keeps it, over all its instances) are dropped; the `candidates` with least traffic go on, taken in turn from
+(`onchip_fits`: each tensor in the first on-chip level that keeps it, over all its instances) are dropped;
+the `candidates` with least traffic go on, taken in turn from
 the three DRAM orders (least traffic first) so that each dataflow gets a share.
 
 Data layout (dimension permutation of a tensor in DRAM) is part of Marvel's off-chip subspace, but rlmap's

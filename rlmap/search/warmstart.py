@@ -12,7 +12,8 @@ from a dense one of the same size (its G is large, its K and C are 1).  The `nei
 entries (ties: the most recent first) give their mappings.
 
 **Adaptation.**  A stored mapping's factors are re-split to the new dims, dimension by dimension (a dim
-of the same size keeps its split exactly): each slot (temporal / spatial X / spatial Y of each level) keeps the *share* of the dim's log-size it had
+of the same size keeps its split exactly): each slot (temporal / spatial X / spatial Y of each level) keeps
+the *share* of the dim's log-size it had
 (f_slot = n_src^share); the new dim's prime factors are dealt out largest first, each to the allowed slot
 furthest below its target log-size.  Loop orders pass through unchanged.  The result is then repaired to
 validity: fanout repair (over-full spatial slots give primes back to their level's temporal slot) and

@@ -260,7 +260,8 @@ def arch_features(arch: Architecture) -> np.ndarray:
     MAC, bandwidths, fanouts and their allowed dims, instances, word width, storage formats."""
     if arch.n_levels > MAX_LEVELS:
         raise SpecError(
-            f"architecture {arch.name!r} has {arch.n_levels} levels; the surrogate encoding supports at most {MAX_LEVELS}"
+            f"architecture {arch.name!r} has {arch.n_levels} levels; "
+            f"the surrogate encoding supports at most {MAX_LEVELS}"
         )
     mac = max(arch.compute.mac_energy, 1e-6)
     rows = []
@@ -350,7 +351,8 @@ class Encoder:
     def __init__(self, layer: Layer, arch: Architecture) -> None:
         if arch.n_levels > MAX_LEVELS:
             raise SpecError(
-                f"architecture {arch.name!r} has {arch.n_levels} levels; the surrogate encoding supports at most {MAX_LEVELS}"
+                f"architecture {arch.name!r} has {arch.n_levels} levels; "
+                f"the surrogate encoding supports at most {MAX_LEVELS}"
             )
         self.layer = layer
         self.arch = arch

@@ -233,8 +233,8 @@ def build_dataset(
                 "the dataset holds those only and is marked partial"
             )
         con.print(
-            f"wrote {len(data):,} samples of {len(data.layers)} layers to {path} ({size:.1f} MB) in {summary['seconds']} s; "
-            + ", ".join(f"{k} {v:,}" for k, v in summary["sources"].items())
+            f"wrote {len(data):,} samples of {len(data.layers)} layers to {path} ({size:.1f} MB) "
+            f"in {summary['seconds']} s; " + ", ".join(f"{k} {v:,}" for k, v in summary["sources"].items())
         )
     if interrupted is not None:
         raise interrupted
