@@ -312,6 +312,33 @@ def test_sdpa_and_nn_multihead_attention() -> None:
     assert res.network.macs == 15 * 16 * 48 + 15 * 16 * 16 + 4 * (6 * 5 * 5 * 8)
 
 
+def test_cross_attention_with_own_key_and_value_widths_counts_what_torch_counts() -> None:
+    """Query, key and value of different lengths and widths (kdim, vdim; seq-first): three projections."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = nn.MultiheadAttention(16, 2, kdim=8, vdim=12)
+
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return self.mha(q, k, v)[0]
+
+    inputs = (torch.zeros(5, 3, 16), torch.zeros(7, 3, 8), torch.zeros(7, 3, 12))  # L=5, B=3, S=7
+    res = import_module(Net().eval(), inputs, "net")
+    macs = {l.name: l.macs for l in res.network.layers}
+    assert macs == {
+        "mha_q_proj": 15 * 16 * 16,
+        "mha_k_proj": 21 * 8 * 16,
+        "mha_v_proj": 21 * 12 * 16,
+        "mha_qk": 6 * 5 * 7 * 8,
+        "mha_av": 6 * 5 * 7 * 8,
+        "mha_out_proj": 15 * 16 * 16,
+    }
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        Net().eval()(*inputs)
+    assert 2 * res.network.macs == counter.get_total_flops() == 2 * 17760
+
+
 def test_unsupported_mac_ops_are_reported_as_unsupported() -> None:
     class Net(nn.Module):
         def __init__(self) -> None:
