@@ -50,7 +50,7 @@ RLE_RUN_BITS = 4
 
 
 # ----------------------------------------------------------------------------- shared formulas
-def footprint(tensor: int, e: Sequence[Any], sh: int, sw: int, dh: int, dw: int) -> Any:
+def footprint(tensor: int, e: Sequence[Any] | np.ndarray, sh: int, sw: int, dh: int, dw: int) -> Any:
     """Words of `tensor` touched by a tile with per-dim extents `e` (scalars or numpy arrays).
 
     Inputs use the sliding-window box (p-1)*stride + (r-1)*dilation + 1 per spatial axis.

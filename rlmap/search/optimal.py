@@ -30,7 +30,7 @@ import functools
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -410,8 +410,8 @@ class OptimalMapper:
             E[lvl] = E[lvl + 1] * f[2 * lvl] * f[2 * lvl + 1]
         if min_tile is not None:
             E = E.copy()
-            for lvl in np.flatnonzero(min_tile):
-                E[lvl] = E[lvl + 1] * f[2 * lvl + 1]
+            for lvl_t in np.flatnonzero(min_tile):
+                E[lvl_t] = E[lvl_t + 1] * f[2 * lvl_t + 1]
         _, over = model.tile_check(E)
         return ok & ~over
 
@@ -435,7 +435,7 @@ class OptimalMapper:
         pruned: np.ndarray | None = None,
         deadline: float = math.inf,
         min_tile: np.ndarray | None = None,
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    ) -> Generator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None, None]:
         """Chunks of fitting tilings as (temporal, spatial_x, spatial_y) arrays of shape (B, L, D), and their
         bounds (B,) (zeros without a `bound`).
 
@@ -654,8 +654,8 @@ class OptimalMapper:
         whole = np.array([e * f for e, f in zip(inner, T)], dtype=np.int64)[:, None]
         mask = sum(1 << d for d in active)
         if lvl == 0 or cap is None or not model._capacity_reason(lvl, cap, list(words(whole)[:, 0]), keeps):
-            orders = order_classes(mask, 0b111)
-            return np.array(orders, dtype=np.int64), np.zeros((len(orders), N_TENSORS), dtype=np.int64)
+            classes = order_classes(mask, 0b111)
+            return np.array(classes, dtype=np.int64), np.zeros((len(classes), N_TENSORS), dtype=np.int64)
         n_cuts = [1 + sum(RELEVANCE_MATRIX[v][d] for d in active) if min_place[lvl, v] else 1 for v in range(N_TENSORS)]
         if math.factorial(A) * math.prod(n_cuts) > self.max_placements:
             return None  # too many to enumerate: the tiling is left unresolved (not proven)
@@ -676,8 +676,8 @@ class OptimalMapper:
                 ok_cut[v, :, 1:] = rel[v][perms]  # right below a loop that indexes v
             else:
                 ok_cut[v, :, 1:] = False
-        k0, k1, k2 = np.meshgrid(np.arange(A + 1), np.arange(A + 1), np.arange(A + 1), indexing="ij")
-        k0, k1, k2 = k0.ravel(), k1.ravel(), k2.ravel()
+        m0, m1, m2 = np.meshgrid(np.arange(A + 1), np.arange(A + 1), np.arange(A + 1), indexing="ij")
+        k0, k1, k2 = m0.ravel(), m1.ravel(), m2.ravel()
         ok = ok_cut[0][:, k0] & ok_cut[1][:, k1] & ok_cut[2][:, k2]  # (n, (A+1)^3)
         w0, w1, w2 = W[0][:, k0], W[1][:, k1], W[2][:, k2]
         if cap[0] == "shared":
@@ -721,7 +721,9 @@ class OptimalMapper:
             nonlocal best_obj, best_map, evals, rows
             which = np.concatenate(parts_t)
             orders, place = np.concatenate(parts_o), np.concatenate(parts_p)
-            parts_t.clear(), parts_o.clear(), parts_p.clear()
+            parts_t.clear()
+            parts_o.clear()
+            parts_p.clear()
             rows = 0
             cost = model.evaluate_batch(MappingBatch(t[which], sx[which], sy[which], orders, None, place))
             obj = cost.objective(objective)
@@ -768,14 +770,15 @@ class OptimalMapper:
                         np.stack([tables[lvl][0][idx[lvl]] for lvl in range(L)], axis=1),
                         np.stack([tables[lvl][1][idx[lvl]] for lvl in range(L)], axis=1),
                     )
-            if combo[0] is None:
+            c_orders, c_place = combo
+            if c_orders is None or c_place is None:  # both None together: too many combinations
                 skipped[b] = True
                 continue
-            total = len(combo[0])
+            total = len(c_orders)
             if total == 0:
                 continue
-            parts_o.append(combo[0])
-            parts_p.append(combo[1])
+            parts_o.append(c_orders)
+            parts_p.append(c_place)
             parts_t.append(np.full(total, b))
             rows += total
             if rows >= self.max_placements:
@@ -824,9 +827,9 @@ class OptimalMapper:
         # the first incumbent, so that even a search stopped at once returns a mapping: everything in DRAM
         best_obj, best_map, evaluations = math.inf, None, 1
         trivial = self._trivial(model)
-        cost = model.evaluate_reference(trivial)  # plain Python: no compiled code to load first
-        if cost.valid:
-            best_obj, best_map = float(cost.objective(objective)), trivial
+        trivial_cost = model.evaluate_reference(trivial)  # plain Python: no compiled code to load first
+        if trivial_cost.valid:
+            best_obj, best_map = float(trivial_cost.objective(objective)), trivial
         for m in initial or ():  # warm start: a better first incumbent prunes more
             c = model.evaluate(m) if len(m.temporal) == model.L else None
             evaluations += 1
@@ -870,7 +873,7 @@ class OptimalMapper:
                 continue
             space_v = space if model_v is model else MapSpace(layer, arch_v, model_v)
             min_place = self._min_place(model_v)
-            min_tile = None if min_place is None else min_place.any(axis=1)
+            min_tile = None if min_place is None else np.asarray(min_place.any(axis=1))
             choice_cache: dict = {}
             bound = self.partial_bound(space_v, model_v, objective)
             # a partial tiling is cut when no completion can beat the incumbent by more than rounding (1e-9):
@@ -927,7 +930,8 @@ class OptimalMapper:
                             group = group[relaxed[group] < best_obj * (1 - 1e-9)]
                             if not len(group):
                                 break
-                            obj, m, evals, skipped, done = self._best_placed(
+                            assert min_place is not None  # overflow is only non-empty with placements
+                            p_obj, p_map, evals, skipped, done = self._best_placed(
                                 model_v, t[group], x[group], y[group], objective, min_place, choice_cache, deadline
                             )
                             n_placed += done
@@ -935,8 +939,8 @@ class OptimalMapper:
                             evaluations += evals
                             if skipped.any():
                                 unresolved = min(unresolved, float(relaxed[group[skipped]].min()))
-                            if obj < best_obj:
-                                best_obj, best_map = obj, self._with_bypass(m, byp)
+                            if p_obj < best_obj and p_map is not None:  # (a better objective has a mapping)
+                                best_obj, best_map = p_obj, self._with_bypass(p_map, byp)
                             if done < len(group):
                                 left = np.concatenate(
                                     [relaxed[group[done:]], relaxed[overflow[g0 + self.placed_chunk :]]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SpecError(ValueError):
     """Bad user input: a malformed file, an impossible layer, a mapping that does not fit.
@@ -40,7 +42,7 @@ class Interrupted(KeyboardInterrupt):
     marked partial, and exits with code 130 (the shell's code for SIGINT).
     """
 
-    def __init__(self, partial: object = None, done: int = 0, total: int = 0) -> None:
+    def __init__(self, partial: Any = None, done: int = 0, total: int = 0) -> None:
         super().__init__(f"interrupted after {done} of {total}")
         self.partial = partial
         self.done = done

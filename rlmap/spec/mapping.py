@@ -354,7 +354,7 @@ class MappingBatch:
             **extra,
         )
 
-    def take(self, idx: np.ndarray) -> MappingBatch:
+    def take(self, idx: np.ndarray | slice) -> MappingBatch:
         return MappingBatch(
             self.temporal[idx],
             self.spatial_x[idx],

@@ -36,6 +36,7 @@ import numpy as np
 
 from rlmap.model.costmodel import BatchCost, Cost, CostModel, footprint
 from rlmap.model.costmodel import fingerprint as costmodel_fingerprint  # stored with datasets and checkpoints
+from rlmap.search.base import Mapper
 from rlmap.search.mapspace import Genome, MapSpace
 from rlmap.search.repair import capacity_repair, structural_valid  # re-exported
 from rlmap.spec.arch import Architecture
@@ -116,7 +117,7 @@ class CallableBackend:
         if not callable(fn):
             raise SpecError(f"cost backend must be callable, got {type(fn).__name__}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "callable")
+        self.name: str = name or str(getattr(fn, "__name__", "callable"))
         self.calls = 0
 
     def evaluate(self, layer: Layer, arch: Architecture, batch: MappingBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -358,8 +359,8 @@ class Encoder:
         self.arch = arch
         self.L = arch.n_levels
         self.context = context_features(layer, arch)
-        self.stride = tuple(layer.stride)
-        self.dilation = tuple(layer.dilation)
+        self.stride = (layer.stride[0], layer.stride[1])
+        self.dilation = (layer.dilation[0], layer.dilation[1])
         self.keeps = [[t in lvl.keeps for t in TENSORS] for lvl in arch.levels]
         self.chains = []  # per tensor: (parent, child) pairs of consecutive keeping levels, child L = MACs
         for v in range(N_TENSORS):
@@ -422,12 +423,9 @@ class Encoder:
         SP = (SX * SY).astype(np.float64)
         TS = T.astype(np.float64) * SP
         # E[l][d]: extents of level l's tile (l = L: one MAC); SPsuf[j][d]: spatial product of levels >= j
-        E = [[None] * D for _ in range(L + 1)]
-        SPsuf = [[None] * D for _ in range(L + 1)]
         one = np.ones(B)
-        for d in range(D):
-            E[L][d] = one
-            SPsuf[L][d] = one
+        E: list[list[np.ndarray]] = [[one] * D for _ in range(L + 1)]  # rows above L are overwritten below
+        SPsuf: list[list[np.ndarray]] = [[one] * D for _ in range(L + 1)]
         for lvl in range(L - 1, -1, -1):
             for d in range(D):
                 E[lvl][d] = E[lvl + 1][d] * TS[lvl, d]
@@ -834,7 +832,7 @@ def generate_layer_samples(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.
 
     # 2. mapper trajectories on a recording model
     budget = max(32, int(n_traj * oversample))
-    runs = [
+    runs: list[tuple[Mapper, float]] = [
         (GeneticMapper(), 0.45),
         (GeneticMapper(population=48, extra_move_rate=0.3), 0.35),
         (AnnealingMapper(), 0.20),
@@ -894,13 +892,16 @@ def generate_layer_samples(job: LayerJob) -> tuple[MappingBatch, np.ndarray, np.
         parts.append((lg, np.full(len(lg), SOURCES.index("local"), dtype=np.int8), None, None))
 
     # score everything not yet scored
-    batches, energies, cycles, sources = [], [], [], []
+    batches: list[MappingBatch] = []
+    energies: list[np.ndarray] = []
+    cycles: list[np.ndarray] = []
+    sources: list[np.ndarray] = []
     rec = BackendModel(layer, arch, backend)
     for gg, ss, ee, cc in parts:
         if len(ss) == 0:
             continue
         b = space.decode(gg)
-        if ee is None:
+        if ee is None or cc is None:  # not scored yet (both None together)
             bc = rec.evaluate_batch(b)
             ok = bc.valid
             b, ee, cc, ss = b.take(np.flatnonzero(ok)), bc.energy[ok], bc.cycles[ok], ss[ok]
