@@ -6,7 +6,7 @@ Registered by rlmap.cli.app; torch and Stable-Baselines3 are imported only when 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -119,7 +119,7 @@ def train_cmd(
         if output is not None and Path(output) != resume:
             raise SpecError("give either -o (a new run) or --resume (an existing one)", "-o")
         cfg = load_run_config(resume)
-        updates = {}
+        updates: dict[str, Any] = {}
         if timesteps is not None:
             if timesteps <= 0:
                 raise SpecError(f"must be positive, got {timesteps}", "--timesteps")
@@ -143,9 +143,9 @@ def train_cmd(
             raise SpecError(f"must be >= 1, got {n_envs}", "--n-envs")
         if eval_every < 0:
             raise SpecError(f"must be >= 0, got {eval_every}", "--eval-every")
-        for name, value in (("--synthetic", synthetic), ("--random-density", random_density)):
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise SpecError(f"must be in [0, 1], got {value}", name)
+        for name, frac in (("--synthetic", synthetic), ("--random-density", random_density)):
+            if frac is not None and not 0.0 <= frac <= 1.0:
+                raise SpecError(f"must be in [0, 1], got {frac}", name)
         check_output_dir(output)
         arch_list = _names(arch, "--arch")
         for a in arch_list:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from rich import box
 from rich.console import Console
@@ -93,7 +93,7 @@ def make_console(stderr: bool = False) -> Console:
     cols = os.environ.get("COLUMNS", "")
     width = int(cols) if cols.isdigit() and int(cols) > 0 else PIPE_WIDTH
     return Console(
-        file=TrimmedLines(stream),
+        file=cast(TextIO, TrimmedLines(stream)),  # a TextIO: it passes every other attribute to `stream`
         width=width,
         highlight=False,
         soft_wrap=False,
@@ -164,9 +164,9 @@ def eval_table(cost: Any, arch: Any, width: int = EXACT_WIDTH) -> Table:
 
     t = new_table("accesses (words of each level) and energy")
     name_column(t, "level", min_width=4)
-    for v in TENSORS:
-        num_column(t, f"{TENSOR_SHORT[v]}\nreads")
-        num_column(t, f"{TENSOR_SHORT[v]}\nwrites")
+    for tensor in TENSORS:
+        num_column(t, f"{TENSOR_SHORT[tensor]}\nreads")
+        num_column(t, f"{TENSOR_SHORT[tensor]}\nwrites")
     for header in (f"energy\n{energy_unit(arch)}", "share\n%", "cycles\n(bw)"):
         num_column(t, header)
     total = cost.energy if cost.energy > 0 else 1.0

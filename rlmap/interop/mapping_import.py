@@ -584,6 +584,7 @@ def _assign_levels(loops: list[_Loop], placed: dict[tuple[int, int], int], arch:
     dims_at: list[list[int]] = [[] for _ in range(L)]  # temporal loops' dims per level, in nest order
     for i, lp in enumerate(loops):
         if lp.kind != "T":
+            assert lp.level is not None  # spatial loops carry their level
             levels.append(lp.level)
             continue
         if lo[i][0] > hi[i][0]:

@@ -319,7 +319,8 @@ def bound_costs(layer: Layer, arch: Architecture) -> dict[str, float]:
     words = 0.0
     energy = layer.macs * model.phi * arch.compute.mac_energy
     for v, t in enumerate(TENSORS):
-        f = model.fmt_const[0][v] if model.fmt_const[0][v] is not None else 1.0
+        fc = model.fmt_const[0][v]
+        f = fc if fc is not None else 1.0
         w = sizes[t] * f * model.word_scale[0]
         words += w
         energy += w * (dram.write_energy if v == OUTPUTS else dram.read_energy)

@@ -104,8 +104,12 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             stats: dict[str, float] = {}
             for name, layers in self.layers.items():
                 res = map_layers(policy, layers, self.arch, cfg.objective, samples=1)
+                # a layer the policy left without a valid mapping counts as infinitely worse (as in the env)
                 logs = [
-                    math.log(r.cost.edp / reference_costs(l, self.arch, 16, 0)["best_edp"]) for l, r in zip(layers, res)
+                    math.log(r.cost.edp / reference_costs(l, self.arch, 16, 0)["best_edp"])
+                    if r.cost is not None
+                    else math.inf
+                    for l, r in zip(layers, res)
                 ]
                 stats[f"eval/{name}/edp_ratio"] = math.exp(float(np.mean(logs)))
             if stats:

@@ -41,8 +41,8 @@ def variants(space: MapSpace, base: Genome, axis: str, n: int, rng: np.random.Ge
     """`n` one-move variants of a single genome that change only `axis` (see the module docstring)."""
     g = Genome(np.repeat(base.slots, n, axis=0), np.repeat(base.order, n, axis=0))
     if axis == "order":
-        lvl = rng.integers(space.L, size=n)
-        g.order[np.arange(n), lvl] = np.argsort(rng.random((n, base.order.shape[2])), axis=1)
+        lvls = rng.integers(space.L, size=n)
+        g.order[np.arange(n), lvls] = np.argsort(rng.random((n, base.order.shape[2])), axis=1)
         return g
     if space.n_genes == 0:
         return g
@@ -71,9 +71,9 @@ def variants(space: MapSpace, base: Genome, axis: str, n: int, rng: np.random.Ge
 
 def sensitivity(
     space: MapSpace, bases: Genome, objective: str, neighbours: int, rng: np.random.Generator
-) -> dict[str, dict[str, float | None]]:
+) -> dict[str, dict[str, float | str | None]]:
     """Per axis: median / p90 of |log10(variant/base)| over valid variants and the invalid share."""
-    out: dict[str, dict[str, float | None]] = {}
+    out: dict[str, dict[str, float | str | None]] = {}
     base_v = space.model.evaluate_batch(space.decode(bases)).objective(objective)
     for axis in AXES:
         if axis == "bypass":
@@ -82,7 +82,7 @@ def sensitivity(
                 "p90_abs_log10": None,
                 "invalid_share": None,
                 "note": "fixed by the architecture (keeps), not a mapping axis in rlmap",
-            }  # type: ignore[dict-item]
+            }
             continue
         moves, invalid, total = [], 0, 0
         for b in range(len(bases)):

@@ -30,7 +30,7 @@ class SearchResult:
     curve: np.ndarray
     proven_optimal: bool = False
     seconds: float = 0.0
-    notes: dict[str, object] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> float:

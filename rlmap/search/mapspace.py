@@ -88,11 +88,11 @@ class MapSpace:
             onehot = g.slots[:, :, None] == np.arange(self.n_slots)  # (B, G, S)
             f = np.where(onehot, self.gene_prime[None, :, None], 1)
             fac[:, self._gene_dims, :] = np.multiply.reduceat(f, self._dim_starts, axis=1)
-        fac = fac.reshape(B, N_DIMS, self.L, 3).transpose(0, 2, 1, 3)  # (B, L, D, 3)
+        per_slot = fac.reshape(B, N_DIMS, self.L, 3).transpose(0, 2, 1, 3)  # (B, L, D, 3)
         return MappingBatch(
-            temporal=np.ascontiguousarray(fac[..., TEMPORAL]),
-            spatial_x=np.ascontiguousarray(fac[..., SPATIAL_X]),
-            spatial_y=np.ascontiguousarray(fac[..., SPATIAL_Y]),
+            temporal=np.ascontiguousarray(per_slot[..., TEMPORAL]),
+            spatial_x=np.ascontiguousarray(per_slot[..., SPATIAL_X]),
+            spatial_y=np.ascontiguousarray(per_slot[..., SPATIAL_Y]),
             order=g.order.copy(),
         )
 

@@ -257,10 +257,10 @@ class MarvelMapper:
             left = None if time_limit is None else deadline - time.perf_counter()
             if n_eval <= 0 or not ids or (left is not None and left <= 0):
                 return
-            seeds = [
-                list(initial or ()) + ([champion[i].mapping] if i in champion and champion[i].mapping else [])
-                for i in ids
-            ]
+            seeds: list[list[Mapping]] = []
+            for i in ids:
+                own = champion[i].mapping if i in champion else None
+                seeds.append(list(initial or ()) + ([own] if own else []))
             results = ga.search_many(
                 space,
                 objective,

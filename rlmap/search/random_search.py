@@ -247,14 +247,14 @@ class BudgetedEvaluator:
                 info["unmappable"] = self.space.model.evaluate(outermost).reason
         values = np.concatenate(self.values) if self.values else np.zeros(0)
         mapping = cost = None
-        if self.best_slots is not None and np.isfinite(self.best_value):
+        if self.best_slots is not None and self.best_order is not None and np.isfinite(self.best_value):
             best = Genome(self.best_slots[None, :], self.best_order[None, :, :])
             mapping = self.space.decode(best)[0]
             cost = self.space.model.evaluate(mapping)
         info["valid_evaluations"] = self.valid_count
         if self.cache is not None:
             info["cache_hits"] = self.cache_hits
-        if self.timed_out and self.used < self.budget:
+        if self.timed_out and self.used < self.budget and self.time_limit is not None:  # (only a limit times out)
             info["stopped"] = time_limit_note(self.time_limit)
         info.update(notes or {})
         return SearchResult(

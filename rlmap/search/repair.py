@@ -23,7 +23,7 @@ from rlmap.spec.problem import N_DIMS
 def random_true(mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Per row, a uniformly chosen True column (0 where none) and whether the row had one."""
     r = rng.random(mask.shape) * mask
-    return np.argmax(r, axis=1), mask.any(axis=1)
+    return np.argmax(r, axis=1), np.asarray(mask.any(axis=1))
 
 
 def fanout_limits(space: MapSpace) -> list[tuple[int, float]]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from rlmap.execution import ResultStore
 from rlmap.spec.errors import Interrupted, SpecError
+from rlmap.spec.layer import Layer
 from rlmap.spec.outputs import atomic_write, atomic_write_text
 from rlmap.surrogate.data import (
     ENCODING_VERSION,
@@ -363,7 +364,8 @@ def evaluate_surrogate(
             f"networks {bad} were in the surrogate's training data; evaluate on held-out networks", "--networks"
         )
     seen_keys = {json.dumps(k) for k in model.meta.get("train_layer_keys", [])}
-    kept, skipped = [], []
+    kept: list[tuple[Layer, list[str]]] = []
+    skipped: list[tuple[Layer, list[str]]] = []
     for lyr, nets in layers:
         key = json.dumps([list(x) if isinstance(x, tuple) else x for x in layer_key(lyr)])
         (skipped if (key in seen_keys and not include_seen) else kept).append((lyr, nets))
