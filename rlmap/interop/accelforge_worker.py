@@ -44,6 +44,7 @@ def _evaluate(job: dict, tmp: str) -> dict:
         result = evaluate_mapping(fresh)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    assert result is not None  # the loop runs at least once
     actions = [
         [str(c), str(t), str(a), float(v)]
         for (c, t, a), v in result.actions(per_component=True, per_tensor=True).items()

@@ -437,6 +437,7 @@ class CostModel:
                 return Cost(
                     False, f"level {self.arch.levels[lvl].name}: spatial {axis} factors use {used_} > fanout {lim}"
                 )
+            spl: Sequence[int]
             if uy == 1 and min(ry) == 1:
                 spl = rx
             elif ux == 1 and min(rx) == 1:

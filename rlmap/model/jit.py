@@ -30,7 +30,7 @@ def _writable(folder: Path) -> bool:
 
 def _choose_cache() -> bool:
     """True when numba can cache (pointing it at a temporary folder if it must); False to compile uncached."""
-    if numba.config.CACHE_DIR:  # NUMBA_CACHE_DIR given: the user's choice
+    if numba.config.CACHE_DIR:  # type: ignore[attr-defined]  # NUMBA_CACHE_DIR given: the user's choice
         return True
     if _writable(Path(__file__).resolve().parent / "__pycache__"):
         return True
@@ -42,7 +42,7 @@ def _choose_cache() -> bool:
         fallback = None
     if fallback is not None and _writable(fallback):
         os.environ["NUMBA_CACHE_DIR"] = str(fallback)  # the compiler reloads numba's config from the environment
-        numba.config.CACHE_DIR = str(fallback)
+        numba.config.CACHE_DIR = str(fallback)  # type: ignore[attr-defined]
         return True
     print(
         "note: no writable folder for numba's cache (set NUMBA_CACHE_DIR); compiling the cost model uncached",

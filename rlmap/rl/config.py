@@ -16,7 +16,7 @@ still ends in a valid mapping.  When mapping, rlmap applies the mask to every al
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rlmap.spec.errors import SpecError, pydantic_message
 from rlmap.spec.io import agents_dir
 from rlmap.spec.outputs import atomic_write_text
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 ALGOS: dict[str, tuple[str, str]] = {
     "maskable_ppo": ("sb3_contrib", "MaskablePPO"),
@@ -142,7 +145,7 @@ def check_networks(names: list[str], option: str) -> None:
 
 
 # ============================================================================ model construction
-def algo_class(algo: str) -> type:
+def algo_class(algo: str) -> type[BaseAlgorithm]:
     import importlib
 
     module, cls = ALGOS[algo]

@@ -382,7 +382,7 @@ class MappingEnv(gym.Env):
             raise ValueError(f"unsupported render_mode {render_mode!r}")
         if max_factor_steps < N_DIMS:
             raise ValueError(f"max_factor_steps must be >= {N_DIMS}")
-        archs = list(arch) if isinstance(arch, (list, tuple)) else [arch]
+        archs = [arch] if isinstance(arch, (str, Architecture)) else list(arch)
         if not archs:
             raise ValueError("no architecture given")
         self.archs = [ArchInfo(a if isinstance(a, Architecture) else load_architecture(a), max_levels) for a in archs]
@@ -458,7 +458,7 @@ class MappingEnv(gym.Env):
                 ai = matches[0]
         else:
             ai = self.archs[int(rng.integers(len(self.archs)))] if len(self.archs) > 1 else self.archs[0]
-        layer = options.get("layer")
+        layer: Layer | str | None = options.get("layer")
         if isinstance(layer, str):
             layer = self.sampler.find(layer)
         if layer is None:

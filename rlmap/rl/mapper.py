@@ -113,7 +113,8 @@ def map_layers(
                     o, _r, term, trunc, info = envs[b].step(action)
                     if term or trunc:
                         values[i][k] = float(info["objective"]) if info["valid"] else math.inf
-                        if info["valid"] and (best[i] is None or values[i][k] < best[i]["objective"]):
+                        cur = best[i]
+                        if info["valid"] and (cur is None or values[i][k] < cur["objective"]):
                             best[i] = info
                         done += 1
                     else:
@@ -128,12 +129,12 @@ def map_layers(
     seconds = time.perf_counter() - t0
     results: list[SearchResult | None] = []
     for i, _layer in enumerate(layers):
-        info = best[i]
+        win = best[i]
         if interrupted and all(v is None for v in values[i]):
             results.append(None)  # no episode of this layer finished
             continue
         # the full Cost breakdown of the winner (one more evaluation, not counted: the env scored it already)
-        cost = CostModel(layers[i], arch).evaluate(info["mapping"]) if info is not None else None
+        cost = CostModel(layers[i], arch).evaluate(win["mapping"]) if win is not None else None
         ran = [v for v in values[i] if v is not None]
         notes: dict[str, Any] = {"greedy": values[i][0], "samples": samples}
         if len(ran) < samples:
@@ -143,7 +144,7 @@ def map_layers(
             SearchResult(
                 mapper="policy",
                 objective=objective,
-                mapping=info["mapping"] if info else None,
+                mapping=win["mapping"] if win else None,
                 cost=cost,
                 evaluations=len(ran),
                 curve=best_so_far(np.array(ran, dtype=float)),

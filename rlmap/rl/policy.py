@@ -25,6 +25,9 @@ from rlmap.spec.problem import N_DIMS, N_TENSORS
 
 
 class LevelwiseExtractor(BaseFeaturesExtractor):
+    level_index: torch.Tensor  # buffers (register_buffer)
+    global_index: torch.Tensor
+    position: torch.Tensor
     """Shared per-level encoder + global encoder over the rlmap/Mapping-v0 observation."""
 
     def __init__(

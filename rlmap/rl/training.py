@@ -42,6 +42,7 @@ def _make_vec_env(cfg: TrainConfig, seed_offset: int = 0) -> Any:
 # ============================================================================ callbacks
 def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) -> list[Any]:
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     from rlmap.rl.env import MappingMetricsCallback
 
@@ -59,7 +60,7 @@ def _callbacks(cfg: TrainConfig, out: Path, progress: bool, start_steps: int) ->
             path = ck / f"step_{self.num_timesteps}.zip"
             atomic_write(path, self.model.save)  # an interrupt or a kill never leaves a half-written zip
             atomic_write(ck / "last.zip", lambda tmp: shutil.copyfile(path, tmp))
-            if hasattr(self.model, "replay_buffer") and self.model.replay_buffer is not None:
+            if isinstance(self.model, OffPolicyAlgorithm) and self.model.replay_buffer is not None:
                 atomic_write(ck / "replay_buffer.pkl", self.model.save_replay_buffer)
             atomic_write_text(ck / "state.json", json.dumps({"num_timesteps": self.num_timesteps, "time": time.time()}))
             for _n, old in step_files(ck)[3:]:

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -526,7 +526,8 @@ class SurrogateRewardModel:
             # fold the input standardisation into the first layer (feature-major weights)
             self._w_m = (n.inp_m.weight / n.m_std[None, :]).contiguous()
             self._b_m = n.inp_m.bias - self._w_m @ n.m_mean
-            self._blocks = [(b.weight.contiguous(), b.bias[:, None].contiguous()) for b in n.blocks]
+            blocks = cast(list[nn.Linear], list(n.blocks))  # SurrogateNet.blocks: a ModuleList of Linear
+            self._blocks = [(b.weight.contiguous(), b.bias[:, None].contiguous()) for b in blocks]
             self._w_o = (n.out.weight * n.y_std[:, None]).contiguous()
             self._b_o = (n.out.bias * n.y_std + n.y_mean)[:, None].contiguous()
         self._cache: OrderedDict[tuple, tuple[Encoder, torch.Tensor, float]] = OrderedDict()
