@@ -377,3 +377,41 @@ def test_cli_list_shows_the_shipped_policies(capsys: pytest.CaptureFixture) -> N
         assert folder.name.removeprefix("policy_") in text
         steps = trained_steps(folder / "model.zip")
         assert steps == load_policy(folder).model.num_timesteps and f"{steps:,}" in text
+
+
+def test_held_out_eval_scores_a_layer_left_without_a_valid_mapping_as_inf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held-out layer the policy could not map (result with cost None) made the evaluation raise
+    AttributeError mid-training; it now counts as infinitely worse, as the environment scores it."""
+    from types import SimpleNamespace
+
+    import rlmap.rl.checkpoint
+    import rlmap.rl.mapper
+    from rlmap.rl.env import reference_costs
+    from rlmap.rl.training import _callbacks
+
+    held = _callbacks(_config(), tmp_path, False, 0)[1]
+    held._on_training_start()
+    held.model = None  # the policy is not consulted: map_layers is replaced below
+    layers = held.layers["bert_base"]
+    invalid: set[int] = set()
+
+    def fake_map_layers(policy, layers, arch, objective, samples=1):  # noqa: ANN001, ANN202
+        # every layer at exactly twice its reference EDP, except those in `invalid` (no valid mapping)
+        return [
+            SimpleNamespace(
+                cost=None if i in invalid else SimpleNamespace(edp=2 * reference_costs(l, arch, 16, 0)["best_edp"])
+            )
+            for i, l in enumerate(layers)
+        ]
+
+    monkeypatch.setattr(rlmap.rl.checkpoint, "Policy", lambda *a, **k: None)
+    monkeypatch.setattr(rlmap.rl.mapper, "map_layers", fake_map_layers)
+    stats = held.evaluate()
+    assert stats["eval/bert_base/edp_ratio"] == pytest.approx(2.0, rel=1e-12)
+    assert stats["eval/edp_ratio"] == pytest.approx(2.0, rel=1e-12)
+    invalid.add(len(layers) - 1)
+    stats = held.evaluate()
+    assert stats["eval/bert_base/edp_ratio"] == math.inf
+    assert stats["eval/edp_ratio"] == math.inf
