@@ -310,14 +310,15 @@ def _wait_for(address: str, nodes: int, timeout: float = 90) -> None:
 
 def test_local_and_ray_with_any_worker_count_write_the_same_files(cluster, baseline, tmp_path: Path) -> None:
     runs = {
-        "local -j 2": ["-j", "2"],
-        "ray, 1 task at a time": ["--ray", cluster["address"], "-j", "1"],
-        "ray, 2 workers": ["--ray", cluster["address"]],
+        "local -j 2": (["-j", "2"], "local (2 workers)"),
+        "ray, -j 1": (["--ray", cluster["address"], "-j", "1"], f"Ray cluster {cluster['address']} (2 nodes, 2 CPUs)"),
+        "ray, 2 workers": (["--ray", cluster["address"]], f"Ray cluster {cluster['address']} (2 nodes, 2 CPUs)"),
     }
-    for name, opts in runs.items():
+    for name, (opts, where) in runs.items():
         out = tmp_path / name.replace(" ", "_").replace(",", "")
         assert run([*JOB, *opts, "-o", str(out)]) == 0, name
         assert files_of(out) == baseline, name
+        assert json.loads((out / "run.json").read_text())["backend"] == where  # where it ran: run.json only
     assert not ray.is_initialized()  # the command disconnected again
     assert list(cluster["home"].iterdir()) == []  # nothing written to the home folder
 

@@ -288,3 +288,63 @@ def test_subprocess_environments_end_without_the_close_handshake() -> None:
     _end_workers(venv)
     assert time.monotonic() - t0 < 5.0
     assert venv.closed and not any(p.is_alive() for p in venv.processes)
+
+
+@pytest.fixture
+def python_ctrl_c() -> Any:
+    """Python's own Ctrl-C handler for the test (an earlier test in this process, e.g. a Ray Tune sweep, may have
+    left another one installed), restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_second_ctrl_c_while_results_are_committed_leaves_no_mix(
+    tmp_path: Path, monkeypatch: Any, python_ctrl_c: Any
+) -> None:
+    """Ctrl-C arriving between the renames that commit a result is held back until all are done, then raised:
+    the folder holds the new summary and the new mappings together, never new mappings beside an old summary."""
+    import rlmap.spec.outputs as outputs
+
+    out = tmp_path / "res"
+    (out / "mappings").mkdir(parents=True)
+    (out / "mappings" / "old.yaml").write_text("old")
+    (out / "summary.json").write_text("old")
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_ctrl_c(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:  # Ctrl-C right after the first rename
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(outputs.os, "replace", replace_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.staged_dir(out) as stage:
+            (stage / "mappings").mkdir()
+            (stage / "mappings" / "new.yaml").write_text("new")
+            (stage / "summary.json").write_text("new")
+    assert len(calls) >= 3  # mappings/ moved aside, the new one in, summary.json: all done before the interrupt
+    assert sorted(p.name for p in (out / "mappings").iterdir()) == ["new.yaml"]
+    assert (out / "summary.json").read_text() == "new"
+    assert sorted(p.name for p in out.iterdir()) == ["mappings", "summary.json"]  # no trash or staging left
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # and the handler is back: a Ctrl-C now interrupts at once
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
+def test_holding_ctrl_c_back_does_nothing_where_it_is_ignored() -> None:
+    """A worker process ignores SIGINT (its parent handles Ctrl-C): committing a result there must not turn a
+    Ctrl-C into an exception."""
+    from rlmap.spec.outputs import deferred_interrupt
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with deferred_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -229,6 +229,7 @@ def test_identical_seeded_runs_write_identical_summaries(tiny: Path, tmp_path: P
     assert s["rlmap_version"] and s["run"] == "run.json" and s["energy_unit"] == "MAC-eq"
     assert str(tmp_path) not in (a / "summary.json").read_text()  # no absolute paths
     assert run_a["command"].startswith("rlmap search") and "--seed 3" in run_a["command"]
+    assert run_a["backend"] == "local (1 worker)"
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", run_a["timestamp"]) and run_a["seconds"] >= 0
     row = s["layers"][0]
     assert row["shape"] == {

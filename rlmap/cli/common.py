@@ -247,9 +247,16 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
 
 
 def report_network_result(
-    res: Any, arch: Architecture, title: str, output: Optional[Path], meta: dict[str, Any], hint: str = ""
+    res: Any,
+    arch: Architecture,
+    title: str,
+    output: Optional[Path],
+    meta: dict[str, Any],
+    hint: str = "",
+    backend: Optional[str] = None,
 ) -> None:
-    """Per-layer table and network totals of a NetworkResult; with `output`, mappings (YAML) + summary.json."""
+    """Per-layer table and network totals of a NetworkResult; with `output`, mappings (YAML) + summary.json, and
+    run.json (with `backend`, where the tasks ran)."""
     from rlmap.cli.results import build_run, build_summary, write_results
     from rlmap.cli.tables import energy_unit, eng, network_table
 
@@ -336,7 +343,7 @@ def report_network_result(
         summary = build_summary(res, arch, meta, files)
         if partial:  # Ctrl-C: only the layers finished are in it
             summary.update(partial=True, layers_total=res.extra.get("total_layers"))
-        write_results(stage, summary, build_run(res))
+        write_results(stage, summary, build_run(res, backend=backend))
     out.print(
         f"wrote {output / 'mappings'}/ ({len(files)} mappings), {output / 'summary.json'} and "
         f"{output / 'run.json'}" + (" (marked partial)" if partial else ""),

@@ -154,14 +154,16 @@ COMMAND: list[str] = []
 """The arguments of the running `rlmap` command (set by rlmap.cli.app.run; sys.argv[1:] when empty)."""
 
 
-def build_run(res: Any, args: list[str] | None = None) -> dict[str, Any]:
-    """run.json's content: how and when this result was made, and how long it took."""
+def build_run(res: Any, args: list[str] | None = None, backend: str | None = None) -> dict[str, Any]:
+    """run.json's content: how and when this result was made, where it ran (`backend`, e.g. "local (2 workers)"
+    or "Ray cluster HOST:PORT (2 nodes, 4 CPUs)": the results are the same anywhere), and how long it took."""
     args = list(args if args is not None else (COMMAND or sys.argv[1:]))
     return {
         "command": shlex.join(["rlmap", *args]),
         "cwd": os.getcwd(),
         "timestamp": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
+        **({"backend": backend} if backend is not None else {}),
         "seconds": round(float(res.seconds), 3),
         "layer_seconds": {lyr.name: round(float(r.seconds), 3) for lyr, r in zip(res.layers, res.results)},
     }

@@ -181,6 +181,7 @@ def search_cmd(
     # finished layers; a rerun resumes from them (not for a sparsity-aware run: its mapper is an object)
     resume_dir = output / ".tasks" if output is not None and densities is None and not placement else None
     with open_backend(processes, ray, resume_dir) as backend:
+        where = backend.describe()  # recorded in run.json
         try:
             res = map_network(
                 net,
@@ -222,6 +223,7 @@ def search_cmd(
         output,
         meta,
         hint=search_hint(mapper),
+        backend=where,
     )
     if interrupted:
         if resume_dir is not None and res.results:

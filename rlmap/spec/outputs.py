@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,14 +51,33 @@ def staged_dir(output: str | Path) -> Iterator[Path]:
     try:
         yield stage
         out.mkdir(exist_ok=True)
-        for entry in sorted(stage.iterdir()):
-            dest = out / entry.name
-            if entry.is_dir() and dest.exists():
-                trash = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old", dir=out))
-                os.replace(dest, trash / entry.name)
-                os.replace(entry, dest)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(entry, dest)
+        with deferred_interrupt():  # a second Ctrl-C must not leave new mappings beside an old summary
+            for entry in sorted(stage.iterdir()):
+                dest = out / entry.name
+                if entry.is_dir() and dest.exists():
+                    trash = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old", dir=out))
+                    os.replace(dest, trash / entry.name)
+                    os.replace(entry, dest)
+                    shutil.rmtree(trash, ignore_errors=True)
+                else:
+                    os.replace(entry, dest)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back for the few renames that commit a result, then raise it: the output is the
+    old one or the new one, never a mix.  Only the main thread can hold signals; elsewhere this does nothing."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield  # not the main thread, or a process that ignores Ctrl-C (a worker): nothing to hold back
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
