@@ -403,7 +403,10 @@ def part_marvel(args: argparse.Namespace, out: dict[str, Any], backend: Backend)
     references(((la, arch_name) for _n, arch_name, la in cases), args.optimal_time, backend)
     # per layer and budget: Marvel's search, then GA's
     tasks = [
-        (m, la, arch_name, budget, 0) for _n, arch_name, la in cases for budget in args.budgets for m in ("marvel", "ga")
+        (m, la, arch_name, budget, 0)
+        for _n, arch_name, la in cases
+        for budget in args.budgets
+        for m in ("marvel", "ga")
     ]
     results = iter(run_tasks(backend, search_task, tasks))
     for net_name, arch_name, la in cases:
