@@ -8,9 +8,10 @@
 Parts (each prints a table and adds to OUT/mapper_comparison.json; PNGs in OUT):
 
 * comparison -- every mapper (random, ga, sa, surrogate, marvel; each cold and warm-started; the policy
-  greedy and best of 100 samples) on each network's distinct layers, per budget: geomean over layers of
-  EDP / reference, geomean evaluations to reach 1.05x of the reference (a run that never reaches it counts
-  as its budget: a lower bound, the table says how many reached), and wall time.
+  greedy and best of 100 samples, unless --no-policy) on each network's distinct layers, per budget: geomean
+  over layers of EDP / reference, geomean evaluations to reach 1.05x of the reference (a run that never
+  reaches it counts as its budget: a lower bound, the table says how many reached), and wall time (of the
+  run with its layers on the -j/--ray workers).
 * warmstart -- GA cold vs warm-started on whole networks (ResNet-50, MobileNetV2 by default): geomean over
   layers of evaluations to 1.05x; target: warm needs >= 5x fewer.
 * sparsity -- sparsity-aware GA (worst case over input densities 0.2, 0.5, 1.0) on sparse-network layers
@@ -192,7 +193,7 @@ def part_comparison(args: argparse.Namespace, out: dict[str, Any], backend: Back
                         print(f"  {net_name} {label} @{budget}: skipped ({str(exc).splitlines()[0][:80]})")
                         break
                     runs.append((label, budget, res))
-        for label, samples in (("policy greedy", 1), ("policy best-of-100", 100)):
+        for label, samples in (("policy greedy", 1), ("policy best-of-100", 100)) if args.policy else ():
             try:
                 runs.append((label, samples, run_network(net, arch_name, "policy", samples, False, backend)))
             except Exception as exc:  # noqa: BLE001 - no shipped policy for this arch
@@ -500,6 +501,7 @@ def main() -> None:
     )
     ap.add_argument("--spread-layers", type=int, default=4)
     ap.add_argument("--spread-baseline", action="store_true", help="also run GA/SA without the robustness fixes")
+    ap.add_argument("--no-policy", dest="policy", action="store_false", help="comparison: leave out the policy's rows")
     ap.add_argument("--out", default="docs/mapper_comparison")
     ap.add_argument(
         "-j",
