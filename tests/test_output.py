@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
 from rlmap.cli.app import run
@@ -230,6 +231,9 @@ def test_identical_seeded_runs_write_identical_summaries(tiny: Path, tmp_path: P
     assert str(tmp_path) not in (a / "summary.json").read_text()  # no absolute paths
     assert run_a["command"].startswith("rlmap search") and "--seed 3" in run_a["command"]
     assert run_a["backend"] == "local (1 worker)"
+    for row_ in s["layers"]:  # each mapping file names its energy in the preset's unit, as the summary does
+        m = yaml.safe_load((a / row_["mapping"]).read_text())
+        assert m["energy"] == row_["energy"] and m["energy_unit"] == "MAC-eq" and "energy_pj" not in m
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", run_a["timestamp"]) and run_a["seconds"] >= 0
     row = s["layers"][0]
     assert row["shape"] == {

@@ -335,7 +335,8 @@ def report_network_result(
                     "network": res.network,
                     "mapper": label,
                     "objective": res.objective,
-                    "energy_pj": float(r.cost.energy),
+                    "energy": float(r.cost.energy),
+                    "energy_unit": unit,  # pJ, or MAC-eq on presets normalised to a MAC (e.g. eyeriss)
                     "cycles": float(r.cost.cycles),
                 },
             )
