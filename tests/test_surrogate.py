@@ -177,6 +177,19 @@ def test_slow_backend_dataset_costs_match_builtin() -> None:
     assert set(np.unique(src)) >= {0, 2}  # random and mapper-trajectory samples
 
 
+def test_backend_calls_count_each_shard_once_with_a_shared_backend() -> None:
+    """In-process shards share one backend object (as `rlmap surrogate dataset` passes it): the dataset's
+    backend_calls is the sum of the shards' own counts, as on Ray or in worker processes, not a running total."""
+    items = [(SMALL, ["toy"], ARCH), (SMALL2, ["toy"], ARCH), (SMALL, ["toy"], ARCH)]
+    shared = BuiltinBackend()
+    data = generate_samples(items, 20, seed=3, backend=shared)
+    own = [
+        generate_layer_samples(LayerJob(layer, arch, 20, 3 * 100_003 + i, BuiltinBackend()))[4]["backend_calls"]
+        for i, (layer, _, arch) in enumerate(items)
+    ]
+    assert data.meta["backend_calls"] == sum(own) == shared.calls
+
+
 # ----------------------------------------------------------------------------- dataset files
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
