@@ -161,6 +161,26 @@ def test_train_tune_user_errors_are_one_line(args: list[str], needle: str, capfd
     assert err.startswith(needle) and err.count("\n") == 1, err
 
 
+def test_tune_sweep_trains_every_configuration_with_every_seed() -> None:
+    """`seeds` is a grid over the configurations: the seeds of one configuration share its random draws
+    (Tune alone draws them anew for each seed), and the draws are reproducible."""
+    from ray.tune.search.variant_generator import generate_variants
+
+    from rlmap.rl.tune import configurations, load_sweep, param_space
+
+    root = Path(__file__).resolve().parents[1]
+    sweep = load_sweep(root / "agents" / "sweeps" / "example.yaml")  # 2 samples x n_steps grid [128, 256]
+    configs = configurations(sweep)
+    assert configs == configurations(sweep) and len(configs) == sweep.samples * 2
+    assert sorted({c["hyperparams.n_steps"] for c in configs}) == [128, 256]
+    assert len({c["hyperparams.learning_rate"] for c in configs}) == len(configs)
+    assert all(1e-4 <= c["hyperparams.learning_rate"] <= 1e-3 for c in configs)
+    trials = [cfg for _, cfg in generate_variants(param_space(sweep))]  # Tune's own expansion of the grids
+    assert sorted((t["configuration"], t["seed"]) for t in trials) == [
+        (i, s) for i in range(len(configs)) for s in sweep.seeds
+    ]
+
+
 def test_a_search_killed_as_a_whole_resumes_to_the_same_files(tmp_path: Path, baseline, capfd) -> None:
     out = tmp_path / "run"
     proc = subprocess.Popen(

@@ -99,26 +99,46 @@ def _apply(agent: AgentConfig, overrides: dict[str, Any], where: str = "search")
     return parse_model(AgentConfig, data, where)
 
 
+def configurations(sweep: SweepConfig) -> list[dict[str, Any]]:
+    """Every configuration the sweep trains, each with every seed: `samples` draws of the random entries for
+    each point of the grids.  The draws are made here, seeded by the first seed, so that all seeds of one
+    configuration train the same values (Tune would draw the random entries anew for every seed of its grid)."""
+    import itertools
+
+    import numpy as np
+
+    rng = np.random.default_rng(sweep.seeds[0])
+    grids = {k: v["grid"] for k, v in sweep.search.items() if isinstance(v, dict) and "grid" in v}
+    out: list[dict[str, Any]] = []
+    for _ in range(sweep.samples):
+        for point in itertools.product(*grids.values()):
+            fixed = dict(zip(grids, point))
+            cfg: dict[str, Any] = {}
+            for key, spec in sweep.search.items():
+                if key in fixed or not isinstance(spec, dict):
+                    cfg[key] = fixed.get(key, spec)
+                    continue
+                ((kind, v),) = spec.items()
+                if kind == "choice":
+                    cfg[key] = v[int(rng.integers(len(v)))]
+                elif kind == "uniform":
+                    cfg[key] = float(rng.uniform(v[0], v[1]))
+                elif kind == "loguniform":
+                    cfg[key] = float(np.exp(rng.uniform(np.log(v[0]), np.log(v[1]))))
+                else:  # randint: [lo, hi)
+                    cfg[key] = int(rng.integers(v[0], v[1]))
+            out.append(cfg)
+    return out
+
+
 def param_space(sweep: SweepConfig) -> dict[str, Any]:
-    """Tune's search space: the `search` entries plus a grid over `seeds`."""
+    """Tune's search space: a grid over the configurations (see `configurations`) and over `seeds`."""
     from ray import tune
 
-    make = {
-        "choice": tune.choice,
-        "grid": tune.grid_search,
-        "uniform": lambda v: tune.uniform(*v),
-        "loguniform": lambda v: tune.loguniform(*v),
-        "randint": lambda v: tune.randint(*v),
+    return {
+        "configuration": tune.grid_search(list(range(len(configurations(sweep))))),
+        "seed": tune.grid_search(list(sweep.seeds)),
     }
-    space: dict[str, Any] = {}
-    for key, spec in sweep.search.items():
-        if isinstance(spec, dict):
-            ((kind, values),) = spec.items()
-            space[key] = make[kind](values)
-        else:
-            space[key] = spec
-    space["seed"] = tune.grid_search(list(sweep.seeds))
-    return space
 
 
 def rlmap_trial(config: dict[str, Any], sweep: dict[str, Any], out: str) -> None:
@@ -128,7 +148,7 @@ def rlmap_trial(config: dict[str, Any], sweep: dict[str, Any], out: str) -> None
     from rlmap.rl.training import train
 
     sw = SweepConfig.model_validate(sweep)
-    overrides = {k: v for k, v in config.items() if k != "seed"}
+    overrides = configurations(sw)[int(config["configuration"])]
     agent = _apply(load_agent_config(sw.agent), overrides)
     cfg = TrainConfig(agent_name=Path(sw.agent).stem, agent=agent, **{**sw.train, "seed": int(config["seed"])})
     run_dir = Path(out) / "trials" / tune.get_context().get_trial_name()
@@ -162,7 +182,7 @@ def run_sweep(sweep_path: str | Path, out: str | Path, backend: Any) -> dict[str
         trainable,
         param_space=param_space(sweep),
         tune_config=tune.TuneConfig(
-            num_samples=sweep.samples,
+            num_samples=1,  # the samples are drawn in `configurations`
             max_concurrent_trials=sweep.max_concurrent or None,
             search_alg=BasicVariantGenerator(random_state=seed0),
         ),
@@ -171,6 +191,7 @@ def run_sweep(sweep_path: str | Path, out: str | Path, backend: Any) -> dict[str
         ),
     )
     grid = tuner.fit()
+    configs = configurations(sweep)
     trials: list[dict[str, Any]] = []
     for r in (grid[i] for i in range(len(grid))):
         m, conf = r.metrics or {}, r.config or {}
@@ -179,7 +200,7 @@ def run_sweep(sweep_path: str | Path, out: str | Path, backend: Any) -> dict[str
                 "trial": Path(m.get("run_dir", r.path)).name,
                 "run_dir": m.get("run_dir"),
                 "seed": conf.get("seed"),
-                "config": {k: v for k, v in conf.items() if k != "seed"},
+                "config": configs[int(conf["configuration"])] if "configuration" in conf else {},
                 "metric": m.get(sweep.metric),
                 "timesteps": m.get("timesteps"),
                 "error": None if r.error is None else str(r.error).strip().splitlines()[-1],
