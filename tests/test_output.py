@@ -293,3 +293,14 @@ def test_help_texts(capsys) -> None:
     out = CliRunner().invoke(surrogate_app, ["eval", "--help"], terminal_width=80).output
     assert str(checkpoints_dir()) not in out and "/" + checkpoints_dir().name not in out
     assert "shipped eyeriss surrogate" in " ".join(re.sub(r"[│]", " ", out).split())
+
+
+@pytest.mark.parametrize(
+    ("command", "cap"),
+    [(["search"], "-j"), (["surrogate", "dataset"], "--workers"), (["codesign"], "-j"), (["train"], "-j")],
+)
+def test_ray_help_names_the_extra_and_the_option_that_caps_tasks(command: list[str], cap: str, capsys) -> None:
+    """`[ray]` is rich markup unless escaped: the help once said "pip install 'rlmap'"."""
+    assert run([*command, "--help"]) == 0
+    flat = re.sub(r"[│\s]+", "", capsys.readouterr().out)
+    assert "pipinstall'rlmap[ray]'" in flat and f"({cap}thencapsthetasksinflight" in flat

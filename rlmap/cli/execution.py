@@ -14,13 +14,14 @@ RAY_HELP = (
     "run the tasks on Ray: ADDRESS 'auto' joins the cluster this machine belongs to or starts a local one; "
     "'local' always starts a private local one; "
     "HOST:PORT (or ray://HOST:10001) joins that cluster; default: $RLMAP_RAY_ADDRESS, else local processes "
-    "(-j then caps the tasks in flight; needs pip install 'rlmap[ray]'; see docs/distributed.md)"
+    "({cap} then caps the tasks in flight; needs pip install 'rlmap\\[ray]'; see docs/distributed.md)"
 )
 
 
-def ray_option() -> Any:
-    """`--ray` as a typer option default (one definition for every command)."""
-    return typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP)
+def ray_option(cap: str = "-j") -> Any:
+    """`--ray` as a typer option default (one definition for every command); `cap` names the command's option
+    that sets how many tasks run at once.  (`\\[` keeps rich from reading "[ray]" as markup.)"""
+    return typer.Option(None, "--ray", metavar="ADDRESS", help=RAY_HELP.format(cap=cap))
 
 
 def open_backend(processes: int, ray: str | None, resume_dir: Path | None = None, quiet: bool = False) -> Backend:

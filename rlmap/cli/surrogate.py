@@ -89,7 +89,7 @@ def dataset_cmd(
         "builtin", "--backend", help="'builtin' or 'module:function' returning (energy, cycles)"
     ),
     workers: int = typer.Option(1, "--workers", help="worker processes (with --ray: most shards in flight)"),
-    ray: Optional[str] = ray_option(),
+    ray: Optional[str] = ray_option("--workers"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Sample (layer, architecture, mapping) -> cost with random valid mappings and mapper elites."""
