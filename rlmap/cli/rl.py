@@ -283,6 +283,8 @@ def map_cmd(
     if samples <= 0:
         raise SpecError(f"must be >= 1, got {samples}", "--samples")
     check_at_most(samples, MAX_SAMPLES, "--samples", SAMPLES_WHY)
+    if seed < 0:
+        raise SpecError(f"must be >= 0, got {seed}", "--seed")
     check_positive(temperature, "--temperature", "a finite number > 0")
     temperature = temperature or SAMPLE_TEMPERATURE
     check_output_dir(output)

@@ -275,6 +275,14 @@ def train_surrogate(
         raise SpecError(f"must be >= 2, got {batch_size}", "--batch-size")
     if not 0 <= val_frac < 1:
         raise SpecError(f"must be in [0, 1), got {val_frac}", "--val-frac")
+    if not (math.isfinite(lr) and lr > 0):
+        raise SpecError(f"must be a positive finite number, got {lr}", "--lr")
+    if hidden < 1:
+        raise SpecError(f"must be >= 1, got {hidden}", "--hidden")
+    if depth < 1:
+        raise SpecError(f"must be >= 1, got {depth}", "--depth")
+    if threads < 0:
+        raise SpecError(f"must be >= 0 (0 = torch default), got {threads}", "--threads")
     sets = [SampleSet.load(p) for p in paths]
     ds = sets[0] if len(sets) == 1 else SampleSet.merge(sets)
     out_p = Path(out)
@@ -348,6 +356,8 @@ def evaluate_surrogate(
     """
     from rlmap.spec.io import load_architecture
 
+    if workers < 1:
+        raise SpecError(f"must be >= 1, got {workers}", "--workers")
     model = SurrogateRewardModel(checkpoint)
     net_names = _split_names(networks)
     if not net_names:
