@@ -48,6 +48,7 @@ BAD_COUNTS: dict[str, Any] = {
     "null": None,
     "list": [2, 2],
     "dict": {"a": 1},
+    "quoted": "16",
 }
 BAD_PAIRS: dict[str, Any] = {
     "true": True,
@@ -57,7 +58,15 @@ BAD_PAIRS: dict[str, Any] = {
     "triple": [1, 2, 3],
     "text": "x",
 }
-BAD_REALS: dict[str, Any] = {"inf": float("inf"), "nan": float("nan"), "neg": -1.0, "true": True, "text": "x"}
+BAD_REALS: dict[str, Any] = {
+    "inf": float("inf"),
+    "nan": float("nan"),
+    "neg": -1.0,
+    "true": True,
+    "text": "x",
+    "quoted": "0.5",
+}
+BIG_ENERGIES: dict[str, Any] = {"1e308": 1e308, "1e13": 1e13}  # past MAX_ENERGY (1e12): totals could overflow
 
 
 def _layer_files() -> dict[str, tuple[dict, str]]:
@@ -72,9 +81,16 @@ def _layer_files() -> dict[str, tuple[dict, str]]:
         for tag, v in BAD_COUNTS.items():
             add(f"{f}_{tag}", f, **{f: v})
     for f in ("stride", "dilation", "padding"):
-        for tag, v in BAD_PAIRS.items():
+        for tag, v in {**BAD_PAIRS, "quoted": "2", "quoted_pair": ["1", 1]}.items():
             add(f"{f}_{tag}", f, **{f: v})
-    for tag, v in {"inf": float("inf"), "nan": float("nan"), "zero": 0, "above_one": 1.5, "true": True}.items():
+    for tag, v in {
+        "inf": float("inf"),
+        "nan": float("nan"),
+        "zero": 0,
+        "above_one": 1.5,
+        "true": True,
+        "quoted": "0.5",
+    }.items():
         add(f"density_{tag}", "density", density={"inputs": v})
     add("macs_past_int64", "too large to model", K=2**40, C=2**40, P=2**20)
     add("kind_bogus", "kind", kind="lstm")
@@ -96,21 +112,30 @@ def _arch_files(eyeriss: dict) -> dict[str, tuple[dict, str]]:
         out[f"arch_{tag}.yaml"] = (data, field)
 
     for f in ("read_energy", "write_energy"):
-        for tag, v in {**BAD_REALS, "null": None}.items():
+        for tag, v in {**BAD_REALS, **BIG_ENERGIES, "null": None}.items():
             add(f"{f}_{tag}", f, "level", v)
-    for tag, v in {**BAD_REALS, "zero": 0}.items():
+    for tag, v in {**BAD_REALS, "zero": 0, "1e-300": 1e-300}.items():
         add(f"bandwidth_{tag}", "bandwidth", "level", v)
-    for tag, v in {"true": True, "zero": 0, "neg": -5, "2pow70": 2**70, "frac": 1.5, "text": "x"}.items():
+    for tag, v in {
+        "true": True,
+        "zero": 0,
+        "neg": -5,
+        "2pow70": 2**70,
+        "frac": 1.5,
+        "text": "x",
+        "quoted": "1024",
+    }.items():
         add(f"capacity_{tag}", "capacity", "level", v)
-    for tag, v in {"true": True, "zero": 0, "2pow70": 2**70, "frac": 1.5}.items():
+    add("capacity_part_quoted", "capacity", "level", {"inputs": "12", "weights": 12, "outputs": 12})
+    for tag, v in {"true": True, "zero": 0, "2pow70": 2**70, "frac": 1.5, "quoted": "16"}.items():
         add(f"word_bits_{tag}", "word_bits", "level", v)
-    for tag, v in {"true": True, "zero": 0, "2pow70": 2**70}.items():
+    for tag, v in {"true": True, "zero": 0, "2pow70": 2**70, "quoted": "2"}.items():
         add(f"fanout_{tag}", "fanout", "level", {"x": v})
-    for tag, v in BAD_REALS.items():
+    for tag, v in {**BAD_REALS, **BIG_ENERGIES}.items():
         add(f"mac_energy_{tag}", "mac_energy", "compute", v)
-    for tag, v in {"inf": float("inf"), "nan": float("nan"), "zero": 0, "true": True}.items():
+    for tag, v in {"inf": float("inf"), "nan": float("nan"), "zero": 0, "true": True, "quoted": "1.0"}.items():
         add(f"clock_ghz_{tag}", "clock_ghz", "top", v)
-    for tag, v in {"true": True, "zero": 0}.items():
+    for tag, v in {"true": True, "zero": 0, "quoted": "16"}.items():
         add(f"data_bits_{tag}", "data_bits", "top", v)
     add("semantics_bogus", "semantics", "top", "maestro")
     return out
@@ -139,10 +164,13 @@ def _mapping_files() -> dict[str, tuple[dict, str]]:
     for tag, v in {"true": True, "zero": 0, "neg": -2, "frac": 1.5, "text": "x", "2pow70": 2**70}.items():
         add(f"factor_{tag}", "temporal", dram(K=v))
     add("dim_unknown", "Z", dram(Z=2))
+    add("dim_twice", "dimension K is given twice ('K' and 'k') at level DRAM", dram(k=16))
+    add("place_twice", "tensor weights is given twice", set_(1, "place", {"weights": 1, "W": 1}))
     add("order_repeat", "order", set_(0, "order", "KKC"))
     add("order_int", "order", set_(0, "order", 5))
     add("order_unknown", "order", set_(0, "order", "ZK"))
     add("level_name", "L2", set_(1, "name", "L2"))
+    add("arch_other", "arch: mapping is for simba, --arch is eyeriss", lambda d: d.__setitem__("arch", "simba"))
     add("extra_field", "tiles", set_(0, "tiles", 3))
     add("levels_not_list", "levels", lambda d: d.__setitem__("levels", {"a": 1}))
     add("levels_missing", "levels", lambda d: d.pop("levels"))

@@ -224,9 +224,52 @@ def test_eval_invalid_mapping_and_unknown_layer(tiny_net, tmp_path):
     path.write_text(yaml.safe_dump(data))
     r = invoke("eval", "-n", str(tiny_net), "-a", "eyeriss", "-m", str(path))
     assert r.exit_code == 2 and "--layer" in one_line_error(r.stderr)
-    # a mapping for the wrong architecture (3 levels vs simba's 4)
+    # a mapping for the wrong architecture: its `arch:` field says so
+    r = invoke("eval", "-n", str(tiny_net), "-a", "simba", "-m", str(path), "--layer", "conv")
+    assert r.exit_code == 2 and f"{path}: arch: mapping is for eyeriss, --arch is simba" in one_line_error(r.stderr)
+    # ... and without that field, its 3 levels do not fit simba's 4
+    del data["arch"]
+    path.write_text(yaml.safe_dump(data))
     r = invoke("eval", "-n", str(tiny_net), "-a", "simba", "-m", str(path), "--layer", "conv")
     assert r.exit_code == 2 and "levels" in one_line_error(r.stderr)
+
+
+def test_eval_energies_at_the_bound_stay_finite_and_a_non_finite_total_is_refused(tiny_net, tmp_path):
+    """Per-access energies are capped at 1e12 (spec/bounds.py MAX_ENERGY), so a total cannot overflow; a cost
+    whose totals are not finite anyway (an arch built around the checks) is refused in one line, not printed."""
+    from rlmap.cli.common import check_finite_cost
+    from rlmap.spec.bounds import MAX_ENERGY
+    from rlmap.spec.errors import SpecError
+
+    data = yaml.safe_load((envs_dir() / "arch" / "eyeriss.yaml").read_text())
+    data["levels"][0]["read_energy"] = MAX_ENERGY
+    big = tmp_path / "big.yaml"
+    big.write_text(yaml.safe_dump(data))
+    arch = load_architecture(str(big))
+    layer = load_network(str(tiny_net)).layer("conv")
+    m = conv_mapping()
+    cost = CostModel(layer, arch).evaluate(m)
+    dram_reads = sum(cost.reads[0])
+    assert dram_reads > 0 and cost.level_energy[0] >= dram_reads * 1e12  # huge, finite
+    path = tmp_path / "m.yaml"
+    save_mapping(m, arch, path, layer)
+    r = invoke("eval", "-n", str(tiny_net), "-a", str(big), "-m", str(path))
+    assert r.exit_code == 0, r.output
+    assert f"energy       {cost.energy:.6g} MAC-eq\n" in r.stdout and "inf" not in r.stdout and "nan" not in r.stdout
+    # past the bound: refused when the file is read (tests/data/bad_inputs.txt has 1e13 and 1e308)
+    data["levels"][0]["read_energy"] = 1e308
+    big.write_text(yaml.safe_dump(data))
+    r = invoke("eval", "-n", str(tiny_net), "-a", str(big), "-m", str(path))
+    assert r.exit_code == 2 and "read_energy" in one_line_error(r.stderr) and r.stdout == ""
+    # the last guard: an architecture made without validation overflows, and the cost is refused
+    lv = arch.levels[0].model_construct(**{**arch.levels[0].__dict__, "read_energy": 1e308})
+    unchecked = arch.model_construct(**{**arch.__dict__, "levels": [lv, *arch.levels[1:]]})
+    cost = CostModel(layer, unchecked).evaluate(m)
+    assert cost.energy == float("inf")
+    with pytest.raises(
+        SpecError, match=r"--arch big.yaml: the cost model's totals are not finite \(energy inf, EDP inf\)"
+    ):
+        check_finite_cost(cost, "big.yaml")
 
 
 # ----------------------------------------------------------------------------- export

@@ -395,3 +395,19 @@ def test_observation_shows_densities_only_where_they_can_matter():
             if term:
                 break
         assert info["layer"] == "dense_twin"
+
+
+def test_reset_options_layer_must_be_a_layer_or_a_name():
+    env = gym.make(ENV_ID, arch="eyeriss", networks=["resnet18"], reference="none")
+    with pytest.raises(TypeError, match=r"options\['layer'\] must be a Layer or a layer name.*got int 5"):
+        env.reset(options={"layer": 5})
+    with pytest.raises(ValueError, match=r"options\['arch'\] = 3 is not an index.*1 architecture"):
+        env.reset(options={"arch": 3})
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        env.reset(options={"layer": "nope"})
+    # a name and a Layer pin the same layer: the episode's problem is that layer's
+    conv1 = load_network("resnet18").layer("conv1")
+    for want in ("conv1", conv1):
+        env.reset(seed=0, options={"layer": want, "arch": 0})
+        assert env.unwrapped._layer.problem_dims == conv1.problem_dims == (1, 1, 64, 3, 112, 112, 7, 7)
+    env.close()

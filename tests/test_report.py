@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -73,9 +74,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def report(runs: list[Path]) -> Path:
-    html = runs[0].parent / "report.html"
-    assert run(["report", *map(str, runs), "-o", str(html)]) == 0
-    return html
+    page = runs[0].parent / "report.html"
+    assert run(["report", *map(str, runs), "-o", str(page)]) == 0
+    return page
 
 
 def test_report_is_self_contained_and_compares_runs(runs: list[Path], report: Path) -> None:
@@ -124,3 +125,40 @@ def test_report_refuses_the_same_run_twice(runs: list[Path], tmp_path: Path, cap
     assert run(["report", str(runs[0]), str(runs[0] / "summary.json"), "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "given twice" in err and not out.exists()
+
+
+def _totals_rows(page: str) -> dict[str, list[str]]:
+    """The totals table's rows, by run label (the first table of the page)."""
+    table = page.split("<h2>Totals (with repeats)</h2>", 1)[1].split("</table>", 1)[0]
+    rows = {}
+    for tr in re.findall(r"<tr>(.*?)</tr>", table)[1:]:
+        cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+        rows[cells[0]] = cells
+    return rows
+
+
+def test_report_marks_partial_runs_and_compares_only_the_same_problem(runs: list[Path], tmp_path: Path, capsys) -> None:
+    """An interrupted run says so (5/15 style, not 3/3) and gets no EDP ratio; a run on another network is not
+    compared with runs of tiny2 (its ratio and theirs ignore each other)."""
+    cut = tmp_path / "cut"
+    shutil.copytree(runs[0], cut)
+    summary = json.loads((cut / "summary.json").read_text())
+    summary.update(partial=True, layers_total=15)
+    (cut / "summary.json").write_text(json.dumps(summary))
+    other_net = tmp_path / "one.yaml"
+    other_net.write_text("name: one\nlayers:\n- {name: fc, kind: gemm, K: 16, C: 8, P: 4}\n")
+    other = tmp_path / "other"
+    assert (
+        run(["search", "-n", str(other_net), "-a", "eyeriss", "--mapper", "random", "--budget", "40", "-o", str(other)])
+        == 0
+    )
+    page_path = tmp_path / "r.html"
+    assert run(["report", str(runs[0]), str(runs[1]), str(cut), str(other), "-o", str(page_path)]) == 0
+    capsys.readouterr()
+    rows = _totals_rows(page_path.read_text())
+    edp = {p.name: json.loads((p / "summary.json").read_text())["total"]["edp"] for p in (runs[0], runs[1], other)}
+    best = min(edp["random"], edp["ga"])
+    assert rows["random (80) [random]"][7:9] == [f"{edp['random'] / best:.3f}", "3/3"]
+    assert rows["ga (120)"][7:9] == [f"{edp['ga'] / best:.3f}", "3/3"]
+    assert rows["random (80) [cut]"][7:9] == ["-", "3/15 (partial: interrupted)"]
+    assert rows["random (40)"][1] == "one" and rows["random (40)"][7:9] == ["-", "1/1"]

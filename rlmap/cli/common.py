@@ -67,6 +67,12 @@ def check_positive(value: float | None, option: str, what: str = "a positive num
         raise SpecError(f"must be {what}, got {value:g}", option)
 
 
+def check_seed(seed: int, option: str = "--seed") -> None:
+    """A random seed is >= 0 (numpy's generators refuse negative ones)."""
+    if seed < 0:
+        raise SpecError(f"must be >= 0, got {seed}", option)
+
+
 def check_at_most(value: int, limit: int, option: str, why: str) -> None:
     """Refuse a count past `limit` (what a run can finish and hold in memory), saying why."""
     if value > limit:
@@ -218,6 +224,9 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
 
     net, a, _ = load_problem(network, arch, None)
     fmt, data = mi.read_mapping_file(mapping)
+    named = data.get("arch") if fmt == "rlmap" and isinstance(data, dict) else None
+    if named is not None and str(named) != a.name:  # a mapping of another architecture (its levels may even fit)
+        raise SpecError(f"mapping is for {named}, --arch is {a.name}", f"{mapping}: arch")
     lname = layer if layer is not None else mi.file_layer_name(fmt, data)
     if lname is None:
         if len(net.layers) != 1:
@@ -244,6 +253,20 @@ def load_any_mapping(network: str, arch: str, mapping: Path, layer: Optional[str
             raise
         raise SpecError(f"invalid mapping for layer {lyr.name!r}: {exc.message}", str(mapping)) from None
     return lyr, a, m, fmt
+
+
+def check_finite_cost(cost: Any, arch: str) -> None:
+    """Refuse a cost whose energy, cycles or EDP is not a finite number (one line naming the --arch file), rather
+    than print inf or nan as a result.  The architecture's bounds (rlmap/spec/bounds.py: energies at most 1e12 per
+    action, bandwidths at least 1e-6) keep every total finite, so this is a last guard."""
+    totals = (("energy", cost.energy), ("cycles", cost.cycles), ("EDP", cost.edp))
+    bad = [f"{name} {value:g}" for name, value in totals if not math.isfinite(value)]
+    if bad:
+        raise SpecError(
+            f"the cost model's totals are not finite ({', '.join(bad)}): the architecture's per-access energies "
+            "or bandwidths are out of the modelled range",
+            f"--arch {arch}",
+        )
 
 
 def report_network_result(

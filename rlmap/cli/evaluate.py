@@ -7,7 +7,16 @@ from typing import Optional
 
 import typer
 
-from rlmap.cli.common import MAPPING_HELP, SEMANTICS_HELP, WORKLOAD_HELP, console, fmt, load_any_mapping, with_semantics
+from rlmap.cli.common import (
+    MAPPING_HELP,
+    SEMANTICS_HELP,
+    WORKLOAD_HELP,
+    check_finite_cost,
+    console,
+    fmt,
+    load_any_mapping,
+    with_semantics,
+)
 from rlmap.spec.errors import SpecError
 
 
@@ -29,6 +38,7 @@ def eval_cmd(
     cost = CostModel(lyr, a).evaluate(m)
     if not cost.valid:
         raise SpecError(f"invalid mapping: {cost.reason}", str(mapping))
+    check_finite_cost(cost, arch)
     from rlmap.cli.tables import energy_unit, eval_table
 
     unit = energy_unit(a)

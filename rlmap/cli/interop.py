@@ -14,6 +14,7 @@ from rlmap.cli.common import (
     MAPPING_HELP,
     SEMANTICS_HELP,
     WORKLOAD_HELP,
+    check_finite_cost,
     check_output_dir,
     check_output_file,
     console,
@@ -163,6 +164,7 @@ def import_mapping_cmd(
     cost = CostModel(lyr, a).evaluate(m)
     if not cost.valid:
         raise SpecError(f"invalid mapping: {cost.reason}", str(mapping))
+    check_finite_cost(cost, arch)
     out = console(stderr=output is None)
     out.print(f"read {mapping} ({source} format) for layer {lyr.name} on {a.name}")
     for lvl, level in enumerate(a.levels):

@@ -1,7 +1,8 @@
 """`rlmap report`: one self-contained HTML page from one or more results folders (summary.json + run.json).
 
 The page needs no network: the figures are matplotlib PNGs embedded as base64 and the styles are inline; there
-is no script.  It shows, for every run side by side: totals (with each run's EDP over the best one's), per-layer
+is no script.  It shows, for every run side by side: totals (with each run's EDP over the best one's of the same
+network and architecture; an interrupted run is marked partial and not compared), per-layer
 energy / latency / EDP, the energy breakdown per memory level and per tensor across the network, utilisation,
 and search convergence (best-so-far objective vs evaluations, from the curves summary.json stores).
 """
@@ -213,15 +214,45 @@ def _table(head: list[str], rows: list[list[str]], num_from: int = 1) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _problem(run: dict[str, Any]) -> tuple[str, str, str]:
+    """What a run's numbers are numbers of: its network, architecture and modelling semantics.  Only runs of the
+    same problem are compared (EDP / best); a ratio across networks or architectures means nothing."""
+    return str(run.get("network")), str(run.get("arch")), str(run.get("semantics", "?"))
+
+
+def _partial(run: dict[str, Any]) -> bool:
+    """An interrupted run (summary.json `partial: true`): its totals cover only the layers mapped before Ctrl-C."""
+    return bool(run.get("partial"))
+
+
 def totals_table(runs: list[dict[str, Any]], labels: list[str]) -> str:
+    """Totals per run; EDP / best compares each complete run with the best complete run of the same network,
+    architecture and semantics ('-' for an interrupted run, whose totals miss layers, and for a run no other
+    complete run shares its problem with)."""
     edps = [float(r["total"]["edp"]) for r in runs]
-    best = min(edps)
+    best: dict[tuple[str, str, str], float] = {}
+    complete: dict[tuple[str, str, str], int] = {}
+    for r, edp in zip(runs, edps):
+        if not _partial(r):
+            key = _problem(r)
+            complete[key] = complete.get(key, 0) + 1
+            if math.isfinite(edp):
+                best[key] = min(best.get(key, math.inf), edp)
     rows = []
     for r, label, edp in zip(runs, labels, edps):
         distinct = {json.dumps(row.get("shape"), sort_keys=True): row for row in r["layers"]}  # searched once
         evals = sum(int(row.get("evaluations", 0)) for row in distinct.values())
         secs = r.get("run", {}).get("seconds")
         found = sum(1 for row in r["layers"] if row.get("found", True))
+        if _partial(r):
+            total = r.get("layers_total")
+            mapped = f"{found}/{total if isinstance(total, int) else '?'} (partial: interrupted)"
+            ratio = "-"
+        else:
+            mapped = f"{found}/{len(r['layers'])}"
+            b = best.get(_problem(r), math.nan)
+            compared = complete[_problem(r)] > 1
+            ratio = f"{edp / b:.3f}" if compared and b > 0 and math.isfinite(edp) else "-"
         rows.append(
             [
                 label,
@@ -231,8 +262,8 @@ def totals_table(runs: list[dict[str, Any]], labels: list[str]) -> str:
                 eng(r["total"]["energy"]),
                 eng(r["total"]["cycles"]),
                 eng(edp),
-                f"{edp / best:.3f}" if best > 0 else "-",
-                f"{found}/{len(r['layers'])}",
+                ratio,
+                mapped,
                 f"{evals:,}",
                 "-" if secs is None else f"{secs:.1f}",
             ]
@@ -258,17 +289,21 @@ def totals_table(runs: list[dict[str, Any]], labels: list[str]) -> str:
 
 
 def layer_table(runs: list[dict[str, Any]], labels: list[str]) -> str:
-    """Per-layer EDP of every run and each run's ratio to the best run on that layer."""
+    """Per-layer EDP of every run and its ratio to the best run on that layer among the runs of the same network,
+    architecture and semantics (no ratio for a run no other run shares that problem with)."""
     names = _layer_names(runs)
+    problems = [_problem(r) for r in runs]
     rows = []
     for n in names:
         vals = [_value(r, n, "edp") for r in runs]
-        finite = [v for v in vals if math.isfinite(v)]
-        best = min(finite) if finite else math.nan
+        best: dict[tuple[str, str, str], float] = {}  # per network, architecture and semantics
+        for key, v in zip(problems, vals):
+            if math.isfinite(v):
+                best[key] = min(best.get(key, math.inf), v)
         rep = next((row.get("repeat", 1) for r in runs for row in r["layers"] if row["layer"] == n), 1)
         cells = [n, str(rep)]
-        for v in vals:
-            ratio = f" ({v / best:.2f}x)" if len(runs) > 1 else ""
+        for key, v in zip(problems, vals):
+            ratio = f" ({v / best[key]:.2f}x)" if problems.count(key) > 1 and math.isfinite(v) and best[key] > 0 else ""
             cells.append(eng(v) + ratio if math.isfinite(v) else "none")
         rows.append(cells)
     return _table(["layer", "×", *[f"EDP {lab}" for lab in labels]], rows, num_from=1)

@@ -98,6 +98,7 @@ def train_cmd(
     from rlmap.cli.common import (
         check_output_dir,
         check_positive,
+        check_seed,
         console,
         load_architecture_option,
         load_network_option,
@@ -115,6 +116,7 @@ def train_cmd(
         return tune_cmd(tune, output, ray)
     out = console()
     check_positive(time_limit, "--time-limit", "a positive number of minutes")
+    check_seed(seed)
     if resume is not None:
         if output is not None and Path(output) != resume:
             raise SpecError("give either -o (a new run) or --resume (an existing one)", "-o")
@@ -271,6 +273,7 @@ def map_cmd(
         check_at_most,
         check_output_dir,
         check_positive,
+        check_seed,
         console,
         load_problem,
         report_network_result,
@@ -283,8 +286,7 @@ def map_cmd(
     if samples <= 0:
         raise SpecError(f"must be >= 1, got {samples}", "--samples")
     check_at_most(samples, MAX_SAMPLES, "--samples", SAMPLES_WHY)
-    if seed < 0:
-        raise SpecError(f"must be >= 0, got {seed}", "--seed")
+    check_seed(seed)
     check_positive(temperature, "--temperature", "a finite number > 0")
     temperature = temperature or SAMPLE_TEMPERATURE
     check_output_dir(output)

@@ -8,7 +8,14 @@ from typing import Optional
 
 import typer
 
-from rlmap.cli.common import check_at_most, check_output_dir, check_positive, load_problem, report_network_result
+from rlmap.cli.common import (
+    check_at_most,
+    check_output_dir,
+    check_positive,
+    check_seed,
+    load_problem,
+    report_network_result,
+)
 from rlmap.cli.execution import open_backend, ray_option
 from rlmap.search.base import NetworkResult
 from rlmap.search.optimal import DEFAULT_TIME_LIMIT as OPTIMAL_DEFAULT_LIMIT
@@ -138,6 +145,7 @@ def search_cmd(
     if processes <= 0:
         raise SpecError(f"must be >= 1, got {processes}", "--processes")
     check_positive(time_limit, "--time-limit", "a positive number of seconds")
+    check_seed(seed)
     get_mapper(mapper)
     key = mapper.strip().lower()
     exhaustive = key == "optimal"

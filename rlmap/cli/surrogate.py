@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from rlmap.cli.common import check_at_most, check_output_dir, check_output_file, console
+from rlmap.cli.common import check_at_most, check_output_dir, check_output_file, check_seed, console
 from rlmap.cli.execution import open_backend, ray_option
 from rlmap.spec.errors import SpecError
 from rlmap.surrogate.model import default_checkpoint
@@ -96,6 +96,7 @@ def dataset_cmd(
     from rlmap.spec.errors import EXIT_INTERRUPTED, Interrupted
 
     check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "the dataset is built in memory before it is written")
+    check_seed(seed)
     (check_output_file if out.suffix == ".npz" else check_output_dir)(out, "-o")
     if workers < 1:
         raise SpecError(f"must be >= 1, got {workers}", "--workers")
@@ -138,6 +139,7 @@ def train_cmd(
     import shlex
     import sys
 
+    check_seed(seed)
     check_output_dir(out, "-o")
     if log_dir is not None:
         check_output_dir(log_dir, "--log-dir")
@@ -174,6 +176,7 @@ def eval_cmd(
 ) -> None:
     """Spearman of predicted vs true EDP per layer and median |log2 EDP error| on held-out networks."""
     check_at_most(samples, MAX_DATASET_SAMPLES, "--samples", "every scored mapping is held in memory")
+    check_seed(seed)
     check_output_file(json_out, "--json")
     res = evaluate_surrogate(
         checkpoint or default_checkpoint(),

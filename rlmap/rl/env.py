@@ -443,13 +443,21 @@ class MappingEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode. options: {"layer": Layer or a layer name of the sampler, e.g. "conv1" or
-        "resnet18/conv1"} and/or {"arch": index or name} pin the draw."""
+        "resnet18/conv1"} and/or {"arch": index or name} pin the draw.  A layer is never an index: the
+        sampler's pool mixes networks and synthetic layers, so a number would name nothing stable (TypeError)."""
         super().reset(seed=seed)
         options = options or {}
+        if not isinstance(options, dict):
+            raise TypeError(f"options must be a dict, e.g. {{'layer': 'conv1'}}, got {type(options).__name__}")
         rng = self.np_random
         if "arch" in options:
             want = options["arch"]
-            if isinstance(want, int):
+            if isinstance(want, int) and not isinstance(want, bool):
+                if not 0 <= want < len(self.archs):
+                    raise ValueError(
+                        f"options['arch'] = {want} is not an index of the environment's {len(self.archs)} "
+                        f"architecture(s) ({[a.arch.name for a in self.archs]})"
+                    )
                 ai = self.archs[want]
             else:
                 matches = [a for a in self.archs if a.arch.name == want]
@@ -461,6 +469,11 @@ class MappingEnv(gym.Env):
         layer: Layer | str | None = options.get("layer")
         if isinstance(layer, str):
             layer = self.sampler.find(layer)
+        elif layer is not None and not isinstance(layer, Layer):
+            raise TypeError(
+                f"options['layer'] must be a Layer or a layer name (str) of the environment's networks, "
+                f"got {type(layer).__name__} {layer!r}"
+            )
         if layer is None:
             layer = self.sampler.sample(rng)
         self._ai = ai

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rlmap.spec.bounds import MAX_COUNT, MAX_EXTENT, Count, Real
+from rlmap.spec.bounds import MAX_COUNT, MAX_ENERGY, MAX_EXTENT, MIN_BANDWIDTH, Count, Real
 from rlmap.spec.problem import DIMS, TENSORS, parse_dim, parse_tensor
 
 Format = Literal["uncompressed", "bitmask", "rle", "coordinate"]
@@ -52,9 +52,11 @@ class MemoryLevel(BaseModel):
     may_bypass: tuple[str, ...] = Field(
         (), description="tensors of `keeps` a mapping may choose not to keep here (bypass); the others it must keep"
     )
-    read_energy: Real = Field(ge=0.0)
-    write_energy: Real = Field(ge=0.0)
-    bandwidth: Real | None = Field(None, gt=0.0, description="words per cycle per instance; null = unbounded")
+    read_energy: Real = Field(ge=0.0, le=MAX_ENERGY, description="per word read; at most 1e12 (spec/bounds.py)")
+    write_energy: Real = Field(ge=0.0, le=MAX_ENERGY, description="per word written; at most 1e12")
+    bandwidth: Real | None = Field(
+        None, ge=MIN_BANDWIDTH, description="words per cycle per instance, at least 1e-6; null = unbounded"
+    )
     fanout: Fanout = Fanout()
     formats: dict[str, Format] = Field(default_factory=dict, description="storage format per tensor (sparse)")
     source: str = ""
@@ -114,7 +116,7 @@ class Compute(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    mac_energy: Real = Field(ge=0.0, description="pJ per MAC")
+    mac_energy: Real = Field(ge=0.0, le=MAX_ENERGY, description="energy per MAC (pJ), at most 1e12")
     sparse: Literal["none", "gate", "skip"] = "none"
     on: tuple[str, ...] = ("inputs", "weights")
 

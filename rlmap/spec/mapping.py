@@ -210,11 +210,18 @@ class Mapping:
                     raise SpecError(
                         f"expected factors by dimension, e.g. {{K: 4, C: 2}}, got {given!r}", f"{here}.{key}"
                     )
+                seen: dict[int, Any] = {}
                 for dim, f in given.items():
                     try:
                         d = parse_dim(str(dim))
                     except ValueError as exc:
                         raise SpecError(str(exc), f"{here}.{key}") from None
+                    if d in seen:
+                        raise SpecError(
+                            f"dimension {DIMS[d]} is given twice ({seen[d]!r} and {dim!r}) at level {level.name}",
+                            f"{here}.{key}",
+                        )
+                    seen[d] = dim
                     if not isinstance(f, int) or isinstance(f, bool) or f <= 0:
                         raise SpecError(f"factor of {DIMS[d]} must be a positive integer, got {f!r}", f"{here}.{key}")
                     if f > MAX_EXTENT:
@@ -281,11 +288,15 @@ def _parse_place(raw: Any, where: str) -> list[int]:
         return row
     if not isinstance(raw, dict):
         raise SpecError("place must map tensor names to loop positions, e.g. {weights: 2}", where)
+    seen: set[int] = set()
     for t, k in raw.items():
         try:
             v = parse_tensor(str(t))
         except ValueError as exc:
             raise SpecError(str(exc), where) from None
+        if v in seen:
+            raise SpecError(f"tensor {TENSORS[v]} is given twice", where)
+        seen.add(v)
         if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= N_DIMS:
             raise SpecError(f"position of {TENSORS[v]} must be an integer 0..{N_DIMS}, got {k!r}", where)
         row[v] = k

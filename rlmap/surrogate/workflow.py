@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -131,7 +131,7 @@ def build_dataset(
     arch_names = _split_names(arch)
     if not arch_names:
         raise SpecError("give at least one architecture", "--arch")
-    archs = [load_architecture(a) for a in arch_names]
+    archs = [_blamed(load_architecture, a, "--arch") for a in arch_names]
     net_names = _split_names(networks)
     if not net_names and synthetic <= 0:
         raise SpecError("give --networks and/or --synthetic N (no layers to sample)", "--networks")
@@ -145,8 +145,13 @@ def build_dataset(
     overlap = sorted(set(net_names) & set(excl_names))
     if overlap:
         raise SpecError(f"networks {overlap} are both used and excluded", "--exclude")
-    excluded_keys = {layer_key(lyr) for lyr, _ in network_layers(excl_names)} if excl_names else set()
-    layers = [(lyr, nets) for lyr, nets in network_layers(net_names) if layer_key(lyr) not in excluded_keys]
+    excluded = _blamed(network_layers, excl_names, "--exclude") if excl_names else []
+    excluded_keys = {layer_key(lyr) for lyr, _ in excluded}
+    layers = [
+        (lyr, nets)
+        for lyr, nets in _blamed(network_layers, net_names, "--networks")
+        if layer_key(lyr) not in excluded_keys
+    ]
     dropped = len(network_layers(net_names)) - len(layers) if excl_names else 0
     seen = {layer_key(lyr) for lyr, _ in layers}
     for lyr in synthetic_layers(synthetic, seed + 7919):
@@ -333,6 +338,17 @@ def train_surrogate(
 
 
 # ============================================================================ evaluation
+T = TypeVar("T")
+
+
+def _blamed(load: Callable[[Any], T], what: Any, option: str) -> T:
+    """`load(what)`, with an error that names no file (an unknown preset name) blamed on `option`."""
+    try:
+        return load(what)
+    except SpecError as exc:
+        raise SpecError(exc.message, exc.where or option) from None
+
+
 def evaluate_surrogate(
     checkpoint: str | Path | None,
     networks: Sequence[str] | str,
@@ -364,8 +380,8 @@ def evaluate_surrogate(
         raise SpecError("give the held-out networks to evaluate on", "--networks")
     if samples_per_layer < 8:
         raise SpecError(f"must be >= 8, got {samples_per_layer}", "--samples")
-    a = load_architecture(arch)
-    layers = network_layers(net_names)
+    a = _blamed(load_architecture, arch, "--arch")
+    layers = _blamed(network_layers, net_names, "--networks")
     loaded_names = list(dict.fromkeys(n for _, nets in layers for n in nets))
     trained_nets = set(model.meta.get("networks", []))
     bad = sorted(set(loaded_names) & trained_nets)
