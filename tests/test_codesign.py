@@ -287,6 +287,22 @@ def test_resume_gives_the_same_run(tmp_path: Path) -> None:
     assert pickle.loads(pickle.dumps(resumed)).evaluations == full.evaluations
 
 
+def test_an_interrupted_checkpoint_write_leaves_no_tmp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opt, p, rng = make_optimizer("random", population=4), _problem(12), np.random.default_rng(0)
+    opt.step(p, rng)
+    ck = tmp_path / "random.pkl"
+    save_checkpoint(ck, opt, p, rng, {"k": 1})
+    good = ck.read_bytes()
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pickle, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ck, opt, p, rng, {"k": 1})
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["random.pkl"] and ck.read_bytes() == good
+
+
 def test_learned_loop_maps_with_the_policy_and_reports_the_optimal_remap() -> None:
     from rlmap.rl.checkpoint import load_policy
 
