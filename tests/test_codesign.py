@@ -287,6 +287,22 @@ def test_resume_gives_the_same_run(tmp_path: Path) -> None:
     assert pickle.loads(pickle.dumps(resumed)).evaluations == full.evaluations
 
 
+def test_an_interrupted_checkpoint_write_leaves_no_tmp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opt, p, rng = make_optimizer("random", population=4), _problem(12), np.random.default_rng(0)
+    opt.step(p, rng)
+    ck = tmp_path / "random.pkl"
+    save_checkpoint(ck, opt, p, rng, {"k": 1})
+    good = ck.read_bytes()
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pickle, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ck, opt, p, rng, {"k": 1})
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["random.pkl"] and ck.read_bytes() == good
+
+
 def test_learned_loop_maps_with_the_policy_and_reports_the_optimal_remap() -> None:
     from rlmap.rl.checkpoint import load_policy
 
@@ -394,6 +410,40 @@ def test_cli_codesign_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         == 0
     )
     assert json.loads((out / "designs" / "digamma" / "design.json").read_text())["cycles"] == design["cycles"]
+
+
+def test_no_feasible_design_draws_no_empty_legend(tmp_path: Path) -> None:
+    import warnings
+
+    from rlmap.codesign.outputs import write_curves, write_pareto
+
+    _, p = run(make_optimizer("random", population=4), _problem(12, budget=1e-9), seed=0)
+    assert p.best_cost is None and not any(r.feasible for r in p.history)  # nothing fits 1e-9 mm^2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "No artists with labels found to put in legend"
+        write_curves(tmp_path, {"random": p}, "latency", tensorboard=False)
+        write_pareto(tmp_path, {"random": _problem(12, budget=math.inf)}, math.inf)  # no design, no budget line
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "pareto.png").stat().st_size > 0
+
+
+def test_cli_codesign_resume_without_a_checkpoint_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlmap.spec.io import save_network
+
+    net = tmp_path / "tiny.yaml"
+    save_network(TINY, net)
+    out = tmp_path / "cd_none"
+    args = ["codesign", "--space", "envs/space/edge.yaml", "-n", str(net), "-e", "12", "--population", "4"]
+    args += ["-o", str(out), "--no-tensorboard", "--resume"]
+    assert cli_run([*args, "-O", "random"]) == 0
+    first = capsys.readouterr().out
+    assert f"{out} holds no checkpoint to resume" in " ".join(first.split()), first
+    assert (out / "checkpoints" / "random.pkl").exists()
+    assert cli_run([*args, "-O", "random,ga"]) == 0  # random resumes (already finished), ga starts afresh
+    second = " ".join(capsys.readouterr().out.split())
+    assert f"{out} holds no checkpoint for ga: starting those from the beginning" in second, second
+    assert "holds no checkpoint to resume" not in second
+    assert cli_run([*args, "-O", "random,ga"]) == 0  # both have checkpoints now: nothing to say
+    assert "holds no checkpoint" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -304,3 +304,24 @@ def test_ray_help_names_the_extra_and_the_option_that_caps_tasks(command: list[s
     assert run([*command, "--help"]) == 0
     flat = re.sub(r"[│\s]+", "", capsys.readouterr().out)
     assert "pipinstall'rlmap[ray]'" in flat and f"({cap}thencapsthetasksinflight" in flat
+
+
+@pytest.mark.parametrize(
+    ("command", "bounds"),
+    [
+        (["generate"], ["1to10,000"]),
+        (["codesign"], ["atmost1,000,000", "atmost10,000"]),
+        (["analyze"], ["atmost100,000", "atmost1,000,000"]),
+    ],
+)
+def test_help_states_the_bounds_that_are_enforced(command: list[str], bounds: list[str], capsys) -> None:
+    """The caps the commands refuse beyond are in their --help, and are the ones the code enforces."""
+    from rlmap.cli import analyze, generate
+    from rlmap.codesign import problem
+
+    assert (generate.MAX_COUNT, problem.MAX_EVALUATIONS, problem.MAX_POPULATION) == (10_000, 1_000_000, 10_000)
+    assert (analyze.MAX_SAMPLES, analyze.MAX_CURVE_BUDGET) == (100_000, 1_000_000)
+    assert run([*command, "--help"]) == 0
+    flat = re.sub(r"[│\s]+", "", capsys.readouterr().out)
+    for b in bounds:
+        assert b in flat, (b, flat)

@@ -12,10 +12,19 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from rlmap.cli.common import console, load_problem
+from rlmap.cli.common import check_at_most, check_output_dir, console, load_problem
 from rlmap.spec.errors import SpecError
 
 DEFAULT_MAPPERS = "random,ga,sa,marvel,surrogate,policy"
+
+MAX_SAMPLES = 100_000
+"""Most uniform valid mappings for the distribution (--samples), as the map space draws them at most."""
+
+MAX_CURVE_BUDGET = 1_000_000
+"""Most evaluations per search-curve run (--budget): every run keeps, and the plot draws, one point per evaluation."""
+
+MAX_COUNT = 10_000
+"""Most --neighbours, --random-points and --seeds."""
 
 
 def analyze_cmd(
@@ -25,7 +34,7 @@ def analyze_cmd(
         None, "--layer", "-l", help="layer to analyse (default: the network's layer with the most MACs)"
     ),
     objective: str = typer.Option("edp", "--objective", help="energy, latency or edp"),
-    samples: int = typer.Option(2000, "--samples", help="uniform valid mappings for the distribution"),
+    samples: int = typer.Option(2000, "--samples", help="uniform valid mappings for the distribution, at most 100,000"),
     neighbours: int = typer.Option(64, "--neighbours", help="one-move variants per base mapping and axis"),
     random_points: int = typer.Option(8, "--random-points", help="random valid base mappings for the sensitivity"),
     mappers: str = typer.Option(
@@ -34,7 +43,11 @@ def analyze_cmd(
         help="comma-separated mappers for the search curves "
         "(a mapper that cannot run here, e.g. a surrogate without a checkpoint, is skipped)",
     ),
-    budget: int = typer.Option(1000, "--budget", help="evaluations per search-curve run (policy: samples)"),
+    budget: int = typer.Option(
+        1000,
+        "--budget",
+        help="evaluations per search-curve run, at most 1,000,000 (policy: samples, at most 100,000)",
+    ),
     seeds: int = typer.Option(3, "--seeds", help="runs per mapper for the curves' median and spread"),
     optimal_time: float = typer.Option(
         30.0, "--optimal-time", metavar="SECONDS", help="time limit of the optimal mapper that gives the reference"
@@ -56,11 +69,25 @@ def analyze_cmd(
             raise SpecError(f"must be positive, got {v}", name)
     if random_points < 0:
         raise SpecError(f"must be >= 0, got {random_points}", "--random-points")
+    check_at_most(samples, MAX_SAMPLES, "--samples", "they are drawn and scored at once, in memory")
+    check_at_most(budget, MAX_CURVE_BUDGET, "--budget", "every run keeps and plots one point per evaluation")
+    for name, v in (("--neighbours", neighbours), ("--random-points", random_points), ("--seeds", seeds)):
+        check_at_most(v, MAX_COUNT, name, "each is a batch of cost-model evaluations held in memory")
     if not optimal_time > 0:
         raise SpecError(f"must be a positive number of seconds, got {optimal_time:g}", "--optimal-time")
     names = [m.strip().lower() for m in mappers.split(",") if m.strip()]
     for m in names:
-        get_mapper(m)
+        try:
+            get_mapper(m)
+        except SpecError as exc:  # get_mapper blames --mapper, search's option; here it is --mappers
+            raise SpecError(exc.message, "--mappers") from None
+    if "policy" in names:
+        from rlmap.rl.mapper import MAX_SAMPLES as POLICY_SAMPLES
+        from rlmap.rl.mapper import SAMPLES_WHY
+
+        why = f"the policy in --mappers counts it in samples; {SAMPLES_WHY}"
+        check_at_most(budget, POLICY_SAMPLES, "--budget", why)
+    check_output_dir(output)
     net, a, one = load_problem(network, arch, layer)
     lay = one if one is not None else max(net.layers, key=lambda la: la.macs)
     out = console()
@@ -187,6 +214,8 @@ def _plots(output: Path, data: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rlmap.codesign.outputs import legend
+
     title = f"{data['layer']} on {data['arch']}"
     r = np.asarray(data["distribution"]["ratios"])
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -211,7 +240,7 @@ def _plots(output: Path, data: dict[str, Any]) -> None:
     ax.set_xticks(np.arange(len(axes)) + width * (len(data["sensitivity"]) - 1) / 2, axes)
     ax.set_ylabel("median |log10 change|")
     ax.set_title(f"{title}: sensitivity per axis")
-    ax.legend()
+    legend(ax)
     fig.tight_layout()
     fig.savefig(output / "sensitivity.png", dpi=120)
     plt.close(fig)
@@ -228,7 +257,7 @@ def _plots(output: Path, data: dict[str, Any]) -> None:
     ax.set_xlabel("evaluations")
     ax.set_ylabel("best so far / reference")
     ax.set_title(f"{title}: search curves (median, 25-75%)")
-    ax.legend()
+    legend(ax)
     fig.tight_layout()
     fig.savefig(output / "curves.png", dpi=120)
     plt.close(fig)

@@ -11,6 +11,11 @@ import typer
 from rlmap.cli.execution import open_backend, ray_option
 from rlmap.spec.errors import SpecError
 
+EVALUATIONS_WHY = (
+    "a run keeps every design it scores (Pareto front, curves) and checkpoints them after every step; "
+    "give a smaller -e or bound the run with --time-limit"
+)
+
 DEFAULT_POLICIES = ("policy_general", "policy_eyeriss")
 """The learned loop's policy when --policy is not given: the first of these shipped checkpoints that exists."""
 
@@ -46,11 +51,16 @@ def codesign_cmd(
         "digamma", "--optimizer", "-O", help="comma-separated: digamma, random, ga, cma, de, pso, two-loop, learned"
     ),
     evaluations: int = typer.Option(
-        5000, "--evaluations", "-e", help="cost-model evaluations per optimiser (one = one layer's mapping scored)"
+        5000,
+        "--evaluations",
+        "-e",
+        help="cost-model evaluations per optimiser (one = one layer's mapping scored), at most 1,000,000",
     ),
     objective: str = typer.Option("latency", "--objective", help="latency, energy or edp (under the area budget)"),
     seed: int = typer.Option(0, "--seed", help="random seed: same seed, same designs"),
-    population: int = typer.Option(20, "--population", help="population (GA family) / designs per step"),
+    population: int = typer.Option(
+        20, "--population", help="population (GA family) / designs per step, at most 10,000"
+    ),
     inner_budget: int = typer.Option(200, "--inner-budget", help="two-loop: GA-mapper evaluations per layer"),
     policy: Path | None = typer.Option(
         None,
@@ -78,30 +88,35 @@ def codesign_cmd(
 ) -> None:
     """Co-design hardware and mappings; writes the best design (arch.yaml that `rlmap map/search/eval` take),
     its per-layer mappings, the Pareto front (CSV, PNG) and search curves (PNG, TensorBoard)."""
-    from rlmap.cli.common import console, fmt
+    from rlmap.cli.common import check_at_most, check_output_dir, check_positive, console, fmt, load_network_option
     from rlmap.codesign.evaluate import Workload
     from rlmap.codesign.outputs import verify_design, write_curves, write_design, write_pareto
-    from rlmap.codesign.problem import Problem
+    from rlmap.codesign.problem import MAX_EVALUATIONS, MAX_POPULATION, Problem
     from rlmap.codesign.runner import OPTIMIZERS, make_optimizer, run
     from rlmap.codesign.space import load_space
     from rlmap.hardware.area import resolve_budget
+    from rlmap.rl.mapper import MAX_SAMPLES, SAMPLES_WHY
     from rlmap.search.progress import progress_bar
-    from rlmap.spec.io import load_network
+    from rlmap.search.random_search import MAX_BUDGET
 
     if objective not in ("latency", "energy", "edp"):
         raise SpecError(f"unknown objective {objective!r} (expected latency, energy or edp)", "--objective")
     for name, v in (
-        ("--evaluations", evaluations),
+        ("-e/--evaluations", evaluations),
         ("--population", population),
         ("--inner-budget", inner_budget),
         ("--samples", samples),
     ):
         if v <= 0:
             raise SpecError(f"must be a positive integer, got {v}", name)
+    check_at_most(evaluations, MAX_EVALUATIONS, "-e/--evaluations", EVALUATIONS_WHY)
+    check_at_most(population, MAX_POPULATION, "--population", "it is the number of designs scored per step")
+    check_at_most(inner_budget, MAX_BUDGET, "--inner-budget", "it is the GA mapper's budget per layer")
+    check_at_most(samples, MAX_SAMPLES, "--samples", SAMPLES_WHY)
     if processes <= 0:
         raise SpecError(f"must be >= 1, got {processes}", "--processes")
-    if time_limit is not None and not time_limit > 0:
-        raise SpecError(f"must be a positive number of seconds, got {time_limit:g}", "--time-limit")
+    check_positive(time_limit, "--time-limit", "a positive number of seconds")
+    check_positive(optimal_time_limit, "--optimal-time-limit", "a positive number of seconds")
     names = [n.strip().lower() for n in optimizer.split(",") if n.strip()]
     if not names:
         raise SpecError("names no optimiser", "--optimizer")
@@ -112,9 +127,20 @@ def codesign_cmd(
         budget = resolve_budget(area)
     except ValueError as exc:
         raise SpecError(str(exc), "--area") from None
-    ds = load_space(template, str(space) if space is not None else None)
-    net = load_network(network)
+    check_output_dir(output)
+    try:
+        ds = load_space(template, str(space) if space is not None else None)
+    except SpecError as exc:  # an unknown template name: blame the option it came from
+        raise SpecError(exc.message, exc.where or "--template") from None
+    net = load_network_option(network)
     wl = Workload.from_network(net)
+    for n, option, per_layer in (("two-loop", "--inner-budget", inner_budget), ("learned", "--samples", samples)):
+        if n in names and per_layer * len(wl) > evaluations:
+            raise SpecError(
+                f"{n} spends {per_layer:,} evaluations on each of {net.name}'s {len(wl)} distinct layer(s), "
+                f"so one design costs {per_layer * len(wl):,}: more than -e/--evaluations {evaluations:,}",
+                option,
+            )
     pol = None
     if "learned" in names:
         from rlmap.rl.checkpoint import load_policy
@@ -125,8 +151,6 @@ def codesign_cmd(
                 f"the policy handles {pol.max_levels} levels, template {ds.template.name!r} has {ds.template.n_levels}",
                 "--policy",
             )
-    if output.exists() and not output.is_dir():
-        raise SpecError("exists and is not a directory", str(output))
     out = console()
     out.print(
         f"design space over {ds.template.name}: {ds.size:,} designs "
@@ -137,6 +161,16 @@ def codesign_cmd(
         f"{'none' if budget == float('inf') else f'{budget:g} mm^2'}; objective {objective}; "
         f"{evaluations:,} evaluations per optimiser; seed {seed}"
     )
+    if resume:
+        fresh = [n for n in names if not (output / "checkpoints" / f"{n}.pkl").exists()]
+        if fresh:
+            line = (
+                f"{output} holds no checkpoint to resume (no run, or one that never reached a checkpoint): "
+                f"starting a fresh run"
+                if len(fresh) == len(names)
+                else f"{output} holds no checkpoint for {', '.join(fresh)}: starting those from the beginning"
+            )
+            out.print(line, markup=False)
     (output / "checkpoints").mkdir(parents=True, exist_ok=True)
     runs: dict[str, Problem] = {}
     finals: dict[str, dict[str, Any]] = {}

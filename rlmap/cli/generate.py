@@ -10,9 +10,14 @@ import typer
 
 from rlmap.spec.errors import SpecError
 
+MAX_COUNT = 10_000
+"""Most architectures one `rlmap generate` writes (or prints): -n beyond it is refused before any work."""
+
 
 def generate_cmd(
-    count: int = typer.Option(1, "--count", "-n", help="how many architectures (seeds --seed .. --seed + N - 1)"),
+    count: int = typer.Option(
+        1, "--count", "-n", help=f"how many architectures, 1 to {MAX_COUNT:,} (seeds --seed .. --seed + N - 1)"
+    ),
     seed: int = typer.Option(0, "--seed", "-s", help="first generator seed; a seed always gives the same architecture"),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="folder for genSEED.yaml files (default: print the YAML)"
@@ -27,11 +32,12 @@ def generate_cmd(
     """
     import yaml
 
-    from rlmap.cli.common import console
+    from rlmap.cli.common import check_at_most, check_output_dir, console
     from rlmap.hardware.generator import generate_architecture, generate_spec, generated_name
 
     if count <= 0:
-        raise SpecError(f"must be >= 1, got {count}", "--count")
+        raise SpecError(f"must be >= 1, got {count}", "-n/--count")
+    check_at_most(count, MAX_COUNT, "-n/--count", "generate them in several runs (--seed picks where each starts)")
     if seed < 0:
         raise SpecError(f"must be >= 0, got {seed}", "--seed")
     seeds = range(seed, seed + count)
@@ -43,8 +49,7 @@ def generate_cmd(
 
     from rlmap.spec.io import save_architecture
 
-    if output.exists() and not output.is_dir():
-        raise SpecError("is a file, expected a folder", str(output))
+    check_output_dir(output)
     output.mkdir(parents=True, exist_ok=True)
     files = {s: output / f"{generated_name(s)}.yaml" for s in seeds}
     clash = [f for f in files.values() if f.exists()]

@@ -188,12 +188,18 @@ def write_pareto(out: Path, runs: dict[str, Problem], budget_mm2: float) -> Path
         ax.set_xlabel("area (mm²)")
         ax.set_ylabel(label)
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     fig.suptitle(f"Pareto fronts, {len(rows)} mapped designs")
     fig.tight_layout()
     fig.savefig(out / "pareto.png", dpi=110)
     plt.close(fig)
     return path
+
+
+def legend(ax: Any, **kw: Any) -> None:
+    """A legend when the axes has labelled artists (else matplotlib warns 'No artists with labels found')."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
 
 
 def _fmt_knob(v: Any) -> str:
@@ -222,7 +228,7 @@ def write_curves(out: Path, runs: dict[str, Problem], objective: str, tensorboar
         ax.set_xlabel(xl)
         ax.set_ylabel(f"best feasible {objective}")
         ax.set_yscale("log")
-        ax.legend(fontsize=8)
+        legend(ax, fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=110)
     plt.close(fig)

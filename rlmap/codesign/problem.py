@@ -29,6 +29,13 @@ from rlmap.codesign.evaluate import DesignCost, Workload, compose, evaluate_laye
 from rlmap.codesign.space import DesignSpace
 from rlmap.search.mapspace import Genome
 
+MAX_EVALUATIONS = 1_000_000
+"""Most cost-model evaluations per optimiser (`rlmap codesign -e`): a run keeps every design it scores (for the
+Pareto front and the curves) and checkpoints them all after every step, so more would not fit in memory or time."""
+
+MAX_POPULATION = 10_000
+"""Most designs per step (`rlmap codesign --population`)."""
+
 
 @dataclass
 class Record:

@@ -54,9 +54,13 @@ def make_optimizer(
 
 def save_checkpoint(path: Path, optimizer: Any, problem: Problem, rng: np.random.Generator, meta: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump({"optimizer": optimizer, "problem": problem, "rng": rng.bit_generator.state, "meta": meta}, fh)
-    tmp.replace(path)
+    try:
+        with tmp.open("wb") as fh:
+            pickle.dump({"optimizer": optimizer, "problem": problem, "rng": rng.bit_generator.state, "meta": meta}, fh)
+        tmp.replace(path)
+    except BaseException:  # Ctrl-C or a full disk while writing: no half-written .tmp is left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path, meta: dict) -> tuple[Any, Problem, np.random.Generator]:
