@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from rlmap.cli.common import check_at_most, check_output_dir, console, load_problem
+from rlmap.cli.common import check_at_most, check_output_dir, check_seed, console, load_problem
 from rlmap.spec.errors import SpecError
 
 DEFAULT_MAPPERS = "random,ga,sa,marvel,surrogate,policy"
@@ -88,6 +88,7 @@ def analyze_cmd(
         why = f"the policy in --mappers counts it in samples; {SAMPLES_WHY}"
         check_at_most(budget, POLICY_SAMPLES, "--budget", why)
     check_output_dir(output)
+    check_seed(seed)
     net, a, one = load_problem(network, arch, layer)
     lay = one if one is not None else max(net.layers, key=lambda la: la.macs)
     out = console()

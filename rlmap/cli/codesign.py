@@ -88,7 +88,15 @@ def codesign_cmd(
 ) -> None:
     """Co-design hardware and mappings; writes the best design (arch.yaml that `rlmap map/search/eval` take),
     its per-layer mappings, the Pareto front (CSV, PNG) and search curves (PNG, TensorBoard)."""
-    from rlmap.cli.common import check_at_most, check_output_dir, check_positive, console, fmt, load_network_option
+    from rlmap.cli.common import (
+        check_at_most,
+        check_output_dir,
+        check_positive,
+        check_seed,
+        console,
+        fmt,
+        load_network_option,
+    )
     from rlmap.codesign.evaluate import Workload
     from rlmap.codesign.outputs import verify_design, write_curves, write_design, write_pareto
     from rlmap.codesign.problem import MAX_EVALUATIONS, MAX_POPULATION, Problem
@@ -116,6 +124,7 @@ def codesign_cmd(
     if processes <= 0:
         raise SpecError(f"must be >= 1, got {processes}", "--processes")
     check_positive(time_limit, "--time-limit", "a positive number of seconds")
+    check_seed(seed)
     check_positive(optimal_time_limit, "--optimal-time-limit", "a positive number of seconds")
     names = [n.strip().lower() for n in optimizer.split(",") if n.strip()]
     if not names:
