@@ -211,7 +211,12 @@ def main() -> int:
         help="re-run only the learned loop (--policy, --samples) of the stored runs, at their stored "
         "DiGamma GA wall time, and store it in their place",
     )
-    ap.add_argument("--plot", default=str(REPO / "docs" / "codesign.png"), help="bar chart of the table ('' = none)")
+    ap.add_argument(
+        "--plot",
+        default=None,
+        help="bar chart of the table ('' = none; default: docs/codesign.png with the default --results, "
+        "else RESULTS/codesign.png)",
+    )
     args = ap.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     import torch
@@ -334,6 +339,9 @@ def report(results: list[dict], args: argparse.Namespace) -> int:
         f"{opt_better}/{len(results)} runs -- but the optimal re-map spends 1e5-1e6 evaluations (column 'opt evals')"
     )
     print(f"every design reproduced from its YAML: {all(r['reproduced_from_yaml'] for r in results)}")
+    if args.plot is None:  # the documented figure only comes from the documented results folder
+        default_results = args.results == str(REPO / "results" / "codesign")
+        args.plot = str(REPO / "docs" / "codesign.png" if default_results else Path(args.results) / "codesign.png")
     if args.plot:
         plot(results, Path(args.plot))
         print(f"plot: {args.plot}")
