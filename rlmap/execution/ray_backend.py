@@ -94,6 +94,19 @@ class RayBackend(Backend):
         self._remote: Any = None
 
     # ------------------------------------------------------------------ connection
+    def _start_private(self, ray: Any, env: dict[str, Any], **address: str) -> None:
+        """Start a Ray instance for this command only (its auth token kept in this process's environment)."""
+        _private_token()
+        ray.init(
+            **address,
+            num_cpus=self.num_cpus,
+            runtime_env=env,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+        self._started = True
+
     def connect(self) -> Any:
         """Join (or start) the cluster once; the ray module."""
         if self._ray is not None:
@@ -104,29 +117,12 @@ class RayBackend(Backend):
         if was_connected:
             pass  # the caller already connected this process (ray.init): use that
         elif self.address == "local":  # a private instance for this command, even when a cluster is running here
-            _private_token()
-            ray.init(
-                address="local",
-                num_cpus=self.num_cpus,
-                runtime_env=env,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
-            self._started = True
+            self._start_private(ray, env, address="local")
         elif self.address == "auto":
             try:
                 ray.init(address="auto", runtime_env=env, log_to_driver=False, configure_logging=False)
             except ConnectionError:  # no cluster here: start one for this command
-                _private_token()
-                ray.init(
-                    num_cpus=self.num_cpus,
-                    runtime_env=env,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
-                self._started = True
+                self._start_private(ray, env)
         else:
             _reachable(self.address)
             try:

@@ -178,20 +178,18 @@ def map_network_with_policy(
     except Interrupted as exc:  # pass on the layers finished, as a partial NetworkResult
         res, interrupted = exc.partial, exc
     by_key = {layer_key(l): r for l, r in zip(uniq, res) if r is not None}
-    kept = [l for l in network.layers if layer_key(l) in by_key]
     label = "policy (greedy)" if samples == 1 else f"policy (best of {samples})"
-    out = NetworkResult(
-        network=network.name,
-        arch=arch.name,
-        mapper=label,
-        objective=objective,
-        layers=kept,
-        results=[by_key[layer_key(l)] for l in kept],
-        seconds=time.perf_counter() - t0,
-        extra={"distinct_layers": len(uniq)},
+    out = NetworkResult.of_distinct(
+        network,
+        arch.name,
+        label,
+        objective,
+        by_key,
+        time.perf_counter() - t0,
+        {"distinct_layers": len(uniq)},
+        partial=interrupted is not None,
     )
     if interrupted is not None:
-        out.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
         raise Interrupted(out, len(by_key), len(uniq))
     return out
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from rlmap.model.costmodel import Cost, CostModel
 from rlmap.spec.arch import Architecture
-from rlmap.spec.layer import Layer
+from rlmap.spec.layer import Layer, Network, layer_key
 from rlmap.spec.mapping import Mapping
 
 
@@ -70,6 +70,35 @@ class NetworkResult:
     results: list[SearchResult]
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_distinct(
+        cls,
+        network: Network,
+        arch: str,
+        mapper: str,
+        objective: str,
+        by_key: dict[Any, SearchResult],
+        seconds: float,
+        extra: dict[str, Any],
+        partial: bool = False,
+    ) -> NetworkResult:
+        """Every layer of `network` whose shape (layer_key) has a result in `by_key`, in network order; with
+        `partial` (an interrupted run) marked so, with the network's layer count and the distinct layers done."""
+        kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
+        res = cls(
+            network=network.name,
+            arch=arch,
+            mapper=mapper,
+            objective=objective,
+            layers=kept,
+            results=[by_key[layer_key(lyr)] for lyr in kept],
+            seconds=seconds,
+            extra=dict(extra),
+        )
+        if partial:
+            res.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
+        return res
 
     @property
     def energy(self) -> float:

@@ -246,19 +246,17 @@ def map_network_warm(
     if buffer.path is not None:
         buffer.save()
     by_key = {layer_key(job[1]): r for job, r in zip(jobs, results) if r is not None}
-    kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
-    res = NetworkResult(
-        network=network.name,
-        arch=arch.name,
-        mapper=label,
-        objective=objective,
-        layers=kept,
-        results=[by_key[layer_key(lyr)] for lyr in kept],
-        seconds=time.perf_counter() - t0,
-        extra={"distinct_layers": len(jobs), "warm_start": True},
+    res = NetworkResult.of_distinct(
+        network,
+        arch.name,
+        label,
+        objective,
+        by_key,
+        time.perf_counter() - t0,
+        {"distinct_layers": len(jobs), "warm_start": True},
+        partial=interrupted,
     )
     if interrupted:
-        res.extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
         raise Interrupted(res, len(by_key), len(jobs))
     return res
 
@@ -337,21 +335,18 @@ def map_networks(
     for p, (network, arch, _seed) in enumerate(problems):
         by_key: dict[Any, SearchResult] = {key: r for (q, key), r in zip(owners, results) if q == p and r is not None}
         distinct = sum(1 for q, _ in owners if q == p)
-        kept = [lyr for lyr in network.layers if layer_key(lyr) in by_key]  # all of them unless interrupted
         out.append(
-            NetworkResult(
-                network=network.name,
-                arch=arch.name,
-                mapper=label,
-                objective=objective,
-                layers=kept,
-                results=[by_key[layer_key(lyr)] for lyr in kept],
-                seconds=seconds,
-                extra={"distinct_layers": distinct},
+            NetworkResult.of_distinct(
+                network,
+                arch.name,
+                label,
+                objective,
+                by_key,
+                seconds,
+                {"distinct_layers": distinct},
+                partial=interrupted,
             )
         )
-        if interrupted:
-            out[-1].extra.update(partial=True, total_layers=len(network.layers), distinct_done=len(by_key))
     if interrupted:
         raise Interrupted(out, sum(r is not None for r in results), len(jobs))
     return out
